@@ -1,0 +1,44 @@
+# Thin wrapper over Meson + Ninja. `make` builds into build/, `make test`
+# installs what is missing, builds with ASan/UBSan into build-test/ and runs
+# every test, `make run` starts a local scepca and scepd.
+BUILD      ?= build
+TESTBUILD  ?= build-test
+FUZZBUILD  ?= build-fuzz
+MESON      ?= meson
+
+.PHONY: all deps build test unit fuzz bench run clean docs format
+
+all: build
+
+deps:
+	@sh tools/deps.sh
+
+build: deps
+	@if [ ! -f $(BUILD)/build.ninja ]; then $(MESON) setup $(BUILD) --buildtype=debugoptimized >/dev/null; fi
+	@ninja -C $(BUILD)
+
+$(TESTBUILD)/build.ninja:
+	CC=clang $(MESON) setup $(TESTBUILD) --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+
+$(FUZZBUILD)/build.ninja:
+	CC=clang $(MESON) setup $(FUZZBUILD) --buildtype=debug -Dfuzz=true -Dtests=false -Db_lundef=false >/dev/null
+
+test: deps $(TESTBUILD)/build.ninja $(FUZZBUILD)/build.ninja
+	@ninja -C $(TESTBUILD) >/dev/null || ninja -C $(TESTBUILD)
+	@ninja -C $(FUZZBUILD) >/dev/null || ninja -C $(FUZZBUILD)
+	@tests/run --build $(TESTBUILD) --fuzz-build $(FUZZBUILD)
+
+docs: build
+	@$(BUILD)/scepctl errors --markdown > docs/errors.md
+
+bench: build
+	@bench/run
+
+run: build
+	@tools/run.sh
+
+format:
+	@clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c')
+
+clean:
+	rm -rf $(BUILD) $(TESTBUILD) $(FUZZBUILD)

@@ -1,0 +1,122 @@
+/*
+ * A SCEP client session: src/scep messages carried by src/http. Discovers the
+ * server (GetCACaps, GetCACert), chooses algorithms and transport, sends
+ * PKIOperations and checks the replies. Used by scepctl; the agent drives
+ * the same steps from its state machine.
+ */
+#ifndef SCEPD_CLIENT_H
+#define SCEPD_CLIENT_H
+
+#include <stdbool.h>
+
+#include "crypto/crypto.h"
+#include "http/http.h"
+#include "scep/scep.h"
+
+typedef enum client_method { CLIENT_METHOD_AUTO = 0, CLIENT_METHOD_GET, CLIENT_METHOD_POST } client_method;
+
+typedef struct client_config {
+    const char *url;
+    const char *ca_identifier;   /* message= on GetCACaps/GetCACert; NULL: none */
+    const char *ca_fingerprint;  /* "sha256:HEX" of the CA certificate; NULL: not checked */
+    http_options http;
+    client_method method;
+    const EVP_MD *digest;        /* NULL: chosen from the caps */
+    const EVP_CIPHER *cipher;    /* NULL: chosen from the caps */
+    bool verbose;                /* explain choices on stderr */
+} client_config;
+
+/* What discovery learned about the server. */
+typedef struct client_server {
+    scep_caps caps;
+    bool caps_answered;          /* false: closed, error or empty (no caps) */
+    char server_header[128];     /* HTTP Server: of the GetCACaps reply */
+    int iis_major;               /* Microsoft-IIS/N, 0 when not IIS */
+    scep_ca_certs *ca;
+} client_server;
+
+void client_server_clear(client_server *s);
+
+int client_get_caps(const client_config *cfg, client_server *srv, util_error *err) MUST_CHECK;
+/* GetCACert, then checks the pinned fingerprint and that RA certificates
+ * were issued by the CA and are within their validity at `now`. */
+int client_get_ca(const client_config *cfg, client_server *srv, time_t now,
+                  util_error *err) MUST_CHECK;
+int client_discover(const client_config *cfg, client_server *srv, time_t now,
+                    util_error *err) MUST_CHECK;
+/* GetNextCACert: the next CA certificates, verified against the current CA. */
+int client_get_next_ca(const client_config *cfg, const client_server *srv,
+                       STACK_OF(X509) **out, util_error *err) MUST_CHECK;
+
+/* The algorithms and method a transaction uses. */
+typedef struct client_choice {
+    const EVP_MD *digest;
+    const EVP_CIPHER *cipher;
+    bool post;
+    bool is_ndes;                /* Microsoft IIS: renewal as PKCSReq, no RenewalReq */
+} client_choice;
+
+void client_choose(const client_config *cfg, const client_server *srv, client_choice *out);
+
+/* One transaction (an enrollment, a poll, a GetCert or GetCRL). */
+typedef struct client_transaction {
+    char transaction_id[80];
+    int request_type;            /* PKCSReq or RenewalReq for enrollments */
+    X509 *signer_cert;           /* self-signed, or the old certificate for renewal */
+    EVP_PKEY *signer_key;
+    EVP_PKEY *new_key;           /* the key in the CSR; the issued certificate must match */
+    X509_NAME *subject;          /* CSR subject, for CertPoll */
+    client_choice choice;
+} client_transaction;
+
+void client_transaction_clear(client_transaction *t);
+
+typedef struct client_result {
+    int status;                  /* scep_pki_status */
+    util_err failure;            /* FAILURE: the catalogue code */
+    char failure_detail[384];    /* failInfo name, failInfoText, NDES HRESULT */
+    X509 *cert;
+    STACK_OF(X509) *chain;
+    X509_CRL *crl;
+} client_result;
+
+void client_result_clear(client_result *r);
+
+/*
+ * Sends one PKIOperation of `type` with `message_data` and checks the reply.
+ * Returns 0 with r->status set (SUCCESS, PENDING or FAILURE; on SUCCESS the
+ * content is opened and r->cert/chain/crl filled), or -1 for communication
+ * and bad-data errors.
+ */
+int client_pki_operation(const client_config *cfg, const client_server *srv,
+                         const client_transaction *t, int type, const uint8_t *message_data,
+                         size_t message_data_len, client_result *r, util_error *err) MUST_CHECK;
+
+/* PKCSReq or RenewalReq with the CSR. */
+int client_enroll(const client_config *cfg, const client_server *srv, const client_transaction *t,
+                  const uint8_t *csr_der, size_t csr_len, client_result *r,
+                  util_error *err) MUST_CHECK;
+/* CertPoll (GetCertInitial) with the same transactionID. */
+int client_poll(const client_config *cfg, const client_server *srv, const client_transaction *t,
+                client_result *r, util_error *err) MUST_CHECK;
+
+/* Fills the error for a FAILURE result (code and detail). */
+void client_result_error(const client_result *r, util_error *err);
+
+
+/* ---- Saved state of a deferred request (scepctl poll) ---- */
+
+typedef struct client_saved {
+    char *url;
+    char *ca_identifier;
+    char *key_out, *cert_out, *chain_out;
+    client_server server;        /* caps flags, Server header, CA/RA certificates */
+    client_transaction txn;
+} client_saved;
+
+/* Written atomically with mode 0600: it holds the request's private keys. */
+int client_state_save(const char *path, const client_saved *s, util_error *err) MUST_CHECK;
+int client_state_load(const char *path, client_saved *s, util_error *err) MUST_CHECK;
+void client_saved_clear(client_saved *s);
+
+#endif

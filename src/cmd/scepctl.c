@@ -1,0 +1,773 @@
+/* scepctl: every SCEP operation, one shot, for scripts and troubleshooting. */
+#include <getopt.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "client/client.h"
+#include "cmd/scepctl.h"
+#include "util/file.h"
+#include "util/log.h"
+#include "util/ossl.h"
+
+#define SECRET_FILE_MAX 4096
+
+/* ---- options shared by the commands ---- */
+
+enum {
+    OPT_CN = 256, OPT_ORG, OPT_SUBJECT, OPT_SAN, OPT_CHALLENGE, OPT_CHALLENGE_FILE, OPT_KEY_TYPE,
+    OPT_KEY, OPT_DIGEST, OPT_CIPHER, OPT_KEY_USAGE, OPT_EKU, OPT_METHOD, OPT_CA_FP, OPT_POLL_INT,
+    OPT_POLL_COUNT, OPT_TIMEOUT, OPT_STATE, OPT_KEY_OUT, OPT_CERT_OUT, OPT_CHAIN_OUT, OPT_CERT,
+    OPT_NEW_KEY_TYPE, OPT_REUSE_KEY, OPT_MODE, OPT_SERIAL, OPT_SIGNER, OPT_TLS_CA, OPT_TLS_PIN,
+    OPT_PROXY, OPT_CONNECT_TIMEOUT, OPT_MAX_RESPONSE, OPT_INSECURE, OPT_TEMPLATE, OPT_EMAIL,
+    OPT_MARKDOWN,
+};
+
+static const struct option long_options[] = {
+    {"url", required_argument, NULL, 'u'},
+    {"ca-ident", required_argument, NULL, 'i'},
+    {"out", required_argument, NULL, 'o'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},
+    {"cn", required_argument, NULL, OPT_CN},
+    {"org", required_argument, NULL, OPT_ORG},
+    {"subject", required_argument, NULL, OPT_SUBJECT},
+    {"san", required_argument, NULL, OPT_SAN},
+    {"email", required_argument, NULL, OPT_EMAIL},
+    {"challenge", required_argument, NULL, OPT_CHALLENGE},
+    {"challenge-file", required_argument, NULL, OPT_CHALLENGE_FILE},
+    {"key-type", required_argument, NULL, OPT_KEY_TYPE},
+    {"key", required_argument, NULL, OPT_KEY},
+    {"cert", required_argument, NULL, OPT_CERT},
+    {"digest", required_argument, NULL, OPT_DIGEST},
+    {"cipher", required_argument, NULL, OPT_CIPHER},
+    {"key-usage", required_argument, NULL, OPT_KEY_USAGE},
+    {"eku", required_argument, NULL, OPT_EKU},
+    {"template", required_argument, NULL, OPT_TEMPLATE},
+    {"method", required_argument, NULL, OPT_METHOD},
+    {"ca-fingerprint", required_argument, NULL, OPT_CA_FP},
+    {"poll-interval", required_argument, NULL, OPT_POLL_INT},
+    {"poll-count", required_argument, NULL, OPT_POLL_COUNT},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
+    {"max-response", required_argument, NULL, OPT_MAX_RESPONSE},
+    {"state", required_argument, NULL, OPT_STATE},
+    {"key-out", required_argument, NULL, OPT_KEY_OUT},
+    {"cert-out", required_argument, NULL, OPT_CERT_OUT},
+    {"chain-out", required_argument, NULL, OPT_CHAIN_OUT},
+    {"new-key-type", required_argument, NULL, OPT_NEW_KEY_TYPE},
+    {"reuse-key", no_argument, NULL, OPT_REUSE_KEY},
+    {"mode", required_argument, NULL, OPT_MODE},
+    {"serial", required_argument, NULL, OPT_SERIAL},
+    {"signer", required_argument, NULL, OPT_SIGNER},
+    {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+    {"tls-pin", required_argument, NULL, OPT_TLS_PIN},
+    {"proxy", required_argument, NULL, OPT_PROXY},
+    {"insecure", no_argument, NULL, OPT_INSECURE},
+    {"markdown", no_argument, NULL, OPT_MARKDOWN},
+    {NULL, 0, NULL, 0},
+};
+
+
+static int number(const char *text, long min, long max, long *out, util_error *err)
+{
+    char *end = NULL;
+    long v = strtol(text, &end, 10);
+    if (!*text || *end || v < min || v > max)
+        return util_error_set(err, UTIL_ERR_USAGE, "\"%s\" is not a number from %ld to %ld", text, min, max);
+    *out = v;
+    return 0;
+}
+
+static int parse_option(options *o, int c, const char *arg, util_error *err)
+{
+    long v = 0;
+    switch (c) {
+    case 'u': o->cfg.url = arg; break;
+    case 'i': o->cfg.ca_identifier = arg; break;
+    case 'o': o->out = arg; break;
+    case 'v': o->cfg.verbose = true; break;
+    case 'h': o->help = true; break;
+    case OPT_CN: o->cn = arg; break;
+    case OPT_ORG: o->org = arg; break;
+    case OPT_SUBJECT: o->subject = arg; break;
+    case OPT_EMAIL: o->email = arg; break;
+    case OPT_SAN:
+        if (o->san_count >= CRYPTO_MAX_SANS)
+            return util_error_set(err, UTIL_ERR_USAGE, "at most %d --san", CRYPTO_MAX_SANS);
+        o->sans[o->san_count++] = arg;
+        break;
+    case OPT_EKU:
+        if (o->eku_count >= CRYPTO_MAX_EKUS)
+            return util_error_set(err, UTIL_ERR_USAGE, "at most %d --eku", CRYPTO_MAX_EKUS);
+        o->ekus[o->eku_count++] = arg;
+        break;
+    case OPT_CHALLENGE: o->challenge = arg; break;
+    case OPT_CHALLENGE_FILE: o->challenge_file = arg; break;
+    case OPT_KEY_TYPE: o->key_type = arg; break;
+    case OPT_KEY: o->key = arg; break;
+    case OPT_CERT: o->cert = arg; break;
+    case OPT_DIGEST:
+        if (!(o->cfg.digest = scep_digest_by_name(arg)))
+            return util_error_set(err, UTIL_ERR_UNSUPPORTED_ALGORITHM, "digest \"%s\"", arg);
+        break;
+    case OPT_CIPHER:
+        if (!(o->cfg.cipher = scep_cipher_by_name(arg)))
+            return util_error_set(err, UTIL_ERR_UNSUPPORTED_ALGORITHM, "cipher \"%s\"", arg);
+        break;
+    case OPT_KEY_USAGE: o->key_usage = arg; break;
+    case OPT_TEMPLATE: o->template_name = arg; break;
+    case OPT_METHOD:
+        if (!strcmp(arg, "auto")) o->cfg.method = CLIENT_METHOD_AUTO;
+        else if (!strcmp(arg, "get")) o->cfg.method = CLIENT_METHOD_GET;
+        else if (!strcmp(arg, "post")) o->cfg.method = CLIENT_METHOD_POST;
+        else return util_error_set(err, UTIL_ERR_USAGE, "--method is auto, get or post");
+        break;
+    case OPT_CA_FP:
+        if (!crypto_fingerprint_valid(arg))
+            return util_error_set(err, UTIL_ERR_USAGE, "--ca-fingerprint wants sha256:HEX (64 hex digits)");
+        o->cfg.ca_fingerprint = arg;
+        break;
+    case OPT_POLL_INT: return number(arg, 1, 86400, &o->poll_interval, err);
+    case OPT_POLL_COUNT: return number(arg, 0, 100000, &o->poll_count, err);
+    case OPT_TIMEOUT:
+        if (number(arg, 1, 3600, &v, err) != 0)
+            return -1;
+        o->cfg.http.total_timeout_ms = v * 1000;
+        break;
+    case OPT_CONNECT_TIMEOUT:
+        if (number(arg, 1, 3600, &v, err) != 0)
+            return -1;
+        o->cfg.http.connect_timeout_ms = v * 1000;
+        break;
+    case OPT_MAX_RESPONSE:
+        if (number(arg, 1024, 1L << 30, &v, err) != 0)
+            return -1;
+        o->cfg.http.max_response = (size_t)v;
+        break;
+    case OPT_STATE: o->state = arg; break;
+    case OPT_KEY_OUT: o->key_out = arg; break;
+    case OPT_CERT_OUT: o->cert_out = arg; break;
+    case OPT_CHAIN_OUT: o->chain_out = arg; break;
+    case OPT_NEW_KEY_TYPE: o->new_key_type = arg; break;
+    case OPT_REUSE_KEY: o->reuse_key = true; break;
+    case OPT_MODE: o->mode = arg; break;
+    case OPT_SERIAL: o->serial = arg; break;
+    case OPT_SIGNER: o->signer = arg; break;
+    case OPT_TLS_CA: o->cfg.http.ca_file = arg; break;
+    case OPT_TLS_PIN:
+        if (!crypto_fingerprint_valid(arg))
+            return util_error_set(err, UTIL_ERR_USAGE, "--tls-pin wants sha256:HEX");
+        o->cfg.http.pin_sha256 = arg;
+        break;
+    case OPT_PROXY: o->cfg.http.proxy = arg; break;
+    case OPT_INSECURE: o->cfg.http.insecure = true; break;
+    case OPT_MARKDOWN: o->markdown = true; break;
+    default:
+        return util_error_set(err, UTIL_ERR_USAGE, "unknown option");
+    }
+    return 0;
+}
+
+static int parse_options(int argc, char **argv, options *o, util_error *err)
+{
+    memset(o, 0, sizeof *o);
+    o->poll_interval = 60;
+    opterr = 0;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "u:i:o:vh", long_options, NULL)) != -1) {
+        if (c == '?' || c == ':')
+            return util_error_set(err, UTIL_ERR_USAGE, "%s: unknown option or missing value",
+                                  argv[optind - 1]);
+        if (parse_option(o, c, optarg, err) != 0)
+            return -1;
+    }
+    if (optind < argc)
+        o->positional = argv[optind++];
+    if (optind < argc)
+        return util_error_set(err, UTIL_ERR_USAGE, "unexpected argument \"%s\"", argv[optind]);
+    return 0;
+}
+
+static int need(const char *value, const char *name, util_error *err)
+{
+    return value ? 0 : util_error_set(err, UTIL_ERR_USAGE, "%s is required", name);
+}
+
+/* ---- output ---- */
+
+void scepctl_report(const util_error *err)
+{
+    fprintf(stderr, "error[%s]: %s", util_err_code(err->code), util_err_message(err->code));
+    if (err->detail[0])
+        fprintf(stderr, " (%s)", err->detail);
+    fprintf(stderr, "\nremedy: %s\n", util_err_remedy(err->code));
+}
+
+static void print_cert_line(X509 *x, const char *role)
+{
+    crypto_cert_info info;
+    crypto_cert_info_get(x, &info);
+    char until[32];
+    struct tm tm;
+    gmtime_r(&info.not_after, &tm);
+    strftime(until, sizeof until, "%Y-%m-%d", &tm);
+    printf("%s: %s\n  issuer:  %s\n  key:     %s, valid until %s%s%s\n  sha256:  %s\n  sha1:    %s\n",
+           role, info.subject, info.issuer, info.key, until, info.key_usage[0] ? ", " : "",
+           info.key_usage, info.sha256, info.sha1);
+}
+
+/* ---- commands ---- */
+
+static int cmd_getcaps(options *o, util_error *err)
+{
+    client_server srv = {0};
+    if (need(o->cfg.url, "-u URL", err) || client_get_caps(&o->cfg, &srv, err) != 0)
+        return -1;
+    char text[2048];
+    scep_caps_format(&srv.caps, text, sizeof text);
+    fputs(text, stdout);
+    if (!srv.caps_answered)
+        fprintf(stderr, "note: the server sent no capabilities (treated as none: GET, SHA-1, 3DES)\n");
+    if (srv.server_header[0] && o->cfg.verbose)
+        fprintf(stderr, "server: %s\n", srv.server_header);
+    client_server_clear(&srv);
+    return 0;
+}
+
+static int cmd_getca(options *o, util_error *err)
+{
+    client_server srv = {0};
+    int rc = -1;
+    if (need(o->cfg.url, "-u URL", err) || need(o->out, "-o CHAIN.pem", err))
+        return -1;
+    if (client_get_ca(&o->cfg, &srv, time(NULL), err) != 0)
+        goto out;
+    for (int i = 0; i < sk_X509_num(srv.ca->all); i++) {
+        X509 *x = sk_X509_value(srv.ca->all, i);
+        print_cert_line(x, scep_cert_role_name(scep_ca_certs_role(srv.ca, x)));
+    }
+    rc = crypto_certs_write_file(o->out, srv.ca->all, err);
+out:
+    client_server_clear(&srv);
+    return rc;
+}
+
+static int cmd_getnextca(options *o, util_error *err)
+{
+    client_server srv = {0};
+    STACK_OF(X509) *next = NULL;
+    int rc = -1;
+    if (need(o->cfg.url, "-u URL", err) || need(o->out, "-o OUT.pem", err))
+        return -1;
+    if (client_discover(&o->cfg, &srv, time(NULL), err) != 0)
+        goto out;
+    if (srv.caps_answered && !scep_caps_has(&srv.caps, SCEP_CAP_GETNEXTCACERT))
+        fprintf(stderr, "note: the server does not list GetNextCACert; asking anyway\n");
+    if (client_get_next_ca(&o->cfg, &srv, &next, err) != 0)
+        goto out;
+    for (int i = 0; i < sk_X509_num(next); i++)
+        print_cert_line(sk_X509_value(next, i), "next");
+    rc = crypto_certs_write_file(o->out, next, err);
+out:
+    util_x509_stack_free(next);
+    client_server_clear(&srv);
+    return rc;
+}
+
+static int read_challenge(const options *o, char **out, util_error *err)
+{
+    *out = NULL;
+    if (o->challenge_file) {
+        uint8_t *data = NULL;
+        size_t len = 0;
+        if (util_file_read(o->challenge_file, SECRET_FILE_MAX, &data, &len, err) != 0)
+            return -1;
+        while (len && (data[len - 1] == '\n' || data[len - 1] == '\r'))
+            data[--len] = '\0';
+        *out = (char *)data;
+    } else if (o->challenge) {
+        *out = strdup(o->challenge);
+    }
+    return 0;
+}
+
+static int write_outputs(const char *key_out, const char *cert_out, const char *chain_out,
+                         EVP_PKEY *key, const client_result *r, util_error *err)
+{
+    STACK_OF(X509) *one = sk_X509_new_null();
+    int rc = -1;
+    if (!one || sk_X509_push(one, r->cert) <= 0) {
+        util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+        goto out;
+    }
+    if (key_out && crypto_key_write_file(key_out, key, err) != 0)
+        goto out;
+    if (cert_out && crypto_certs_write_file(cert_out, one, err) != 0)
+        goto out;
+    if (chain_out && r->chain && crypto_certs_write_file(chain_out, r->chain, err) != 0)
+        goto out;
+    crypto_cert_info info;
+    crypto_cert_info_get(r->cert, &info);
+    printf("issued: %s\n  serial:  %s\n  sha256:  %s\n", info.subject, info.serial, info.sha256);
+    rc = 0;
+out:
+    sk_X509_free(one);
+    return rc;
+}
+
+/* Polls a deferred request up to poll_count times; saves the state while it
+ * stays pending. Returns 0 on SUCCESS, -1 with err set otherwise. */
+static int finish(options *o, client_saved *s, client_result *r, util_error *err)
+{
+    client_config cfg = o->cfg;
+    cfg.url = s->url;
+    cfg.ca_identifier = s->ca_identifier;
+    for (long i = 0; r->status == SCEP_STATUS_PENDING && i < o->poll_count; i++) {
+        fprintf(stderr, "pending: polling again in %ld s (%ld of %ld)\n", o->poll_interval, i + 1, o->poll_count);
+        sleep((unsigned)o->poll_interval);
+        client_result_clear(r);
+        if (client_poll(&cfg, &s->server, &s->txn, r, err) != 0)
+            return -1;
+    }
+    if (r->status == SCEP_STATUS_SUCCESS)
+        return write_outputs(s->key_out, s->cert_out, s->chain_out, s->txn.new_key, r, err);
+    if (r->status == SCEP_STATUS_PENDING) {
+        const char *path = o->state;
+        if (!path)
+            return util_error_set(err, UTIL_ERR_PENDING, "no --state file to resume from");
+        if (client_state_save(path, s, err) != 0)
+            return -1;
+        fprintf(stderr, "pending: transactionID %s; state saved to %s\n", s->txn.transaction_id, path);
+        return util_error_set(err, UTIL_ERR_PENDING, "resume with: scepctl poll --state %s", path);
+    }
+    client_result_error(r, err);
+    return -1;
+}
+
+static int fill_csr_params(const options *o, crypto_csr_params *p, const char *challenge, util_error *err)
+{
+    memset(p, 0, sizeof *p);
+    p->common_name = o->cn;
+    p->organization = o->org;
+    p->subject = o->subject;
+    p->email = o->email;
+    memcpy(p->sans, o->sans, sizeof o->sans);
+    p->san_count = o->san_count;
+    memcpy(p->ekus, o->ekus, sizeof o->ekus);
+    p->eku_count = o->eku_count;
+    p->template_name = o->template_name;
+    p->challenge_password = challenge;
+    p->digest = o->cfg.digest;
+    if (o->key_usage) {
+        if (crypto_key_usage_parse(o->key_usage, &p->key_usage) != 0)
+            return util_error_set(err, UTIL_ERR_USAGE, "--key-usage is none, digitalSignature, keyEncipherment or both");
+        p->key_usage_set = true;
+    }
+    return 0;
+}
+
+static int build_request(const crypto_csr_params *csr, EVP_PKEY *key, uint8_t **der, size_t *len,
+                         X509_NAME **subject, util_error *err)
+{
+    X509_REQ *req = NULL;
+    if (crypto_csr_build(csr, key, &req, err) != 0)
+        return -1;
+    unsigned char *buf = NULL;
+    int n = i2d_X509_REQ(req, &buf);
+    *subject = X509_NAME_dup(X509_REQ_get_subject_name(req));
+    X509_REQ_free(req);
+    if (n <= 0 || !*subject) {
+        OPENSSL_free(buf);
+        return util_error_ossl(err, UTIL_ERR_CSR_BUILD, "encoding the request");
+    }
+    *der = buf;
+    *len = (size_t)n;
+    return 0;
+}
+
+static int saved_init(client_saved *s, const options *o)
+{
+    s->url = strdup(o->cfg.url);
+    s->ca_identifier = o->cfg.ca_identifier ? strdup(o->cfg.ca_identifier) : NULL;
+    s->key_out = o->key_out ? strdup(o->key_out) : NULL;
+    s->cert_out = o->cert_out ? strdup(o->cert_out) : NULL;
+    s->chain_out = o->chain_out ? strdup(o->chain_out) : NULL;
+    return s->url ? 0 : -1;
+}
+
+static void explain_choice(const options *o, const client_saved *s)
+{
+    if (!o->cfg.verbose)
+        return;
+    const client_choice *c = &s->txn.choice;
+    fprintf(stderr, "server: %s%s; using %s, %s, %s, %s\n", s->server.server_header[0] ? s->server.server_header : "unknown",
+            s->server.caps_answered ? "" : " (no caps)", scep_message_type_name(s->txn.request_type),
+            scep_digest_short_name(c->digest), scep_cipher_short_name(c->cipher), c->post ? "POST" : "GET");
+}
+
+static int cmd_enroll(options *o, util_error *err)
+{
+    client_saved s = {0};
+    client_result r = {0};
+    char *challenge = NULL;
+    uint8_t *csr = NULL;
+    size_t csr_len = 0;
+    crypto_csr_params params;
+    int rc = -1;
+    if (need(o->cfg.url, "-u URL", err) || need(o->key_out, "--key-out", err) ||
+        need(o->cert_out, "--cert-out", err) || (!o->subject && need(o->cn, "--cn", err)))
+        return -1;
+    if (read_challenge(o, &challenge, err) != 0 || fill_csr_params(o, &params, challenge, err) != 0)
+        goto out;
+    if (saved_init(&s, o) != 0) {
+        util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+        goto out;
+    }
+    if (o->key) {
+        if (crypto_key_load_file(o->key, &s.txn.new_key, err) != 0)
+            goto out;
+    } else {
+        crypto_key_spec spec;
+        if (crypto_key_spec_parse(o->key_type ? o->key_type : "rsa:2048", &spec, err) != 0 ||
+            crypto_key_generate(&spec, &s.txn.new_key, err) != 0)
+            goto out;
+    }
+    if (client_discover(&o->cfg, &s.server, time(NULL), err) != 0)
+        goto out;
+    client_choose(&o->cfg, &s.server, &s.txn.choice);
+    params.digest = s.txn.choice.digest;
+    if (build_request(&params, s.txn.new_key, &csr, &csr_len, &s.txn.subject, err) != 0 ||
+        scep_transaction_id(s.txn.new_key, s.txn.transaction_id, err) != 0 ||
+        crypto_selfsigned_build(s.txn.new_key, s.txn.subject, s.txn.choice.digest, time(NULL), 30,
+                                &s.txn.signer_cert, err) != 0)
+        goto out;
+    s.txn.signer_key = s.txn.new_key;
+    EVP_PKEY_up_ref(s.txn.signer_key);
+    s.txn.request_type = SCEP_MSG_PKCSREQ;
+    explain_choice(o, &s);
+    if (client_enroll(&o->cfg, &s.server, &s.txn, csr, csr_len, &r, err) != 0)
+        goto out;
+    rc = finish(o, &s, &r, err);
+out:
+    if (challenge)
+        crypto_secret_free(challenge, strlen(challenge));
+    OPENSSL_free(csr);
+    client_result_clear(&r);
+    client_saved_clear(&s);
+    return rc;
+}
+
+/* The renewal request keeps the old certificate's subject, SANs and key usage. */
+static int renewal_params(X509 *old, crypto_csr_params *p, char *sans, size_t sans_len, char *subject,
+                          size_t subject_len)
+{
+    crypto_cert_info info;
+    crypto_cert_info_get(old, &info);
+    snprintf(subject, subject_len, "%s", info.subject);
+    char *one_line = X509_NAME_oneline(X509_get_subject_name(old), NULL, 0);
+    if (one_line) {
+        snprintf(subject, subject_len, "%s", one_line);
+        OPENSSL_free(one_line);
+    }
+    p->subject = subject;
+    snprintf(sans, sans_len, "%s", info.san);
+    for (char *tok = strtok(sans, ","); tok && p->san_count < CRYPTO_MAX_SANS; tok = strtok(NULL, ",")) {
+        while (*tok == ' ')
+            tok++;
+        p->sans[p->san_count++] = tok;
+    }
+    if (!p->key_usage_set && (X509_get_extension_flags(old) & EXFLAG_KUSAGE)) {
+        uint32_t ku = X509_get_key_usage(old);
+        p->key_usage = (ku & KU_DIGITAL_SIGNATURE ? CRYPTO_KU_DIGITAL_SIGNATURE : 0) |
+                       (ku & KU_KEY_ENCIPHERMENT ? CRYPTO_KU_KEY_ENCIPHERMENT : 0);
+        p->key_usage_set = true;
+    }
+    return 0;
+}
+
+static int renewal_type(const options *o, const client_server *srv, int *type, util_error *err)
+{
+    const char *mode = o->mode ? o->mode : "auto";
+    if (!strcmp(mode, "renewalreq"))
+        *type = SCEP_MSG_RENEWALREQ;
+    else if (!strcmp(mode, "pkcsreq"))
+        *type = SCEP_MSG_PKCSREQ;
+    else if (!strcmp(mode, "auto"))
+        *type = scep_caps_has(&srv->caps, SCEP_CAP_RENEWAL) && !srv->iis_major ? SCEP_MSG_RENEWALREQ
+                                                                            : SCEP_MSG_PKCSREQ;
+    else
+        return util_error_set(err, UTIL_ERR_USAGE, "--mode is auto, renewalreq or pkcsreq");
+    return 0;
+}
+
+static int cmd_renew(options *o, util_error *err)
+{
+    client_saved s = {0};
+    client_result r = {0};
+    char *challenge = NULL;
+    uint8_t *csr = NULL;
+    size_t csr_len = 0;
+    crypto_csr_params params;
+    char sans[1024], subject[1024];
+    int rc = -1;
+    if (need(o->cfg.url, "-u URL", err) || need(o->key, "--key OLD.key", err) ||
+        need(o->cert, "--cert OLD.crt", err) || need(o->key_out, "--key-out", err) ||
+        need(o->cert_out, "--cert-out", err))
+        return -1;
+    if (read_challenge(o, &challenge, err) != 0 || fill_csr_params(o, &params, challenge, err) != 0)
+        goto out;
+    if (saved_init(&s, o) != 0 || crypto_key_load_file(o->key, &s.txn.signer_key, err) != 0 ||
+        crypto_cert_load_file(o->cert, &s.txn.signer_cert, err) != 0)
+        goto out;
+    if (!crypto_cert_matches_key(s.txn.signer_cert, s.txn.signer_key)) {
+        util_error_set(err, UTIL_ERR_KEY_MISMATCH, "%s and %s", o->key, o->cert);
+        goto out;
+    }
+    if (o->reuse_key) {
+        s.txn.new_key = s.txn.signer_key;
+        EVP_PKEY_up_ref(s.txn.new_key);
+    } else {
+        crypto_key_spec spec;
+        char same[32];
+        if (!o->new_key_type) {
+            EVP_PKEY *old = s.txn.signer_key;
+            if (EVP_PKEY_get_base_id(old) == EVP_PKEY_EC)
+                snprintf(same, sizeof same, "ec:%d", EVP_PKEY_get_bits(old));
+            else
+                snprintf(same, sizeof same, "rsa:%d", EVP_PKEY_get_bits(old));
+        }
+        if (crypto_key_spec_parse(o->new_key_type ? o->new_key_type : same, &spec, err) != 0 ||
+            crypto_key_generate(&spec, &s.txn.new_key, err) != 0)
+            goto out;
+    }
+    if (client_discover(&o->cfg, &s.server, time(NULL), err) != 0)
+        goto out;
+    client_choose(&o->cfg, &s.server, &s.txn.choice);
+    if (renewal_type(o, &s.server, &s.txn.request_type, err) != 0)
+        goto out;
+    renewal_params(s.txn.signer_cert, &params, sans, sizeof sans, subject, sizeof subject);
+    if (o->subject)
+        params.subject = o->subject;
+    params.digest = s.txn.choice.digest;
+    if (build_request(&params, s.txn.new_key, &csr, &csr_len, &s.txn.subject, err) != 0 ||
+        scep_transaction_id(s.txn.new_key, s.txn.transaction_id, err) != 0)
+        goto out;
+    explain_choice(o, &s);
+    if (client_enroll(&o->cfg, &s.server, &s.txn, csr, csr_len, &r, err) != 0)
+        goto out;
+    rc = finish(o, &s, &r, err);
+out:
+    if (challenge)
+        crypto_secret_free(challenge, strlen(challenge));
+    OPENSSL_free(csr);
+    client_result_clear(&r);
+    client_saved_clear(&s);
+    return rc;
+}
+
+static int cmd_poll(options *o, util_error *err)
+{
+    client_saved s = {0};
+    client_result r = {0};
+    if (need(o->state, "--state FILE", err) || client_state_load(o->state, &s, err) != 0)
+        return -1;
+    client_config cfg = o->cfg;
+    cfg.url = s.url;
+    cfg.ca_identifier = s.ca_identifier;
+    int rc = client_poll(&cfg, &s.server, &s.txn, &r, err);
+    if (rc == 0)
+        rc = finish(o, &s, &r, err);
+    if (rc == 0)
+        (void)unlink(o->state); /* done: the state holds a private key */
+    client_result_clear(&r);
+    client_saved_clear(&s);
+    return rc;
+}
+
+/* GetCert and GetCRL: signed with an existing certificate and key. */
+static int signed_query(options *o, int type, client_result *r, util_error *err)
+{
+    client_saved s = {0};
+    uint8_t *data = NULL;
+    size_t len = 0;
+    ASN1_INTEGER *serial = NULL;
+    int rc = -1;
+    if (need(o->cfg.url, "-u URL", err) || need(o->key, "--key", err) || need(o->cert, "--cert", err) ||
+        need(o->out, "-o", err) || (type == SCEP_MSG_GETCERT && need(o->serial, "--serial", err)))
+        return -1;
+    if (crypto_key_load_file(o->key, &s.txn.signer_key, err) != 0 ||
+        crypto_cert_load_file(o->cert, &s.txn.signer_cert, err) != 0 ||
+        client_discover(&o->cfg, &s.server, time(NULL), err) != 0)
+        goto out;
+    client_choose(&o->cfg, &s.server, &s.txn.choice);
+    if (type == SCEP_MSG_GETCERT) {
+        BIGNUM *bn = NULL;
+        const char *hex = o->serial;
+        int ok = (!strncasecmp(hex, "0x", 2) ? BN_hex2bn(&bn, hex + 2) : BN_dec2bn(&bn, hex)) > 0;
+        serial = ok ? BN_to_ASN1_INTEGER(bn, NULL) : NULL;
+        BN_free(bn);
+        if (!serial) {
+            util_error_set(err, UTIL_ERR_USAGE, "--serial \"%s\" is not a decimal or 0x-hex number", o->serial);
+            goto out;
+        }
+        if (scep_issuer_and_serial_encode(X509_get_subject_name(s.server.ca->ca), serial, &data, &len, err) != 0)
+            goto out;
+    } else if (scep_issuer_and_serial_encode(X509_get_issuer_name(s.txn.signer_cert),
+                                             X509_get0_serialNumber(s.txn.signer_cert), &data, &len, err) != 0) {
+        goto out;
+    }
+    /* a per-query transactionID: hash of the signer's key plus the operation */
+    if (scep_transaction_id(s.txn.signer_key, s.txn.transaction_id, err) != 0)
+        goto out;
+    strncat(s.txn.transaction_id, type == SCEP_MSG_GETCERT ? "-GC" : "-CRL",
+            sizeof s.txn.transaction_id - strlen(s.txn.transaction_id) - 1);
+    if (client_pki_operation(&o->cfg, &s.server, &s.txn, type, data, len, r, err) != 0)
+        goto out;
+    if (r->status != SCEP_STATUS_SUCCESS) {
+        client_result_error(r, err);
+        goto out;
+    }
+    rc = 0;
+out:
+    ASN1_INTEGER_free(serial);
+    OPENSSL_free(data);
+    client_saved_clear(&s);
+    return rc;
+}
+
+static int cmd_getcert(options *o, util_error *err)
+{
+    client_result r = {0};
+    int rc = signed_query(o, SCEP_MSG_GETCERT, &r, err);
+    if (rc == 0 && (!r.chain || sk_X509_num(r.chain) == 0))
+        rc = util_error_set(err, UTIL_ERR_RESPONSE_NO_CERT, "the reply holds no certificate");
+    if (rc == 0) {
+        print_cert_line(sk_X509_value(r.chain, 0), "certificate");
+        rc = crypto_certs_write_file(o->out, r.chain, err);
+    }
+    client_result_clear(&r);
+    return rc;
+}
+
+static int cmd_getcrl(options *o, util_error *err)
+{
+    client_result r = {0};
+    int rc = signed_query(o, SCEP_MSG_GETCRL, &r, err);
+    if (rc == 0 && !r.crl)
+        rc = util_error_set(err, UTIL_ERR_RESPONSE_PARSE, "the reply holds no CRL");
+    if (rc == 0) {
+        BIO *bio = BIO_new(BIO_s_mem());
+        char *pem = NULL;
+        long n = 0;
+        if (bio && PEM_write_bio_X509_CRL(bio, r.crl))
+            n = BIO_get_mem_data(bio, &pem);
+        rc = n > 0 ? util_file_write_atomic(o->out, pem, (size_t)n, 0644, err)
+                   : util_error_ossl(err, UTIL_ERR_INTERNAL, "encoding the CRL");
+        BIO_free(bio);
+        if (rc == 0)
+            printf("crl: %d revoked certificate(s)\n", sk_X509_REVOKED_num(X509_CRL_get_REVOKED(r.crl)));
+    }
+    client_result_clear(&r);
+    return rc;
+}
+
+static int cmd_errors(options *o, util_error *err)
+{
+    (void)err;
+    if (o->markdown) {
+        util_errors_markdown(stdout);
+        return 0;
+    }
+    for (int i = 1; i < UTIL_ERR_COUNT; i++)
+        printf("%-24s %d  %s\n", util_err_code((util_err)i), util_err_exit_class((util_err)i),
+               util_err_message((util_err)i));
+    return 0;
+}
+
+static const struct command {
+    const char *name;
+    int (*run)(options *, util_error *);
+    const char *usage;
+} commands[] = {
+    {"getcaps", cmd_getcaps, "getcaps   -u URL [-i IDENT]"},
+    {"getca", cmd_getca, "getca     -u URL [-i IDENT] [--ca-fingerprint sha256:HEX] -o CHAIN.pem"},
+    {"enroll", cmd_enroll,
+     "enroll    -u URL --cn CN [--org O] [--subject DN] [--email E] [--san TYPE:VALUE]...\n"
+     "                    [--challenge PW | --challenge-file F] [--key-type rsa:2048|rsa:4096|ec:P-256|...]\n"
+     "                    [--key EXISTING.pem] [--digest sha256] [--cipher aes|aes256|des3]\n"
+     "                    [--key-usage none|digitalSignature|keyEncipherment|both] [--eku OID]...\n"
+     "                    [--template NAME] [--method auto|get|post] [--ca-fingerprint sha256:HEX]\n"
+     "                    [--poll-interval S] [--poll-count N] [--timeout S] [--state FILE]\n"
+     "                    --key-out KEY.pem --cert-out CERT.pem [--chain-out CHAIN.pem]"},
+    {"renew", cmd_renew,
+     "renew     -u URL --key OLD.key --cert OLD.crt [--new-key-type T | --reuse-key]\n"
+     "                    [--mode auto|renewalreq|pkcsreq] [--challenge PW] --key-out K --cert-out C"},
+    {"poll", cmd_poll, "poll      --state FILE [--poll-interval S --poll-count N]"},
+    {"getcert", cmd_getcert, "getcert   -u URL --key K --cert C --serial N -o OUT.pem"},
+    {"getcrl", cmd_getcrl, "getcrl    -u URL --key K --cert C -o OUT.crl"},
+    {"getnextca", cmd_getnextca, "getnextca -u URL -o OUT.pem"},
+    {"inspect", scepctl_inspect, "inspect   FILE [--signer CERT.pem] [--key KEY.pem]"},
+    {"errors", cmd_errors, "errors    [--markdown]"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  scepctl %s\n", commands[i].usage);
+    fprintf(out,
+            "\ntransport options (all network commands): [--tls-ca FILE] [--tls-pin sha256:HEX] [--insecure]\n"
+            "  [--proxy URL] [--connect-timeout S] [--timeout S] [--max-response BYTES] [-v]\n"
+            "\nexit codes: 0 done, 1 rejected by the server, 2 usage or local input error,\n"
+            "  3 still pending (state saved for 'scepctl poll'), 4 communication error,\n"
+            "  5 bad response data\n");
+}
+
+int main(int argc, char **argv)
+{
+    util_log_setup("scepctl", UTIL_LOG_INFO, false);
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const struct command *cmd = NULL;
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            cmd = &commands[i];
+    util_error err = {0};
+    if (!cmd) {
+        util_error_set(&err, UTIL_ERR_USAGE, "unknown command \"%s\"", argv[1]);
+        scepctl_report(&err);
+        usage(stderr);
+        return 2;
+    }
+    options o;
+    if (parse_options(argc - 1, argv + 1, &o, &err) != 0) {
+        scepctl_report(&err);
+        fprintf(stderr, "usage: scepctl %s\n", cmd->usage);
+        return 2;
+    }
+    if (o.help) {
+        printf("usage: scepctl %s\n", cmd->usage);
+        return 0;
+    }
+    if (http_global_init() != 0) {
+        util_error_set(&err, UTIL_ERR_INTERNAL, "libcurl could not be initialised");
+        scepctl_report(&err);
+        return 2;
+    }
+    int rc = cmd->run(&o, &err);
+    http_global_cleanup();
+    if (rc == 0)
+        return 0;
+    if (err.code == UTIL_ERR_NONE)
+        util_error_set(&err, UTIL_ERR_INTERNAL, "unexplained failure");
+    scepctl_report(&err);
+    return util_err_exit_class(err.code);
+}

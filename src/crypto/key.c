@@ -1,0 +1,160 @@
+/* Key pairs: generation, loading, PKCS#8 output. */
+#include <openssl/core_names.h>
+#include <openssl/decoder.h>
+#include <openssl/encoder.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "crypto/crypto.h"
+#include "util/file.h"
+
+#define KEY_FILE_MAX (64u << 10)
+
+int crypto_key_spec_parse(const char *text, crypto_key_spec *out, util_error *err)
+{
+    crypto_key_spec s = {0, 0};
+    const char *colon = text ? strchr(text, ':') : NULL;
+    size_t alen = colon ? (size_t)(colon - text) : (text ? strlen(text) : 0);
+    const char *arg = colon ? colon + 1 : "";
+    if (text && alen == 3 && strncasecmp(text, "rsa", 3) == 0) {
+        s.alg = CRYPTO_KEY_RSA;
+        s.bits = *arg ? atoi(arg) : 2048;
+        if (s.bits != 1024 && s.bits != 2048 && s.bits != 3072 && s.bits != 4096)
+            return util_error_set(err, UTIL_ERR_KEY_GENERATION, "RSA key length %s", arg);
+    } else if (text && ((alen == 2 && strncasecmp(text, "ec", 2) == 0) ||
+                        (alen == 5 && strncasecmp(text, "ecdsa", 5) == 0))) {
+        s.alg = CRYPTO_KEY_EC;
+        if (!*arg || !strcasecmp(arg, "P-256") || !strcasecmp(arg, "prime256v1") ||
+            !strcmp(arg, "256") || !strcasecmp(arg, "secp256r1"))
+            s.bits = 256;
+        else if (!strcasecmp(arg, "P-384") || !strcasecmp(arg, "secp384r1") || !strcmp(arg, "384"))
+            s.bits = 384;
+        else
+            return util_error_set(err, UTIL_ERR_KEY_GENERATION, "EC curve %s", arg);
+    } else {
+        return util_error_set(err, UTIL_ERR_KEY_GENERATION, "key type \"%s\"", text ? text : "");
+    }
+    *out = s;
+    return 0;
+}
+
+void crypto_key_spec_format(const crypto_key_spec *spec, char *out, size_t len)
+{
+    if (spec->alg == CRYPTO_KEY_EC)
+        snprintf(out, len, "ec:P-%d", spec->bits);
+    else
+        snprintf(out, len, "rsa:%d", spec->bits);
+}
+
+int crypto_key_generate(const crypto_key_spec *spec, EVP_PKEY **out, util_error *err)
+{
+    EVP_PKEY *key = NULL;
+    if (spec->alg == CRYPTO_KEY_RSA)
+        key = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)spec->bits);
+    else if (spec->alg == CRYPTO_KEY_EC)
+        key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", spec->bits == 384 ? "P-384" : "P-256");
+    if (!key)
+        return util_error_ossl(err, UTIL_ERR_KEY_GENERATION, "generating the key");
+    *out = key;
+    return 0;
+}
+
+void crypto_key_describe(EVP_PKEY *key, char *out, size_t len)
+{
+    if (!key) {
+        snprintf(out, len, "none");
+        return;
+    }
+    if (EVP_PKEY_get_base_id(key) == EVP_PKEY_EC) {
+        char curve[64] = "";
+        size_t n = 0;
+        EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, curve, sizeof curve, &n);
+        const char *nist = !strcmp(curve, "prime256v1") ? "P-256"
+                         : !strcmp(curve, "secp384r1")  ? "P-384"
+                         : !strcmp(curve, "secp521r1")  ? "P-521" : curve;
+        snprintf(out, len, "EC %s", nist);
+    } else {
+        snprintf(out, len, "%s %d", EVP_PKEY_get0_type_name(key), EVP_PKEY_get_bits(key));
+    }
+}
+
+int crypto_key_load(const uint8_t *data, size_t len, EVP_PKEY **out, util_error *err)
+{
+    EVP_PKEY *key = NULL;
+    const unsigned char *p = data;
+    OSSL_DECODER_CTX *dctx = OSSL_DECODER_CTX_new_for_pkey(&key, NULL, NULL, NULL,
+                                                          OSSL_KEYMGMT_SELECT_KEYPAIR, NULL, NULL);
+    size_t left = len;
+    int ok = dctx && OSSL_DECODER_from_data(dctx, &p, &left) && key;
+    OSSL_DECODER_CTX_free(dctx);
+    if (!ok) {
+        EVP_PKEY_free(key);
+        return util_error_ossl(err, UTIL_ERR_INPUT_KEY, "no private key found");
+    }
+    ERR_clear_error();
+    *out = key;
+    return 0;
+}
+
+int crypto_key_load_file(const char *path, EVP_PKEY **out, util_error *err)
+{
+    uint8_t *data = NULL;
+    size_t len = 0;
+    if (util_file_read(path, KEY_FILE_MAX, &data, &len, err) != 0)
+        return -1;
+    int rc = crypto_key_load(data, len, out, err);
+    if (rc != 0) {
+        char reason[sizeof err->detail];
+        snprintf(reason, sizeof reason, "%s", err ? err->detail : "");
+        util_error_set(err, UTIL_ERR_INPUT_KEY, "%s: %s", path, reason);
+    }
+    crypto_secret_free(data, len);
+    return rc;
+}
+
+void crypto_secret_free(void *p, size_t len)
+{
+    if (p)
+        OPENSSL_cleanse(p, len);
+    free(p);
+}
+
+int crypto_key_to_pem(EVP_PKEY *key, char **pem, size_t *len, util_error *err)
+{
+    BIO *bio = BIO_new(BIO_s_secmem());
+    if (!bio)
+        bio = BIO_new(BIO_s_mem());
+    if (!bio || !PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL)) {
+        BIO_free(bio);
+        return util_error_ossl(err, UTIL_ERR_INTERNAL, "encoding the private key");
+    }
+    char *data = NULL;
+    long n = BIO_get_mem_data(bio, &data);
+    char *copy = malloc((size_t)n + 1);
+    if (!copy) {
+        BIO_free(bio);
+        return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+    }
+    memcpy(copy, data, (size_t)n);
+    copy[n] = '\0';
+    OPENSSL_cleanse(data, (size_t)n);
+    BIO_free(bio);
+    *pem = copy;
+    *len = (size_t)n;
+    return 0;
+}
+
+int crypto_key_write_file(const char *path, EVP_PKEY *key, util_error *err)
+{
+    char *pem = NULL;
+    size_t len = 0;
+    if (crypto_key_to_pem(key, &pem, &len, err) != 0)
+        return -1;
+    int rc = util_file_write_atomic(path, pem, len, 0600, err);
+    crypto_secret_free(pem, len);
+    return rc;
+}
