@@ -79,12 +79,29 @@ static int get_operation(const client_config *cfg, const char *operation, const 
     return rc;
 }
 
+void client_caps_handle(client_server *srv, const http_response *resp)
+{
+    scep_caps_clear(&srv->caps);
+    srv->caps_answered = false;
+    srv->server_header[0] = '\0';
+    srv->iis_major = 0;
+    if (!resp)
+        return; /* connection closed: no caps */
+    if (resp->server) {
+        snprintf(srv->server_header, sizeof srv->server_header, "%s", resp->server);
+        const char *iis = strcasestr(resp->server, "Microsoft-IIS/");
+        srv->iis_major = iis ? atoi(iis + 14) : 0;
+    }
+    if (resp->status == 200 && !is_html(resp)) {
+        scep_caps_parse(resp->body, resp->body_len, &srv->caps);
+        srv->caps_answered = resp->body_len > 0;
+    }
+}
+
 int client_get_caps(const client_config *cfg, client_server *srv, util_error *err)
 {
     http_response resp = {0};
     util_error net;
-    scep_caps_clear(&srv->caps);
-    srv->caps_answered = false;
     if (get_operation(cfg, "GetCACaps", cfg->ca_identifier, &resp, &net) != 0) {
         /* Unpatched NDES closes the connection: that means "no caps" (§3.5.2),
          * but a server that cannot be reached at all is an error. */
@@ -95,17 +112,10 @@ int client_get_caps(const client_config *cfg, client_server *srv, util_error *er
         }
         if (cfg->verbose)
             log_info("GetCACaps: connection closed; assuming no capabilities");
+        client_caps_handle(srv, NULL);
         return 0;
     }
-    if (resp.server) {
-        snprintf(srv->server_header, sizeof srv->server_header, "%s", resp.server);
-        const char *iis = strcasestr(resp.server, "Microsoft-IIS/");
-        srv->iis_major = iis ? atoi(iis + 14) : 0;
-    }
-    if (resp.status == 200 && !is_html(&resp)) {
-        scep_caps_parse(resp.body, resp.body_len, &srv->caps);
-        srv->caps_answered = resp.body_len > 0;
-    }
+    client_caps_handle(srv, &resp);
     http_response_free(&resp);
     return 0;
 }
@@ -137,31 +147,34 @@ static int check_ra(const scep_ca_certs *ca, X509 *ra, time_t now, util_error *e
     return 0;
 }
 
-int client_get_ca(const client_config *cfg, client_server *srv, time_t now, util_error *err)
+int client_ca_handle(const client_config *cfg, client_server *srv, const http_response *resp,
+                     time_t now, util_error *err)
 {
-    http_response resp = {0};
     scep_ca_certs *ca = NULL;
-    int rc = -1;
-    if (get_operation(cfg, "GetCACert", cfg->ca_identifier, &resp, err) != 0)
+    if (check_http(resp, "GetCACert", 0, err) != 0 ||
+        scep_ca_certs_parse(resp->body, resp->body_len, &ca, err) != 0)
         return -1;
-    if (check_http(&resp, "GetCACert", 0, err) != 0)
-        goto out;
-    if (scep_ca_certs_parse(resp.body, resp.body_len, &ca, err) != 0)
-        goto out;
     if (cfg->ca_fingerprint && !crypto_cert_matches_fingerprint(ca->ca, cfg->ca_fingerprint)) {
         char got[100];
         crypto_cert_fingerprint(ca->ca, EVP_sha256(), got, sizeof got, false);
-        util_error_set(err, UTIL_ERR_CACERT_FINGERPRINT, "the server's CA has sha256:%s", got);
-        goto out;
+        scep_ca_certs_free(ca);
+        return util_error_set(err, UTIL_ERR_CACERT_FINGERPRINT, "the server's CA has sha256:%s", got);
     }
-    if (check_ra(ca, ca->ra_encrypt, now, err) != 0 || check_ra(ca, ca->ra_sign, now, err) != 0)
-        goto out;
+    if (check_ra(ca, ca->ra_encrypt, now, err) != 0 || check_ra(ca, ca->ra_sign, now, err) != 0) {
+        scep_ca_certs_free(ca);
+        return -1;
+    }
     scep_ca_certs_free(srv->ca);
     srv->ca = ca;
-    ca = NULL;
-    rc = 0;
-out:
-    scep_ca_certs_free(ca);
+    return 0;
+}
+
+int client_get_ca(const client_config *cfg, client_server *srv, time_t now, util_error *err)
+{
+    http_response resp = {0};
+    if (get_operation(cfg, "GetCACert", cfg->ca_identifier, &resp, err) != 0)
+        return -1;
+    int rc = client_ca_handle(cfg, srv, &resp, now, err);
     http_response_free(&resp);
     return rc;
 }
@@ -236,6 +249,29 @@ static char *base64(const uint8_t *data, size_t len)
     return out;
 }
 
+char *client_pki_get_url(const client_config *cfg, const uint8_t *msg, size_t len, size_t *query_len)
+{
+    char *b64 = base64(msg, len);
+    char *escaped = b64 ? http_url_escape(b64) : NULL;
+    char *url = escaped ? http_scep_url(cfg->url, "PKIOperation", b64) : NULL;
+    if (url && query_len)
+        *query_len = strlen("operation=PKIOperation&message=") + strlen(escaped);
+    free(b64);
+    free(escaped);
+    return url;
+}
+
+bool client_post_needs_get(const http_response *resp)
+{
+    return (resp->status == 200 && resp->body_len == 0) || resp->status == 405;
+}
+
+int client_check_http(const http_response *resp, const char *operation, size_t query_len,
+                      util_error *err)
+{
+    return check_http(resp, operation, query_len, err);
+}
+
 /* POST when chosen; GET otherwise, or when a POST gets an empty 200 (NDES
  * 2012 R2) or 405. */
 static int transmit(const client_config *cfg, bool post, const uint8_t *msg, size_t len,
@@ -249,27 +285,22 @@ static int transmit(const client_config *cfg, bool post, const uint8_t *msg, siz
         free(url);
         if (rc != 0)
             return -1;
-        if (!((resp->status == 200 && resp->body_len == 0) || resp->status == 405))
+        if (!client_post_needs_get(resp))
             return check_http(resp, "PKIOperation (POST)", 0, err);
         if (cfg->verbose)
             log_info("POST answered HTTP %ld%s; retrying with GET", resp->status,
                      resp->body_len ? "" : " with an empty body");
         http_response_free(resp);
     }
-    char *b64 = base64(msg, len);
-    char *escaped = b64 ? http_url_escape(b64) : NULL;
-    char *url = b64 ? http_scep_url(cfg->url, "PKIOperation", b64) : NULL;
-    int rc = -1;
-    if (!url || !escaped) {
-        util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
-    } else if (http_get(&cfg->http, url, resp, err) == 0) {
-        size_t query_len = strlen("operation=PKIOperation&message=") + strlen(escaped);
-        rc = check_http(resp, "PKIOperation (GET)", query_len, err);
-    }
-    free(b64);
-    free(escaped);
+    size_t query_len = 0;
+    char *url = client_pki_get_url(cfg, msg, len, &query_len);
+    if (!url)
+        return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+    int rc = http_get(&cfg->http, url, resp, err);
     free(url);
-    return rc;
+    if (rc != 0)
+        return -1;
+    return check_http(resp, "PKIOperation (GET)", query_len, err);
 }
 
 static STACK_OF(X509) *expected_signers(const scep_ca_certs *ca)
@@ -313,21 +344,14 @@ static void describe_failure(const scep_pki_message *m, client_result *r)
     }
 }
 
-int client_pki_operation(const client_config *cfg, const client_server *srv,
-                         const client_transaction *t, int type, const uint8_t *message_data,
-                         size_t message_data_len, client_result *r, util_error *err)
+int client_pki_prepare(const client_server *srv, const client_transaction *t, int type,
+                       const uint8_t *message_data, size_t message_data_len, time_t now,
+                       uint8_t nonce[SCEP_NONCE_LEN], uint8_t **msg, size_t *msg_len, util_error *err)
 {
-    uint8_t nonce[SCEP_NONCE_LEN];
-    uint8_t *msg = NULL;
-    size_t msg_len = 0;
-    http_response resp = {0};
-    scep_pki_message *reply = NULL;
     STACK_OF(X509) *recipients = sk_X509_new_null();
-    STACK_OF(X509) *signers = expected_signers(srv->ca);
     int rc = -1;
-    memset(r, 0, sizeof *r);
-    if (!recipients || !signers || !srv->ca->ra_encrypt || sk_X509_push(recipients, srv->ca->ra_encrypt) <= 0 ||
-        RAND_bytes(nonce, sizeof nonce) != 1) {
+    if (!recipients || !srv->ca || !srv->ca->ra_encrypt ||
+        sk_X509_push(recipients, srv->ca->ra_encrypt) <= 0 || RAND_bytes(nonce, SCEP_NONCE_LEN) != 1) {
         util_error_set(err, UTIL_ERR_INTERNAL, "preparing the request");
         goto out;
     }
@@ -335,24 +359,37 @@ int client_pki_operation(const client_config *cfg, const client_server *srv,
         .type = type,
         .transaction_id = t->transaction_id,
         .sender_nonce = nonce,
-        .sender_nonce_len = sizeof nonce,
+        .sender_nonce_len = SCEP_NONCE_LEN,
         .signer_cert = t->signer_cert,
         .signer_key = t->signer_key,
         .digest = t->choice.digest,
         .include_signer_cert = true,
-        .signing_time = time(NULL),
+        .signing_time = now,
         .content = message_data,
         .content_len = message_data_len,
         .recipients = recipients,
         .cipher = t->choice.cipher,
     };
-    if (scep_pki_message_encode(&p, &msg, &msg_len, err) != 0)
+    rc = scep_pki_message_encode(&p, msg, msg_len, err);
+out:
+    sk_X509_free(recipients);
+    return rc;
+}
+
+int client_pki_finish(const client_server *srv, const client_transaction *t,
+                      const uint8_t nonce[SCEP_NONCE_LEN], const http_response *resp, client_result *r,
+                      util_error *err)
+{
+    scep_pki_message *reply = NULL;
+    STACK_OF(X509) *signers = expected_signers(srv->ca);
+    int rc = -1;
+    memset(r, 0, sizeof *r);
+    if (!signers) {
+        util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
         goto out;
-    if (transmit(cfg, t->choice.post, msg, msg_len, &resp, err) != 0)
-        goto out;
-    if (scep_pki_message_parse(resp.body, resp.body_len, srv->ca->all, &reply, err) != 0)
-        goto out;
-    if (scep_certrep_check(reply, signers, t->transaction_id, nonce, sizeof nonce, err) != 0)
+    }
+    if (scep_pki_message_parse(resp->body, resp->body_len, srv->ca->all, &reply, err) != 0 ||
+        scep_certrep_check(reply, signers, t->transaction_id, nonce, SCEP_NONCE_LEN, err) != 0)
         goto out;
     r->status = reply->pki_status;
     if (r->status == SCEP_STATUS_SUCCESS && open_success(t, reply, r, err) != 0)
@@ -364,11 +401,36 @@ out:
     if (rc != 0)
         client_result_clear(r);
     scep_pki_message_free(reply);
-    http_response_free(&resp);
-    OPENSSL_free(msg);
-    sk_X509_free(recipients);
     sk_X509_free(signers);
     return rc;
+}
+
+int client_pki_operation(const client_config *cfg, const client_server *srv,
+                         const client_transaction *t, int type, const uint8_t *message_data,
+                         size_t message_data_len, client_result *r, util_error *err)
+{
+    uint8_t nonce[SCEP_NONCE_LEN];
+    uint8_t *msg = NULL;
+    size_t msg_len = 0;
+    http_response resp = {0};
+    int rc = -1;
+    memset(r, 0, sizeof *r);
+    if (client_pki_prepare(srv, t, type, message_data, message_data_len, time(NULL), nonce, &msg,
+                           &msg_len, err) != 0)
+        goto out;
+    if (transmit(cfg, t->choice.post, msg, msg_len, &resp, err) != 0)
+        goto out;
+    rc = client_pki_finish(srv, t, nonce, &resp, r, err);
+out:
+    http_response_free(&resp);
+    OPENSSL_free(msg);
+    return rc;
+}
+
+int client_poll_data(const client_server *srv, const client_transaction *t, uint8_t **der, size_t *len,
+                     util_error *err)
+{
+    return scep_issuer_and_subject_encode(X509_get_subject_name(srv->ca->ca), t->subject, der, len, err);
 }
 
 int client_enroll(const client_config *cfg, const client_server *srv, const client_transaction *t,
@@ -383,8 +445,7 @@ int client_poll(const client_config *cfg, const client_server *srv, const client
 {
     uint8_t *data = NULL;
     size_t len = 0;
-    if (scep_issuer_and_subject_encode(X509_get_subject_name(srv->ca->ca), t->subject, &data, &len,
-                                       err) != 0)
+    if (client_poll_data(srv, t, &data, &len, err) != 0)
         return -1;
     int rc = client_pki_operation(cfg, srv, t, SCEP_MSG_CERTPOLL, data, len, r, err);
     OPENSSL_free(data);

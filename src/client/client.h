@@ -100,6 +100,27 @@ int client_enroll(const client_config *cfg, const client_server *srv, const clie
 int client_poll(const client_config *cfg, const client_server *srv, const client_transaction *t,
                 client_result *r, util_error *err) MUST_CHECK;
 
+/* The steps of the calls above without their I/O, for event-driven callers
+ * (scepd drives them over http_client). */
+void client_caps_handle(client_server *srv, const http_response *resp); /* resp NULL: closed */
+int client_ca_handle(const client_config *cfg, client_server *srv, const http_response *resp,
+                     time_t now, util_error *err) MUST_CHECK;
+int client_check_http(const http_response *resp, const char *operation, size_t query_len,
+                      util_error *err) MUST_CHECK;
+int client_pki_prepare(const client_server *srv, const client_transaction *t, int type,
+                       const uint8_t *message_data, size_t message_data_len, time_t now,
+                       uint8_t nonce[SCEP_NONCE_LEN], uint8_t **msg, size_t *msg_len,
+                       util_error *err) MUST_CHECK;
+/* The GET URL of a PKIOperation; *query_len for the IIS limit check. */
+char *client_pki_get_url(const client_config *cfg, const uint8_t *msg, size_t len, size_t *query_len);
+/* A POST answered with an empty 200 or 405: send it again with GET. */
+bool client_post_needs_get(const http_response *resp);
+int client_pki_finish(const client_server *srv, const client_transaction *t,
+                      const uint8_t nonce[SCEP_NONCE_LEN], const http_response *resp, client_result *r,
+                      util_error *err) MUST_CHECK;
+int client_poll_data(const client_server *srv, const client_transaction *t, uint8_t **der, size_t *len,
+                     util_error *err) MUST_CHECK;
+
 /* Fills the error for a FAILURE result (code and detail). */
 void client_result_error(const client_result *r, util_error *err);
 
@@ -118,5 +139,26 @@ typedef struct client_saved {
 int client_state_save(const char *path, const client_saved *s, util_error *err) MUST_CHECK;
 int client_state_load(const char *path, client_saved *s, util_error *err) MUST_CHECK;
 void client_saved_clear(client_saved *s);
+
+/* ---- Event-driven operations (scepd): the same steps over http_client ---- */
+
+typedef struct client_async client_async;
+/* rc 0: done (for a PKIOperation, r->status says SUCCESS/PENDING/FAILURE);
+ * rc -1: err says why. The operation frees itself after the callback. */
+typedef void (*client_async_cb)(void *arg, int rc, const util_error *err);
+
+/* GetCACaps then GetCACert into srv (which must outlive the operation). */
+client_async *client_async_discover(http_client *hc, const client_config *cfg, client_server *srv,
+                                    time_t now, client_async_cb cb, void *arg, util_error *err);
+/* One PKIOperation; cfg, srv, t and r must outlive the operation. */
+client_async *client_async_pki(http_client *hc, const client_config *cfg, const client_server *srv,
+                               const client_transaction *t, int type, const uint8_t *message_data,
+                               size_t message_data_len, time_t now, client_result *r,
+                               client_async_cb cb, void *arg, util_error *err);
+/* Stops an operation: its callback will not run (it is freed when its
+ * transfer ends). */
+void client_async_cancel(client_async *op);
+/* Frees an operation whose transfer was cancelled by http_client_free. */
+void client_async_abandon(client_async *op);
 
 #endif

@@ -144,4 +144,23 @@ void crypto_cert_verify(X509 *cert, EVP_PKEY *key, STACK_OF(X509) *trusted,
                         STACK_OF(X509) *untrusted, STACK_OF(X509_CRL) *crls, time_t now,
                         crypto_verify_result *out);
 
+/* ---- Secrets: passwords, tokens, sealed values ---- */
+
+/* scrypt (N=2^15, r=8, p=1) through EVP_KDF; the result is self-describing:
+ * "scrypt$15$8$1$SALT$HASH" (base64). */
+int crypto_password_hash(const char *password, char **out, util_error *err) MUST_CHECK;
+/* Constant-time comparison; false for malformed hashes. */
+bool crypto_password_verify(const char *password, const char *hash);
+/* `bytes` random bytes as lowercase hex into out (2*bytes+1). */
+int crypto_random_hex(char *out, size_t bytes) MUST_CHECK;
+/* Uniform random integer in [0, bound). */
+uint32_t crypto_random_below(uint32_t bound);
+/* Reads the 32-byte sealing key from path, creating it (0600) when missing. */
+int crypto_seal_key_load(const char *path, uint8_t key[32], util_error *err) MUST_CHECK;
+/* AES-256-GCM: out = nonce(12) || ciphertext || tag(16). */
+int crypto_seal(const uint8_t key[32], const uint8_t *in, size_t len, uint8_t **out, size_t *out_len,
+                util_error *err) MUST_CHECK;
+int crypto_unseal(const uint8_t key[32], const uint8_t *in, size_t len, uint8_t **out, size_t *out_len,
+                  util_error *err) MUST_CHECK;
+
 #endif

@@ -1,0 +1,124 @@
+/*
+ * The device side of scepd: SCEP settings, issuance requests as persisted
+ * state machines, the auto-request scheduler, registration ("restart"),
+ * registered keys, bindings of keys to functions, users and sessions.
+ * The REST API and the Remote UI reach everything through these calls.
+ *
+ * JSON in, JSON out. Inputs are validated strictly: an unknown field, a
+ * wrong type or a bad value fails with UTIL_ERR_INVALID_FIELD and the field
+ * name at the start of the detail ("key_name: ..."). Outputs never contain
+ * secrets (private keys, challenge passwords, password hashes). The shapes
+ * are documented in docs/api.md.
+ */
+#ifndef SCEPD_AGENT_H
+#define SCEPD_AGENT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "store/store.h"
+#include "util/buf.h"
+#include "util/error.h"
+
+struct event_base;
+
+#define AGENT_MAX_FUNCTIONS 16
+
+/* A function a key can be bound to ("tls", "ieee8021x", ...), from the config. */
+typedef struct agent_function {
+    char name[32];
+    char export_key[256];       /* PEM paths written after a change, "" for none */
+    char export_cert[256];
+    char export_chain[256];
+    char command[512];          /* run with /bin/sh -c after the exports, "" for none */
+} agent_function;
+
+typedef struct agent_config {
+    const char *state_dir;
+    int max_keys;                            /* default 10 */
+    agent_function functions[AGENT_MAX_FUNCTIONS]; /* "tls" is always present */
+    size_t function_count;
+    const char *initial_url;                 /* SCEP server used when the store has none */
+    /* Injected for tests; NULL: time(NULL) and RAND_bytes. */
+    int64_t (*clock)(void *arg);
+    uint32_t (*random)(void *arg, uint32_t bound);   /* uniform in [0, bound) */
+    void *hook_arg;
+    /* Called on the event loop when the key bound to "tls" changes
+     * (registration, binding). PEMs are borrowed for the call. */
+    void (*on_tls_change)(void *arg, const char *key_pem, const char *cert_pem, const char *chain_pem);
+    void *tls_arg;
+} agent_config;
+
+typedef struct agent agent;
+
+/* Opens the store, creates the first admin when there is none (password
+ * from admin_password; NULL: generated and written to *generated_password,
+ * which the caller prints once and wipes), makes the self-signed tls key at
+ * first start, resumes unfinished requests and arms the scheduler. */
+int agent_new(struct event_base *base, const agent_config *cfg, const char *admin_password,
+              char **generated_password, agent **out, util_error *err) MUST_CHECK;
+void agent_free(agent *a);
+
+/* ---- status ---- */
+json_t *agent_status(agent *a);
+/* Prometheus text exposition. */
+int agent_metrics(agent *a, util_buf *out) MUST_CHECK;
+
+/* ---- communication settings ---- */
+json_t *agent_scep_settings_get(agent *a);
+int agent_scep_settings_put(agent *a, const json_t *in, const char *user, util_error *err) MUST_CHECK;
+
+/* ---- issuance requests ---- */
+/* 409-class errors: AUTO_REQUEST_ENABLED, REQUEST_BUSY, KEY_NAME_TAKEN. */
+int agent_request_create(agent *a, const json_t *in, const char *user, int64_t *id,
+                         util_error *err) MUST_CHECK;
+json_t *agent_request_get(agent *a, int64_t id, util_error *err);
+json_t *agent_request_list(agent *a, util_error *err);
+
+/* ---- auto request ---- */
+json_t *agent_auto_get(agent *a, util_error *err);
+int agent_auto_put(agent *a, const json_t *in, const char *user, util_error *err) MUST_CHECK;
+
+/* ---- registration ---- */
+/* Registers every acquired pair in one transaction, then applies bindings
+ * (tls listener, exports, commands). *result: {"registered":[...],"deleted":[...]} */
+int agent_restart(agent *a, const char *user, json_t **result, util_error *err) MUST_CHECK;
+
+/* ---- keys ---- */
+json_t *agent_key_list(agent *a, util_error *err);
+json_t *agent_key_get(agent *a, const char *name, util_error *err);
+int agent_key_delete(agent *a, const char *name, const char *user, util_error *err) MUST_CHECK;
+json_t *agent_key_verify(agent *a, const char *name, util_error *err);
+
+/* ---- bindings ---- */
+json_t *agent_binding_list(agent *a, util_error *err);
+/* in: {"key_name": "..."}; NOT_FOUND for an unknown function or key. */
+int agent_binding_put(agent *a, const char *function, const json_t *in, const char *user,
+                      util_error *err) MUST_CHECK;
+
+json_t *agent_ca_certs(agent *a, util_error *err);
+json_t *agent_audit(agent *a, int limit, util_error *err);
+
+/* ---- users and sessions ---- */
+typedef enum agent_role { AGENT_ROLE_NONE = 0, AGENT_ROLE_VIEWER, AGENT_ROLE_ADMIN } agent_role;
+
+/* Checks a password (scrypt). Repeated failures are throttled: THROTTLED
+ * while locked. UNAUTHORIZED for an unknown user or a wrong password. */
+int agent_login(agent *a, const char *user, const char *password, agent_role *role,
+                util_error *err) MUST_CHECK;
+/* Creates a session; *token (cookie value) and *csrf are malloc'd. */
+int agent_session_new(agent *a, const char *user, char **token, char **csrf,
+                      util_error *err) MUST_CHECK;
+/* Resolves a cookie token; UNAUTHORIZED when unknown or idle for longer than
+ * the idle timeout. Refreshes last_seen. user is 64 bytes, csrf 65. */
+int agent_session_check(agent *a, const char *token, char *user, agent_role *role, char *csrf,
+                        util_error *err) MUST_CHECK;
+void agent_session_end(agent *a, const char *token);
+/* Creates or updates a user (admin only, enforced by the API). */
+int agent_user_put(agent *a, const char *name, const char *password, agent_role role,
+                   const char *by, util_error *err) MUST_CHECK;
+const char *agent_role_name(agent_role role);
+
+#endif

@@ -1,0 +1,176 @@
+/*
+ * scepd's store: SQLite in WAL mode with synchronous=FULL, in a state
+ * directory created 0700 (database 0600). The only code that runs SQL for
+ * scepd. Every change is one transaction; a change and its audit line are
+ * written together. Secrets (private keys, sealed challenge passwords,
+ * password hashes) are stored but never logged; their buffers are wiped
+ * when freed (store_*_clear).
+ */
+#ifndef SCEPD_STORE_H
+#define SCEPD_STORE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/error.h"
+
+typedef struct store store;
+
+#define STORE_SCHEMA_VERSION 1
+
+/* Creates the directory (0700) and database (0600) when missing, applies
+ * migrations up to STORE_SCHEMA_VERSION. */
+int store_open(const char *dir, store **out, util_error *err) MUST_CHECK;
+void store_close(store *st);
+int store_schema_version(store *st);
+/* PRAGMA integrity_check plus the invariants: every registered key has a
+ * certificate, every binding names an existing key. detail says what broke. */
+int store_check_consistency(store *st, util_error *err) MUST_CHECK;
+
+/* ---- named JSON documents: "scep_settings", "auto_request", "auto_state" ---- */
+
+/* *out is NULL when the document does not exist. */
+int store_doc_get(store *st, const char *name, json_t **out, util_error *err) MUST_CHECK;
+/* Writes the document and, when audit_action is non-NULL, an audit line by
+ * `user` in the same transaction. */
+int store_doc_put(store *st, const char *name, const json_t *value, const char *user,
+                  const char *audit_action, const char *audit_detail, util_error *err) MUST_CHECK;
+
+/* ---- issuance requests ---- */
+
+typedef struct store_request {
+    int64_t id;
+    char kind[16];              /* "manual" | "auto" */
+    char state[24];             /* queued generating_key contacting_server sent pending acquired registered failed */
+    char key_name[32];
+    json_t *params;             /* request parameters without secrets (owned) */
+    uint8_t *challenge_sealed;  /* sealed challenge password, NULL when none or wiped (owned) */
+    size_t challenge_sealed_len;
+    char transaction_id[80];
+    char *key_pem;              /* the new key, PKCS#8 PEM (secret, owned) */
+    char *signer_cert_pem;      /* certificate that signed the request (owned) */
+    char *signer_key_pem;       /* its key when it is not key_pem (renewal; secret, owned) */
+    json_t *server;             /* discovery snapshot: caps, server header, CA certs PEM (owned) */
+    int attempts;
+    int64_t next_attempt_at;    /* unix seconds, 0: none */
+    char error_code[48];        /* catalogue code, "" when none */
+    char error_detail[512];
+    char replaces[32];          /* key this pair takes over at registration (delete-old) */
+    int64_t created_at, updated_at;
+} store_request;
+
+void store_request_clear(store_request *r);
+/* Inserts a new request (id assigned) with an audit line. */
+int store_request_insert(store *st, store_request *r, const char *user, util_error *err) MUST_CHECK;
+/* Writes every field of an existing request. */
+int store_request_update(store *st, const store_request *r, util_error *err) MUST_CHECK;
+int store_request_get(store *st, int64_t id, store_request *out, util_error *err) MUST_CHECK;
+/* Newest first, at most `limit`. *out is an array of n entries; free each with
+ * store_request_clear, then free(*out). */
+int store_request_list(store *st, int limit, bool only_active, store_request **out, size_t *n,
+                       util_error *err) MUST_CHECK;
+
+/* ---- key pairs ---- */
+
+typedef struct store_key {
+    char name[32];
+    char state[16];             /* "acquired" (waits for restart) | "registered" */
+    char *key_pem;              /* secret (owned) */
+    char *cert_pem;             /* the certificate (owned) */
+    char *chain_pem;            /* the rest of the chain, may be "" (owned) */
+    int64_t request_id;         /* 0 for keys not from a request (the initial tls key) */
+    char replaces[32];          /* delete-old: key to replace at registration, "" when none */
+    int64_t created_at, registered_at;
+} store_key;
+
+void store_key_clear(store_key *k);
+/* One transaction: the request becomes "acquired" (fields as given in r) and
+ * the key pair is inserted with state "acquired". Fails with KEY_STORE_FULL
+ * when max_keys pairs (acquired + registered) already exist, KEY_NAME_TAKEN
+ * when the name is used. */
+int store_acquire(store *st, const store_request *r, const store_key *k, int max_keys,
+                  util_error *err) MUST_CHECK;
+/* Inserts a registered key directly (the self-signed tls key at first start). */
+int store_key_insert_registered(store *st, const store_key *k, util_error *err) MUST_CHECK;
+
+typedef struct store_registration {
+    char name[32];              /* registered key */
+    char replaced[32];          /* deleted old key, "" when none */
+    int64_t request_id;
+} store_registration;
+
+/* One transaction: every acquired key becomes registered; where it replaces
+ * an old key, the old key's bindings move to it and the old key is deleted;
+ * its request becomes "registered". Returns what changed (free(*out)). */
+int store_register_all(store *st, const char *user, store_registration **out, size_t *n,
+                       util_error *err) MUST_CHECK;
+int store_key_get(store *st, const char *name, store_key *out, util_error *err) MUST_CHECK;
+/* All keys, by name. */
+int store_key_list(store *st, store_key **out, size_t *n, util_error *err) MUST_CHECK;
+/* Refuses with KEY_IN_USE (detail: "used by FUNCTION") when bound. */
+int store_key_delete(store *st, const char *name, const char *user, util_error *err) MUST_CHECK;
+int store_key_count(store *st, int *out, util_error *err) MUST_CHECK;
+
+/* ---- bindings: function name -> key name ---- */
+
+typedef struct store_binding {
+    char function[32];
+    char key_name[32];          /* "" when unbound */
+} store_binding;
+
+int store_binding_set(store *st, const char *function, const char *key_name, const char *user,
+                      util_error *err) MUST_CHECK;
+int store_binding_list(store *st, store_binding **out, size_t *n, util_error *err) MUST_CHECK;
+
+/* ---- CA/RA certificates from the last GetCACert ---- */
+
+/* Replaces the stored set (PEM of each, with its role name). */
+int store_ca_certs_put(store *st, const char *const *pems, const char *const *roles, size_t n,
+                       util_error *err) MUST_CHECK;
+/* JSON array of {"pem","role","fetched_at"}. */
+int store_ca_certs_get(store *st, json_t **out, util_error *err) MUST_CHECK;
+
+/* ---- users, sessions, audit ---- */
+
+typedef struct store_user {
+    char name[64];
+    char role[16];              /* "admin" | "viewer" */
+    char *password_hash;        /* self-describing scrypt hash string (owned, secret) */
+    int failed_logins;
+    int64_t locked_until;
+} store_user;
+
+void store_user_clear(store_user *u);
+int store_user_put(store *st, const store_user *u, util_error *err) MUST_CHECK;
+/* NOT_FOUND when absent. */
+int store_user_get(store *st, const char *name, store_user *out, util_error *err) MUST_CHECK;
+int store_user_count(store *st, int *out, util_error *err) MUST_CHECK;
+int store_user_login_result(store *st, const char *name, bool success, int64_t locked_until,
+                            util_error *err) MUST_CHECK;
+
+typedef struct store_session {
+    char token_hash[65];        /* hex SHA-256 of the cookie value; the token itself is never stored */
+    char user[64];
+    char csrf[65];
+    int64_t created_at, last_seen;
+} store_session;
+
+int store_session_put(store *st, const store_session *s, util_error *err) MUST_CHECK;
+int store_session_get(store *st, const char *token_hash, store_session *out, util_error *err) MUST_CHECK;
+int store_session_touch(store *st, const char *token_hash, int64_t now, util_error *err) MUST_CHECK;
+int store_session_delete(store *st, const char *token_hash, util_error *err) MUST_CHECK;
+int store_session_expire(store *st, int64_t idle_before, util_error *err) MUST_CHECK;
+
+/* Adds an audit line in its own transaction (for events without a change). */
+int store_audit_add(store *st, const char *user, const char *action, const char *detail,
+                    util_error *err) MUST_CHECK;
+/* JSON array of {"id","at","user","action","detail"}, newest first. */
+int store_audit_list(store *st, int limit, json_t **out, util_error *err) MUST_CHECK;
+
+/* Clock used for created_at/updated_at/audit times (tests inject one). */
+typedef int64_t (*store_clock_fn)(void *arg);
+void store_set_clock(store *st, store_clock_fn fn, void *arg);
+
+#endif
