@@ -1,5 +1,6 @@
 /* scepctl: every SCEP operation, one shot, for scripts and troubleshooting. */
 #include <getopt.h>
+#include <signal.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
@@ -732,6 +733,7 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
     util_log_setup("scepctl", UTIL_LOG_INFO, false);
+    signal(SIGPIPE, SIG_IGN); /* curl runs with CURLOPT_NOSIGNAL */
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
