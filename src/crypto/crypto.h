@@ -163,4 +163,10 @@ int crypto_seal(const uint8_t key[32], const uint8_t *in, size_t len, uint8_t **
 int crypto_unseal(const uint8_t key[32], const uint8_t *in, size_t len, uint8_t **out, size_t *out_len,
                   util_error *err) MUST_CHECK;
 
+/* ---- TLS ---- */
+struct ssl_ctx_st;
+/* A TLS 1.2+ server context presenting cert (and the non-root chain). */
+int crypto_tls_server_ctx(const char *key_pem, const char *cert_pem, const char *chain_pem,
+                          struct ssl_ctx_st **out, util_error *err) MUST_CHECK;
+
 #endif

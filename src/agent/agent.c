@@ -1,0 +1,408 @@
+/* The agent: lifetime, settings, status and metrics. */
+#include <curl/curl.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <openssl/crypto.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "agent/agent_internal.h"
+#include "util/log.h"
+
+int64_t agent_now(const agent *a)
+{
+    return a->cfg.clock ? a->cfg.clock(a->cfg.hook_arg) : (int64_t)time(NULL);
+}
+
+uint32_t agent_random(const agent *a, uint32_t bound)
+{
+    return a->cfg.random ? a->cfg.random(a->cfg.hook_arg, bound) : crypto_random_below(bound);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    agent_tick(arg);
+}
+
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    agent_reap_runs(arg);
+}
+
+static void on_sigchld(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    int status;
+    pid_t pid;
+    for (int i = 0; i < 64 && (pid = waitpid(-1, &status, WNOHANG)) > 0; i++)
+        if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+            log_warn("a binding command (pid %d) exited with status %d", (int)pid, WEXITSTATUS(status));
+}
+
+int agent_settings_load(agent *a, util_error *err)
+{
+    json_t *doc = NULL;
+    if (store_doc_get(a->st, "scep_settings", &doc, err) != 0)
+        return -1;
+    if (!doc) {
+        memset(&a->settings, 0, sizeof a->settings);
+        if (a->cfg.initial_url) {
+            json_t *init = json_pack("{s:s}", "url", a->cfg.initial_url);
+            int rc = agent_parse_settings(init, &a->settings, err);
+            json_decref(init);
+            if (rc != 0)
+                return -1;
+        }
+        return 0;
+    }
+    int rc = agent_parse_settings(doc, &a->settings, err);
+    json_decref(doc);
+    return rc;
+}
+
+json_t *agent_scep_settings_get(agent *a)
+{
+    if (!a->settings.url[0])
+        return json_pack("{s:n, s:i, s:i}", "url", "port", 80, "timeout_s", 30);
+    return agent_settings_json(&a->settings);
+}
+
+int agent_scep_settings_put(agent *a, const json_t *in, const char *user, util_error *err)
+{
+    agent_settings s;
+    if (agent_parse_settings(in, &s, err) != 0)
+        return -1;
+    json_t *doc = agent_settings_json(&s);
+    char detail[600];
+    snprintf(detail, sizeof detail, "url=%s port=%d timeout_s=%d", s.url, s.port, s.timeout_s);
+    int rc = store_doc_put(a->st, "scep_settings", doc, user, "scep_settings.update", detail, err);
+    json_decref(doc);
+    if (rc == 0)
+        a->settings = s;
+    return rc;
+}
+
+/* The URL with the port of the settings (the device keeps them apart). */
+static char *url_with_port(const agent_settings *s, util_error *err)
+{
+    CURLU *u = curl_url();
+    char *joined = NULL, *out = NULL;
+    char port[8];
+    snprintf(port, sizeof port, "%d", s->port);
+    if (!u || curl_url_set(u, CURLUPART_URL, s->url, 0) != CURLUE_OK ||
+        curl_url_set(u, CURLUPART_PORT, port, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_URL, &joined, 0) != CURLUE_OK) {
+        util_error_set(err, UTIL_ERR_INVALID_FIELD, "url: \"%s\" is not a valid URL", s->url);
+    } else {
+        out = strdup(joined);
+    }
+    curl_free(joined);
+    curl_url_cleanup(u);
+    return out;
+}
+
+int agent_client_config(const agent *a, client_config *cfg, char **url_out, util_error *err)
+{
+    const agent_settings *s = &a->settings;
+    if (!s->url[0])
+        return util_error_set(err, UTIL_ERR_INVALID_FIELD, "url: no SCEP server is configured");
+    char *url = url_with_port(s, err);
+    if (!url)
+        return -1;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->url = url;
+    cfg->ca_identifier = s->ca_identifier[0] ? s->ca_identifier : NULL;
+    cfg->ca_fingerprint = s->ca_fingerprint[0] ? s->ca_fingerprint : NULL;
+    cfg->http.connect_timeout_ms = (long)s->timeout_s * 1000;
+    cfg->http.total_timeout_ms = (long)s->timeout_s * 1000;
+    cfg->http.ca_file = s->ca_file[0] ? s->ca_file : NULL;
+    cfg->http.pin_sha256 = s->tls_pin[0] ? s->tls_pin : NULL;
+    cfg->http.proxy = s->proxy[0] ? s->proxy : "";
+    cfg->method = !strcmp(s->method, "get") ? CLIENT_METHOD_GET
+                : !strcmp(s->method, "post") ? CLIENT_METHOD_POST : CLIENT_METHOD_AUTO;
+    *url_out = url;
+    return 0;
+}
+
+static int open_state(agent *a, util_error *err)
+{
+    if (mkdir(a->state_dir, 0700) != 0 && errno != EEXIST)
+        return util_error_set(err, UTIL_ERR_STORE, "%s: %s", a->state_dir, strerror(errno));
+    if (store_open(a->state_dir, &a->st, err) != 0)
+        return -1;
+    char path[600];
+    snprintf(path, sizeof path, "%s/seal.key", a->state_dir);
+    return crypto_seal_key_load(path, a->seal_key, err);
+}
+
+static int ensure_admin(agent *a, const char *admin_password, char **generated, util_error *err)
+{
+    int users = 0;
+    if (store_user_count(a->st, &users, err) != 0)
+        return -1;
+    if (users > 0)
+        return 0;
+    char pw[33];
+    const char *use = admin_password;
+    if (!use || !*use) {
+        if (crypto_random_hex(pw, 12) != 0)
+            return util_error_set(err, UTIL_ERR_INTERNAL, "generating the admin password");
+        use = pw;
+        if (generated && !(*generated = strdup(pw)))
+            return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+    }
+    int rc = agent_user_put(a, "admin", use, AGENT_ROLE_ADMIN, "scepd", err);
+    OPENSSL_cleanse(pw, sizeof pw);
+    return rc;
+}
+
+static int resume_requests(agent *a, util_error *err)
+{
+    store_request *rows = NULL;
+    size_t n = 0;
+    if (store_request_list(a->st, 50, true, &rows, &n, err) != 0)
+        return -1;
+    int rc = 0;
+    /* the oldest unfinished request resumes; newer ones wait their turn */
+    for (size_t i = n; i-- > 0;) {
+        if (!strcmp(rows[i].state, "acquired") || a->run)
+            continue;
+        util_error e;
+        if (agent_run_start(a, &rows[i], &e) != 0)
+            log_error("request %lld could not resume: %s", (long long)rows[i].id, e.detail);
+        else
+            log_info("request %lld resumes in state %s", (long long)rows[i].id, rows[i].state);
+    }
+    for (size_t i = 0; i < n; i++)
+        store_request_clear(&rows[i]);
+    free(rows);
+    return rc;
+}
+
+int agent_new(struct event_base *base, const agent_config *cfg, const char *admin_password,
+              char **generated_password, agent **out, util_error *err)
+{
+    agent *a = calloc(1, sizeof *a);
+    if (!a)
+        return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+    a->base = base;
+    a->cfg = *cfg;
+    if (a->cfg.max_keys <= 0)
+        a->cfg.max_keys = 10;
+    snprintf(a->state_dir, sizeof a->state_dir, "%s", cfg->state_dir);
+    a->cfg.state_dir = a->state_dir;
+    if (!agent_function_find(a, "tls") && a->cfg.function_count < AGENT_MAX_FUNCTIONS) {
+        memmove(&a->cfg.functions[1], &a->cfg.functions[0], a->cfg.function_count * sizeof a->cfg.functions[0]);
+        memset(&a->cfg.functions[0], 0, sizeof a->cfg.functions[0]);
+        snprintf(a->cfg.functions[0].name, sizeof a->cfg.functions[0].name, "tls");
+        a->cfg.function_count++;
+    }
+    a->tick = evtimer_new(base, on_tick, a);
+    a->reaper = evtimer_new(base, on_reap, a);
+    a->sigchld = evsignal_new(base, SIGCHLD, on_sigchld, a);
+    a->hc = http_client_new(base);
+    if (!a->tick || !a->reaper || !a->sigchld || !a->hc || event_add(a->sigchld, NULL) != 0) {
+        util_error_set(err, UTIL_ERR_INTERNAL, "setting up the event loop");
+        goto fail;
+    }
+    if (open_state(a, err) != 0 || ensure_admin(a, admin_password, generated_password, err) != 0 ||
+        agent_settings_load(a, err) != 0 || agent_auto_load(a, err) != 0 ||
+        agent_ensure_tls_key(a, err) != 0 || agent_apply_bindings(a, NULL, err) != 0 ||
+        resume_requests(a, err) != 0)
+        goto fail;
+    agent_schedule(a);
+    *out = a;
+    return 0;
+fail:
+    agent_free(a);
+    return -1;
+}
+
+void agent_free(agent *a)
+{
+    if (!a)
+        return;
+    /* transfers first: their callbacks must not run into freed requests */
+    http_client_free(a->hc);
+    a->hc = NULL;
+    agent_run_free(a->run);
+    agent_reap_runs(a);
+    free(a->finished);
+    if (a->tick)
+        event_free(a->tick);
+    if (a->reaper)
+        event_free(a->reaper);
+    if (a->sigchld)
+        event_free(a->sigchld);
+    store_close(a->st);
+    OPENSSL_cleanse(a->seal_key, sizeof a->seal_key);
+    OPENSSL_cleanse(&a->autoreq.key.challenge, sizeof a->autoreq.key.challenge);
+    free(a->auto_challenge_sealed);
+    free(a);
+}
+
+static json_t *latest_request(agent *a)
+{
+    store_request *rows = NULL;
+    size_t n = 0;
+    util_error err;
+    json_t *out = json_null();
+    if (store_request_list(a->st, 1, false, &rows, &n, &err) == 0 && n == 1) {
+        json_decref(out);
+        out = agent_request_get(a, rows[0].id, &err);
+        if (!out)
+            out = json_null();
+    }
+    for (size_t i = 0; i < n; i++)
+        store_request_clear(&rows[i]);
+    free(rows);
+    return out;
+}
+
+static int count_state(agent *a, const char *state)
+{
+    store_key *keys = NULL;
+    size_t n = 0;
+    util_error err;
+    int count = 0;
+    if (store_key_list(a->st, &keys, &n, &err) != 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!state || !strcmp(keys[i].state, state))
+            count++;
+        store_key_clear(&keys[i]);
+    }
+    free(keys);
+    return count;
+}
+
+json_t *agent_status(agent *a)
+{
+    char now[32];
+    agent_time_format(agent_now(a), now, sizeof now);
+    const agent_auto_state *s = &a->auto_state;
+    json_t *auto_status = json_pack("{s:b, s:o, s:i, s:o, s:i, s:o}", "enabled", a->autoreq.enabled,
+                                    "next_run", agent_time_json(s->next_run), "jitter_s", s->jitter_s,
+                                    "last_result", s->last_result[0] ? json_string(s->last_result) : json_null(),
+                                    "attempts_left", s->attempts_left, "last_request_id",
+                                    s->last_request_id ? json_integer(s->last_request_id) : json_null());
+    return json_pack("{s:s, s:s, s:o, s:o, s:i, s:i, s:i, s:b}", "version", SCEPD_VERSION, "time", now,
+                     "latest_request", latest_request(a), "auto_request", auto_status,
+                     "pending_registration", count_state(a, "acquired"), "registered_keys",
+                     count_state(a, "registered"), "max_keys", a->cfg.max_keys, "scep_configured",
+                     a->settings.url[0] != '\0');
+}
+
+static int metric(util_buf *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int metric(util_buf *out, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    return util_buf_append_str(out, line);
+}
+
+int agent_metrics(agent *a, util_buf *out)
+{
+    static const char *outcomes[] = {"acquired", "failed", "pending", "registered"};
+    int rc = metric(out, "# HELP scepd_requests_total Issuance request outcomes since start.\n"
+                         "# TYPE scepd_requests_total counter\n");
+    for (int i = 0; i < 4; i++)
+        rc |= metric(out, "scepd_requests_total{outcome=\"%s\"} %lld\n", outcomes[i],
+                     (long long)a->metric_requests[i]);
+    rc |= metric(out, "# HELP scepd_auto_request_next_run_timestamp_seconds Next automatic request, 0 when none.\n"
+                      "# TYPE scepd_auto_request_next_run_timestamp_seconds gauge\n"
+                      "scepd_auto_request_next_run_timestamp_seconds %lld\n",
+                 (long long)(a->autoreq.enabled ? a->auto_state.next_run : 0));
+    rc |= metric(out, "# HELP scepd_certificate_expiry_timestamp_seconds notAfter of each key's certificate.\n"
+                      "# TYPE scepd_certificate_expiry_timestamp_seconds gauge\n");
+    store_key *keys = NULL;
+    size_t n = 0;
+    util_error err;
+    if (store_key_list(a->st, &keys, &n, &err) != 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        X509 *cert = NULL;
+        if (crypto_cert_load((const uint8_t *)keys[i].cert_pem, strlen(keys[i].cert_pem), &cert, &err) == 0)
+            rc |= metric(out, "scepd_certificate_expiry_timestamp_seconds{key=\"%s\",state=\"%s\"} %lld\n",
+                         keys[i].name, keys[i].state,
+                         (long long)crypto_asn1_time_to_time(X509_get0_notAfter(cert)));
+        X509_free(cert);
+        store_key_clear(&keys[i]);
+    }
+    free(keys);
+    return rc ? -1 : 0;
+}
+
+json_t *agent_ca_certs(agent *a, util_error *err)
+{
+    json_t *rows = NULL;
+    if (store_ca_certs_get(a->st, &rows, err) != 0)
+        return NULL;
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row) {
+        X509 *cert = NULL;
+        const char *pem = json_string_value(json_object_get(row, "pem"));
+        util_error ignored;
+        if (pem && crypto_cert_load((const uint8_t *)pem, strlen(pem), &cert, &ignored) == 0) {
+            crypto_cert_info info;
+            crypto_cert_info_get(cert, &info);
+            json_object_set_new(row, "subject", json_string(info.subject));
+            json_object_set_new(row, "issuer", json_string(info.issuer));
+            json_object_set_new(row, "not_after", agent_time_json(info.not_after));
+            json_object_set_new(row, "sha256", json_string(info.sha256));
+            X509_free(cert);
+        }
+    }
+    return rows;
+}
+
+json_t *agent_audit(agent *a, int limit, util_error *err)
+{
+    json_t *rows = NULL;
+    if (store_audit_list(a->st, limit > 0 && limit <= 1000 ? limit : 100, &rows, err) != 0)
+        return NULL;
+    return rows;
+}
+
+void agent_schedule(agent *a)
+{
+    int64_t due = 0;
+    if (a->autoreq.enabled && a->auto_state.next_run)
+        due = a->auto_state.next_run;
+    int64_t run_due = a->run ? agent_run_due(a->run) : 0;
+    if (run_due && (!due || run_due < due))
+        due = run_due;
+    event_del(a->tick);
+    if (!due)
+        return;
+    int64_t delay = due - agent_now(a);
+    struct timeval tv = {delay > 0 ? (time_t)(delay > 86400 ? 86400 : delay) : 0, 0};
+    event_add(a->tick, &tv);
+}
+
+void agent_tick(agent *a)
+{
+    int64_t now = agent_now(a);
+    if (a->run && agent_run_due(a->run) && agent_run_due(a->run) <= now)
+        agent_run_wake(a->run);
+    if (a->autoreq.enabled && a->auto_state.next_run && a->auto_state.next_run <= now && !a->run) {
+        util_error err;
+        if (agent_auto_fire(a, &err) != 0)
+            log_error("auto request could not start: %s: %s", util_err_code(err.code), err.detail);
+    }
+    agent_schedule(a);
+}

@@ -1,0 +1,149 @@
+/* Shared inside src/agent. */
+#ifndef SCEPD_AGENT_INTERNAL_H
+#define SCEPD_AGENT_INTERNAL_H
+
+#include <event2/event.h>
+#include <pthread.h>
+
+#include "agent/agent.h"
+#include "client/client.h"
+
+#define AGENT_NAME_MAX 24
+#define AGENT_MAX_SANS 16
+#define AGENT_MAX_EKUS 8
+#define AGENT_SESSION_IDLE_S 900
+#define AGENT_JITTER_MAX_S 600
+
+/* ---- validated inputs (validate.c) ---- */
+
+typedef struct agent_key_params {
+    char key_name[AGENT_NAME_MAX + 1];
+    char signature_algorithm[8];   /* sha1 sha256 sha384 sha512 */
+    char key_algorithm[8];         /* rsa ecdsa */
+    int key_length;                /* rsa 1024..4096, ecdsa 256/384 */
+    char organization[65];
+    char common_name[65];
+    char key_usage[24];            /* none digital_signature key_encipherment both */
+    char sans[AGENT_MAX_SANS][128];
+    size_t san_count;
+    char ekus[AGENT_MAX_EKUS][64];
+    size_t eku_count;
+    char challenge[256];           /* secret; "" when none */
+    bool challenge_set;            /* the input carried the field */
+} agent_key_params;
+
+typedef struct agent_settings {
+    char url[512];
+    int port;
+    int timeout_s;
+    char ca_file[256];
+    char ca_fingerprint[100];
+    char tls_pin[100];
+    char proxy[256];
+    char ca_identifier[128];
+    char method[8];                /* auto get post */
+    int poll_interval_s;           /* manual requests */
+    int poll_max;
+} agent_settings;
+
+typedef struct agent_auto {
+    bool enabled;
+    int64_t start;
+    bool auto_adjust;
+    bool polling;
+    int retries;
+    int interval_s;
+    bool periodic;
+    int interval_days;
+    bool auto_restart;
+    bool delete_old;
+    agent_key_params key;
+} agent_auto;
+
+/* Parse and check; the first bad field is named at the start of the detail. */
+int agent_parse_key_params(const json_t *in, agent_key_params *out, util_error *err) MUST_CHECK;
+json_t *agent_key_params_json(const agent_key_params *p); /* without the challenge */
+int agent_parse_settings(const json_t *in, agent_settings *out, util_error *err) MUST_CHECK;
+json_t *agent_settings_json(const agent_settings *s);
+/* `current` supplies fields the input omits (challenge kept when absent). */
+int agent_parse_auto(const json_t *in, const agent_auto *current, agent_auto *out,
+                     util_error *err) MUST_CHECK;
+json_t *agent_auto_json(const agent_auto *a);
+bool agent_key_name_valid(const char *name);
+int agent_time_parse(const char *text, int64_t *out);
+void agent_time_format(int64_t t, char *out, size_t len);
+json_t *agent_time_json(int64_t t);   /* null for 0 */
+
+/* ---- the agent ---- */
+
+typedef struct agent_run agent_run;
+
+typedef struct agent_auto_state {
+    int64_t base;           /* scheduled time of the current/next run before jitter */
+    int jitter_s;           /* drawn once per run */
+    int64_t next_run;       /* base + jitter; 0: none */
+    int attempts_left;
+    char last_result[48];   /* "acquired", "registered", or an error code */
+    int64_t last_request_id;
+    char current_key[AGENT_NAME_MAX + 1];  /* the pair the last auto request produced */
+} agent_auto_state;
+
+struct agent {
+    struct event_base *base;
+    agent_config cfg;
+    char state_dir[512];
+    store *st;
+    http_client *hc;
+    uint8_t seal_key[32];
+    agent_settings settings;
+    agent_auto autoreq;
+    uint8_t *auto_challenge_sealed;
+    size_t auto_challenge_sealed_len;
+    agent_auto_state auto_state;
+    agent_run *run;         /* at most one request runs at a time */
+    agent_run **finished;   /* ended runs, freed from the loop (their callbacks were on the stack) */
+    size_t finished_count;
+    struct event *reaper;
+    struct event *tick;     /* the scheduler's timer */
+    struct event *sigchld;
+    int64_t metric_requests[4]; /* acquired, failed, pending polls, registered */
+};
+
+int64_t agent_now(const agent *a);
+uint32_t agent_random(const agent *a, uint32_t bound);
+/* Re-arms the scheduler timer for the earliest due time. */
+void agent_schedule(agent *a);
+/* Runs whatever is due at agent_now(): auto request, poll retries. */
+void agent_tick(agent *a);
+
+/* request.c */
+int agent_run_start(agent *a, const store_request *row, util_error *err) MUST_CHECK;
+void agent_run_free(agent_run *run);
+int64_t agent_run_due(const agent_run *run);     /* 0: not waiting on a timer */
+void agent_run_wake(agent_run *run);
+int agent_request_insert(agent *a, const char *kind, const agent_key_params *p, const char *key_name,
+                         const char *replaces, const char *signer_cert_pem, const char *signer_key_pem,
+                         const char *user, int64_t *id, util_error *err) MUST_CHECK;
+void agent_reap_runs(agent *a);
+/* Called by request.c when a run ends (acquired or failed). */
+void agent_run_finished(agent *a, int64_t request_id, const char *state, const util_error *err);
+
+/* schedule.c */
+int agent_auto_load(agent *a, util_error *err) MUST_CHECK;
+int agent_auto_save_state(agent *a, util_error *err) MUST_CHECK;
+/* The base time of the run after `base`, or 0 when the timer is one-shot. */
+int64_t agent_schedule_following(const agent_auto *cfg, int64_t base, int64_t now);
+void agent_auto_request_done(agent *a, int64_t id, const char *state, const util_error *err);
+int agent_auto_fire(agent *a, util_error *err) MUST_CHECK;
+
+/* keys.c */
+int agent_apply_bindings(agent *a, const char *only_key, util_error *err) MUST_CHECK;
+int agent_ensure_tls_key(agent *a, util_error *err) MUST_CHECK;
+int agent_register(agent *a, const char *user, json_t **result, util_error *err) MUST_CHECK;
+const agent_function *agent_function_find(const agent *a, const char *name);
+
+/* settings helpers */
+int agent_client_config(const agent *a, client_config *cfg, char **url_out, util_error *err) MUST_CHECK;
+int agent_settings_load(agent *a, util_error *err) MUST_CHECK;
+
+#endif

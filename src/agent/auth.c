@@ -1,0 +1,159 @@
+/* Users, passwords (scrypt), login throttling and sessions. */
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/agent_internal.h"
+#include "util/file.h"
+#include "util/log.h"
+
+#define LOGIN_FAILURES_BEFORE_LOCK 5
+#define LOCK_SECONDS 60
+
+const char *agent_role_name(agent_role role)
+{
+    return role == AGENT_ROLE_ADMIN ? "admin" : role == AGENT_ROLE_VIEWER ? "viewer" : "none";
+}
+
+static agent_role role_from(const char *name)
+{
+    return !strcmp(name, "admin") ? AGENT_ROLE_ADMIN : !strcmp(name, "viewer") ? AGENT_ROLE_VIEWER : AGENT_ROLE_NONE;
+}
+
+int agent_user_put(agent *a, const char *name, const char *password, agent_role role, const char *by,
+                   util_error *err)
+{
+    if (!name || !*name || strlen(name) > 32 || !agent_key_name_valid(name))
+        return util_error_set(err, UTIL_ERR_INVALID_FIELD, "user: must be 1-24 letters and digits");
+    if (!password || strlen(password) < 8 || strlen(password) > 128)
+        return util_error_set(err, UTIL_ERR_INVALID_FIELD, "password: must be 8 to 128 characters");
+    if (role == AGENT_ROLE_NONE)
+        return util_error_set(err, UTIL_ERR_INVALID_FIELD, "role: must be admin or viewer");
+    store_user u;
+    memset(&u, 0, sizeof u);
+    snprintf(u.name, sizeof u.name, "%s", name);
+    snprintf(u.role, sizeof u.role, "%s", agent_role_name(role));
+    if (crypto_password_hash(password, &u.password_hash, err) != 0)
+        return -1;
+    int rc = store_user_put(a->st, &u, err);
+    store_user_clear(&u);
+    if (rc == 0) {
+        char detail[96];
+        snprintf(detail, sizeof detail, "user=%s role=%s", name, agent_role_name(role));
+        util_error ignored;
+        if (store_audit_add(a->st, by, "user.update", detail, &ignored) != 0)
+            log_warn("audit: %s", ignored.detail);
+    }
+    return rc;
+}
+
+int agent_login(agent *a, const char *user, const char *password, agent_role *role, util_error *err)
+{
+    store_user u;
+    util_error lookup;
+    int64_t now = agent_now(a);
+    if (!user || !password || store_user_get(a->st, user, &u, &lookup) != 0) {
+        /* the same work as for a real user, so timing does not tell names apart */
+        (void)crypto_password_verify(password ? password : "", "scrypt$15$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+        return util_error_set(err, UTIL_ERR_UNAUTHORIZED, "unknown user or wrong password");
+    }
+    int rc = -1;
+    if (u.locked_until > now) {
+        util_error_set(err, UTIL_ERR_THROTTLED, "retry in %lld s", (long long)(u.locked_until - now));
+        goto out;
+    }
+    bool ok = crypto_password_verify(password, u.password_hash);
+    int64_t lock = !ok && u.failed_logins + 1 >= LOGIN_FAILURES_BEFORE_LOCK ? now + LOCK_SECONDS : 0;
+    util_error e;
+    if (store_user_login_result(a->st, u.name, ok, lock, &e) != 0)
+        log_warn("recording a login: %s", e.detail);
+    if (!ok) {
+        log_warn("failed login for user \"%s\"%s", u.name, lock ? "; locked for 60 s" : "");
+        util_error_set(err, lock ? UTIL_ERR_THROTTLED : UTIL_ERR_UNAUTHORIZED, "%s",
+                       lock ? "too many failed logins" : "unknown user or wrong password");
+        goto out;
+    }
+    *role = role_from(u.role);
+    rc = 0;
+out:
+    store_user_clear(&u);
+    return rc;
+}
+
+static void token_hash(const char *token, char out[65])
+{
+    unsigned char md[32];
+    unsigned int n = 0;
+    EVP_Digest(token, strlen(token), md, &n, EVP_sha256(), NULL);
+    util_hex(md, 32, out, 0);
+}
+
+int agent_session_new(agent *a, const char *user, char **token, char **csrf, util_error *err)
+{
+    char t[65], c[33];
+    store_session s;
+    memset(&s, 0, sizeof s);
+    if (crypto_random_hex(t, 32) != 0 || crypto_random_hex(c, 16) != 0)
+        return util_error_set(err, UTIL_ERR_INTERNAL, "random token");
+    token_hash(t, s.token_hash);
+    snprintf(s.user, sizeof s.user, "%s", user);
+    snprintf(s.csrf, sizeof s.csrf, "%s", c);
+    s.created_at = s.last_seen = agent_now(a);
+    util_error e;
+    if (store_session_expire(a->st, s.created_at - AGENT_SESSION_IDLE_S, &e) != 0)
+        log_warn("expiring sessions: %s", e.detail);
+    if (store_session_put(a->st, &s, err) != 0)
+        return -1;
+    *token = strdup(t);
+    *csrf = strdup(c);
+    OPENSSL_cleanse(t, sizeof t);
+    if (!*token || !*csrf) {
+        free(*token);
+        free(*csrf);
+        return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+    }
+    return 0;
+}
+
+int agent_session_check(agent *a, const char *token, char *user, agent_role *role, char *csrf, util_error *err)
+{
+    char hash[65];
+    store_session s;
+    store_user u;
+    int64_t now = agent_now(a);
+    if (!token || strlen(token) != 64)
+        return util_error_set(err, UTIL_ERR_UNAUTHORIZED, "no valid session");
+    token_hash(token, hash);
+    util_error e;
+    if (store_session_get(a->st, hash, &s, &e) != 0)
+        return util_error_set(err, UTIL_ERR_UNAUTHORIZED, "the session has ended; log in again");
+    if (s.last_seen + AGENT_SESSION_IDLE_S < now) {
+        if (store_session_delete(a->st, hash, &e) != 0)
+            log_warn("ending a session: %s", e.detail);
+        return util_error_set(err, UTIL_ERR_UNAUTHORIZED, "the session expired after %d minutes idle; log in again",
+                              AGENT_SESSION_IDLE_S / 60);
+    }
+    if (store_user_get(a->st, s.user, &u, &e) != 0)
+        return util_error_set(err, UTIL_ERR_UNAUTHORIZED, "the session's user no longer exists");
+    *role = role_from(u.role);
+    store_user_clear(&u);
+    snprintf(user, 64, "%s", s.user);
+    snprintf(csrf, 65, "%s", s.csrf);
+    if (now - s.last_seen >= 30)
+        if (store_session_touch(a->st, hash, now, &e) != 0)
+            log_warn("refreshing a session: %s", e.detail);
+    return 0;
+}
+
+void agent_session_end(agent *a, const char *token)
+{
+    char hash[65];
+    util_error e;
+    if (!token || strlen(token) != 64)
+        return;
+    token_hash(token, hash);
+    if (store_session_delete(a->st, hash, &e) != 0)
+        log_warn("ending a session: %s", e.detail);
+}

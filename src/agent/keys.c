@@ -1,0 +1,342 @@
+/* Registered keys, their bindings to functions, and registration. */
+#include <openssl/x509.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/agent_internal.h"
+#include "util/file.h"
+#include "util/log.h"
+#include "util/ossl.h"
+
+extern char **environ;
+
+const agent_function *agent_function_find(const agent *a, const char *name)
+{
+    for (size_t i = 0; i < a->cfg.function_count; i++)
+        if (!strcmp(a->cfg.functions[i].name, name))
+            return &a->cfg.functions[i];
+    return NULL;
+}
+
+/* The functions bound to a key, as a JSON array of names. */
+static json_t *functions_of(const store_binding *b, size_t n, const char *key)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(b[i].key_name, key))
+            json_array_append_new(arr, json_string(b[i].function));
+    return arr;
+}
+
+static json_t *cert_summary(const char *pem)
+{
+    X509 *cert = NULL;
+    util_error err;
+    if (!pem || crypto_cert_load((const uint8_t *)pem, strlen(pem), &cert, &err) != 0)
+        return json_object();
+    crypto_cert_info info;
+    crypto_cert_info_get(cert, &info);
+    X509_free(cert);
+    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "subject", info.subject,
+                     "issuer", info.issuer, "serial", info.serial, "not_before", agent_time_json(info.not_before),
+                     "not_after", agent_time_json(info.not_after), "key_algorithm", info.key, "signature_algorithm",
+                     info.signature_alg, "key_usage", info.key_usage, "ext_key_usage", info.ext_key_usage, "san",
+                     info.san, "sha256", info.sha256, "sha1", info.sha1);
+}
+
+static json_t *key_json(const store_key *k, const store_binding *b, size_t nb, bool detail)
+{
+    json_t *j = cert_summary(k->cert_pem);
+    json_object_set_new(j, "name", json_string(k->name));
+    json_object_set_new(j, "state", json_string(k->state));
+    json_object_set_new(j, "functions", functions_of(b, nb, k->name));
+    json_object_set_new(j, "created_at", agent_time_json(k->created_at));
+    json_object_set_new(j, "registered_at", agent_time_json(k->registered_at));
+    json_object_set_new(j, "replaces", k->replaces[0] ? json_string(k->replaces) : json_null());
+    if (!detail)
+        return j;
+    json_object_set_new(j, "certificate_pem", json_string(k->cert_pem));
+    json_t *chain = json_array();
+    STACK_OF(X509) *certs = NULL;
+    util_error err;
+    if (k->chain_pem && k->chain_pem[0] &&
+        crypto_certs_load((const uint8_t *)k->chain_pem, strlen(k->chain_pem), &certs, &err) == 0) {
+        for (int i = 0; i < sk_X509_num(certs); i++) {
+            crypto_cert_info info;
+            crypto_cert_info_get(sk_X509_value(certs, i), &info);
+            json_array_append_new(chain, json_pack("{s:s, s:s, s:o, s:s}", "subject", info.subject, "issuer",
+                                                   info.issuer, "not_after", agent_time_json(info.not_after),
+                                                   "sha256", info.sha256));
+        }
+    }
+    util_x509_stack_free(certs);
+    json_object_set_new(j, "chain", chain);
+    return j;
+}
+
+json_t *agent_key_list(agent *a, util_error *err)
+{
+    store_key *keys = NULL;
+    store_binding *b = NULL;
+    size_t n = 0, nb = 0;
+    if (store_key_list(a->st, &keys, &n, err) != 0)
+        return NULL;
+    if (store_binding_list(a->st, &b, &nb, err) != 0) {
+        for (size_t i = 0; i < n; i++)
+            store_key_clear(&keys[i]);
+        free(keys);
+        return NULL;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(arr, key_json(&keys[i], b, nb, false));
+        store_key_clear(&keys[i]);
+    }
+    free(keys);
+    free(b);
+    return arr;
+}
+
+json_t *agent_key_get(agent *a, const char *name, util_error *err)
+{
+    store_key k;
+    store_binding *b = NULL;
+    size_t nb = 0;
+    if (store_key_get(a->st, name, &k, err) != 0)
+        return NULL;
+    json_t *j = NULL;
+    if (store_binding_list(a->st, &b, &nb, err) == 0)
+        j = key_json(&k, b, nb, true);
+    free(b);
+    store_key_clear(&k);
+    return j;
+}
+
+int agent_key_delete(agent *a, const char *name, const char *user, util_error *err)
+{
+    return store_key_delete(a->st, name, user, err);
+}
+
+static int stored_ca_certs(agent *a, STACK_OF(X509) **out, util_error *err)
+{
+    json_t *rows = NULL;
+    if (store_ca_certs_get(a->st, &rows, err) != 0)
+        return -1;
+    STACK_OF(X509) *certs = sk_X509_new_null();
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row) {
+        const char *pem = json_string_value(json_object_get(row, "pem"));
+        X509 *x = NULL;
+        util_error ignored;
+        if (certs && pem && crypto_cert_load((const uint8_t *)pem, strlen(pem), &x, &ignored) == 0 &&
+            sk_X509_push(certs, x) <= 0)
+            X509_free(x);
+    }
+    json_decref(rows);
+    *out = certs;
+    return certs ? 0 : util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+}
+
+json_t *agent_key_verify(agent *a, const char *name, util_error *err)
+{
+    store_key k;
+    X509 *cert = NULL;
+    EVP_PKEY *key = NULL;
+    STACK_OF(X509) *trusted = NULL, *chain = NULL;
+    json_t *out = NULL;
+    if (store_key_get(a->st, name, &k, err) != 0)
+        return NULL;
+    if (crypto_cert_load((const uint8_t *)k.cert_pem, strlen(k.cert_pem), &cert, err) != 0 ||
+        crypto_key_load((const uint8_t *)k.key_pem, strlen(k.key_pem), &key, err) != 0 ||
+        stored_ca_certs(a, &trusted, err) != 0)
+        goto out;
+    util_error ignored;
+    if (k.chain_pem && k.chain_pem[0] &&
+        crypto_certs_load((const uint8_t *)k.chain_pem, strlen(k.chain_pem), &chain, &ignored) != 0)
+        chain = NULL;
+    /* CA certificates from the chain count as trusted only when they are stored CA certificates */
+    crypto_verify_result r;
+    crypto_cert_verify(cert, key, trusted, chain, NULL, (time_t)agent_now(a), &r);
+    json_t *checks = json_array();
+    for (size_t i = 0; i < r.count; i++)
+        json_array_append_new(checks, json_pack("{s:s, s:b, s:b, s:s}", "name", r.checks[i].name, "ok",
+                                                r.checks[i].ok, "skipped", r.checks[i].skipped, "detail",
+                                                r.checks[i].detail));
+    out = json_pack("{s:b, s:o}", "valid", r.valid, "checks", checks);
+out:
+    util_x509_stack_free(trusted);
+    util_x509_stack_free(chain);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    store_key_clear(&k);
+    return out;
+}
+
+json_t *agent_binding_list(agent *a, util_error *err)
+{
+    store_binding *b = NULL;
+    size_t nb = 0;
+    if (store_binding_list(a->st, &b, &nb, err) != 0)
+        return NULL;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < a->cfg.function_count; i++) {
+        const agent_function *f = &a->cfg.functions[i];
+        const char *key = "";
+        for (size_t j = 0; j < nb; j++)
+            if (!strcmp(b[j].function, f->name))
+                key = b[j].key_name;
+        json_t *exports = json_pack("{s:o, s:o, s:o}", "key", f->export_key[0] ? json_string(f->export_key) : json_null(),
+                                    "cert", f->export_cert[0] ? json_string(f->export_cert) : json_null(), "chain",
+                                    f->export_chain[0] ? json_string(f->export_chain) : json_null());
+        json_array_append_new(arr, json_pack("{s:s, s:o, s:o, s:o}", "function", f->name, "key_name",
+                                             key[0] ? json_string(key) : json_null(), "export", exports, "command",
+                                             f->command[0] ? json_string(f->command) : json_null()));
+    }
+    free(b);
+    return arr;
+}
+
+int agent_binding_put(agent *a, const char *function, const json_t *in, const char *user, util_error *err)
+{
+    if (!agent_function_find(a, function))
+        return util_error_set(err, UTIL_ERR_NOT_FOUND, "function \"%s\" is not configured", function);
+    const char *key = json_string_value(json_object_get(in, "key_name"));
+    if (!json_is_object(in) || json_object_size(in) != 1 || !key)
+        return util_error_set(err, UTIL_ERR_INVALID_FIELD, "key_name: must be the only field, a string");
+    store_key k;
+    if (store_key_get(a->st, key, &k, err) != 0)
+        return -1;
+    bool registered = !strcmp(k.state, "registered");
+    store_key_clear(&k);
+    if (!registered)
+        return util_error_set(err, UTIL_ERR_INVALID_FIELD, "key_name: \"%s\" is not registered yet: restart first", key);
+    if (store_binding_set(a->st, function, key, user, err) != 0)
+        return -1;
+    return agent_apply_bindings(a, key, err);
+}
+
+/* Writes a function's export files and runs its command. */
+static void export_function(agent *a, const agent_function *f, const store_key *k)
+{
+    util_error err;
+    if (f->export_key[0] && util_file_write_atomic(f->export_key, k->key_pem, strlen(k->key_pem), 0600, &err) != 0)
+        log_error("%s: exporting the key: %s", f->name, err.detail);
+    if (f->export_cert[0] && util_file_write_atomic(f->export_cert, k->cert_pem, strlen(k->cert_pem), 0644, &err) != 0)
+        log_error("%s: exporting the certificate: %s", f->name, err.detail);
+    if (f->export_chain[0] &&
+        util_file_write_atomic(f->export_chain, k->chain_pem ? k->chain_pem : "", k->chain_pem ? strlen(k->chain_pem) : 0,
+                               0644, &err) != 0)
+        log_error("%s: exporting the chain: %s", f->name, err.detail);
+    if (f->command[0]) {
+        char *argv[] = {"/bin/sh", "-c", (char *)f->command, NULL};
+        pid_t pid;
+        if (posix_spawn(&pid, "/bin/sh", NULL, NULL, argv, environ) != 0)
+            log_error("%s: could not run its command", f->name);
+        else
+            log_info("%s: running its command (pid %d)", f->name, (int)pid);
+    }
+    (void)a;
+}
+
+int agent_apply_bindings(agent *a, const char *only_key, util_error *err)
+{
+    store_binding *b = NULL;
+    size_t nb = 0;
+    if (store_binding_list(a->st, &b, &nb, err) != 0)
+        return -1;
+    for (size_t i = 0; i < nb; i++) {
+        if (!b[i].key_name[0] || (only_key && strcmp(only_key, b[i].key_name)))
+            continue;
+        const agent_function *f = agent_function_find(a, b[i].function);
+        store_key k;
+        util_error e;
+        if (!f || store_key_get(a->st, b[i].key_name, &k, &e) != 0)
+            continue;
+        export_function(a, f, &k);
+        if (!strcmp(f->name, "tls") && a->cfg.on_tls_change)
+            a->cfg.on_tls_change(a->cfg.tls_arg, k.key_pem, k.cert_pem, k.chain_pem);
+        store_key_clear(&k);
+    }
+    free(b);
+    return 0;
+}
+
+int agent_register(agent *a, const char *user, json_t **result, util_error *err)
+{
+    store_registration *regs = NULL;
+    size_t n = 0;
+    if (store_register_all(a->st, user, &regs, &n, err) != 0)
+        return -1;
+    json_t *registered = json_array(), *deleted = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(registered, json_string(regs[i].name));
+        if (regs[i].replaced[0])
+            json_array_append_new(deleted, json_string(regs[i].replaced));
+        a->metric_requests[3]++;
+        if (a->auto_state.current_key[0] && !strcmp(regs[i].replaced, a->auto_state.current_key))
+            snprintf(a->auto_state.current_key, sizeof a->auto_state.current_key, "%.24s", regs[i].name);
+        util_error e;
+        if (agent_apply_bindings(a, regs[i].name, &e) != 0)
+            log_error("applying the bindings of \"%s\": %s", regs[i].name, e.detail);
+        log_info("registered \"%s\"%s%s", regs[i].name, regs[i].replaced[0] ? ", replacing " : "", regs[i].replaced);
+    }
+    free(regs);
+    *result = json_pack("{s:o, s:o}", "registered", registered, "deleted", deleted);
+    return 0;
+}
+
+int agent_restart(agent *a, const char *user, json_t **result, util_error *err)
+{
+    return agent_register(a, user, result, err);
+}
+
+/* At first start the tls function gets a self-signed EC key pair. */
+int agent_ensure_tls_key(agent *a, util_error *err)
+{
+    store_binding *b = NULL;
+    size_t nb = 0;
+    if (store_binding_list(a->st, &b, &nb, err) != 0)
+        return -1;
+    bool bound = false;
+    for (size_t i = 0; i < nb; i++)
+        bound |= !strcmp(b[i].function, "tls") && b[i].key_name[0];
+    free(b);
+    if (bound)
+        return 0;
+    crypto_key_spec spec = {CRYPTO_KEY_EC, 256};
+    EVP_PKEY *key = NULL;
+    X509_NAME *name = NULL;
+    X509 *cert = NULL;
+    store_key k;
+    memset(&k, 0, sizeof k);
+    size_t len;
+    int rc = -1;
+    char host[64] = "scepd";
+    gethostname(host, sizeof host - 1);
+    char subject[128];
+    snprintf(subject, sizeof subject, "CN=%s,O=scepd self-signed", host);
+    if (crypto_key_generate(&spec, &key, err) != 0 || crypto_name_parse(subject, &name, err) != 0 ||
+        crypto_selfsigned_build(key, name, EVP_sha256(), (time_t)agent_now(a), 3650, &cert, err) != 0 ||
+        crypto_key_to_pem(key, &k.key_pem, &len, err) != 0 || crypto_cert_to_pem(cert, &k.cert_pem, &len, err) != 0)
+        goto out;
+    snprintf(k.name, sizeof k.name, "DefaultTLS");
+    snprintf(k.state, sizeof k.state, "registered");
+    k.chain_pem = strdup("");
+    store_key existing;
+    util_error e;
+    if (store_key_get(a->st, k.name, &existing, &e) == 0)
+        store_key_clear(&existing);
+    else if (store_key_insert_registered(a->st, &k, err) != 0)
+        goto out;
+    rc = store_binding_set(a->st, "tls", k.name, "scepd", err);
+out:
+    store_key_clear(&k);
+    X509_free(cert);
+    X509_NAME_free(name);
+    EVP_PKEY_free(key);
+    return rc;
+}

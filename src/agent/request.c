@@ -1,0 +1,577 @@
+/*
+ * An issuance request as a persisted state machine:
+ *   queued -> generating_key -> contacting_server -> sent -> pending -> acquired -> registered
+ *                                                      \-> failed (with a catalogue code)
+ * Every transition is written to the store before the next step starts, so
+ * a restarted daemon resumes where it stopped: a key that was generated is
+ * reused (same transactionID), a pending request is polled with CertPoll.
+ */
+#include <event2/event.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/agent_internal.h"
+#include "util/log.h"
+#include "util/ossl.h"
+
+struct agent_run {
+    agent *a;
+    store_request row;
+    agent_key_params params;
+    bool is_auto;
+    int max_attempts;
+    int interval_s;
+    client_config cfg;
+    char *url;
+    client_server srv;
+    client_transaction t;
+    client_result r;
+    uint8_t *csr;
+    size_t csr_len;
+    client_async *op;
+    int64_t due;
+    /* key generation runs on a thread and reports through a pipe */
+    pthread_t thread;
+    bool thread_started;
+    int pipe_fd[2];
+    struct event *keygen_done;
+    crypto_key_spec spec;
+    EVP_PKEY *generated;
+    util_error keygen_err;
+};
+
+static void step_discover(agent_run *run);
+static void step_send(agent_run *run);
+static void step_poll(agent_run *run);
+
+/* ---- persistence ---- */
+
+static void set_state(agent_run *run, const char *state)
+{
+    snprintf(run->row.state, sizeof run->row.state, "%s", state);
+    run->row.updated_at = agent_now(run->a);
+    util_error err;
+    if (store_request_update(run->a->st, &run->row, &err) != 0)
+        log_error("request %lld: could not save state %s: %s", (long long)run->row.id, state, err.detail);
+}
+
+static void wipe_challenge(agent_run *run)
+{
+    if (run->row.challenge_sealed)
+        OPENSSL_cleanse(run->row.challenge_sealed, run->row.challenge_sealed_len);
+    free(run->row.challenge_sealed);
+    run->row.challenge_sealed = NULL;
+    run->row.challenge_sealed_len = 0;
+    OPENSSL_cleanse(run->params.challenge, sizeof run->params.challenge);
+}
+
+static void finish(agent_run *run, const char *state, const util_error *err)
+{
+    run->due = 0;
+    if (err) {
+        snprintf(run->row.error_code, sizeof run->row.error_code, "%s", util_err_code(err->code));
+        snprintf(run->row.error_detail, sizeof run->row.error_detail, "%s", err->detail);
+        log_warn("request %lld failed: %s: %s", (long long)run->row.id, util_err_code(err->code), err->detail);
+    }
+    wipe_challenge(run);
+    set_state(run, state);
+    agent_run_finished(run->a, run->row.id, state, err);
+}
+
+static void fail(agent_run *run, const util_error *err)
+{
+    finish(run, "failed", err);
+}
+
+static void fail_code(agent_run *run, util_err code, const char *detail)
+{
+    util_error err;
+    util_error_set(&err, code, "%s", detail);
+    fail(run, &err);
+}
+
+/* Communication errors and deferrals are retried while attempts remain. */
+static void retry_or_fail(agent_run *run, const util_error *err, const char *state)
+{
+    /* manual requests poll while deferred; auto requests also retry unreachable servers */
+    bool retryable = err->code == UTIL_ERR_PENDING || (run->is_auto && util_err_exit_class(err->code) == 4);
+    if (!retryable || run->row.attempts >= run->max_attempts) {
+        util_error final = *err;
+        if (err->code == UTIL_ERR_PENDING)
+            util_error_set(&final, UTIL_ERR_PENDING, "still pending after %d polls", run->row.attempts);
+        fail(run, &final);
+        return;
+    }
+    run->row.attempts++;
+    run->row.next_attempt_at = agent_now(run->a) + run->interval_s;
+    snprintf(run->row.error_code, sizeof run->row.error_code, "%s", util_err_code(err->code));
+    snprintf(run->row.error_detail, sizeof run->row.error_detail, "%s", err->detail);
+    run->due = run->row.next_attempt_at;
+    set_state(run, state);
+    if (err->code == UTIL_ERR_PENDING)
+        run->a->metric_requests[2]++;
+    log_info("request %lld: %s; attempt %d of %d in %d s", (long long)run->row.id, util_err_code(err->code),
+             run->row.attempts, run->max_attempts, run->interval_s);
+    agent_schedule(run->a);
+}
+
+/* ---- key generation, off the event loop ---- */
+
+static void *keygen_thread(void *arg)
+{
+    agent_run *run = arg;
+    if (crypto_key_generate(&run->spec, &run->generated, &run->keygen_err) != 0)
+        run->generated = NULL;
+    char done = 1;
+    ssize_t n = write(run->pipe_fd[1], &done, 1);
+    (void)n;
+    return NULL;
+}
+
+static void on_keygen_done(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    agent_run *run = arg;
+    pthread_join(run->thread, NULL);
+    run->thread_started = false;
+    if (!run->generated) {
+        fail(run, &run->keygen_err);
+        return;
+    }
+    char *pem = NULL;
+    size_t len = 0;
+    util_error err;
+    if (crypto_key_to_pem(run->generated, &pem, &len, &err) != 0) {
+        fail(run, &err);
+        return;
+    }
+    run->row.key_pem = pem;
+    run->t.new_key = run->generated;
+    run->generated = NULL;
+    set_state(run, "contacting_server");
+    step_discover(run);
+}
+
+static void step_keygen(agent_run *run)
+{
+    util_error err;
+    char spec[32];
+    snprintf(spec, sizeof spec, "%s:%d", !strcmp(run->params.key_algorithm, "rsa") ? "rsa" : "ec",
+             run->params.key_length);
+    if (crypto_key_spec_parse(spec, &run->spec, &err) != 0) {
+        fail(run, &err);
+        return;
+    }
+    set_state(run, "generating_key");
+    if (pipe2(run->pipe_fd, O_CLOEXEC) != 0) {
+        fail_code(run, UTIL_ERR_INTERNAL, "creating a pipe");
+        return;
+    }
+    run->keygen_done = event_new(run->a->base, run->pipe_fd[0], EV_READ, on_keygen_done, run);
+    if (!run->keygen_done || event_add(run->keygen_done, NULL) != 0 ||
+        pthread_create(&run->thread, NULL, keygen_thread, run) != 0) {
+        fail_code(run, UTIL_ERR_INTERNAL, "starting key generation");
+        return;
+    }
+    run->thread_started = true;
+}
+
+/* ---- the CSR and the signer ---- */
+
+static int build_csr(agent_run *run, util_error *err)
+{
+    const agent_key_params *p = &run->params;
+    crypto_csr_params c;
+    memset(&c, 0, sizeof c);
+    c.common_name = p->common_name;
+    c.organization = p->organization[0] ? p->organization : NULL;
+    for (size_t i = 0; i < p->san_count; i++)
+        c.sans[c.san_count++] = p->sans[i];
+    for (size_t i = 0; i < p->eku_count; i++)
+        c.ekus[c.eku_count++] = p->ekus[i];
+    c.key_usage_set = true;
+    c.key_usage = !strcmp(p->key_usage, "digital_signature") ? CRYPTO_KU_DIGITAL_SIGNATURE
+                : !strcmp(p->key_usage, "key_encipherment") ? CRYPTO_KU_KEY_ENCIPHERMENT
+                : !strcmp(p->key_usage, "both")             ? CRYPTO_KU_BOTH
+                                                            : CRYPTO_KU_NONE;
+    c.challenge_password = p->challenge[0] ? p->challenge : NULL;
+    c.digest = run->t.choice.digest;
+    X509_REQ *req = NULL;
+    if (crypto_csr_build(&c, run->t.new_key, &req, err) != 0)
+        return -1;
+    unsigned char *der = NULL;
+    int n = i2d_X509_REQ(req, &der);
+    X509_NAME_free(run->t.subject);
+    run->t.subject = X509_NAME_dup(X509_REQ_get_subject_name(req));
+    X509_REQ_free(req);
+    if (n <= 0 || !run->t.subject) {
+        OPENSSL_free(der);
+        return util_error_ossl(err, UTIL_ERR_CSR_BUILD, "encoding the request");
+    }
+    OPENSSL_free(run->csr);
+    run->csr = der;
+    run->csr_len = (size_t)n;
+    return 0;
+}
+
+/* First enrollment: a self-signed certificate over the new key. Renewal:
+ * the old certificate and key stored with the request. */
+static int prepare_signer(agent_run *run, util_error *err)
+{
+    X509_free(run->t.signer_cert);
+    EVP_PKEY_free(run->t.signer_key);
+    run->t.signer_cert = NULL;
+    run->t.signer_key = NULL;
+    if (run->row.signer_key_pem && run->row.signer_cert_pem) {
+        if (crypto_key_load((const uint8_t *)run->row.signer_key_pem, strlen(run->row.signer_key_pem),
+                            &run->t.signer_key, err) != 0 ||
+            crypto_cert_load((const uint8_t *)run->row.signer_cert_pem, strlen(run->row.signer_cert_pem),
+                             &run->t.signer_cert, err) != 0)
+            return -1;
+        bool renewal = scep_caps_has(&run->srv.caps, SCEP_CAP_RENEWAL) && !run->t.choice.is_ndes;
+        run->t.request_type = renewal ? SCEP_MSG_RENEWALREQ : SCEP_MSG_PKCSREQ;
+        return 0;
+    }
+    run->t.request_type = SCEP_MSG_PKCSREQ;
+    if (crypto_selfsigned_build(run->t.new_key, run->t.subject, run->t.choice.digest, agent_now(run->a), 30,
+                                &run->t.signer_cert, err) != 0)
+        return -1;
+    run->t.signer_key = run->t.new_key;
+    EVP_PKEY_up_ref(run->t.signer_key);
+    char *pem = NULL;
+    size_t len = 0;
+    if (crypto_cert_to_pem(run->t.signer_cert, &pem, &len, err) != 0)
+        return -1;
+    free(run->row.signer_cert_pem);
+    run->row.signer_cert_pem = pem;
+    return 0;
+}
+
+/* ---- discovery ---- */
+
+static json_t *server_snapshot(const client_server *srv, util_error *err)
+{
+    char *pem = NULL;
+    size_t len = 0;
+    if (crypto_certs_to_pem(srv->ca->all, &pem, &len, err) != 0)
+        return NULL;
+    json_t *j = json_pack("{s:i, s:b, s:s, s:i, s:s}", "caps", (int)srv->caps.flags, "caps_answered",
+                          srv->caps_answered, "server_header", srv->server_header, "iis_major",
+                          srv->iis_major, "ca_certs", pem);
+    free(pem);
+    return j;
+}
+
+static int restore_server(agent_run *run, util_error *err)
+{
+    json_t *s = run->row.server;
+    const char *pem = json_string_value(json_object_get(s, "ca_certs"));
+    if (!pem)
+        return util_error_set(err, UTIL_ERR_STORE, "request %lld has no server snapshot", (long long)run->row.id);
+    STACK_OF(X509) *certs = NULL;
+    if (crypto_certs_load((const uint8_t *)pem, strlen(pem), &certs, err) != 0)
+        return -1;
+    client_server_clear(&run->srv);
+    int rc = scep_ca_certs_from_stack(certs, &run->srv.ca, err);
+    util_x509_stack_free(certs);
+    run->srv.caps.flags = (unsigned)json_integer_value(json_object_get(s, "caps"));
+    run->srv.caps_answered = json_is_true(json_object_get(s, "caps_answered"));
+    run->srv.iis_major = (int)json_integer_value(json_object_get(s, "iis_major"));
+    const char *hdr = json_string_value(json_object_get(s, "server_header"));
+    snprintf(run->srv.server_header, sizeof run->srv.server_header, "%s", hdr ? hdr : "");
+    return rc;
+}
+
+static void store_ca_certs(agent_run *run)
+{
+    const scep_ca_certs *ca = run->srv.ca;
+    int n = sk_X509_num(ca->all);
+    char **pems = calloc((size_t)n + 1, sizeof *pems);
+    const char **roles = calloc((size_t)n + 1, sizeof *roles);
+    util_error err;
+    for (int i = 0; pems && roles && i < n; i++) {
+        X509 *x = sk_X509_value(ca->all, i);
+        size_t len;
+        if (crypto_cert_to_pem(x, &pems[i], &len, &err) != 0)
+            pems[i] = NULL;
+        roles[i] = scep_cert_role_name(scep_ca_certs_role(ca, x));
+    }
+    if (pems && roles && store_ca_certs_put(run->a->st, (const char *const *)pems, roles, (size_t)n, &err) != 0)
+        log_error("could not store the CA certificates: %s", err.detail);
+    for (int i = 0; pems && i < n; i++)
+        free(pems[i]);
+    free(pems);
+    free(roles);
+}
+
+static void on_discovered(void *arg, int rc, const util_error *net)
+{
+    agent_run *run = arg;
+    util_error err;
+    run->op = NULL;
+    if (rc != 0) {
+        retry_or_fail(run, net, "contacting_server");
+        return;
+    }
+    store_ca_certs(run);
+    client_choose(&run->cfg, &run->srv, &run->t.choice);
+    run->t.choice.digest = scep_digest_by_name(run->params.signature_algorithm);
+    json_decref(run->row.server);
+    run->row.server = server_snapshot(&run->srv, &err);
+    if (!run->row.server || build_csr(run, &err) != 0 || prepare_signer(run, &err) != 0 ||
+        scep_transaction_id(run->t.new_key, run->t.transaction_id, &err) != 0) {
+        fail(run, &err);
+        return;
+    }
+    snprintf(run->row.transaction_id, sizeof run->row.transaction_id, "%s", run->t.transaction_id);
+    set_state(run, "sent");
+    step_send(run);
+}
+
+static void step_discover(agent_run *run)
+{
+    util_error err;
+    run->due = 0;
+    run->op = client_async_discover(run->a->hc, &run->cfg, &run->srv, (time_t)agent_now(run->a), on_discovered,
+                                    run, &err);
+    if (!run->op)
+        fail(run, &err);
+}
+
+/* ---- the PKIOperation and its reply ---- */
+
+static int acquire(agent_run *run, util_error *err)
+{
+    store_key k;
+    memset(&k, 0, sizeof k);
+    size_t len;
+    int rc = -1;
+    snprintf(k.name, sizeof k.name, "%s", run->row.key_name);
+    snprintf(k.state, sizeof k.state, "acquired");
+    snprintf(k.replaces, sizeof k.replaces, "%s", run->row.replaces);
+    k.request_id = run->row.id;
+    k.key_pem = run->row.key_pem;
+    if (crypto_cert_to_pem(run->r.cert, &k.cert_pem, &len, err) != 0)
+        goto out;
+    if (run->r.chain && sk_X509_num(run->r.chain) > 0) {
+        if (crypto_certs_to_pem(run->r.chain, &k.chain_pem, &len, err) != 0)
+            goto out;
+    } else if (!(k.chain_pem = strdup(""))) {
+        goto out;
+    }
+    wipe_challenge(run);
+    snprintf(run->row.state, sizeof run->row.state, "acquired");
+    run->row.error_code[0] = run->row.error_detail[0] = '\0';
+    run->row.next_attempt_at = 0;
+    run->row.updated_at = agent_now(run->a);
+    rc = store_acquire(run->a->st, &run->row, &k, run->a->cfg.max_keys, err);
+out:
+    free(k.cert_pem);
+    free(k.chain_pem);
+    return rc;
+}
+
+static void on_reply(void *arg, int rc, const util_error *net)
+{
+    agent_run *run = arg;
+    util_error err;
+    run->op = NULL;
+    if (rc != 0) {
+        /* no answer to the request itself: send it again; to a poll: poll again */
+        retry_or_fail(run, net, !strcmp(run->row.state, "sent") ? "contacting_server" : "pending");
+        return;
+    }
+    switch (run->r.status) {
+    case SCEP_STATUS_SUCCESS:
+        if (acquire(run, &err) != 0) {
+            fail(run, &err);
+            return;
+        }
+        log_info("request %lld acquired \"%s\"", (long long)run->row.id, run->row.key_name);
+        agent_run_finished(run->a, run->row.id, "acquired", NULL);
+        return;
+    case SCEP_STATUS_PENDING:
+        wipe_challenge(run); /* the server has it: a new PKCSReq would need a new one */
+        util_error_set(&err, UTIL_ERR_PENDING, "waiting for approval (transactionID %s)", run->t.transaction_id);
+        retry_or_fail(run, &err, "pending");
+        return;
+    default:
+        client_result_error(&run->r, &err);
+        fail(run, &err);
+        return;
+    }
+}
+
+static void step_send(agent_run *run)
+{
+    util_error err;
+    run->due = 0;
+    run->op = client_async_pki(run->a->hc, &run->cfg, &run->srv, &run->t, run->t.request_type, run->csr,
+                               run->csr_len, (time_t)agent_now(run->a), &run->r, on_reply, run, &err);
+    if (!run->op)
+        fail(run, &err);
+}
+
+static void step_poll(agent_run *run)
+{
+    util_error err;
+    uint8_t *data = NULL;
+    size_t len = 0;
+    run->due = 0;
+    client_result_clear(&run->r);
+    if (client_poll_data(&run->srv, &run->t, &data, &len, &err) != 0) {
+        fail(run, &err);
+        return;
+    }
+    run->op = client_async_pki(run->a->hc, &run->cfg, &run->srv, &run->t, SCEP_MSG_CERTPOLL, data, len,
+                               (time_t)agent_now(run->a), &run->r, on_reply, run, &err);
+    OPENSSL_free(data);
+    if (!run->op)
+        fail(run, &err);
+}
+
+/* ---- lifetime ---- */
+
+int64_t agent_run_due(const agent_run *run)
+{
+    return run->op ? 0 : run->due;
+}
+
+void agent_run_wake(agent_run *run)
+{
+    if (run->op || !run->due)
+        return;
+    run->due = 0;
+    if (!strcmp(run->row.state, "pending"))
+        step_poll(run);
+    else
+        step_discover(run);
+}
+
+static int load_params(agent_run *run, util_error *err)
+{
+    if (agent_parse_key_params(run->row.params, &run->params, err) != 0)
+        return -1;
+    if (run->row.challenge_sealed) {
+        uint8_t *pw = NULL;
+        size_t len = 0;
+        if (crypto_unseal(run->a->seal_key, run->row.challenge_sealed, run->row.challenge_sealed_len, &pw, &len,
+                          err) != 0)
+            return -1;
+        snprintf(run->params.challenge, sizeof run->params.challenge, "%.*s", (int)len, (char *)pw);
+        OPENSSL_cleanse(pw, len);
+        free(pw);
+    }
+    return 0;
+}
+
+static int copy_row(store_request *dst, const store_request *src)
+{
+    *dst = *src;
+    dst->params = json_deep_copy(src->params);
+    dst->server = src->server ? json_deep_copy(src->server) : NULL;
+    dst->key_pem = src->key_pem ? strdup(src->key_pem) : NULL;
+    dst->signer_cert_pem = src->signer_cert_pem ? strdup(src->signer_cert_pem) : NULL;
+    dst->signer_key_pem = src->signer_key_pem ? strdup(src->signer_key_pem) : NULL;
+    dst->challenge_sealed = NULL;
+    if (src->challenge_sealed && (dst->challenge_sealed = malloc(src->challenge_sealed_len)))
+        memcpy(dst->challenge_sealed, src->challenge_sealed, src->challenge_sealed_len);
+    return dst->params ? 0 : -1;
+}
+
+static int begin(agent_run *run)
+{
+    util_error err;
+    int keys = 0;
+    if (store_key_count(run->a->st, &keys, &err) != 0) {
+        fail(run, &err);
+        return 0;
+    }
+    if (keys >= run->a->cfg.max_keys && !strcmp(run->row.state, "queued")) {
+        util_error_set(&err, UTIL_ERR_KEY_STORE_FULL, "%d of %d key pairs stored", keys, run->a->cfg.max_keys);
+        fail(run, &err);
+        return 0;
+    }
+    if (!run->row.key_pem) {
+        step_keygen(run);
+        return 0;
+    }
+    if (crypto_key_load((const uint8_t *)run->row.key_pem, strlen(run->row.key_pem), &run->t.new_key, &err) != 0) {
+        fail(run, &err);
+        return 0;
+    }
+    if (!strcmp(run->row.state, "pending")) {
+        if (restore_server(run, &err) != 0 || prepare_signer(run, &err) != 0) {
+            fail(run, &err);
+            return 0;
+        }
+        snprintf(run->t.transaction_id, sizeof run->t.transaction_id, "%s", run->row.transaction_id);
+        client_choose(&run->cfg, &run->srv, &run->t.choice);
+        run->t.choice.digest = scep_digest_by_name(run->params.signature_algorithm);
+        if (build_csr(run, &err) != 0) { /* for the subject of CertPoll */
+            fail(run, &err);
+            return 0;
+        }
+        run->due = run->row.next_attempt_at ? run->row.next_attempt_at : agent_now(run->a);
+        agent_schedule(run->a);
+        return 0;
+    }
+    /* queued with a key, contacting_server or sent: (re)send the request */
+    set_state(run, "contacting_server");
+    step_discover(run);
+    return 0;
+}
+
+int agent_run_start(agent *a, const store_request *row, util_error *err)
+{
+    if (a->run)
+        return util_error_set(err, UTIL_ERR_REQUEST_BUSY, "request %lld is running", (long long)a->run->row.id);
+    agent_run *run = calloc(1, sizeof *run);
+    if (!run)
+        return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+    run->a = a;
+    run->pipe_fd[0] = run->pipe_fd[1] = -1;
+    if (copy_row(&run->row, row) != 0 || load_params(run, err) != 0 ||
+        agent_client_config(a, &run->cfg, &run->url, err) != 0) {
+        agent_run_free(run);
+        return -1;
+    }
+    run->is_auto = !strcmp(row->kind, "auto");
+    run->max_attempts = run->is_auto ? (a->autoreq.polling ? a->autoreq.retries : 0) : a->settings.poll_max;
+    run->interval_s = run->is_auto ? a->autoreq.interval_s : a->settings.poll_interval_s;
+    if (run->interval_s <= 0)
+        run->interval_s = 60;
+    a->run = run;
+    return begin(run);
+}
+
+void agent_run_free(agent_run *run)
+{
+    if (!run)
+        return;
+    if (run->thread_started)
+        pthread_join(run->thread, NULL);
+    if (run->op)
+        client_async_abandon(run->op);
+    if (run->keygen_done)
+        event_free(run->keygen_done);
+    if (run->pipe_fd[0] >= 0)
+        close(run->pipe_fd[0]);
+    if (run->pipe_fd[1] >= 0)
+        close(run->pipe_fd[1]);
+    EVP_PKEY_free(run->generated);
+    wipe_challenge(run);
+    store_request_clear(&run->row);
+    client_server_clear(&run->srv);
+    client_transaction_clear(&run->t);
+    client_result_clear(&run->r);
+    OPENSSL_free(run->csr);
+    free(run->url);
+    free(run);
+}

@@ -1,0 +1,180 @@
+/* Issuance requests as the API sees them: create, read, list; and what
+ * happens when a run ends. */
+#include <event2/event.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/agent_internal.h"
+#include "util/log.h"
+
+static json_t *error_json(const char *code, const char *detail)
+{
+    if (!code || !code[0])
+        return json_null();
+    util_err e = util_err_from_code(code);
+    return json_pack("{s:s, s:s, s:s, s:s}", "code", code, "message", util_err_message(e), "remedy",
+                     util_err_remedy(e), "detail", detail ? detail : "");
+}
+
+static const char *state_text(const char *state)
+{
+    static const struct { const char *state, *text; } texts[] = {
+        {"queued", "queued"},
+        {"generating_key", "generating the key pair"},
+        {"contacting_server", "contacting the SCEP server"},
+        {"sent", "request sent, waiting for the answer"},
+        {"pending", "deferred by the server; polling"},
+        {"acquired", "acquired; restart to register"},
+        {"registered", "registered"},
+        {"failed", "failed"},
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
+        if (!strcmp(texts[i].state, state))
+            return texts[i].text;
+    return state;
+}
+
+static json_t *request_json(const store_request *r)
+{
+    json_t *params = r->params ? json_deep_copy(r->params) : json_object();
+    /* a pending or failed request keeps its last error for display */
+    json_t *error = error_json(r->error_code, r->error_detail);
+    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:i, s:o, s:o, s:o}", "id", (json_int_t)r->id,
+                     "kind", r->kind, "state", r->state, "status_text", state_text(r->state), "key_name",
+                     r->key_name, "transaction_id", r->transaction_id[0] ? json_string(r->transaction_id) : json_null(),
+                     "created_at", agent_time_json(r->created_at), "updated_at", agent_time_json(r->updated_at),
+                     "attempts", r->attempts, "next_attempt_at", agent_time_json(r->next_attempt_at), "error",
+                     error, "params", params);
+}
+
+json_t *agent_request_get(agent *a, int64_t id, util_error *err)
+{
+    store_request r;
+    if (store_request_get(a->st, id, &r, err) != 0)
+        return NULL;
+    json_t *j = request_json(&r);
+    store_request_clear(&r);
+    return j;
+}
+
+json_t *agent_request_list(agent *a, util_error *err)
+{
+    store_request *rows = NULL;
+    size_t n = 0;
+    if (store_request_list(a->st, 100, false, &rows, &n, err) != 0)
+        return NULL;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(arr, request_json(&rows[i]));
+        store_request_clear(&rows[i]);
+    }
+    free(rows);
+    return arr;
+}
+
+/* Inserts a request row and starts it. The challenge is sealed with the
+ * state directory's key and wiped from the row once the server answered. */
+int agent_request_insert(agent *a, const char *kind, const agent_key_params *p, const char *key_name,
+                         const char *replaces, const char *signer_cert_pem, const char *signer_key_pem,
+                         const char *user, int64_t *id, util_error *err)
+{
+    store_request r;
+    memset(&r, 0, sizeof r);
+    int rc = -1;
+    snprintf(r.kind, sizeof r.kind, "%s", kind);
+    snprintf(r.state, sizeof r.state, "queued");
+    snprintf(r.key_name, sizeof r.key_name, "%s", key_name);
+    snprintf(r.replaces, sizeof r.replaces, "%s", replaces ? replaces : "");
+    agent_key_params stored = *p;
+    snprintf(stored.key_name, sizeof stored.key_name, "%s", key_name);
+    r.params = agent_key_params_json(&stored);
+    json_object_del(r.params, "challenge_password_set");
+    OPENSSL_cleanse(stored.challenge, sizeof stored.challenge);
+    r.created_at = r.updated_at = agent_now(a);
+    r.signer_cert_pem = signer_cert_pem ? strdup(signer_cert_pem) : NULL;
+    r.signer_key_pem = signer_key_pem ? strdup(signer_key_pem) : NULL;
+    if (p->challenge[0] &&
+        crypto_seal(a->seal_key, (const uint8_t *)p->challenge, strlen(p->challenge), &r.challenge_sealed,
+                    &r.challenge_sealed_len, err) != 0)
+        goto out;
+    if (store_request_insert(a->st, &r, user, err) != 0)
+        goto out;
+    *id = r.id;
+    log_info("request %lld created by %s for key \"%s\"", (long long)r.id, user, key_name);
+    if (agent_run_start(a, &r, err) != 0)
+        goto out;
+    rc = 0;
+out:
+    store_request_clear(&r);
+    return rc;
+}
+
+int agent_request_create(agent *a, const json_t *in, const char *user, int64_t *id, util_error *err)
+{
+    agent_key_params p;
+    if (a->autoreq.enabled)
+        return util_error_set(err, UTIL_ERR_AUTO_REQUEST_ENABLED, "the auto request timer is on");
+    if (a->run)
+        return util_error_set(err, UTIL_ERR_REQUEST_BUSY, "request in progress");
+    if (agent_parse_key_params(in, &p, err) != 0)
+        return -1;
+    store_key existing;
+    util_error lookup;
+    if (store_key_get(a->st, p.key_name, &existing, &lookup) == 0) {
+        store_key_clear(&existing);
+        OPENSSL_cleanse(p.challenge, sizeof p.challenge);
+        return util_error_set(err, UTIL_ERR_KEY_NAME_TAKEN, "key_name: \"%s\" exists", p.key_name);
+    }
+    if (!a->settings.url[0]) {
+        OPENSSL_cleanse(p.challenge, sizeof p.challenge);
+        return util_error_set(err, UTIL_ERR_INVALID_FIELD, "url: set the SCEP server's URL in the communication settings first");
+    }
+    int rc = agent_request_insert(a, "manual", &p, p.key_name, NULL, NULL, NULL, user, id, err);
+    OPENSSL_cleanse(p.challenge, sizeof p.challenge);
+    return rc;
+}
+
+void agent_reap_runs(agent *a)
+{
+    for (size_t i = 0; i < a->finished_count; i++)
+        agent_run_free(a->finished[i]);
+    a->finished_count = 0;
+}
+
+void agent_run_finished(agent *a, int64_t request_id, const char *state, const util_error *err)
+{
+    agent_run *run = a->run;
+    a->run = NULL;
+    /* the run's own callback is still on the stack: free it from the loop */
+    if (run) {
+        agent_run **grown = realloc(a->finished, (a->finished_count + 1) * sizeof *grown);
+        if (grown) {
+            a->finished = grown;
+            a->finished[a->finished_count++] = run;
+        } else {
+            log_error("could not release request %lld", (long long)request_id);
+        }
+        struct timeval now = {0, 0};
+        event_add(a->reaper, &now);
+    }
+    bool acquired = !strcmp(state, "acquired");
+    a->metric_requests[acquired ? 0 : 1]++;
+    store_request r;
+    util_error e;
+    bool is_auto = false;
+    if (store_request_get(a->st, request_id, &r, &e) == 0) {
+        is_auto = !strcmp(r.kind, "auto");
+        store_request_clear(&r);
+    }
+    if (is_auto)
+        agent_auto_request_done(a, request_id, state, err);
+    if (acquired && is_auto && a->autoreq.auto_restart) {
+        json_t *result = NULL;
+        if (agent_register(a, "auto-restart", &result, &e) != 0)
+            log_error("automatic restart after acquisition failed: %s", e.detail);
+        json_decref(result);
+    }
+    agent_schedule(a);
+}

@@ -1,0 +1,268 @@
+/*
+ * The auto request: a timer that sends an issuance request at a set date and
+ * time, optionally shifted by a uniform random delay of 0-600 s (drawn once
+ * per run and shown), retried while the server defers it or cannot be
+ * reached, repeated every N days, renewing with the previous pair's
+ * certificate and, with delete-old, replacing that pair at registration.
+ * The next run is persisted: a run missed while the daemon was down happens
+ * at start-up.
+ */
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/agent_internal.h"
+#include "util/log.h"
+
+#define DAY 86400
+
+static json_t *state_json(const agent_auto_state *s)
+{
+    return json_pack("{s:I, s:i, s:I, s:i, s:s, s:I, s:s}", "base", (json_int_t)s->base, "jitter_s", s->jitter_s,
+                     "next_run", (json_int_t)s->next_run, "attempts_left", s->attempts_left, "last_result",
+                     s->last_result, "last_request_id", (json_int_t)s->last_request_id, "current_key",
+                     s->current_key);
+}
+
+static void state_from_json(const json_t *j, agent_auto_state *s)
+{
+    memset(s, 0, sizeof *s);
+    s->base = json_integer_value(json_object_get(j, "base"));
+    s->jitter_s = (int)json_integer_value(json_object_get(j, "jitter_s"));
+    s->next_run = json_integer_value(json_object_get(j, "next_run"));
+    s->attempts_left = (int)json_integer_value(json_object_get(j, "attempts_left"));
+    s->last_request_id = json_integer_value(json_object_get(j, "last_request_id"));
+    const char *r = json_string_value(json_object_get(j, "last_result"));
+    const char *k = json_string_value(json_object_get(j, "current_key"));
+    snprintf(s->last_result, sizeof s->last_result, "%s", r ? r : "");
+    snprintf(s->current_key, sizeof s->current_key, "%s", k ? k : "");
+}
+
+int agent_auto_save_state(agent *a, util_error *err)
+{
+    json_t *doc = state_json(&a->auto_state);
+    int rc = store_doc_put(a->st, "auto_state", doc, NULL, NULL, NULL, err);
+    json_decref(doc);
+    return rc;
+}
+
+static void defaults(agent_auto *a)
+{
+    memset(a, 0, sizeof *a);
+    a->retries = 3;
+    a->interval_s = 300;
+    a->interval_days = 30;
+}
+
+int agent_auto_load(agent *a, util_error *err)
+{
+    json_t *doc = NULL, *state = NULL;
+    defaults(&a->autoreq);
+    if (store_doc_get(a->st, "auto_request", &doc, err) != 0 || store_doc_get(a->st, "auto_state", &state, err) != 0) {
+        json_decref(doc);
+        return -1;
+    }
+    int rc = 0;
+    if (doc) {
+        json_t *sealed = json_object_get(doc, "challenge_sealed");
+        json_t *config = json_deep_copy(doc);
+        json_object_del(config, "challenge_sealed");
+        json_t *key = json_object_get(config, "key");
+        if (json_is_object(key))
+            json_object_del(key, "challenge_password_set");
+        agent_auto cur;
+        defaults(&cur);
+        rc = agent_parse_auto(config, &cur, &a->autoreq, err);
+        json_decref(config);
+        const char *b64 = json_string_value(sealed);
+        if (rc == 0 && b64) {
+            size_t len = strlen(b64);
+            uint8_t *raw = malloc(len + 1), *pw = NULL;
+            size_t pw_len = 0;
+            int n = raw ? EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)len) : -1;
+            if (n > 0) {
+                n -= (len > 0 && b64[len - 1] == '=') + (len > 1 && b64[len - 2] == '=');
+                if (crypto_unseal(a->seal_key, raw, (size_t)n, &pw, &pw_len, err) == 0) {
+                    snprintf(a->autoreq.key.challenge, sizeof a->autoreq.key.challenge, "%.*s", (int)pw_len,
+                             (char *)pw);
+                    OPENSSL_cleanse(pw, pw_len);
+                } else {
+                    rc = -1;
+                }
+            }
+            free(pw);
+            free(raw);
+        }
+    }
+    if (state)
+        state_from_json(state, &a->auto_state);
+    json_decref(doc);
+    json_decref(state);
+    return rc;
+}
+
+json_t *agent_auto_get(agent *a, util_error *err)
+{
+    (void)err;
+    json_t *j = agent_auto_json(&a->autoreq);
+    const agent_auto_state *s = &a->auto_state;
+    json_object_set_new(j, "next_run", a->autoreq.enabled ? agent_time_json(s->next_run) : json_null());
+    json_object_set_new(j, "jitter_s", json_integer(s->jitter_s));
+    json_object_set_new(j, "last_result", s->last_result[0] ? json_string(s->last_result) : json_null());
+    json_object_set_new(j, "attempts_left", json_integer(s->attempts_left));
+    json_object_set_new(j, "last_request_id", s->last_request_id ? json_integer(s->last_request_id) : json_null());
+    return j;
+}
+
+/* The stored document: the configuration plus the sealed challenge. */
+static json_t *auto_doc(agent *a, const agent_auto *cfg, util_error *err)
+{
+    json_t *doc = agent_auto_json(cfg);
+    if (!doc)
+        return NULL;
+    if (cfg->key.challenge[0]) {
+        uint8_t *sealed = NULL;
+        size_t len = 0;
+        if (crypto_seal(a->seal_key, (const uint8_t *)cfg->key.challenge, strlen(cfg->key.challenge), &sealed, &len,
+                        err) != 0) {
+            json_decref(doc);
+            return NULL;
+        }
+        char *b64 = malloc(4 * ((len + 2) / 3) + 1);
+        if (b64) {
+            EVP_EncodeBlock((unsigned char *)b64, sealed, (int)len);
+            json_object_set_new(doc, "challenge_sealed", json_string(b64));
+        }
+        free(b64);
+        free(sealed);
+    }
+    return doc;
+}
+
+static void arm_run(agent *a, int64_t base)
+{
+    agent_auto_state *s = &a->auto_state;
+    s->base = base;
+    s->jitter_s = a->autoreq.auto_adjust ? (int)agent_random(a, AGENT_JITTER_MAX_S + 1) : 0;
+    s->next_run = base ? base + s->jitter_s : 0;
+}
+
+int agent_auto_put(agent *a, const json_t *in, const char *user, util_error *err)
+{
+    agent_auto next;
+    if (agent_parse_auto(in, &a->autoreq, &next, err) != 0)
+        return -1;
+    int64_t now = agent_now(a);
+    /* As on the device, switching periodic requests on resets the start to now. */
+    if (next.periodic && !a->autoreq.periodic && next.enabled)
+        next.start = now - now % 60;
+    json_t *doc = auto_doc(a, &next, err);
+    if (!doc)
+        return -1;
+    char detail[200];
+    snprintf(detail, sizeof detail, "enabled=%d periodic=%d interval_days=%d auto_restart=%d delete_old=%d",
+             next.enabled, next.periodic, next.interval_days, next.auto_restart, next.delete_old);
+    int rc = store_doc_put(a->st, "auto_request", doc, user, "auto_request.update", detail, err);
+    json_decref(doc);
+    if (rc != 0)
+        return -1;
+    OPENSSL_cleanse(a->autoreq.key.challenge, sizeof a->autoreq.key.challenge);
+    a->autoreq = next;
+    OPENSSL_cleanse(next.key.challenge, sizeof next.key.challenge);
+    arm_run(a, a->autoreq.enabled ? a->autoreq.start : 0);
+    a->auto_state.attempts_left = 0;
+    rc = agent_auto_save_state(a, err);
+    agent_schedule(a);
+    return rc;
+}
+
+int64_t agent_schedule_following(const agent_auto *cfg, int64_t base, int64_t now)
+{
+    if (!cfg->periodic || cfg->interval_days <= 0)
+        return 0;
+    int64_t step = (int64_t)cfg->interval_days * DAY;
+    int64_t next = base + step;
+    if (next <= now) /* periods missed while down: one run happened now, skip the rest */
+        next += ((now - next) / step + 1) * step;
+    return next;
+}
+
+static bool key_exists(agent *a, const char *name, store_key *out)
+{
+    util_error err;
+    store_key k;
+    if (!name[0] || store_key_get(a->st, name, &k, &err) != 0)
+        return false;
+    if (out)
+        *out = k;
+    else
+        store_key_clear(&k);
+    return true;
+}
+
+/* key_name if free, else key_name2, key_name3, ... within 24 characters */
+static int unique_name(agent *a, const char *base, char *out, size_t len)
+{
+    if (!key_exists(a, base, NULL)) {
+        snprintf(out, len, "%s", base);
+        return 0;
+    }
+    for (int i = 2; i < 1000; i++) {
+        char suffix[8];
+        int slen = snprintf(suffix, sizeof suffix, "%d", i);
+        snprintf(out, len, "%.*s%s", AGENT_NAME_MAX - slen, base, suffix);
+        if (!key_exists(a, out, NULL))
+            return 0;
+    }
+    return -1;
+}
+
+int agent_auto_fire(agent *a, util_error *err)
+{
+    agent_auto_state *s = &a->auto_state;
+    const agent_auto *cfg = &a->autoreq;
+    int64_t now = agent_now(a);
+    store_key old;
+    memset(&old, 0, sizeof old);
+    bool renew = (key_exists(a, s->current_key, &old) || key_exists(a, cfg->key.key_name, &old)) &&
+                 !strcmp(old.state, "registered");
+    char name[AGENT_NAME_MAX + 1];
+    int64_t id = 0;
+    int rc = unique_name(a, cfg->key.key_name, name, sizeof name);
+    if (rc != 0)
+        util_error_set(err, UTIL_ERR_KEY_NAME_TAKEN, "no free name for \"%s\"", cfg->key.key_name);
+    /* schedule the following run before this one starts, so it cannot repeat */
+    arm_run(a, agent_schedule_following(cfg, s->base ? s->base : now, now));
+    s->attempts_left = cfg->polling ? cfg->retries : 0;
+    if (rc == 0) {
+        log_info("auto request starts for key \"%s\"%s%s", name, renew ? ", renewing " : "", renew ? old.name : "");
+        rc = agent_request_insert(a, "auto", &cfg->key, name, renew && cfg->delete_old ? old.name : NULL,
+                                  renew ? old.cert_pem : NULL, renew ? old.key_pem : NULL, "auto-request", &id,
+                                  err);
+    }
+    if (id)
+        s->last_request_id = id;
+    if (rc != 0 && !id)
+        snprintf(s->last_result, sizeof s->last_result, "%s", util_err_code(err->code));
+    store_key_clear(&old);
+    util_error save_err;
+    if (agent_auto_save_state(a, &save_err) != 0)
+        log_error("could not save the auto request schedule: %s", save_err.detail);
+    return rc;
+}
+
+void agent_auto_request_done(agent *a, int64_t id, const char *state, const util_error *err)
+{
+    agent_auto_state *s = &a->auto_state;
+    store_request r;
+    util_error e;
+    if (!strcmp(state, "acquired") && store_request_get(a->st, id, &r, &e) == 0) {
+        snprintf(s->current_key, sizeof s->current_key, "%.24s", r.key_name);
+        store_request_clear(&r);
+    }
+    snprintf(s->last_result, sizeof s->last_result, "%s", err ? util_err_code(err->code) : state);
+    s->attempts_left = 0;
+    if (agent_auto_save_state(a, &e) != 0)
+        log_error("could not save the auto request state: %s", e.detail);
+}

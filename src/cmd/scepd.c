@@ -1,0 +1,368 @@
+/* scepd: the device agent. Wiring only: configuration, listeners, signals. */
+#include <errno.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <getopt.h>
+#include <ini.h>
+#include <openssl/crypto.h>
+#include <openssl/ssl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+#include "api/api.h"
+#include "crypto/crypto.h"
+#include "http/http.h"
+#include "util/file.h"
+#include "util/log.h"
+#include "web/web.h"
+
+typedef struct options {
+    const char *config;
+    char state_dir[512];
+    char listen[128];
+    char listen_tls[128];
+    char admin_password_file[512];
+    char initial_url[512];
+    bool check_only;
+    bool use_syslog;
+    util_log_level level;
+    agent_config agent;
+    int line_error;
+    char config_error[256];
+} options;
+
+/* The HTTPS listener's context: replaced when the tls binding changes; open
+ * connections keep the context they started with. */
+typedef struct tls_holder {
+    SSL_CTX *ctx;
+    char fingerprint[100];
+} tls_holder;
+
+static int on_ini(void *user, const char *section, const char *name, const char *value)
+{
+    options *o = user;
+    if (!strcmp(section, "scepd")) {
+        if (!strcmp(name, "state_dir"))
+            snprintf(o->state_dir, sizeof o->state_dir, "%s", value);
+        else if (!strcmp(name, "listen"))
+            snprintf(o->listen, sizeof o->listen, "%s", value);
+        else if (!strcmp(name, "listen_tls"))
+            snprintf(o->listen_tls, sizeof o->listen_tls, "%s", value);
+        else if (!strcmp(name, "max_keys"))
+            o->agent.max_keys = atoi(value);
+        else if (!strcmp(name, "scep_url"))
+            snprintf(o->initial_url, sizeof o->initial_url, "%s", value);
+        else if (!strcmp(name, "admin_password_file"))
+            snprintf(o->admin_password_file, sizeof o->admin_password_file, "%s", value);
+        else if (!strcmp(name, "log"))
+            o->use_syslog = !strcmp(value, "syslog");
+        else if (!strcmp(name, "log_level"))
+            o->level = !strcmp(value, "debug") ? UTIL_LOG_DEBUG : !strcmp(value, "warning") ? UTIL_LOG_WARN : UTIL_LOG_INFO;
+        else
+            goto unknown;
+        if (!strcmp(name, "max_keys") && (o->agent.max_keys < 1 || o->agent.max_keys > 1000)) {
+            snprintf(o->config_error, sizeof o->config_error, "max_keys must be from 1 to 1000");
+            return 0;
+        }
+        return 1;
+    }
+    if (!strncmp(section, "function ", 9)) {
+        const char *fname = section + 9;
+        agent_function *f = NULL;
+        for (size_t i = 0; i < o->agent.function_count; i++)
+            if (!strcmp(o->agent.functions[i].name, fname))
+                f = &o->agent.functions[i];
+        if (!f) {
+            if (o->agent.function_count >= AGENT_MAX_FUNCTIONS || strlen(fname) == 0 || strlen(fname) > 31) {
+                snprintf(o->config_error, sizeof o->config_error, "function \"%s\": name or count", fname);
+                return 0;
+            }
+            f = &o->agent.functions[o->agent.function_count++];
+            snprintf(f->name, sizeof f->name, "%s", fname);
+        }
+        if (!strcmp(name, "export_key"))
+            snprintf(f->export_key, sizeof f->export_key, "%s", value);
+        else if (!strcmp(name, "export_cert"))
+            snprintf(f->export_cert, sizeof f->export_cert, "%s", value);
+        else if (!strcmp(name, "export_chain"))
+            snprintf(f->export_chain, sizeof f->export_chain, "%s", value);
+        else if (!strcmp(name, "command"))
+            snprintf(f->command, sizeof f->command, "%s", value);
+        else
+            goto unknown;
+        return 1;
+    }
+unknown:
+    snprintf(o->config_error, sizeof o->config_error, "[%s] %s is not a known setting", section, name);
+    return 0;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: scepd [--config FILE] [--state DIR] [--listen 127.0.0.1:8080]\n"
+                 "             [--listen-tls 127.0.0.1:8443] [--admin-password-file F] [--scep-url URL]\n"
+                 "             [--syslog] [--debug] [-n]\n"
+                 "  -n  check the configuration and exit\n");
+}
+
+static int parse_args(int argc, char **argv, options *o, util_error *err)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"state", required_argument, NULL, 's'},
+        {"listen", required_argument, NULL, 'l'}, {"listen-tls", required_argument, NULL, 't'},
+        {"admin-password-file", required_argument, NULL, 'p'}, {"scep-url", required_argument, NULL, 'u'},
+        {"syslog", no_argument, NULL, 'S'}, {"debug", no_argument, NULL, 'd'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    /* the config file first, then the command line overrides it */
+    for (int i = 1; i < argc - 1; i++)
+        if (!strcmp(argv[i], "--config") || !strcmp(argv[i], "-c"))
+            o->config = argv[i + 1];
+    if (o->config) {
+        int line = ini_parse(o->config, on_ini, o);
+        if (line < 0)
+            return util_error_set(err, UTIL_ERR_CONFIG, "%s: cannot be read", o->config);
+        if (line > 0)
+            return util_error_set(err, UTIL_ERR_CONFIG, "%s line %d: %s", o->config, line,
+                                  o->config_error[0] ? o->config_error : "syntax error");
+    }
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "c:s:l:t:p:u:nh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': break;
+        case 's': snprintf(o->state_dir, sizeof o->state_dir, "%s", optarg); break;
+        case 'l': snprintf(o->listen, sizeof o->listen, "%s", optarg); break;
+        case 't': snprintf(o->listen_tls, sizeof o->listen_tls, "%s", optarg); break;
+        case 'p': snprintf(o->admin_password_file, sizeof o->admin_password_file, "%s", optarg); break;
+        case 'u': snprintf(o->initial_url, sizeof o->initial_url, "%s", optarg); break;
+        case 'S': o->use_syslog = true; break;
+        case 'd': o->level = UTIL_LOG_DEBUG; break;
+        case 'n': o->check_only = true; break;
+        case 'h': usage(stdout); exit(0);
+        default: return util_error_set(err, UTIL_ERR_USAGE, "%s: unknown option or missing value", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return util_error_set(err, UTIL_ERR_USAGE, "unexpected argument \"%s\"", argv[optind]);
+    return 0;
+}
+
+/* "127.0.0.1:8080" or "[::1]:8443" */
+static int split_address(const char *text, char *host, size_t host_len, int *port)
+{
+    const char *colon = strrchr(text, ':');
+    if (!colon)
+        return -1;
+    size_t n = (size_t)(colon - text);
+    if (text[0] == '[' && n >= 2 && text[n - 1] == ']') {
+        text++;
+        n -= 2;
+    }
+    if (n == 0 || n >= host_len)
+        return -1;
+    memcpy(host, text, n);
+    host[n] = '\0';
+    *port = atoi(colon + 1);
+    return *port > 0 && *port < 65536 ? 0 : -1;
+}
+
+static int bind_http(struct evhttp *http, const char *addr, util_error *err)
+{
+    char host[128];
+    int port;
+    if (split_address(addr, host, sizeof host, &port) != 0)
+        return util_error_set(err, UTIL_ERR_CONFIG, "listen address \"%s\" is not HOST:PORT", addr);
+    if (evhttp_bind_socket(http, host, (ev_uint16_t)port) != 0)
+        return util_error_set(err, UTIL_ERR_CONFIG, "cannot listen on %s: %s", addr, strerror(errno));
+    return 0;
+}
+
+static struct bufferevent *tls_bevcb(struct event_base *base, void *arg)
+{
+    tls_holder *h = arg;
+    SSL *ssl = h->ctx ? SSL_new(h->ctx) : NULL;
+    if (!ssl)
+        return NULL;
+    return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+}
+
+static void on_tls_change(void *arg, const char *key_pem, const char *cert_pem, const char *chain_pem)
+{
+    tls_holder *h = arg;
+    SSL_CTX *ctx = NULL;
+    util_error err;
+    if (crypto_tls_server_ctx(key_pem, cert_pem, chain_pem, &ctx, &err) != 0) {
+        log_error("the HTTPS listener keeps its certificate: %s", err.detail);
+        return;
+    }
+    SSL_CTX_free(h->ctx); /* connections in progress hold their own reference */
+    h->ctx = ctx;
+    X509 *cert = NULL;
+    if (crypto_cert_load((const uint8_t *)cert_pem, strlen(cert_pem), &cert, &err) == 0) {
+        crypto_cert_fingerprint(cert, EVP_sha256(), h->fingerprint, sizeof h->fingerprint, true);
+        log_info("HTTPS listener presents the certificate with SHA-256 %s", h->fingerprint);
+        X509_free(cert);
+    }
+}
+
+typedef struct signals {
+    struct event_base *base;
+    agent *a;
+} signals;
+
+static void on_stop(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    signals *s = arg;
+    log_info("signal %d: stopping", (int)sig);
+    event_base_loopexit(s->base, NULL);
+}
+
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    signals *s = arg;
+    json_t *result = NULL;
+    util_error err;
+    if (agent_restart(s->a, "SIGHUP", &result, &err) != 0)
+        log_error("restart (SIGHUP): %s", err.detail);
+    else
+        log_info("restart (SIGHUP): %zu pair(s) registered", json_array_size(json_object_get(result, "registered")));
+    json_decref(result);
+}
+
+static char *read_admin_password(const options *o, util_error *err)
+{
+    const char *env = getenv("SCEPD_ADMIN_PASSWORD");
+    if (o->admin_password_file[0]) {
+        uint8_t *data = NULL;
+        size_t len = 0;
+        if (util_file_read(o->admin_password_file, 1024, &data, &len, err) != 0)
+            return NULL;
+        while (len && (data[len - 1] == '\n' || data[len - 1] == '\r'))
+            data[--len] = '\0';
+        return (char *)data;
+    }
+    return env ? strdup(env) : NULL;
+}
+
+static int run(options *o, util_error *err)
+{
+    struct event_base *base = event_base_new();
+    struct evhttp *http = NULL, *https = NULL;
+    agent *a = NULL;
+    api *server = NULL;
+    tls_holder tls = {0};
+    char *generated = NULL, *password = NULL;
+    struct event *sigs[3] = {NULL, NULL, NULL};
+    signals sig = {base, NULL};
+    int rc = -1;
+    if (!base) {
+        util_error_set(err, UTIL_ERR_INTERNAL, "event loop");
+        goto out;
+    }
+    o->agent.state_dir = o->state_dir;
+    o->agent.initial_url = o->initial_url[0] ? o->initial_url : NULL;
+    o->agent.on_tls_change = on_tls_change;
+    o->agent.tls_arg = &tls;
+    password = read_admin_password(o, err);
+    if (o->admin_password_file[0] && !password)
+        goto out;
+    if (agent_new(base, &o->agent, password, &generated, &a, err) != 0)
+        goto out;
+    sig.a = a;
+    server = api_new(a, NULL);
+    http = evhttp_new(base);
+    https = o->listen_tls[0] ? evhttp_new(base) : NULL;
+    if (!server || !http || (o->listen_tls[0] && !https)) {
+        util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+        goto out;
+    }
+    api_set_static(server, web_lookup);
+    if (api_attach(server, http, false) != 0 || bind_http(http, o->listen, err) != 0)
+        goto out;
+    if (https) {
+        evhttp_set_bevcb(https, tls_bevcb, &tls);
+        if (api_attach(server, https, true) != 0 || bind_http(https, o->listen_tls, err) != 0)
+            goto out;
+    }
+    sigs[0] = evsignal_new(base, SIGINT, on_stop, &sig);
+    sigs[1] = evsignal_new(base, SIGTERM, on_stop, &sig);
+    sigs[2] = evsignal_new(base, SIGHUP, on_hup, &sig);
+    for (int i = 0; i < 3; i++)
+        if (!sigs[i] || event_add(sigs[i], NULL) != 0) {
+            util_error_set(err, UTIL_ERR_INTERNAL, "signal handlers");
+            goto out;
+        }
+    printf("scepd %s: Remote UI at http://%s/ui/%s%s%s\n", SCEPD_VERSION, o->listen, https ? " and https://" : "",
+           https ? o->listen_tls : "", https ? "/ui/" : "");
+    if (generated)
+        printf("admin password (shown once): %s\n", generated);
+    fflush(stdout);
+    event_base_dispatch(base);
+    rc = 0;
+out:
+    if (generated) {
+        OPENSSL_cleanse(generated, strlen(generated));
+        free(generated);
+    }
+    if (password) {
+        OPENSSL_cleanse(password, strlen(password));
+        free(password);
+    }
+    for (int i = 0; i < 3; i++)
+        if (sigs[i])
+            event_free(sigs[i]);
+    if (https)
+        evhttp_free(https);
+    if (http)
+        evhttp_free(http);
+    api_free(server);
+    agent_free(a);
+    SSL_CTX_free(tls.ctx);
+    if (base)
+        event_base_free(base);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    options o;
+    memset(&o, 0, sizeof o);
+    snprintf(o.state_dir, sizeof o.state_dir, "/var/lib/scepd");
+    snprintf(o.listen, sizeof o.listen, "127.0.0.1:8080");
+    o.level = UTIL_LOG_INFO;
+    util_error err = {0};
+    signal(SIGPIPE, SIG_IGN);
+    if (parse_args(argc, argv, &o, &err) != 0) {
+        fprintf(stderr, "error[%s]: %s (%s)\nremedy: %s\n", util_err_code(err.code), util_err_message(err.code),
+                err.detail, util_err_remedy(err.code));
+        return 2;
+    }
+    if (o.check_only) {
+        printf("configuration OK: state %s, listen %s%s%s, %zu function(s)\n", o.state_dir, o.listen,
+               o.listen_tls[0] ? ", listen_tls " : "", o.listen_tls, o.agent.function_count);
+        return 0;
+    }
+    util_log_setup("scepd", o.level, o.use_syslog);
+    if (http_global_init() != 0) {
+        fprintf(stderr, "error: libcurl could not be initialised\n");
+        return 2;
+    }
+    int rc = run(&o, &err);
+    http_global_cleanup();
+    if (rc != 0) {
+        log_error("%s: %s (%s) — %s", util_err_code(err.code), util_err_message(err.code), err.detail,
+                  util_err_remedy(err.code));
+        return 1;
+    }
+    return 0;
+}

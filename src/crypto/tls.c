@@ -1,0 +1,54 @@
+/* The TLS server context of scepd's HTTPS listener, from a stored key pair. */
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <string.h>
+
+#include "crypto/crypto.h"
+#include "util/ossl.h"
+
+int crypto_tls_server_ctx(const char *key_pem, const char *cert_pem, const char *chain_pem, SSL_CTX **out,
+                          util_error *err)
+{
+    EVP_PKEY *key = NULL;
+    STACK_OF(X509) *chain = NULL;
+    X509 *cert = NULL;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    int rc = -1;
+    if (!ctx) {
+        util_error_ossl(err, UTIL_ERR_INTERNAL, "creating the TLS context");
+        goto out;
+    }
+    if (crypto_key_load((const uint8_t *)key_pem, strlen(key_pem), &key, err) != 0 ||
+        crypto_cert_load((const uint8_t *)cert_pem, strlen(cert_pem), &cert, err) != 0)
+        goto out;
+    if (chain_pem && chain_pem[0] &&
+        crypto_certs_load((const uint8_t *)chain_pem, strlen(chain_pem), &chain, err) != 0)
+        goto out;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    if (SSL_CTX_use_certificate(ctx, cert) != 1 || SSL_CTX_use_PrivateKey(ctx, key) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        util_error_ossl(err, UTIL_ERR_KEY_MISMATCH, "TLS key and certificate");
+        goto out;
+    }
+    for (int i = 0; chain && i < sk_X509_num(chain); i++) {
+        X509 *x = sk_X509_value(chain, i);
+        if (X509_check_issued(x, x) == X509_V_OK)
+            continue; /* roots are not sent */
+        if (SSL_CTX_add1_chain_cert(ctx, x) != 1) {
+            util_error_ossl(err, UTIL_ERR_INTERNAL, "adding a chain certificate");
+            goto out;
+        }
+    }
+    *out = ctx;
+    ctx = NULL;
+    rc = 0;
+out:
+    SSL_CTX_free(ctx);
+    EVP_PKEY_free(key);
+    X509_free(cert);
+    util_x509_stack_free(chain);
+    return rc;
+}
