@@ -359,12 +359,12 @@ static int acquire(agent_run *run, util_error *err)
     k.key_pem = run->row.key_pem;
     if (crypto_cert_to_pem(run->r.cert, &k.cert_pem, &len, err) != 0)
         goto out;
-    if (run->r.chain && sk_X509_num(run->r.chain) > 0) {
-        if (crypto_certs_to_pem(run->r.chain, &k.chain_pem, &len, err) != 0)
-            goto out;
-    } else if (!(k.chain_pem = strdup(""))) {
+    STACK_OF(X509) *chain = client_result_chain(&run->r, &run->srv);
+    int chain_rc = chain && sk_X509_num(chain) > 0 ? crypto_certs_to_pem(chain, &k.chain_pem, &len, err)
+                                                  : ((k.chain_pem = strdup("")) ? 0 : -1);
+    util_x509_stack_free(chain);
+    if (chain_rc != 0)
         goto out;
-    }
     wipe_challenge(run);
     snprintf(run->row.state, sizeof run->row.state, "acquired");
     run->row.error_code[0] = run->row.error_detail[0] = '\0';

@@ -85,8 +85,10 @@ void client_caps_handle(client_server *srv, const http_response *resp)
     srv->caps_answered = false;
     srv->server_header[0] = '\0';
     srv->iis_major = 0;
+    srv->caps_status = 0;
     if (!resp)
         return; /* connection closed: no caps */
+    srv->caps_status = resp->status;
     if (resp->server) {
         snprintf(srv->server_header, sizeof srv->server_header, "%s", resp->server);
         const char *iis = strcasestr(resp->server, "Microsoft-IIS/");
@@ -450,6 +452,21 @@ int client_poll(const client_config *cfg, const client_server *srv, const client
     int rc = client_pki_operation(cfg, srv, t, SCEP_MSG_CERTPOLL, data, len, r, err);
     OPENSSL_free(data);
     return rc;
+}
+
+/* The chain to store: what the reply carried besides the certificate, else
+ * the CA certificates from GetCACert (never the RA certificates). */
+STACK_OF(X509) *client_result_chain(const client_result *r, const client_server *srv)
+{
+    if (r->chain && sk_X509_num(r->chain) > 0)
+        return X509_chain_up_ref(r->chain);
+    STACK_OF(X509) *chain = sk_X509_new_null();
+    for (int i = 0; chain && srv->ca && i < sk_X509_num(srv->ca->all); i++) {
+        X509 *x = sk_X509_value(srv->ca->all, i);
+        if (crypto_cert_is_ca(x) && sk_X509_push(chain, x) > 0)
+            X509_up_ref(x);
+    }
+    return chain;
 }
 
 void client_result_error(const client_result *r, util_error *err)

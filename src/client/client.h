@@ -30,6 +30,7 @@ typedef struct client_config {
 typedef struct client_server {
     scep_caps caps;
     bool caps_answered;          /* false: closed, error or empty (no caps) */
+    long caps_status;            /* HTTP status of GetCACaps, 0 when the connection closed */
     char server_header[128];     /* HTTP Server: of the GetCACaps reply */
     int iis_major;               /* Microsoft-IIS/N, 0 when not IIS */
     scep_ca_certs *ca;
@@ -120,6 +121,10 @@ int client_pki_finish(const client_server *srv, const client_transaction *t,
                       util_error *err) MUST_CHECK;
 int client_poll_data(const client_server *srv, const client_transaction *t, uint8_t **der, size_t *len,
                      util_error *err) MUST_CHECK;
+
+/* The issued certificate's chain: the reply's other certificates, else the
+ * CA certificates from GetCACert. Never NULL unless out of memory. */
+STACK_OF(X509) *client_result_chain(const client_result *r, const client_server *srv);
 
 /* Fills the error for a FAILURE result (code and detail). */
 void client_result_error(const client_result *r, util_error *err);

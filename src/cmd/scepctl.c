@@ -230,6 +230,13 @@ static int cmd_getcaps(options *o, util_error *err)
     client_server srv = {0};
     if (need(o->cfg.url, "-u URL", err) || client_get_caps(&o->cfg, &srv, err) != 0)
         return -1;
+    /* Within enroll an HTTP error means "no caps"; asked for alone, it is an error. */
+    if (srv.caps_status && srv.caps_status != 200) {
+        util_error_set(err, srv.caps_status >= 500 ? UTIL_ERR_HTTP_SERVER_ERROR : UTIL_ERR_HTTP_STATUS,
+                       "GetCACaps: HTTP %ld", srv.caps_status);
+        client_server_clear(&srv);
+        return -1;
+    }
     char text[2048];
     scep_caps_format(&srv.caps, text, sizeof text);
     fputs(text, stdout);
@@ -299,9 +306,10 @@ static int read_challenge(const options *o, char **out, util_error *err)
 }
 
 static int write_outputs(const char *key_out, const char *cert_out, const char *chain_out,
-                         EVP_PKEY *key, const client_result *r, util_error *err)
+                         EVP_PKEY *key, const client_result *r, const client_server *srv, util_error *err)
 {
     STACK_OF(X509) *one = sk_X509_new_null();
+    STACK_OF(X509) *chain = chain_out ? client_result_chain(r, srv) : NULL;
     int rc = -1;
     if (!one || sk_X509_push(one, r->cert) <= 0) {
         util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
@@ -311,7 +319,7 @@ static int write_outputs(const char *key_out, const char *cert_out, const char *
         goto out;
     if (cert_out && crypto_certs_write_file(cert_out, one, err) != 0)
         goto out;
-    if (chain_out && r->chain && crypto_certs_write_file(chain_out, r->chain, err) != 0)
+    if (chain_out && chain && crypto_certs_write_file(chain_out, chain, err) != 0)
         goto out;
     crypto_cert_info info;
     crypto_cert_info_get(r->cert, &info);
@@ -319,6 +327,7 @@ static int write_outputs(const char *key_out, const char *cert_out, const char *
     rc = 0;
 out:
     sk_X509_free(one);
+    util_x509_stack_free(chain);
     return rc;
 }
 
@@ -337,7 +346,7 @@ static int finish(options *o, client_saved *s, client_result *r, util_error *err
             return -1;
     }
     if (r->status == SCEP_STATUS_SUCCESS)
-        return write_outputs(s->key_out, s->cert_out, s->chain_out, s->txn.new_key, r, err);
+        return write_outputs(s->key_out, s->cert_out, s->chain_out, s->txn.new_key, r, &s->server, err);
     if (r->status == SCEP_STATUS_PENDING) {
         const char *path = o->state;
         if (!path)

@@ -156,12 +156,10 @@ int scep_envelope_open(const uint8_t *env, size_t env_len, X509 *cert, EVP_PKEY 
     BIO *mem = BIO_new(BIO_s_mem());
     if (!mem)
         return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
-    int ok = decrypt_in(NULL, env, env_len, cert, key, mem);
-    if (!ok && strcmp(cipher, "des-cbc") == 0) {
-        ERR_clear_error();
-        (void)BIO_reset(mem);
-        ok = decrypt_legacy(env, env_len, cert, key, mem);
-    }
+    /* single DES (micromdm, old NDES) goes straight to the legacy context:
+     * trying the default one first would do the RSA decryption twice */
+    int ok = strcmp(cipher, "des-cbc") == 0 ? decrypt_legacy(env, env_len, cert, key, mem)
+                                            : decrypt_in(NULL, env, env_len, cert, key, mem);
     if (!ok) {
         BIO_free(mem);
         return util_error_ossl(err, UTIL_ERR_RESPONSE_DECRYPT, "%s, %s", cipher, kt);
