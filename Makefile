@@ -16,6 +16,7 @@ deps:
 build: deps
 	@if [ ! -f $(BUILD)/build.ninja ]; then $(MESON) setup $(BUILD) --buildtype=debugoptimized >/dev/null; fi
 	@ninja -C $(BUILD)
+	@ln -sf src/cmd/scepd $(BUILD)/scepd; ln -sf src/cmd/scepctl $(BUILD)/scepctl; ln -sf src/cmd/scepca $(BUILD)/scepca
 
 $(TESTBUILD)/build.ninja:
 	CC=clang $(MESON) setup $(TESTBUILD) --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false >/dev/null

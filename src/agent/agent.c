@@ -140,6 +140,8 @@ static int open_state(agent *a, util_error *err)
         return util_error_set(err, UTIL_ERR_STORE, "%s: %s", a->state_dir, strerror(errno));
     if (store_open(a->state_dir, &a->st, err) != 0)
         return -1;
+    if (a->cfg.clock)
+        store_set_clock(a->st, a->cfg.clock, a->cfg.hook_arg);
     char path[600];
     snprintf(path, sizeof path, "%s/seal.key", a->state_dir);
     return crypto_seal_key_load(path, a->seal_key, err);

@@ -19,6 +19,8 @@
 typedef struct store store;
 
 #define STORE_SCHEMA_VERSION 1
+/* The database file inside the state directory. */
+#define STORE_DB_NAME "scepd.db"
 
 /* Creates the directory (0700) and database (0600) when missing, applies
  * migrations up to STORE_SCHEMA_VERSION. */

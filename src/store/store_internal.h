@@ -1,0 +1,92 @@
+/*
+ * Shared by the store's source files (store.c, store_keys.c, store_users.c,
+ * store_schema.c). Nothing outside src/store includes it.
+ */
+#ifndef SCEPD_STORE_INTERNAL_H
+#define SCEPD_STORE_INTERNAL_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+
+#include "store/store.h"
+
+struct store {
+    sqlite3 *db;
+    /* One transaction at a time on the shared connection: SQLite's own
+     * mutex (FULLMUTEX) serialises single calls, not BEGIN ... COMMIT. */
+    pthread_mutex_t lock;
+    store_clock_fn clock;
+    void *clock_arg;
+    int schema_version;
+};
+
+/* Migration i takes the schema from version i to version i + 1. */
+extern const char *const store_migrations[STORE_SCHEMA_VERSION];
+
+int64_t store_now(store *st);
+
+/* Each sets err and returns -1. */
+int store_fail(store *st, util_error *err, const char *what);
+int store_bind_fail(util_error *err, const char *what);
+int store_oom(util_error *err);
+/* Rejects NULL, "" (unless allow_empty) and values that do not fit in a
+ * char[size] field (INVALID_FIELD). Safe on unterminated char arrays. */
+int store_check_name(const char *what, const char *value, size_t size, bool allow_empty,
+                     util_error *err) MUST_CHECK;
+
+/* Takes the lock and starts a transaction (IMMEDIATE when write). */
+int store_tx_begin(store *st, bool write, util_error *err) MUST_CHECK;
+/* Commits when rc is 0, rolls back otherwise, releases the lock; returns
+ * the outcome (a failed COMMIT turns 0 into -1). */
+int store_tx_end(store *st, int rc, util_error *err);
+
+int store_exec(store *st, const char *sql, const char *what, util_error *err) MUST_CHECK;
+int store_prepare(store *st, const char *sql, sqlite3_stmt **out, util_error *err) MUST_CHECK;
+/* Prepares sql and binds its parameters ?1, ?2... from the arguments, one
+ * per letter of types: 't' const char * (NULL binds NULL), 'i' int64_t. */
+int store_prepare_bound(store *st, util_error *err, sqlite3_stmt **out, const char *sql, const char *types,
+                        ...) MUST_CHECK;
+/* Runs a statement prepared like store_prepare_bound; returns the number of
+ * rows it changed, or -1. */
+int store_run(store *st, util_error *err, const char *what, const char *sql, const char *types,
+              ...) MUST_CHECK;
+/* A query's first column of its first row: 1 with *value set when there is
+ * a row, 0 when there is none, -1 on error. */
+int store_query_int(store *st, util_error *err, const char *what, int64_t *value, const char *sql,
+                    const char *types, ...) MUST_CHECK;
+/* Like store_query_int for text, copied into dst[size]; a NULL value counts
+ * as no row. */
+int store_query_text(store *st, util_error *err, const char *what, char *dst, size_t size, const char *sql,
+                     const char *types, ...) MUST_CHECK;
+/* Steps to the end (SQLITE_DONE), else sets err. */
+int store_step_done(store *st, sqlite3_stmt *s, const char *what, util_error *err) MUST_CHECK;
+/* 1 on SQLITE_ROW, 0 on SQLITE_DONE, -1 with err set otherwise. */
+int store_step_row(store *st, sqlite3_stmt *s, const char *what, util_error *err) MUST_CHECK;
+
+/* Writes inside the caller's transaction. */
+int store_audit_insert(store *st, const char *user, const char *action, const char *detail,
+                       util_error *err) MUST_CHECK;
+
+/* Binders return an SQLite result code; callers OR them and compare with
+ * SQLITE_OK. The bound memory must outlive the statement (except JSON,
+ * which is copied). */
+int store_bind_str(sqlite3_stmt *s, int i, const char *v);
+int store_bind_fixed(sqlite3_stmt *s, int i, const char *v, size_t size);
+int store_bind_blob(sqlite3_stmt *s, int i, const uint8_t *v, size_t len);
+int store_bind_json(sqlite3_stmt *s, int i, const json_t *v);
+#define STORE_BIND_FIXED(s, i, field) store_bind_fixed((s), (i), (field), sizeof(field))
+
+/* Column readers: NULL columns read as "" (fixed) or NULL (owned). The
+ * owned ones return -1 when memory runs out or the JSON is invalid. */
+void store_col_fixed(sqlite3_stmt *s, int col, char *dst, size_t size);
+int store_col_dup(sqlite3_stmt *s, int col, char **out);
+int store_col_blob(sqlite3_stmt *s, int col, uint8_t **out, size_t *len);
+int store_col_json(sqlite3_stmt *s, int col, json_t **out);
+#define STORE_COL_FIXED(s, col, field) store_col_fixed((s), (col), (field), sizeof(field))
+
+/* Makes room for one more element in a growing array. */
+int store_grow(void **array, size_t *cap, size_t n, size_t elem) MUST_CHECK;
+/* OPENSSL_cleanse + free of a NUL-terminated secret; NULL is fine. */
+void store_free_secret(char *s);
+
+#endif

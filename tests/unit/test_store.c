@@ -1,0 +1,955 @@
+/*
+ * src/store against real SQLite databases in temporary directories. Where a
+ * test needs a state the API refuses to produce (a corrupt store, a newer
+ * schema, a failure half-way through a transaction), it edits the same file
+ * through a second, raw sqlite3 handle.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store/store.h"
+
+#define SECRET_KEY_PEM "-----BEGIN PRIVATE KEY-----\nSECRET-KEY-MARKER-4711\n-----END PRIVATE KEY-----\n"
+#define SECRET_SIGNER_PEM                                                                                    \
+    "-----BEGIN PRIVATE KEY-----\nSECRET-SIGNER-MARKER-0815\n-----END PRIVATE KEY-----\n"
+#define SECRET_CHALLENGE "SECRET-CHALLENGE-MARKER-42"
+#define CERT_PEM "-----BEGIN CERTIFICATE-----\nCERT\n-----END CERTIFICATE-----\n"
+
+typedef struct fixture {
+    char base[64];
+    char dir[96];
+    char db_path[128];
+    int64_t now;
+    store *st;
+} fixture;
+
+static int64_t test_clock(void *arg)
+{
+    return ((fixture *)arg)->now;
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    util_error err = {0};
+    assert_non_null(f);
+    snprintf(f->base, sizeof f->base, "/tmp/test_store.XXXXXX");
+    assert_non_null(mkdtemp(f->base));
+    snprintf(f->dir, sizeof f->dir, "%s/state", f->base);
+    snprintf(f->db_path, sizeof f->db_path, "%s/%s", f->dir, STORE_DB_NAME);
+    f->now = 1700000000;
+    assert_int_equal(store_open(f->dir, &f->st, &err), 0);
+    store_set_clock(f->st, test_clock, f);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    store_close(f->st);
+    nftw(f->base, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+/* A second connection to the same file, as a person with sqlite3(1) would have. */
+static sqlite3 *raw_open(const fixture *f)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->db_path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    return db;
+}
+
+static void raw_exec(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK)
+        fail_msg("%s: %s", sql, msg ? msg : "?");
+}
+
+static int64_t raw_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *s = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return v;
+}
+
+static store_request new_request(const char *kind, const char *state, const char *key_name)
+{
+    store_request r = {0};
+    snprintf(r.kind, sizeof r.kind, "%s", kind);
+    snprintf(r.state, sizeof r.state, "%s", state);
+    snprintf(r.key_name, sizeof r.key_name, "%s", key_name);
+    return r;
+}
+
+/* Borrowed strings: never pass to store_key_clear. */
+static store_key new_key(const char *name, const char *replaces)
+{
+    store_key k = {0};
+    snprintf(k.name, sizeof k.name, "%s", name);
+    snprintf(k.replaces, sizeof k.replaces, "%s", replaces);
+    k.key_pem = (char *)SECRET_KEY_PEM;
+    k.cert_pem = (char *)CERT_PEM;
+    k.chain_pem = (char *)"";
+    return k;
+}
+
+/* Inserts a request and acquires its key; returns the request id. */
+static int64_t acquire_key(fixture *f, const char *name, const char *replaces)
+{
+    util_error err = {0};
+    store_request r = new_request("manual", "pending", name);
+    snprintf(r.replaces, sizeof r.replaces, "%s", replaces);
+    assert_int_equal(store_request_insert(f->st, &r, "admin", &err), 0);
+    store_key k = new_key(name, replaces);
+    k.request_id = r.id;
+    assert_int_equal(store_acquire(f->st, &r, &k, 10, &err), 0);
+    return r.id;
+}
+
+static void assert_key_state(fixture *f, const char *name, const char *state)
+{
+    util_error err = {0};
+    store_key k = {0};
+    assert_int_equal(store_key_get(f->st, name, &k, &err), 0);
+    assert_string_equal(k.state, state);
+    store_key_clear(&k);
+}
+
+static void assert_request_state(fixture *f, int64_t id, const char *state)
+{
+    util_error err = {0};
+    store_request r = {0};
+    assert_int_equal(store_request_get(f->st, id, &r, &err), 0);
+    assert_string_equal(r.state, state);
+    store_request_clear(&r);
+}
+
+static const char *binding_of(const store_binding *b, size_t n, const char *function)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(b[i].function, function) == 0)
+            return b[i].key_name;
+    return NULL;
+}
+
+/* ---- opening ---- */
+
+static void test_open_modes(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    struct stat sb;
+    char side[160];
+    json_t *v = json_pack("{s:i}", "a", 1);
+    assert_int_equal(store_doc_put(f->st, "scep_settings", v, NULL, NULL, NULL, &err), 0);
+    json_decref(v);
+
+    assert_int_equal(stat(f->dir, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0700);
+    assert_int_equal(stat(f->db_path, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0600);
+    /* WAL mode: the side files exist while the store is open. */
+    snprintf(side, sizeof side, "%s-wal", f->db_path);
+    assert_int_equal(stat(side, &sb), 0);
+    assert_int_equal(sb.st_mode & 077, 0);
+    snprintf(side, sizeof side, "%s-shm", f->db_path);
+    assert_int_equal(stat(side, &sb), 0);
+    assert_int_equal(sb.st_mode & 077, 0);
+
+    sqlite3 *db = raw_open(f);
+    sqlite3_stmt *s = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(s, 0), "wal");
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+}
+
+static void test_open_tightens_loose_modes(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    struct stat sb;
+    store *st = NULL;
+    char dir[128], path[160];
+    snprintf(dir, sizeof dir, "%s/loose", f->base);
+    snprintf(path, sizeof path, "%s/%s", dir, STORE_DB_NAME);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    assert_int_equal(chmod(dir, 0755), 0);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    assert_int_equal(chmod(path, 0644), 0);
+
+    assert_int_equal(store_open(dir, &st, &err), 0);
+    assert_int_equal(stat(dir, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0700);
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0600);
+    assert_int_equal(store_schema_version(st), STORE_SCHEMA_VERSION);
+    store_close(st);
+}
+
+static void test_open_fails_on_file_as_dir(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    store *st = NULL;
+    /* The database file itself is not a directory. */
+    assert_int_equal(store_open(f->db_path, &st, &err), -1);
+    assert_null(st);
+    assert_int_equal(err.code, UTIL_ERR_STORE);
+    assert_non_null(strstr(err.detail, f->db_path));
+}
+
+static void test_reopen_keeps_data(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    json_t *v = json_pack("{s:s}", "url", "http://ca.example/scep"), *got = NULL;
+    assert_int_equal(store_doc_put(f->st, "scep_settings", v, NULL, NULL, NULL, &err), 0);
+    store_key k = new_key("tls", "");
+    assert_int_equal(store_key_insert_registered(f->st, &k, &err), 0);
+    store_close(f->st);
+    f->st = NULL;
+
+    assert_int_equal(store_open(f->dir, &f->st, &err), 0);
+    store_set_clock(f->st, test_clock, f);
+    assert_int_equal(store_schema_version(f->st), STORE_SCHEMA_VERSION);
+    assert_int_equal(store_doc_get(f->st, "scep_settings", &got, &err), 0);
+    assert_true(json_equal(v, got));
+    assert_key_state(f, "tls", "registered");
+    json_decref(v);
+    json_decref(got);
+
+    sqlite3 *db = raw_open(f);
+    assert_int_equal(raw_int(db, "SELECT value FROM meta WHERE key = 'schema_version'"),
+                     STORE_SCHEMA_VERSION);
+    sqlite3_close(db);
+}
+
+static void test_newer_schema_refused(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    store *st = NULL;
+    sqlite3 *db = raw_open(f);
+    raw_exec(db, "UPDATE meta SET value = 99 WHERE key = 'schema_version'");
+    sqlite3_close(db);
+
+    assert_int_equal(store_open(f->dir, &st, &err), -1);
+    assert_null(st);
+    assert_int_equal(err.code, UTIL_ERR_STORE);
+    assert_non_null(strstr(err.detail, "schema version 99"));
+    assert_non_null(strstr(err.detail, "newer scepd"));
+}
+
+/* ---- documents ---- */
+
+static void test_docs(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    json_t *got = (json_t *)&err, *audit = NULL;
+    assert_int_equal(store_doc_get(f->st, "auto_request", &got, &err), 0);
+    assert_null(got);
+
+    json_t *v1 = json_pack("{s:b, s:i}", "enabled", 1, "days_before", 30);
+    json_t *v2 = json_pack("{s:b}", "enabled", 0);
+    assert_int_equal(
+        store_doc_put(f->st, "auto_request", v1, "admin", "settings.auto_request", "enabled", &err), 0);
+    assert_int_equal(store_doc_get(f->st, "auto_request", &got, &err), 0);
+    assert_true(json_equal(got, v1));
+    json_decref(got);
+
+    assert_int_equal(store_doc_put(f->st, "auto_request", v2, NULL, NULL, NULL, &err), 0);
+    assert_int_equal(store_doc_get(f->st, "auto_request", &got, &err), 0);
+    assert_true(json_equal(got, v2));
+    json_decref(got);
+
+    /* One audit line: only the first put asked for one. */
+    assert_int_equal(store_audit_list(f->st, 10, &audit, &err), 0);
+    assert_int_equal(json_array_size(audit), 1);
+    json_t *line = json_array_get(audit, 0);
+    assert_string_equal(json_string_value(json_object_get(line, "user")), "admin");
+    assert_string_equal(json_string_value(json_object_get(line, "action")), "settings.auto_request");
+    assert_int_equal(json_integer_value(json_object_get(line, "at")), f->now);
+    json_decref(audit);
+    json_decref(v1);
+    json_decref(v2);
+}
+
+/* ---- requests ---- */
+
+static void test_request_insert_get_update(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    store_request r = new_request("manual", "queued", "web1"), got = {0};
+    r.params = json_pack("{s:s, s:i}", "subject", "CN=printer", "key_bits", 2048);
+    r.challenge_sealed = (uint8_t *)SECRET_CHALLENGE;
+    r.challenge_sealed_len = strlen(SECRET_CHALLENGE);
+    assert_int_equal(store_request_insert(f->st, &r, "admin", &err), 0);
+    assert_true(r.id > 0);
+    assert_int_equal(r.created_at, f->now);
+
+    assert_int_equal(store_request_get(f->st, r.id, &got, &err), 0);
+    assert_string_equal(got.kind, "manual");
+    assert_string_equal(got.state, "queued");
+    assert_string_equal(got.key_name, "web1");
+    assert_true(json_equal(got.params, r.params));
+    assert_int_equal(got.challenge_sealed_len, strlen(SECRET_CHALLENGE));
+    assert_memory_equal(got.challenge_sealed, SECRET_CHALLENGE, got.challenge_sealed_len);
+    assert_null(got.key_pem);
+    assert_null(got.server);
+    assert_int_equal(got.created_at, f->now);
+    store_request_clear(&got);
+
+    f->now += 60;
+    snprintf(r.state, sizeof r.state, "pending");
+    snprintf(r.transaction_id, sizeof r.transaction_id, "ABCDEF0123");
+    r.key_pem = (char *)SECRET_KEY_PEM;
+    r.signer_cert_pem = (char *)CERT_PEM;
+    r.signer_key_pem = (char *)SECRET_SIGNER_PEM;
+    r.server = json_pack("{s:[s,s]}", "caps", "POSTPKIOperation", "SHA-256");
+    r.attempts = 3;
+    r.next_attempt_at = f->now + 300;
+    snprintf(r.error_code, sizeof r.error_code, "net_timeout");
+    snprintf(r.error_detail, sizeof r.error_detail, "no answer in 60 s");
+    r.challenge_sealed = NULL;
+    r.challenge_sealed_len = 0;
+    assert_int_equal(store_request_update(f->st, &r, &err), 0);
+
+    assert_int_equal(store_request_get(f->st, r.id, &got, &err), 0);
+    assert_string_equal(got.state, "pending");
+    assert_string_equal(got.transaction_id, "ABCDEF0123");
+    assert_string_equal(got.key_pem, SECRET_KEY_PEM);
+    assert_string_equal(got.signer_cert_pem, CERT_PEM);
+    assert_string_equal(got.signer_key_pem, SECRET_SIGNER_PEM);
+    assert_true(json_equal(got.server, r.server));
+    assert_null(got.challenge_sealed); /* wiped */
+    assert_int_equal(got.attempts, 3);
+    assert_int_equal(got.next_attempt_at, f->now + 300);
+    assert_string_equal(got.error_code, "net_timeout");
+    assert_string_equal(got.error_detail, "no answer in 60 s");
+    assert_int_equal(got.created_at, f->now - 60);
+    assert_int_equal(got.updated_at, f->now);
+    store_request_clear(&got);
+    store_request_clear(&got); /* a cleared struct clears again */
+
+    got.id = 12345;
+    assert_int_equal(store_request_get(f->st, 999, &got, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_NOT_FOUND);
+    assert_int_equal(got.id, 12345); /* untouched on failure */
+    r.id = 999;
+    assert_int_equal(store_request_update(f->st, &r, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_NOT_FOUND);
+
+    json_decref(r.params);
+    json_decref(r.server);
+}
+
+static void test_request_list(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    static const char *const states[] = {"registered", "pending", "failed", "queued"};
+    int64_t ids[4];
+    for (int i = 0; i < 4; i++) {
+        store_request r = new_request(i % 2 ? "auto" : "manual", states[i], "k");
+        assert_int_equal(store_request_insert(f->st, &r, NULL, &err), 0);
+        ids[i] = r.id;
+    }
+    store_request *list = NULL;
+    size_t n = 0;
+    assert_int_equal(store_request_list(f->st, 0, false, &list, &n, &err), 0);
+    assert_int_equal(n, 4);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(list[i].id, ids[3 - i]); /* newest first */
+    for (size_t i = 0; i < n; i++)
+        store_request_clear(&list[i]);
+    free(list);
+
+    assert_int_equal(store_request_list(f->st, 10, true, &list, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0].state, "queued");
+    assert_string_equal(list[1].state, "pending");
+    for (size_t i = 0; i < n; i++)
+        store_request_clear(&list[i]);
+    free(list);
+
+    assert_int_equal(store_request_list(f->st, 1, false, &list, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(list[0].id, ids[3]);
+    store_request_clear(&list[0]);
+    free(list);
+}
+
+static void test_request_rejects_bad_state(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    store_request r = new_request("manual", "bogus", "k");
+    assert_int_equal(store_request_insert(f->st, &r, NULL, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_STORE);
+    assert_non_null(strstr(err.detail, "CHECK"));
+    assert_int_equal(r.id, 0);
+}
+
+/* ---- acquire ---- */
+
+static void test_acquire(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    store_request r = new_request("manual", "pending", "web1");
+    assert_int_equal(store_request_insert(f->st, &r, "admin", &err), 0);
+    f->now += 10;
+    snprintf(r.transaction_id, sizeof r.transaction_id, "T1");
+    r.key_pem = (char *)SECRET_KEY_PEM;
+    store_key k = new_key("web1", "");
+    assert_int_equal(store_acquire(f->st, &r, &k, 2, &err), 0);
+
+    store_request got = {0};
+    assert_int_equal(store_request_get(f->st, r.id, &got, &err), 0);
+    assert_string_equal(got.state, "acquired");
+    assert_string_equal(got.transaction_id, "T1");
+    store_request_clear(&got);
+
+    store_key key = {0};
+    assert_int_equal(store_key_get(f->st, "web1", &key, &err), 0);
+    assert_string_equal(key.state, "acquired");
+    assert_string_equal(key.key_pem, SECRET_KEY_PEM);
+    assert_string_equal(key.cert_pem, CERT_PEM);
+    assert_string_equal(key.chain_pem, "");
+    assert_int_equal(key.request_id, r.id);
+    assert_int_equal(key.created_at, f->now); /* the injected clock */
+    assert_int_equal(key.registered_at, 0);
+    store_key_clear(&key);
+
+    int count = -1;
+    assert_int_equal(store_key_count(f->st, &count, &err), 0);
+    assert_int_equal(count, 1);
+    assert_int_equal(store_check_consistency(f->st, &err), 0);
+}
+
+static void test_acquire_store_full(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    store_key tls = new_key("tls", "");
+    assert_int_equal(store_key_insert_registered(f->st, &tls, &err), 0);
+    acquire_key(f, "a1", "");
+
+    store_request r = new_request("manual", "pending", "a2");
+    assert_int_equal(store_request_insert(f->st, &r, NULL, &err), 0);
+    store_request changed = r;
+    snprintf(changed.transaction_id, sizeof changed.transaction_id, "SHOULD-NOT-BE-WRITTEN");
+    store_key k = new_key("a2", "");
+    assert_int_equal(store_acquire(f->st, &changed, &k, 2, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_KEY_STORE_FULL);
+
+    /* Nothing written: the request is as it was, the key does not exist. */
+    store_request got = {0};
+    assert_int_equal(store_request_get(f->st, r.id, &got, &err), 0);
+    assert_string_equal(got.state, "pending");
+    assert_string_equal(got.transaction_id, "");
+    store_request_clear(&got);
+    store_key key = {0};
+    assert_int_equal(store_key_get(f->st, "a2", &key, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_NOT_FOUND);
+    int count = 0;
+    assert_int_equal(store_key_count(f->st, &count, &err), 0);
+    assert_int_equal(count, 2);
+}
+
+static void test_acquire_name_taken(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    acquire_key(f, "dup", "");
+    store_request r = new_request("manual", "pending", "dup");
+    assert_int_equal(store_request_insert(f->st, &r, NULL, &err), 0);
+    store_key k = new_key("dup", "");
+    assert_int_equal(store_acquire(f->st, &r, &k, 10, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_KEY_NAME_TAKEN);
+    assert_non_null(strstr(err.detail, "dup"));
+    assert_request_state(f, r.id, "pending");
+
+    store_key again = new_key("dup", "");
+    assert_int_equal(store_key_insert_registered(f->st, &again, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_KEY_NAME_TAKEN);
+}
+
+/* ---- registration ---- */
+
+static void setup_old_key_with_bindings(fixture *f)
+{
+    util_error err = {0};
+    store_key old = new_key("old", "");
+    assert_int_equal(store_key_insert_registered(f->st, &old, &err), 0);
+    assert_int_equal(store_binding_set(f->st, "https", "old", "admin", &err), 0);
+    assert_int_equal(store_binding_set(f->st, "ieee8021x", "old", "admin", &err), 0);
+    assert_int_equal(store_binding_set(f->st, "ipsec", "", "admin", &err), 0);
+}
+
+static void test_register_all_replaces(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    setup_old_key_with_bindings(f);
+    f->now += 100;
+    int64_t rid = acquire_key(f, "new", "old");
+    int64_t other = acquire_key(f, "extra", "");
+    f->now += 100;
+
+    store_registration *regs = NULL;
+    size_t n = 0;
+    assert_int_equal(store_register_all(f->st, "admin", &regs, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(regs[0].name, "new");
+    assert_string_equal(regs[0].replaced, "old");
+    assert_int_equal(regs[0].request_id, rid);
+    assert_string_equal(regs[1].name, "extra");
+    assert_string_equal(regs[1].replaced, "");
+    assert_int_equal(regs[1].request_id, other);
+    free(regs);
+
+    store_key k = {0};
+    assert_int_equal(store_key_get(f->st, "old", &k, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_NOT_FOUND);
+    assert_int_equal(store_key_get(f->st, "new", &k, &err), 0);
+    assert_string_equal(k.state, "registered");
+    assert_int_equal(k.registered_at, f->now);
+    store_key_clear(&k);
+    assert_request_state(f, rid, "registered");
+    assert_request_state(f, other, "registered");
+
+    store_binding *b = NULL;
+    assert_int_equal(store_binding_list(f->st, &b, &n, &err), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(binding_of(b, n, "https"), "new");
+    assert_string_equal(binding_of(b, n, "ieee8021x"), "new");
+    assert_string_equal(binding_of(b, n, "ipsec"), "");
+    free(b);
+    assert_int_equal(store_check_consistency(f->st, &err), 0);
+
+    /* Nothing left to register. */
+    regs = (store_registration *)&err;
+    assert_int_equal(store_register_all(f->st, "admin", &regs, &n, &err), 0);
+    assert_int_equal(n, 0);
+    free(regs);
+}
+
+/* A failure half-way (injected with a trigger on the raw handle) leaves
+ * every key, binding and request as before. */
+static void test_register_all_atomic(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    setup_old_key_with_bindings(f);
+    int64_t rid = acquire_key(f, "new", "old");
+    sqlite3 *db = raw_open(f);
+    raw_exec(db,
+             "CREATE TRIGGER fail_delete BEFORE DELETE ON keys BEGIN SELECT RAISE(ABORT, 'injected'); END");
+
+    store_registration *regs = NULL;
+    size_t n = 99;
+    assert_int_equal(store_register_all(f->st, "admin", &regs, &n, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_STORE);
+    assert_non_null(strstr(err.detail, "injected"));
+    assert_null(regs);
+    assert_int_equal(n, 99);
+    assert_key_state(f, "new", "acquired");
+    assert_key_state(f, "old", "registered");
+    assert_request_state(f, rid, "acquired");
+    store_binding *b = NULL;
+    assert_int_equal(store_binding_list(f->st, &b, &n, &err), 0);
+    assert_string_equal(binding_of(b, n, "https"), "old");
+    assert_string_equal(binding_of(b, n, "ieee8021x"), "old");
+    free(b);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM audit WHERE action = 'key.register'"), 0);
+
+    raw_exec(db, "DROP TRIGGER fail_delete");
+    sqlite3_close(db);
+    assert_int_equal(store_register_all(f->st, "admin", &regs, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(regs[0].replaced, "old");
+    free(regs);
+}
+
+/* ---- delete and bindings ---- */
+
+static void test_key_delete(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    setup_old_key_with_bindings(f);
+    assert_int_equal(store_key_delete(f->st, "old", "admin", &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_KEY_IN_USE);
+    assert_string_equal(err.detail, "used by https, ieee8021x");
+    assert_key_state(f, "old", "registered");
+
+    assert_int_equal(store_binding_set(f->st, "https", "", "admin", &err), 0);
+    assert_int_equal(store_key_delete(f->st, "old", "admin", &err), -1);
+    assert_string_equal(err.detail, "used by ieee8021x");
+    assert_int_equal(store_binding_set(f->st, "ieee8021x", NULL, "admin", &err), 0);
+    assert_int_equal(store_key_delete(f->st, "old", "admin", &err), 0);
+    store_key k = {0};
+    assert_int_equal(store_key_get(f->st, "old", &k, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_NOT_FOUND);
+
+    assert_int_equal(store_key_delete(f->st, "missing", "admin", &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_NOT_FOUND);
+    assert_non_null(strstr(err.detail, "missing"));
+}
+
+static void test_delete_acquired_key_fails_request(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    int64_t rid = acquire_key(f, "fresh", "");
+    assert_int_equal(store_key_delete(f->st, "fresh", "admin", &err), 0);
+    assert_request_state(f, rid, "failed");
+    assert_int_equal(store_check_consistency(f->st, &err), 0);
+}
+
+static void test_binding_to_missing_key(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    assert_int_equal(store_binding_set(f->st, "https", "ghost", "admin", &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_NOT_FOUND);
+    assert_non_null(strstr(err.detail, "ghost"));
+    store_binding *b = NULL;
+    size_t n = 9;
+    assert_int_equal(store_binding_list(f->st, &b, &n, &err), 0);
+    assert_int_equal(n, 0);
+    free(b);
+
+    assert_int_equal(store_binding_set(f->st, "a-function-name-longer-than-31-chars", "", NULL, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_INVALID_FIELD);
+}
+
+/* ---- consistency ---- */
+
+static void test_consistency_dangling_binding(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    setup_old_key_with_bindings(f);
+    assert_int_equal(store_check_consistency(f->st, &err), 0);
+
+    sqlite3 *db = raw_open(f);
+    raw_exec(db, "PRAGMA foreign_keys = OFF");
+    raw_exec(db, "INSERT INTO bindings (function, key_name) VALUES ('syslog', 'ghost')");
+    sqlite3_close(db);
+    assert_int_equal(store_check_consistency(f->st, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_STORE);
+    assert_non_null(strstr(err.detail, "binding to a missing key"));
+    assert_non_null(strstr(err.detail, "syslog -> key ghost"));
+}
+
+static void test_consistency_acquired_request_without_key(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    sqlite3 *db = raw_open(f);
+    raw_exec(db, "INSERT INTO requests (kind, state, key_name, created_at, updated_at)"
+                 " VALUES ('auto', 'acquired', 'lost', 1, 1)");
+    sqlite3_close(db);
+    assert_int_equal(store_check_consistency(f->st, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_STORE);
+    assert_non_null(strstr(err.detail, "acquired request without its key"));
+    assert_non_null(strstr(err.detail, "lost"));
+}
+
+/* ---- users and sessions ---- */
+
+static void test_users(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    store_user u = {0}, got = {0};
+    int count = -1;
+    assert_int_equal(store_user_count(f->st, &count, &err), 0);
+    assert_int_equal(count, 0);
+    snprintf(u.name, sizeof u.name, "admin");
+    snprintf(u.role, sizeof u.role, "admin");
+    u.password_hash = (char *)"$scrypt$ln=15,r=8,p=1$c2FsdA$aGFzaA";
+    assert_int_equal(store_user_put(f->st, &u, &err), 0);
+    assert_int_equal(store_user_count(f->st, &count, &err), 0);
+    assert_int_equal(count, 1);
+
+    assert_int_equal(store_user_login_result(f->st, "admin", false, 0, &err), 0);
+    assert_int_equal(store_user_login_result(f->st, "admin", false, f->now + 60, &err), 0);
+    assert_int_equal(store_user_get(f->st, "admin", &got, &err), 0);
+    assert_string_equal(got.role, "admin");
+    assert_string_equal(got.password_hash, u.password_hash);
+    assert_int_equal(got.failed_logins, 2);
+    assert_int_equal(got.locked_until, f->now + 60);
+    store_user_clear(&got);
+
+    assert_int_equal(store_user_login_result(f->st, "admin", true, 0, &err), 0);
+    assert_int_equal(store_user_get(f->st, "admin", &got, &err), 0);
+    assert_int_equal(got.failed_logins, 0);
+    assert_int_equal(got.locked_until, 0);
+    store_user_clear(&got);
+
+    snprintf(u.role, sizeof u.role, "viewer");
+    assert_int_equal(store_user_put(f->st, &u, &err), 0);
+    assert_int_equal(store_user_get(f->st, "admin", &got, &err), 0);
+    assert_string_equal(got.role, "viewer");
+    store_user_clear(&got);
+    assert_int_equal(store_user_count(f->st, &count, &err), 0);
+    assert_int_equal(count, 1);
+
+    assert_int_equal(store_user_get(f->st, "nobody", &got, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_NOT_FOUND);
+    assert_int_equal(store_user_login_result(f->st, "nobody", false, 0, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_NOT_FOUND);
+}
+
+static void test_sessions(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    store_user u = {0};
+    snprintf(u.name, sizeof u.name, "alice");
+    snprintf(u.role, sizeof u.role, "viewer");
+    u.password_hash = (char *)"$scrypt$x";
+    assert_int_equal(store_user_put(f->st, &u, &err), 0);
+
+    store_session s1 = {0}, s2 = {0}, got = {0};
+    memset(s1.token_hash, 'a', 64);
+    memset(s2.token_hash, 'b', 64);
+    snprintf(s1.user, sizeof s1.user, "alice");
+    snprintf(s2.user, sizeof s2.user, "alice");
+    snprintf(s1.csrf, sizeof s1.csrf, "csrf1");
+    snprintf(s2.csrf, sizeof s2.csrf, "csrf2");
+    s1.created_at = s1.last_seen = 1000;
+    s2.created_at = s2.last_seen = 2000;
+    assert_int_equal(store_session_put(f->st, &s1, &err), 0);
+    assert_int_equal(store_session_put(f->st, &s2, &err), 0);
+
+    assert_int_equal(store_session_get(f->st, s1.token_hash, &got, &err), 0);
+    assert_string_equal(got.user, "alice");
+    assert_string_equal(got.csrf, "csrf1");
+    assert_int_equal(got.last_seen, 1000);
+    assert_int_equal(store_session_touch(f->st, s1.token_hash, 3000, &err), 0);
+    assert_int_equal(store_session_get(f->st, s1.token_hash, &got, &err), 0);
+    assert_int_equal(got.created_at, 1000);
+    assert_int_equal(got.last_seen, 3000);
+
+    /* s2 was last seen at 2000: expired; s1 (3000) stays. */
+    assert_int_equal(store_session_expire(f->st, 2500, &err), 0);
+    assert_int_equal(store_session_get(f->st, s2.token_hash, &got, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_NOT_FOUND);
+    assert_int_equal(store_session_get(f->st, s1.token_hash, &got, &err), 0);
+    assert_int_equal(store_session_touch(f->st, s2.token_hash, 3000, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_NOT_FOUND);
+
+    assert_int_equal(store_session_delete(f->st, s1.token_hash, &err), 0);
+    assert_int_equal(store_session_get(f->st, s1.token_hash, &got, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_NOT_FOUND);
+    assert_int_equal(store_session_delete(f->st, s1.token_hash, &err), 0);
+
+    /* A session names an existing user. */
+    snprintf(s2.user, sizeof s2.user, "mallory");
+    assert_int_equal(store_session_put(f->st, &s2, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_STORE);
+}
+
+/* ---- audit ---- */
+
+static void test_audit_has_no_secrets(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    json_t *audit = NULL;
+    store_request r = new_request("manual", "pending", "secret");
+    r.challenge_sealed = (uint8_t *)SECRET_CHALLENGE;
+    r.challenge_sealed_len = strlen(SECRET_CHALLENGE);
+    r.key_pem = (char *)SECRET_KEY_PEM;
+    r.signer_key_pem = (char *)SECRET_SIGNER_PEM;
+    assert_int_equal(store_request_insert(f->st, &r, "admin", &err), 0);
+    store_key k = new_key("secret", "");
+    assert_int_equal(store_acquire(f->st, &r, &k, 5, &err), 0);
+    store_registration *regs = NULL;
+    size_t n = 0;
+    assert_int_equal(store_register_all(f->st, "admin", &regs, &n, &err), 0);
+    free(regs);
+    assert_int_equal(store_binding_set(f->st, "https", "secret", "admin", &err), 0);
+    assert_int_equal(store_binding_set(f->st, "https", "", "admin", &err), 0);
+    f->now += 5;
+    assert_int_equal(store_key_delete(f->st, "secret", "admin", &err), 0);
+    assert_int_equal(store_audit_add(f->st, "admin", "login", "from 192.0.2.1", &err), 0);
+
+    assert_int_equal(store_audit_list(f->st, 0, &audit, &err), 0);
+    assert_int_equal(json_array_size(audit), 6);
+    char *text = json_dumps(audit, 0);
+    assert_non_null(text);
+    assert_null(strstr(text, "SECRET-KEY-MARKER"));
+    assert_null(strstr(text, "SECRET-SIGNER-MARKER"));
+    assert_null(strstr(text, "SECRET-CHALLENGE-MARKER"));
+    assert_null(strstr(text, "BEGIN PRIVATE KEY"));
+    free(text);
+
+    /* Newest first, each with its time. */
+    json_t *first = json_array_get(audit, 0), *last = json_array_get(audit, 5);
+    assert_string_equal(json_string_value(json_object_get(first, "action")), "login");
+    assert_string_equal(json_string_value(json_object_get(first, "detail")), "from 192.0.2.1");
+    assert_int_equal(json_integer_value(json_object_get(first, "at")), f->now);
+    assert_string_equal(json_string_value(json_object_get(last, "action")), "request.create");
+    assert_int_equal(json_integer_value(json_object_get(last, "at")), f->now - 5);
+    for (size_t i = 1; i < json_array_size(audit); i++)
+        assert_true(json_integer_value(json_object_get(json_array_get(audit, i - 1), "id")) >
+                    json_integer_value(json_object_get(json_array_get(audit, i), "id")));
+    json_decref(audit);
+
+    assert_int_equal(store_audit_list(f->st, 2, &audit, &err), 0);
+    assert_int_equal(json_array_size(audit), 2);
+    json_decref(audit);
+}
+
+/* ---- CA certificates ---- */
+
+static void test_ca_certs(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    json_t *got = NULL;
+    const char *pems[] = {"PEM-CA", "PEM-RA"}, *roles[] = {"ca", "ra_encrypt"};
+    assert_int_equal(store_ca_certs_put(f->st, pems, roles, 2, &err), 0);
+    assert_int_equal(store_ca_certs_get(f->st, &got, &err), 0);
+    assert_int_equal(json_array_size(got), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(got, 0), "pem")), "PEM-CA");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(got, 1), "role")), "ra_encrypt");
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(got, 1), "fetched_at")), f->now);
+    json_decref(got);
+
+    f->now += 3600;
+    const char *pems2[] = {"PEM-NEW-CA"}, *roles2[] = {"ca"};
+    assert_int_equal(store_ca_certs_put(f->st, pems2, roles2, 1, &err), 0);
+    assert_int_equal(store_ca_certs_get(f->st, &got, &err), 0);
+    assert_int_equal(json_array_size(got), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(got, 0), "pem")), "PEM-NEW-CA");
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(got, 0), "fetched_at")), f->now);
+    json_decref(got);
+}
+
+/* ---- memory and threads ---- */
+
+static void test_clear_accepts_null_and_zeroed(void **state)
+{
+    (void)state;
+    store_request r = {0};
+    store_key k = {0};
+    store_user u = {0};
+    store_request_clear(NULL);
+    store_key_clear(NULL);
+    store_user_clear(NULL);
+    store_request_clear(&r);
+    store_key_clear(&k);
+    store_user_clear(&u);
+    store_close(NULL);
+}
+
+struct worker {
+    store *st;
+    int fails;
+};
+
+static void *audit_worker(void *arg)
+{
+    struct worker *w = arg;
+    util_error err = {0};
+    for (int i = 0; i < 50; i++) {
+        json_t *list = NULL;
+        if (store_audit_add(w->st, "worker", "tick", "thread", &err) != 0 ||
+            store_audit_list(w->st, 5, &list, &err) != 0)
+            w->fails++;
+        json_decref(list);
+    }
+    return NULL;
+}
+
+/* Two threads share the connection; each transaction is whole. */
+static void test_two_threads(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    struct worker w[2] = {{f->st, 0}, {f->st, 0}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, audit_worker, &w[i]), 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    assert_int_equal(w[0].fails + w[1].fails, 0);
+    json_t *audit = NULL;
+    assert_int_equal(store_audit_list(f->st, 0, &audit, &err), 0);
+    assert_int_equal(json_array_size(audit), 100);
+    json_decref(audit);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_open_modes),
+        T(test_open_tightens_loose_modes),
+        T(test_open_fails_on_file_as_dir),
+        T(test_reopen_keeps_data),
+        T(test_newer_schema_refused),
+        T(test_docs),
+        T(test_request_insert_get_update),
+        T(test_request_list),
+        T(test_request_rejects_bad_state),
+        T(test_acquire),
+        T(test_acquire_store_full),
+        T(test_acquire_name_taken),
+        T(test_register_all_replaces),
+        T(test_register_all_atomic),
+        T(test_key_delete),
+        T(test_delete_acquired_key_fails_request),
+        T(test_binding_to_missing_key),
+        T(test_consistency_dangling_binding),
+        T(test_consistency_acquired_request_without_key),
+        T(test_users),
+        T(test_sessions),
+        T(test_audit_has_no_secrets),
+        T(test_ca_certs),
+        T(test_clear_accepts_null_and_zeroed),
+        T(test_two_threads),
+    };
+#undef T
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
