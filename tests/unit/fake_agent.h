@@ -1,0 +1,49 @@
+/*
+ * A fake of src/agent for the API's tests and fuzzer: every function of
+ * agent.h with canned answers, a record of the calls, and failures on
+ * demand. Users: admin/admin-password (admin), viewer/viewer-password
+ * (viewer). Sessions live in memory.
+ */
+#ifndef SCEPD_TEST_FAKE_AGENT_H
+#define SCEPD_TEST_FAKE_AGENT_H
+
+#include "agent/agent.h"
+
+#define FAKE_SESSIONS 8
+#define FAKE_REQUEST_ID 7
+
+typedef struct fake_session {
+    bool active;
+    char token[64];
+    char csrf[65];
+    char user[64];
+    agent_role role;
+} fake_session;
+
+struct agent {
+    /* what was called: "agent_x,agent_y" (logins and session checks are counted apart) */
+    char calls[512];
+    int logins;
+    int session_checks;
+    char last_user[64]; /* the user/by argument of the last call that has one */
+    char last_name[64]; /* key, function or user name argument */
+    int64_t last_id;
+    int last_limit;
+    agent_role last_role;
+    char last_password[128];
+    json_t *last_in; /* copy of the last JSON input */
+    /* failure injection: the call named fail_call fails with fail_code */
+    char fail_call[48];
+    util_err fail_code;
+    char fail_detail[256];
+    bool throttled; /* agent_login answers THROTTLED */
+    int sessions_made;
+    fake_session sessions[FAKE_SESSIONS];
+};
+
+agent *fake_agent_create(void);
+void fake_agent_fail(agent *a, const char *call, util_err code, const char *detail);
+/* Forgets the calls and the injected failure (sessions stay). */
+void fake_agent_reset(agent *a);
+
+#endif
