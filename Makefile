@@ -22,7 +22,8 @@ $(TESTBUILD)/build.ninja:
 	CC=clang $(MESON) setup $(TESTBUILD) --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
 
 $(FUZZBUILD)/build.ninja:
-	CC=clang $(MESON) setup $(FUZZBUILD) --buildtype=debug -Dfuzz=true -Dtests=false -Db_lundef=false >/dev/null
+	CC=clang $(MESON) setup $(FUZZBUILD) --buildtype=debug -Dfuzz=true -Dtests=false -Db_lundef=false \
+		-Dc_args=-fsanitize=fuzzer-no-link -Db_sanitize=address,undefined >/dev/null
 
 test: deps $(TESTBUILD)/build.ninja $(FUZZBUILD)/build.ninja
 	@ninja -C $(TESTBUILD) >/dev/null || ninja -C $(TESTBUILD)

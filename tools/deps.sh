@@ -5,11 +5,13 @@ set -eu
 PKGS="meson ninja-build pkg-config gcc clang libclang-rt-14-dev libssl-dev openssl
 libevent-dev libcurl4-openssl-dev libsqlite3-dev sqlite3 libjansson-dev libinih-dev
 libcmocka-dev python3 iproute2 util-linux curl scep strongswan-pki libstrongswan-extra-plugins
-chromium nodejs npm"
+chromium fonts-dejavu-core wrk"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
+# the browser tests need node and npm; any installation of them will do
+command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
 [ -z "$missing" ] && exit 0
 echo "installing:$missing" >&2
 SUDO=""

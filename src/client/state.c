@@ -90,6 +90,10 @@ int client_state_save(const char *path, const client_saved *s, util_error *err)
     STACK_OF(X509) *signer = sk_X509_new_null();
     char *text = NULL;
     int rc = -1;
+    if (!s->server.ca || !t->signer_cert) {
+        util_error_set(err, UTIL_ERR_STATE_FILE, "%s: nothing to save", path);
+        goto out;
+    }
     if (!signer || sk_X509_push(signer, t->signer_cert) <= 0) {
         util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
         goto out;
@@ -217,7 +221,8 @@ int client_state_load(const char *path, client_saved *s, util_error *err)
     size_t len = 0;
     memset(s, 0, sizeof *s);
     if (util_file_read(path, STATE_MAX, &data, &len, err) != 0) {
-        err->code = UTIL_ERR_STATE_FILE;
+        if (err)
+            err->code = UTIL_ERR_STATE_FILE;
         return -1;
     }
     json_error_t jerr;

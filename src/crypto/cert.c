@@ -253,7 +253,10 @@ int crypto_name_parse(const char *text, X509_NAME **out, util_error *err)
         char *type = p;
         for (char *t = eq - 1; t > type && isspace((unsigned char)*t); t--)
             *t = '\0';
-        if (!X509_NAME_add_entry_by_txt(name, type, MBSTRING_UTF8, (unsigned char *)eq + 1, -1, -1, 0)) {
+        /* "CN=a,O=b" is RFC 4514 order (the last RDN first): prepend; the
+         * "/O=b/CN=a" form is DER order, as in openssl -subj: append */
+        if (!X509_NAME_add_entry_by_txt(name, type, MBSTRING_UTF8, (unsigned char *)eq + 1, -1,
+                                        sep == ',' ? 0 : -1, 0)) {
             util_error_ossl(err, UTIL_ERR_INVALID_SUBJECT, "attribute %s", type);
             goto fail;
         }

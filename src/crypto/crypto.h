@@ -61,7 +61,8 @@ bool crypto_fingerprint_valid(const char *fingerprint);
 bool crypto_cert_matches_key(X509 *cert, EVP_PKEY *key);
 bool crypto_cert_is_ca(X509 *cert);
 void crypto_name_oneline(const X509_NAME *name, char *out, size_t len);
-/* Parses "CN=a,O=b" or "/CN=a/O=b" into a name. */
+/* Parses "CN=a,O=b,C=US" (RFC 4514 order, as crypto_name_oneline prints it)
+ * or "/C=US/O=b/CN=a" (DER order, as openssl -subj) into a name. */
 int crypto_name_parse(const char *text, X509_NAME **out, util_error *err) MUST_CHECK;
 
 /* Everything a person wants to know about a certificate. */

@@ -223,9 +223,15 @@ int crypto_csr_build(const crypto_csr_params *p, EVP_PKEY *key, X509_REQ **out, 
     if (add_extensions(p, key, req, err) != 0)
         goto fail;
     if (p->challenge_password && *p->challenge_password) {
-        int type = printable(p->challenge_password) ? MBSTRING_ASC : MBSTRING_UTF8;
-        if (!X509_REQ_add1_attr_by_NID(req, NID_pkcs9_challengePassword, type,
-                                       (const unsigned char *)p->challenge_password, -1)) {
+        /* An MBSTRING_* type would go through OpenSSL's global string mask
+         * (UTF8String only by default): name the type, with an explicit
+         * length. Non-printable passwords keep MBSTRING_UTF8, which also
+         * rejects invalid UTF-8. */
+        const char *pw = p->challenge_password;
+        bool ps = printable(pw);
+        if (!X509_REQ_add1_attr_by_NID(req, NID_pkcs9_challengePassword,
+                                       ps ? V_ASN1_PRINTABLESTRING : MBSTRING_UTF8,
+                                       (const unsigned char *)pw, ps ? (int)strlen(pw) : -1)) {
             util_error_ossl(err, UTIL_ERR_CSR_BUILD, "challenge password");
             goto fail;
         }

@@ -22,7 +22,9 @@ int crypto_key_spec_parse(const char *text, crypto_key_spec *out, util_error *er
     const char *arg = colon ? colon + 1 : "";
     if (text && alen == 3 && strncasecmp(text, "rsa", 3) == 0) {
         s.alg = CRYPTO_KEY_RSA;
-        s.bits = *arg ? atoi(arg) : 2048;
+        char *end = NULL;
+        long bits = *arg ? strtol(arg, &end, 10) : 2048;
+        s.bits = (*arg && *end) ? 0 : (int)bits;
         if (s.bits != 1024 && s.bits != 2048 && s.bits != 3072 && s.bits != 4096)
             return util_error_set(err, UTIL_ERR_KEY_GENERATION, "RSA key length %s", arg);
     } else if (text && ((alen == 2 && strncasecmp(text, "ec", 2) == 0) ||

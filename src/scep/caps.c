@@ -88,15 +88,19 @@ void scep_caps_format(const scep_caps *caps, char *out, size_t outlen)
     for (size_t i = 0; i < sizeof keywords / sizeof keywords[0]; i++) {
         if (caps->flags & keywords[i].flag) {
             int n = snprintf(out + used, outlen - used, "%s\n", keywords[i].keyword);
-            if (n < 0 || (size_t)n >= outlen - used)
+            if (n < 0 || (size_t)n >= outlen - used) {
+                out[used] = '\0'; /* no half keyword */
                 return;
+            }
             used += (size_t)n;
         }
     }
     for (size_t i = 0; i < caps->unknown_count; i++) {
         int n = snprintf(out + used, outlen - used, "%s\n", caps->unknown[i]);
-        if (n < 0 || (size_t)n >= outlen - used)
+        if (n < 0 || (size_t)n >= outlen - used) {
+            out[used] = '\0';
             return;
+        }
         used += (size_t)n;
     }
 }
