@@ -204,9 +204,14 @@ int agent_binding_put(agent *a, const char *function, const json_t *in, const ch
 {
     if (!agent_function_find(a, function))
         return util_error_set(err, UTIL_ERR_NOT_FOUND, "function \"%s\" is not configured", function);
+    const char *field;
+    json_t *value;
+    json_object_foreach((json_t *)in, field, value)
+        if (strcmp(field, "key_name"))
+            return util_error_set(err, UTIL_ERR_INVALID_FIELD, "%.64s: unknown field", field);
     const char *key = json_string_value(json_object_get(in, "key_name"));
-    if (!json_is_object(in) || json_object_size(in) != 1 || !key)
-        return util_error_set(err, UTIL_ERR_INVALID_FIELD, "key_name: must be the only field, a string");
+    if (!json_is_object(in) || !key)
+        return util_error_set(err, UTIL_ERR_INVALID_FIELD, "key_name: is required, a string");
     store_key k;
     if (store_key_get(a->st, key, &k, err) != 0)
         return -1;

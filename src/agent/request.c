@@ -73,6 +73,7 @@ static void wipe_challenge(agent_run *run)
 static void finish(agent_run *run, const char *state, const util_error *err)
 {
     run->due = 0;
+    run->row.next_attempt_at = 0; /* an ended request is not attempted again */
     if (err) {
         snprintf(run->row.error_code, sizeof run->row.error_code, "%s", util_err_code(err->code));
         snprintf(run->row.error_detail, sizeof run->row.error_detail, "%s", err->detail);
@@ -507,14 +508,15 @@ static int begin(agent_run *run)
         return 0;
     }
     if (!strcmp(run->row.state, "pending")) {
-        if (restore_server(run, &err) != 0 || prepare_signer(run, &err) != 0) {
+        if (restore_server(run, &err) != 0) {
             fail(run, &err);
             return 0;
         }
         snprintf(run->t.transaction_id, sizeof run->t.transaction_id, "%s", run->row.transaction_id);
         client_choose(&run->cfg, &run->srv, &run->t.choice);
         run->t.choice.digest = scep_digest_by_name(run->params.signature_algorithm);
-        if (build_csr(run, &err) != 0) { /* for the subject of CertPoll */
+        /* the CSR first: it gives the subject of CertPoll and of the self-signed signer */
+        if (build_csr(run, &err) != 0 || prepare_signer(run, &err) != 0) {
             fail(run, &err);
             return 0;
         }

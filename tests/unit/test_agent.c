@@ -1,0 +1,1096 @@
+/*
+ * src/agent against a real scepca on loopback, with the clock and the
+ * random source injected: the scheduler (start time, jitter, retries and
+ * intervals, the cases that must not poll, periodic renewal with delete-old,
+ * runs missed while the daemon was down) is driven by advancing a variable
+ * and calling agent_tick(), never by sleeping. The network and key
+ * generation are real, so the event loop is run in bounded steps until the
+ * state a test waits for is reached.
+ *
+ * scepca is $SCEPD_BUILD_ROOT/src/cmd/scepca (or $SCEPCA); the tests that
+ * need it are skipped when it is absent.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/agent_internal.h"
+#include "http/http.h"
+#include "util/log.h"
+
+#define DAY 86400
+#define PW "s3cret-challenge"
+#define WAIT_MS 15000 /* per awaited state: key generation and a SCEP round trip */
+
+typedef struct fx {
+    char dir[64];
+    char state[128];
+    char cadir[128];
+    char scepca[512];
+    int64_t now;
+    bool real_random;
+    uint32_t rand_value;
+    uint32_t rand_bound; /* the bound of the last call */
+    int rand_calls;
+    int max_keys;
+    struct event_base *base;
+    agent *a;
+    pid_t ca_pid;
+    char ca_url[160]; /* http://127.0.0.1:PORT/scep */
+    int listen_fd;    /* a silent listener: counts connection attempts */
+} fx;
+
+/* ---- clock and random ---- */
+
+static int64_t fake_clock(void *arg)
+{
+    return ((fx *)arg)->now;
+}
+
+static uint32_t fake_random(void *arg, uint32_t bound)
+{
+    fx *f = arg;
+    f->rand_bound = bound;
+    f->rand_calls++;
+    return f->rand_value < bound ? f->rand_value : bound - 1;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- files ---- */
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static char *slurp(const char *path)
+{
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return NULL;
+    char *buf = calloc(1, 65536);
+    if (buf)
+        (void)!fread(buf, 1, 65535, fp);
+    fclose(fp);
+    return buf;
+}
+
+/* ---- scepca ---- */
+
+static bool find_scepca(fx *f)
+{
+    const char *env = getenv("SCEPCA");
+    const char *root = getenv("SCEPD_BUILD_ROOT");
+    if (env && access(env, X_OK) == 0) {
+        snprintf(f->scepca, sizeof f->scepca, "%s", env);
+        return true;
+    }
+    if (root) {
+        snprintf(f->scepca, sizeof f->scepca, "%s/src/cmd/scepca", root);
+        return access(f->scepca, X_OK) == 0;
+    }
+    return false;
+}
+
+/* Runs scepca with argv (NULL-terminated, without the program) to the end;
+ * stdout goes to `out` (may be NULL). Returns the exit status. */
+static int scepca_run(fx *f, const char *out, const char *const *args)
+{
+    const char *argv[16];
+    size_t n = 0;
+    argv[n++] = f->scepca;
+    for (; *args && n < 15; args++)
+        argv[n++] = *args;
+    argv[n] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int log = open("/dev/null", O_WRONLY);
+        if (fd >= 0)
+            dup2(fd, 1);
+        if (log >= 0)
+            dup2(log, 2);
+        execv(f->scepca, (char *const *)argv);
+        _exit(127);
+    }
+    int status = 0;
+    for (int i = 0; i < 3000; i++) { /* at most 30 s */
+        pid_t got = waitpid(pid, &status, WNOHANG);
+        if (got == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+        if (got < 0 && errno != EINTR)
+            fail_msg("waitpid: %s", strerror(errno));
+        usleep(10000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    fail_msg("scepca %s did not finish", argv[1]);
+    return -1;
+}
+
+static void ca_init(fx *f)
+{
+    const char *args[] = {"init", "--dir", f->cadir, NULL};
+    assert_int_equal(scepca_run(f, NULL, args), 0);
+}
+
+/* `scepca serve` on a free port with extra options (NULL-terminated). */
+static void ca_serve(fx *f, ...)
+{
+    char out[200], log[200];
+    snprintf(out, sizeof out, "%s/serve.out", f->dir);
+    snprintf(log, sizeof log, "%s/serve.log", f->dir);
+    const char *argv[24] = {f->scepca, "serve", "--dir", f->cadir, "--listen", "127.0.0.1:0"};
+    size_t n = 6;
+    va_list ap;
+    va_start(ap, f);
+    for (const char *s; (s = va_arg(ap, const char *)) && n < 23;)
+        argv[n++] = s;
+    va_end(ap);
+    argv[n] = NULL;
+    unlink(out);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int lf = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0)
+            dup2(fd, 1);
+        if (lf >= 0)
+            dup2(lf, 2);
+        execv(f->scepca, (char *const *)argv);
+        _exit(127);
+    }
+    f->ca_pid = pid;
+    for (int i = 0; i < 500; i++) { /* at most 5 s */
+        char *text = slurp(out);
+        char *at = text ? strstr(text, "listening on http://") : NULL;
+        if (at && strchr(at, '\n')) {
+            int port = 0;
+            if (sscanf(at, "listening on http://127.0.0.1:%d", &port) == 1)
+                snprintf(f->ca_url, sizeof f->ca_url, "http://127.0.0.1:%d/scep", port);
+            free(text);
+            assert_true(port > 0);
+            return;
+        }
+        free(text);
+        if (waitpid(pid, NULL, WNOHANG) == pid) {
+            f->ca_pid = 0;
+            fail_msg("scepca serve exited at start");
+        }
+        usleep(10000);
+    }
+    fail_msg("scepca serve printed no address");
+}
+
+static void ca_stop(fx *f)
+{
+    if (f->ca_pid <= 0)
+        return;
+    kill(f->ca_pid, SIGTERM);
+    int i = 0;
+    for (; i < 300; i++) { /* at most 3 s, then SIGKILL */
+        pid_t got = waitpid(f->ca_pid, NULL, WNOHANG);
+        if (got == f->ca_pid || (got < 0 && errno == ECHILD))
+            break;
+        usleep(10000);
+    }
+    if (i == 300) {
+        kill(f->ca_pid, SIGKILL);
+        waitpid(f->ca_pid, NULL, 0);
+    }
+    f->ca_pid = 0;
+}
+
+/* The scepca ID of the pending request with this transactionID. */
+static long ca_pending_id(fx *f, const char *tid)
+{
+    char out[200];
+    snprintf(out, sizeof out, "%s/list.out", f->dir);
+    const char *args[] = {"list", "--dir", f->cadir, "--pending", NULL};
+    assert_int_equal(scepca_run(f, out, args), 0);
+    char *text = slurp(out);
+    assert_non_null(text);
+    long id = 0;
+    for (char *line = text; line && *line && !id;) {
+        char *end = strchr(line, '\n');
+        if (end)
+            *end = '\0';
+        if (!strncmp(line, "request ", 8) && strstr(line, tid))
+            id = strtol(line + 8, NULL, 10);
+        line = end ? end + 1 : NULL;
+    }
+    if (!id)
+        print_error("no pending request with tid %s in:\n%s\n", tid, text);
+    free(text);
+    assert_true(id > 0);
+    return id;
+}
+
+/* ---- the agent ---- */
+
+static void agent_open(fx *f)
+{
+    agent_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.state_dir = f->state;
+    cfg.max_keys = f->max_keys;
+    cfg.initial_url = f->ca_url[0] ? f->ca_url : NULL;
+    cfg.clock = fake_clock;
+    cfg.random = f->real_random ? NULL : fake_random;
+    cfg.hook_arg = f;
+    util_error err = {0};
+    if (agent_new(f->base, &cfg, "admin-password-1", NULL, &f->a, &err) != 0)
+        fail_msg("agent_new: %s: %s", util_err_code(err.code), err.detail);
+}
+
+static void agent_close(fx *f)
+{
+    agent_free(f->a);
+    f->a = NULL;
+}
+
+static void set_url(fx *f, const char *url, int timeout_s)
+{
+    json_t *in = json_pack("{s:s, s:i, s:i, s:i}", "url", url, "timeout_s", timeout_s, "poll_interval_s", 5,
+                           "poll_max", 1);
+    util_error err = {0};
+    int rc = agent_scep_settings_put(f->a, in, "test", &err);
+    json_decref(in);
+    if (rc != 0)
+        fail_msg("settings: %s: %s", util_err_code(err.code), err.detail);
+}
+
+static json_t *key_params(const char *name, const char *challenge)
+{
+    return json_pack("{s:s, s:s, s:s, s:i, s:s}", "key_name", name, "common_name", "device-1",
+                     "key_algorithm", "rsa", "key_length", 2048, "challenge_password", challenge);
+}
+
+/* PUT auto-request; `in` is consumed. Returns 0 or the error code. */
+static util_err auto_put(fx *f, json_t *in)
+{
+    util_error err = {0};
+    int rc = agent_auto_put(f->a, in, "test", &err);
+    json_decref(in);
+    return rc == 0 ? UTIL_ERR_NONE : err.code;
+}
+
+static void auto_put_ok(fx *f, json_t *in)
+{
+    util_error err = {0};
+    int rc = agent_auto_put(f->a, in, "test", &err);
+    json_decref(in);
+    if (rc != 0)
+        fail_msg("auto_put: %s: %s", util_err_code(err.code), err.detail);
+}
+
+static void fmt_time(int64_t t, char *out)
+{
+    agent_time_format(t, out, 32);
+}
+
+static int64_t time_of(const json_t *j)
+{
+    int64_t t = 0;
+    if (!json_is_string(j))
+        return 0;
+    assert_int_equal(agent_time_parse(json_string_value(j), &t), 0);
+    return t;
+}
+
+static json_t *auto_status(fx *f)
+{
+    json_t *st = agent_status(f->a);
+    assert_non_null(st);
+    json_t *out = json_incref(json_object_get(st, "auto_request"));
+    json_decref(st);
+    assert_non_null(out);
+    return out;
+}
+
+static size_t request_count(fx *f)
+{
+    util_error err = {0};
+    json_t *list = agent_request_list(f->a, &err);
+    assert_non_null(list);
+    size_t n = json_array_size(list);
+    json_decref(list);
+    return n;
+}
+
+static json_t *request_get(fx *f, int64_t id)
+{
+    util_error err = {0};
+    json_t *r = agent_request_get(f->a, id, &err);
+    if (!r)
+        fail_msg("request %lld: %s", (long long)id, err.detail);
+    return r;
+}
+
+static int64_t latest_id(fx *f)
+{
+    json_t *st = agent_status(f->a);
+    int64_t id = json_integer_value(json_object_get(json_object_get(st, "latest_request"), "id"));
+    json_decref(st);
+    return id;
+}
+
+static const char *sget(const json_t *j, const char *k)
+{
+    const char *s = json_string_value(json_object_get(j, k));
+    return s ? s : "";
+}
+
+static const char *error_code(const json_t *r)
+{
+    const char *s = json_string_value(json_object_get(json_object_get(r, "error"), "code"));
+    return s ? s : "";
+}
+
+static void loop_once(fx *f)
+{
+    event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+}
+
+/* Runs the loop until request `id` is in `state` with at least `attempts`
+ * attempts; any other terminal state fails the test with the row. */
+static json_t *wait_state(fx *f, int64_t id, const char *state, int attempts)
+{
+    int64_t deadline = mono_ms() + WAIT_MS;
+    for (;;) {
+        json_t *r = request_get(f, id);
+        const char *s = sget(r, "state");
+        if (!strcmp(s, state) && json_integer_value(json_object_get(r, "attempts")) >= attempts)
+            return r;
+        bool terminal = !strcmp(s, "failed") || !strcmp(s, "acquired") || !strcmp(s, "registered");
+        if (terminal || mono_ms() > deadline) {
+            char *text = json_dumps(r, JSON_COMPACT);
+            print_error("waiting for %s/%d: %s\n", state, attempts, text ? text : "?");
+            free(text);
+            json_decref(r);
+            fail_msg("request %lld did not reach %s", (long long)id, state);
+        }
+        json_decref(r);
+        loop_once(f);
+        usleep(2000);
+    }
+}
+
+/* Runs the loop for about `ms` milliseconds. */
+static void run_for(fx *f, int ms)
+{
+    int64_t end = mono_ms() + ms;
+    while (mono_ms() < end) {
+        loop_once(f);
+        usleep(2000);
+    }
+}
+
+static void advance(fx *f, int64_t seconds)
+{
+    f->now += seconds;
+    agent_tick(f->a);
+}
+
+/* ---- fixture ---- */
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/test_agent.XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->state, sizeof f->state, "%s/state", f->dir);
+    snprintf(f->cadir, sizeof f->cadir, "%s/ca", f->dir);
+    int64_t t = (int64_t)time(NULL);
+    f->now = t - t % 60; /* on a minute: periodic timers start on one */
+    f->listen_fd = -1;
+    f->base = event_base_new();
+    assert_non_null(f->base);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    agent_close(f);
+    ca_stop(f);
+    if (f->listen_fd >= 0)
+        close(f->listen_fd);
+    event_base_free(f->base);
+    nftw(f->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+static fx *need_ca(void **state)
+{
+    fx *f = *state;
+    if (!find_scepca(f)) {
+        print_message("scepca not built: skipped\n");
+        skip();
+    }
+    ca_init(f);
+    return f;
+}
+
+/* ---- the pure schedule ---- */
+
+static void test_schedule_following(void **state)
+{
+    (void)state;
+    agent_auto cfg;
+    memset(&cfg, 0, sizeof cfg);
+    const int64_t base = 1800000000;
+    cfg.interval_days = 30;
+    /* one-shot timer: no following run */
+    assert_int_equal(agent_schedule_following(&cfg, base, base), 0);
+    assert_int_equal(agent_schedule_following(&cfg, base, base + 90 * DAY), 0);
+    cfg.periodic = true;
+    /* the next period after the base */
+    assert_int_equal(agent_schedule_following(&cfg, base, base), base + 30 * DAY);
+    assert_int_equal(agent_schedule_following(&cfg, base, base + 600), base + 30 * DAY);
+    assert_int_equal(agent_schedule_following(&cfg, base, base + 30 * DAY - 1), base + 30 * DAY);
+    /* missed periods are skipped to the next base in the future, on the grid */
+    assert_int_equal(agent_schedule_following(&cfg, base, base + 30 * DAY), base + 60 * DAY);
+    assert_int_equal(agent_schedule_following(&cfg, base, base + 95 * DAY), base + 120 * DAY);
+    assert_int_equal(agent_schedule_following(&cfg, base, base + 120 * DAY), base + 150 * DAY);
+    cfg.interval_days = 1;
+    assert_int_equal(agent_schedule_following(&cfg, base, base + 10 * DAY + 5), base + 11 * DAY);
+    /* a non-positive interval is treated as one-shot */
+    cfg.interval_days = 0;
+    assert_int_equal(agent_schedule_following(&cfg, base, base), 0);
+}
+
+/* ---- start time and jitter ---- */
+
+static void test_start_time_and_jitter(void **state)
+{
+    fx *f = need_ca(state);
+    ca_serve(f, "--challenge", PW, NULL);
+    agent_open(f);
+    char start[32];
+    int64_t s = f->now + 3600;
+    fmt_time(s, start);
+    f->rand_value = 600;
+    auto_put_ok(f, json_pack("{s:b, s:s, s:b, s:b, s:o}", "enabled", 1, "start", start, "auto_adjust", 1,
+                             "auto_restart", 1, "key", key_params("Dev", PW)));
+    /* the jitter is drawn from [0, 600] and shown */
+    assert_int_equal(f->rand_bound, AGENT_JITTER_MAX_S + 1);
+    json_t *st = auto_status(f);
+    assert_int_equal(json_integer_value(json_object_get(st, "jitter_s")), 600);
+    assert_int_equal(time_of(json_object_get(st, "next_run")), s + 600);
+    assert_true(json_is_true(json_object_get(st, "enabled")));
+    json_decref(st);
+    /* nothing before the start, nor before start + jitter */
+    advance(f, 3599);
+    run_for(f, 50);
+    assert_int_equal(request_count(f), 0);
+    advance(f, 600);
+    assert_int_equal(f->now, s + 599);
+    run_for(f, 50);
+    assert_int_equal(request_count(f), 0);
+    /* at start + jitter it runs */
+    advance(f, 1);
+    assert_int_equal(request_count(f), 1);
+    int64_t id = latest_id(f);
+    json_t *r = request_get(f, id);
+    assert_string_equal(sget(r, "kind"), "auto");
+    assert_string_equal(sget(r, "key_name"), "Dev");
+    json_decref(r);
+    /* one-shot: no next run; with auto_restart the pair registers by itself */
+    st = auto_status(f);
+    assert_true(json_is_null(json_object_get(st, "next_run")));
+    assert_int_equal(json_integer_value(json_object_get(st, "last_request_id")), id);
+    json_decref(st);
+    json_decref(wait_state(f, id, "registered", 0));
+    util_error err = {0};
+    json_t *k = agent_key_get(f->a, "Dev", &err);
+    assert_non_null(k);
+    assert_string_equal(sget(k, "state"), "registered");
+    assert_string_equal(sget(k, "subject"), "CN=device-1");
+    json_decref(k);
+    st = auto_status(f);
+    assert_string_equal(sget(st, "last_result"), "acquired");
+    json_decref(st);
+    /* a one-shot timer does not fire again */
+    advance(f, 40 * DAY);
+    run_for(f, 50);
+    assert_int_equal(request_count(f), 1);
+
+    /* without auto_adjust there is no jitter and no draw */
+    f->rand_calls = 0;
+    int64_t s2 = f->now + 120;
+    fmt_time(s2, start);
+    auto_put_ok(f, json_pack("{s:b, s:s, s:b, s:o}", "enabled", 1, "start", start, "auto_adjust", 0, "key",
+                             key_params("Other", PW)));
+    assert_int_equal(f->rand_calls, 0);
+    st = auto_status(f);
+    assert_int_equal(json_integer_value(json_object_get(st, "jitter_s")), 0);
+    assert_int_equal(time_of(json_object_get(st, "next_run")), s2);
+    json_decref(st);
+    /* disabled: no next run */
+    auto_put_ok(f, json_pack("{s:b}", "enabled", 0));
+    st = auto_status(f);
+    assert_true(json_is_null(json_object_get(st, "next_run")));
+    json_decref(st);
+    advance(f, 3600);
+    run_for(f, 50);
+    assert_int_equal(request_count(f), 1);
+}
+
+/* With the real random source every draw stays within 0..600 and is what
+ * status shows. */
+static void test_jitter_real_random(void **state)
+{
+    fx *f = *state;
+    f->real_random = true;
+    agent_open(f);
+    char start[32];
+    int64_t s = f->now + DAY;
+    fmt_time(s, start);
+    int seen_distinct = 0, first = -1;
+    for (int i = 0; i < 40; i++) {
+        auto_put_ok(f, json_pack("{s:b, s:s, s:b, s:o}", "enabled", 1, "start", start, "auto_adjust", 1,
+                                 "key", key_params("Dev", PW)));
+        json_t *st = auto_status(f);
+        int j = (int)json_integer_value(json_object_get(st, "jitter_s"));
+        assert_in_range(j, 0, AGENT_JITTER_MAX_S);
+        assert_int_equal(time_of(json_object_get(st, "next_run")), s + j);
+        json_decref(st);
+        if (first < 0)
+            first = j;
+        else if (j != first)
+            seen_distinct = 1;
+    }
+    assert_true(seen_distinct);
+}
+
+/* ---- retries and intervals ---- */
+
+static json_t *auto_doc(const char *start, bool polling, int retries, int interval_s, json_t *key)
+{
+    return json_pack("{s:b, s:s, s:b, s:{s:b, s:i, s:i}, s:o}", "enabled", 1, "start", start, "auto_adjust",
+                     0, "polling", "enabled", polling, "retries", retries, "interval_s", interval_s, "key",
+                     key);
+}
+
+static int64_t fire_now(fx *f, json_t *doc)
+{
+    auto_put_ok(f, doc);
+    agent_tick(f->a);
+    assert_int_equal(request_count(f) > 0, 1);
+    return latest_id(f);
+}
+
+static void test_pending_retries(void **state)
+{
+    fx *f = need_ca(state);
+    ca_serve(f, "--challenge", PW, "--pending", NULL);
+    agent_open(f);
+    char start[32];
+    fmt_time(f->now, start);
+    int64_t id = fire_now(f, auto_doc(start, true, 2, 30, key_params("Dev", PW)));
+    json_t *st = auto_status(f);
+    assert_int_equal(json_integer_value(json_object_get(st, "attempts_left")), 2);
+    json_decref(st);
+    /* the first PENDING: attempt 1, the next poll interval_s later */
+    json_t *r = wait_state(f, id, "pending", 1);
+    assert_int_equal(json_integer_value(json_object_get(r, "attempts")), 1);
+    assert_int_equal(time_of(json_object_get(r, "next_attempt_at")), f->now + 30);
+    assert_string_equal(error_code(r), "pending");
+    const char *tid = sget(r, "transaction_id");
+    assert_int_equal(strlen(tid), 64);
+    char tid_copy[80];
+    snprintf(tid_copy, sizeof tid_copy, "%s", tid);
+    json_decref(r);
+    /* no poll before the interval has passed */
+    advance(f, 29);
+    run_for(f, 100);
+    r = request_get(f, id);
+    assert_int_equal(json_integer_value(json_object_get(r, "attempts")), 1);
+    json_decref(r);
+    /* manual requests are refused while the timer is on, and while one runs */
+    util_error err = {0};
+    int64_t other = 0;
+    json_t *in = key_params("Manual", PW);
+    assert_int_not_equal(agent_request_create(f->a, in, "test", &other, &err), 0);
+    assert_int_equal(err.code, UTIL_ERR_AUTO_REQUEST_ENABLED);
+    /* poll 1 */
+    advance(f, 1);
+    r = wait_state(f, id, "pending", 2);
+    assert_int_equal(time_of(json_object_get(r, "next_attempt_at")), f->now + 30);
+    assert_string_equal(sget(r, "transaction_id"), tid_copy);
+    json_decref(r);
+    /* poll 2 is the last: after `retries` polls the request fails */
+    advance(f, 30);
+    r = wait_state(f, id, "failed", 2);
+    assert_string_equal(error_code(r), "pending");
+    assert_true(json_is_null(json_object_get(r, "next_attempt_at")));
+    json_decref(r);
+    st = auto_status(f);
+    assert_string_equal(sget(st, "last_result"), "pending");
+    assert_int_equal(json_integer_value(json_object_get(st, "attempts_left")), 0);
+    json_decref(st);
+    /* nothing runs any more */
+    advance(f, 3600);
+    run_for(f, 50);
+    assert_int_equal(request_count(f), 1);
+
+    /* without polling a deferred auto request fails at once */
+    char start2[32];
+    fmt_time(f->now, start2);
+    id = fire_now(f, auto_doc(start2, false, 5, 30, key_params("Dev", PW)));
+    r = wait_state(f, id, "failed", 0);
+    assert_string_equal(error_code(r), "pending");
+    assert_int_equal(json_integer_value(json_object_get(r, "attempts")), 0);
+    json_decref(r);
+
+    /* a manual request polls with the settings' interval; REQUEST_BUSY while it waits */
+    auto_put_ok(f, json_pack("{s:b}", "enabled", 0));
+    set_url(f, f->ca_url, 10);
+    assert_int_equal(agent_request_create(f->a, in, "test", &other, &err), 0);
+    r = wait_state(f, other, "pending", 1);
+    assert_int_equal(time_of(json_object_get(r, "next_attempt_at")), f->now + 5);
+    json_decref(r);
+    json_t *in2 = key_params("Manual2", PW);
+    assert_int_not_equal(agent_request_create(f->a, in2, "test", &id, &err), 0);
+    assert_int_equal(err.code, UTIL_ERR_REQUEST_BUSY);
+    json_decref(in2);
+    json_decref(in);
+
+    /* the pending request survives a restart of the agent and is approved */
+    r = request_get(f, other);
+    snprintf(tid_copy, sizeof tid_copy, "%s", sget(r, "transaction_id"));
+    json_decref(r);
+    agent_close(f);
+    char approve_id[24];
+    snprintf(approve_id, sizeof approve_id, "%ld", ca_pending_id(f, tid_copy));
+    const char *args[] = {"approve", "--dir", f->cadir, approve_id, NULL};
+    assert_int_equal(scepca_run(f, NULL, args), 0);
+    f->now += 5;
+    agent_open(f);
+    agent_tick(f->a);
+    r = wait_state(f, other, "acquired", 0);
+    assert_string_equal(error_code(r), "");
+    json_decref(r);
+    json_t *k = agent_key_get(f->a, "Manual", &err);
+    assert_non_null(k);
+    assert_string_equal(sget(k, "state"), "acquired");
+    json_decref(k);
+}
+
+/* The server cannot be reached: auto requests retry, manual ones do not. */
+static void test_connect_retries(void **state)
+{
+    fx *f = need_ca(state);
+    ca_serve(f, "--challenge", PW, NULL);
+    ca_stop(f); /* its port is now closed */
+    agent_open(f);
+    set_url(f, f->ca_url, 5);
+    char start[32];
+    fmt_time(f->now, start);
+    int64_t id = fire_now(f, auto_doc(start, true, 2, 60, key_params("Dev", PW)));
+    json_t *r = wait_state(f, id, "contacting_server", 1);
+    assert_string_equal(error_code(r), "net_connect");
+    assert_int_equal(time_of(json_object_get(r, "next_attempt_at")), f->now + 60);
+    json_decref(r);
+    advance(f, 59);
+    run_for(f, 50);
+    r = request_get(f, id);
+    assert_int_equal(json_integer_value(json_object_get(r, "attempts")), 1);
+    json_decref(r);
+    advance(f, 1);
+    json_decref(wait_state(f, id, "contacting_server", 2));
+    advance(f, 60);
+    r = wait_state(f, id, "failed", 2);
+    assert_string_equal(error_code(r), "net_connect");
+    json_decref(r);
+    json_t *st = auto_status(f);
+    assert_string_equal(sget(st, "last_result"), "net_connect");
+    json_decref(st);
+
+    /* a manual request reports the communication error at once */
+    auto_put_ok(f, json_pack("{s:b}", "enabled", 0));
+    util_error err = {0};
+    json_t *in = key_params("Manual", PW);
+    assert_int_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+    json_decref(in);
+    r = wait_state(f, id, "failed", 0);
+    assert_string_equal(error_code(r), "net_connect");
+    assert_int_equal(json_integer_value(json_object_get(r, "attempts")), 0);
+    json_decref(r);
+}
+
+/* ---- the three cases that must not poll ---- */
+
+static void test_no_poll_on_failure(void **state)
+{
+    fx *f = need_ca(state);
+    ca_serve(f, "--challenge", PW, NULL);
+    agent_open(f);
+    char start[32];
+    fmt_time(f->now, start);
+    int64_t id = fire_now(f, auto_doc(start, true, 5, 10, key_params("Dev", "wrong-password")));
+    json_t *r = wait_state(f, id, "failed", 0);
+    assert_string_equal(error_code(r), "fail_bad_request");
+    assert_int_equal(json_integer_value(json_object_get(r, "attempts")), 0);
+    assert_true(json_is_null(json_object_get(r, "next_attempt_at")));
+    /* the catalogue's words travel with the code */
+    const json_t *e = json_object_get(r, "error");
+    assert_string_equal(json_string_value(json_object_get(e, "message")),
+                        util_err_message(UTIL_ERR_FAIL_BAD_REQUEST));
+    json_decref(r);
+    json_t *st = auto_status(f);
+    assert_string_equal(sget(st, "last_result"), "fail_bad_request");
+    json_decref(st);
+    advance(f, 10);
+    run_for(f, 100);
+    assert_int_equal(request_count(f), 1);
+    util_error err = {0};
+    assert_null(agent_key_get(f->a, "Dev", &err));
+}
+
+static void test_no_poll_key_store_full(void **state)
+{
+    fx *f = *state;
+    /* a listener that never answers: any connection attempt would show */
+    f->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    assert_true(f->listen_fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    assert_int_equal(bind(f->listen_fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(f->listen_fd, 8), 0);
+    assert_int_equal(getsockname(f->listen_fd, (struct sockaddr *)&sa, &len), 0);
+    snprintf(f->ca_url, sizeof f->ca_url, "http://127.0.0.1:%d/scep", ntohs(sa.sin_port));
+    f->max_keys = 1; /* DefaultTLS fills it */
+    agent_open(f);
+    json_t *status = agent_status(f->a);
+    assert_int_equal(json_integer_value(json_object_get(status, "registered_keys")), 1);
+    assert_int_equal(json_integer_value(json_object_get(status, "max_keys")), 1);
+    json_decref(status);
+    char start[32];
+    fmt_time(f->now, start);
+    int64_t id = fire_now(f, auto_doc(start, true, 5, 10, key_params("Dev", PW)));
+    json_t *r = wait_state(f, id, "failed", 0);
+    assert_string_equal(error_code(r), "key_store_full");
+    assert_int_equal(json_integer_value(json_object_get(r, "attempts")), 0);
+    assert_true(json_is_null(json_object_get(r, "transaction_id")));
+    json_decref(r);
+    json_t *st = auto_status(f);
+    assert_string_equal(sget(st, "last_result"), "key_store_full");
+    json_decref(st);
+    advance(f, 10);
+    run_for(f, 100);
+    assert_int_equal(request_count(f), 1);
+    /* the same for a manual request */
+    auto_put_ok(f, json_pack("{s:b}", "enabled", 0));
+    util_error err = {0};
+    json_t *in = key_params("Manual", PW);
+    assert_int_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+    json_decref(in);
+    r = wait_state(f, id, "failed", 0);
+    assert_string_equal(error_code(r), "key_store_full");
+    json_decref(r);
+    /* no connection was ever attempted */
+    struct pollfd p = {.fd = f->listen_fd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 0), 0);
+}
+
+static void bad_response_case(fx *f, const char *fault, const char *code)
+{
+    ca_serve(f, "--challenge", PW, "--fault", fault, NULL);
+    set_url(f, f->ca_url, 10);
+    char start[32];
+    fmt_time(f->now, start);
+    int64_t id = fire_now(f, auto_doc(start, true, 5, 10, key_params("Dev", PW)));
+    json_t *r = wait_state(f, id, "failed", 0);
+    if (strcmp(error_code(r), code) != 0)
+        fail_msg("fault %s: got %s (%s), wanted %s", fault, error_code(r),
+                 json_string_value(json_object_get(json_object_get(r, "error"), "detail")), code);
+    assert_int_equal(json_integer_value(json_object_get(r, "attempts")), 0);
+    assert_true(json_is_null(json_object_get(r, "next_attempt_at")));
+    json_decref(r);
+    json_t *st = auto_status(f);
+    assert_string_equal(sget(st, "last_result"), code);
+    json_decref(st);
+    advance(f, 10);
+    run_for(f, 100);
+    r = request_get(f, id);
+    assert_string_equal(sget(r, "state"), "failed");
+    assert_int_equal(json_integer_value(json_object_get(r, "attempts")), 0);
+    json_decref(r);
+    assert_int_equal(latest_id(f), id);
+    ca_stop(f);
+}
+
+static void test_no_poll_bad_response(void **state)
+{
+    fx *f = need_ca(state);
+    agent_open(f);
+    bad_response_case(f, "bad-signature", "response_signature");
+    bad_response_case(f, "garbage", "response_parse");
+    bad_response_case(f, "wrong-transaction-id", "response_transaction");
+}
+
+/* ---- periodic renewal and delete-old ---- */
+
+static void test_periodic_renewal_delete_old(void **state)
+{
+    fx *f = need_ca(state);
+    ca_serve(f, "--challenge", PW, NULL);
+    agent_open(f);
+    f->now += 17; /* switching periodic on starts it on the current minute */
+    int64_t minute = f->now - f->now % 60;
+    auto_put_ok(f,
+                json_pack("{s:b, s:s, s:b, s:{s:b, s:i}, s:b, s:b, s:o}", "enabled", 1, "start",
+                          "2020-01-01T00:00:00Z", "auto_adjust", 0, "periodic", "enabled", 1, "interval_days",
+                          1, "auto_restart", 0, "delete_old", 1, "key", key_params("Dev", PW)));
+    util_error err = {0};
+    json_t *cfg = agent_auto_get(f->a, &err);
+    assert_int_equal(time_of(json_object_get(cfg, "start")), minute);
+    assert_int_equal(time_of(json_object_get(cfg, "next_run")), minute);
+    json_decref(cfg);
+    agent_tick(f->a);
+    int64_t id1 = latest_id(f);
+    /* the following run is set before this one starts */
+    json_t *st = auto_status(f);
+    assert_int_equal(time_of(json_object_get(st, "next_run")), minute + DAY);
+    json_decref(st);
+    json_t *r = wait_state(f, id1, "acquired", 0);
+    json_decref(r);
+    json_t *res = NULL;
+    assert_int_equal(agent_restart(f->a, "test", &res, &err), 0);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(res, "registered"), 0)), "Dev");
+    assert_int_equal(json_array_size(json_object_get(res, "deleted")), 0);
+    json_decref(res);
+    /* the old pair serves a function: its binding must move to the new one */
+    json_t *b = json_pack("{s:s}", "key_name", "Dev");
+    assert_int_equal(agent_binding_put(f->a, "tls", b, "test", &err), 0);
+    json_decref(b);
+    store_key old;
+    assert_int_equal(store_key_get(f->a->st, "Dev", &old, &err), 0);
+
+    /* one interval later the next run renews Dev */
+    advance(f, minute + DAY - f->now - 1);
+    run_for(f, 50);
+    assert_int_equal(latest_id(f), id1);
+    advance(f, 1);
+    int64_t id2 = latest_id(f);
+    assert_true(id2 > id1);
+    st = auto_status(f);
+    assert_int_equal(time_of(json_object_get(st, "next_run")), minute + 2 * DAY);
+    json_decref(st);
+    store_request row;
+    assert_int_equal(store_request_get(f->a->st, id2, &row, &err), 0);
+    assert_string_equal(row.kind, "auto");
+    assert_string_equal(row.key_name, "Dev2");
+    assert_string_equal(row.replaces, "Dev");
+    assert_non_null(row.signer_cert_pem);
+    assert_string_equal(row.signer_cert_pem, old.cert_pem);
+    store_request_clear(&row);
+    r = wait_state(f, id2, "acquired", 0);
+    json_decref(r);
+    /* delete-old acts only at registration: both pairs exist until then */
+    store_key k;
+    assert_int_equal(store_key_get(f->a->st, "Dev", &k, &err), 0);
+    assert_string_equal(k.state, "registered");
+    store_key_clear(&k);
+    assert_int_equal(store_key_get(f->a->st, "Dev2", &k, &err), 0);
+    assert_string_equal(k.state, "acquired");
+    assert_string_equal(k.replaces, "Dev");
+    assert_string_not_equal(k.cert_pem, old.cert_pem);
+    store_key_clear(&k);
+    json_t *bl = agent_binding_list(f->a, &err);
+    assert_string_equal(sget(json_array_get(bl, 0), "function"), "tls");
+    assert_string_equal(sget(json_array_get(bl, 0), "key_name"), "Dev");
+    json_decref(bl);
+    assert_int_equal(agent_restart(f->a, "test", &res, &err), 0);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(res, "registered"), 0)), "Dev2");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(res, "deleted"), 0)), "Dev");
+    json_decref(res);
+    assert_int_not_equal(store_key_get(f->a->st, "Dev", &k, &err), 0);
+    assert_int_equal(err.code, UTIL_ERR_NOT_FOUND);
+    bl = agent_binding_list(f->a, &err);
+    assert_string_equal(sget(json_array_get(bl, 0), "key_name"), "Dev2");
+    json_decref(bl);
+    /* the request of the renewal reads "registered" */
+    r = request_get(f, id2);
+    assert_string_equal(sget(r, "state"), "registered");
+    json_decref(r);
+
+    /* the third run renews the pair the second one made */
+    assert_int_equal(store_key_get(f->a->st, "Dev2", &k, &err), 0);
+    advance(f, DAY);
+    int64_t id3 = latest_id(f);
+    assert_true(id3 > id2);
+    assert_int_equal(store_request_get(f->a->st, id3, &row, &err), 0);
+    assert_string_equal(row.replaces, "Dev2");
+    assert_string_equal(row.key_name, "Dev");
+    assert_string_equal(row.signer_cert_pem, k.cert_pem);
+    store_request_clear(&row);
+    store_key_clear(&k);
+    json_decref(wait_state(f, id3, "acquired", 0));
+    store_key_clear(&old);
+}
+
+/* ---- runs missed while the agent was down ---- */
+
+static void test_missed_run_after_restart(void **state)
+{
+    fx *f = need_ca(state);
+    ca_serve(f, "--challenge", PW, NULL);
+    agent_open(f);
+    char start[32];
+    int64_t s = f->now + 3600;
+    fmt_time(s, start);
+    /* periodic first, while disabled (switching it on while enabled resets the start to now) */
+    auto_put_ok(f, json_pack("{s:b, s:b, s:{s:b, s:i}, s:o}", "enabled", 0, "auto_adjust", 0, "periodic",
+                             "enabled", 1, "interval_days", 1, "key", key_params("Dev", PW)));
+    auto_put_ok(f, json_pack("{s:b, s:s}", "enabled", 1, "start", start));
+    json_t *st = auto_status(f);
+    assert_int_equal(time_of(json_object_get(st, "next_run")), s);
+    json_decref(st);
+    assert_int_equal(request_count(f), 0);
+    agent_close(f);
+
+    /* down for two and a half days */
+    f->now = s + 2 * DAY + DAY / 2;
+    agent_open(f);
+    st = auto_status(f);
+    assert_int_equal(time_of(json_object_get(st, "next_run")), s);
+    json_decref(st);
+    assert_int_equal(request_count(f), 0);
+    agent_tick(f->a);
+    /* one run now; the missed periods are skipped to the next future one */
+    assert_int_equal(request_count(f), 1);
+    st = auto_status(f);
+    assert_int_equal(time_of(json_object_get(st, "next_run")), s + 3 * DAY);
+    json_decref(st);
+    int64_t id = latest_id(f);
+    json_decref(wait_state(f, id, "acquired", 0));
+    agent_tick(f->a);
+    run_for(f, 50);
+    assert_int_equal(request_count(f), 1);
+
+    /* the timer's own event also fires a missed run without an explicit tick */
+    auto_put_ok(f, json_pack("{s:b}", "enabled", 0));
+    fmt_time(f->now + 60, start);
+    auto_put_ok(f, json_pack("{s:b, s:s, s:o}", "enabled", 1, "start", start, "key", key_params("Dev", PW)));
+    agent_close(f);
+    f->now += 7200;
+    agent_open(f);
+    int64_t deadline = mono_ms() + 3000;
+    while (request_count(f) < 2 && mono_ms() < deadline) {
+        loop_once(f);
+        usleep(2000);
+    }
+    assert_int_equal(request_count(f), 2);
+}
+
+/* ---- manual request refusals ---- */
+
+static void test_manual_refusals(void **state)
+{
+    fx *f = need_ca(state);
+    ca_serve(f, "--challenge", PW, NULL);
+    agent_open(f);
+    util_error err = {0};
+    int64_t id = 0;
+    /* the name of an existing pair */
+    json_t *in = key_params("DefaultTLS", PW);
+    assert_int_not_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+    assert_int_equal(err.code, UTIL_ERR_KEY_NAME_TAKEN);
+    json_decref(in);
+    /* invalid input names the field */
+    in = json_pack("{s:s, s:s, s:b}", "key_name", "K1", "common_name", "x", "colour", 1);
+    assert_int_not_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+    assert_int_equal(err.code, UTIL_ERR_INVALID_FIELD);
+    assert_true(strncmp(err.detail, "colour:", 7) == 0);
+    json_decref(in);
+    /* the timer on: refused whatever the input */
+    char start[32];
+    fmt_time(f->now + DAY, start);
+    auto_put_ok(f, json_pack("{s:b, s:s, s:o}", "enabled", 1, "start", start, "key", key_params("Dev", PW)));
+    in = key_params("K1", PW);
+    assert_int_not_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+    assert_int_equal(err.code, UTIL_ERR_AUTO_REQUEST_ENABLED);
+    assert_int_equal(request_count(f), 0);
+    /* timer off: a manual request runs; a second one while it runs is busy */
+    auto_put_ok(f, json_pack("{s:b}", "enabled", 0));
+    assert_int_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+    json_t *in2 = key_params("K2", PW);
+    int64_t id2 = 0;
+    assert_int_not_equal(agent_request_create(f->a, in2, "test", &id2, &err), 0);
+    assert_int_equal(err.code, UTIL_ERR_REQUEST_BUSY);
+    json_t *r = wait_state(f, id, "acquired", 0);
+    assert_string_equal(sget(r, "kind"), "manual");
+    json_decref(r);
+    /* the acquired pair's name is taken even before registration */
+    assert_int_not_equal(agent_request_create(f->a, in, "test", &id2, &err), 0);
+    assert_int_equal(err.code, UTIL_ERR_KEY_NAME_TAKEN);
+    /* once done, the next request may start */
+    assert_int_equal(agent_request_create(f->a, in2, "test", &id2, &err), 0);
+    json_decref(wait_state(f, id2, "acquired", 0));
+    json_decref(in);
+    json_decref(in2);
+    /* the auto request cannot be switched on without a start */
+    assert_int_equal(auto_put(f, json_pack("{s:b, s:n}", "enabled", 1, "start")), UTIL_ERR_INVALID_FIELD);
+}
+
+int main(void)
+{
+    util_log_setup("test_agent", UTIL_LOG_WARN, false);
+    if (http_global_init() != 0)
+        return 1;
+    signal(SIGPIPE, SIG_IGN);
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_schedule_following),
+        T(test_start_time_and_jitter),
+        T(test_jitter_real_random),
+        T(test_pending_retries),
+        T(test_connect_retries),
+        T(test_no_poll_on_failure),
+        T(test_no_poll_key_store_full),
+        T(test_no_poll_bad_response),
+        T(test_periodic_renewal_delete_old),
+        T(test_missed_run_after_restart),
+        T(test_manual_refusals),
+    };
+#undef T
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    http_global_cleanup();
+    return rc;
+}
