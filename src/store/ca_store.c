@@ -17,7 +17,7 @@ struct store_ca {
 };
 
 /* No store-specific catalogue code yet: INTERNAL, with the SQLite detail. */
-#define STORE_ERR UTIL_ERR_INTERNAL
+#define STORE_ERR UTIL_ERR_CA_STORE
 
 static const char *const schema[] = {
     "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
@@ -37,6 +37,18 @@ static const char *const schema[] = {
     " expires_at INTEGER NOT NULL, used_at INTEGER NOT NULL DEFAULT 0)",
 };
 
+/* SQLite's default busy handler sleeps up to 100 ms between tries; with
+ * several connections in one server (scepca's workers) that sleep becomes
+ * the latency. Retry every 0.2-1 ms instead, for at most about 5 s. */
+static int busy_wait(void *arg, int count)
+{
+    (void)arg;
+    if (count >= 5000)
+        return 0;
+    usleep(count < 20 ? 200 : 1000);
+    return 1;
+}
+
 static int db_fail(store_ca *s, util_error *err, const char *what)
 {
     return util_error_set(err, STORE_ERR, "scepca database: %s: %s", what,
@@ -54,11 +66,20 @@ static int exec(store_ca *s, const char *sql, util_error *err)
     return 0;
 }
 
-static int begin(store_ca *s, util_error *err) { return exec(s, "BEGIN IMMEDIATE", err); }
+static int begin(store_ca *s, util_error *err)
+{
+    return exec(s, "BEGIN IMMEDIATE", err);
+}
 
-static int commit(store_ca *s, util_error *err) { return exec(s, "COMMIT", err); }
+static int commit(store_ca *s, util_error *err)
+{
+    return exec(s, "COMMIT", err);
+}
 
-static void rollback(store_ca *s) { sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL); }
+static void rollback(store_ca *s)
+{
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
 
 static int prepare(store_ca *s, const char *sql, sqlite3_stmt **st, util_error *err)
 {
@@ -95,13 +116,12 @@ static int make_dir(const char *dir, bool create, util_error *err)
         if (!S_ISDIR(sb.st_mode))
             return util_error_set(err, UTIL_ERR_INPUT_FILE, "%s is not a directory", dir);
         if (create && (sb.st_mode & 077) && chmod(dir, 0700) != 0)
-            return util_error_set(err, UTIL_ERR_OUTPUT_FILE, "chmod 0700 %s: %s", dir,
-                                  strerror(errno));
+            return util_error_set(err, UTIL_ERR_OUTPUT_FILE, "chmod 0700 %s: %s", dir, strerror(errno));
         return 0;
     }
     if (!create)
-        return util_error_set(err, UTIL_ERR_INPUT_FILE,
-                              "%s does not exist (run 'scepca init --dir %s')", dir, dir);
+        return util_error_set(err, UTIL_ERR_INPUT_FILE, "%s does not exist (run 'scepca init --dir %s')", dir,
+                              dir);
     if (mkdir(dir, 0700) != 0)
         return util_error_set(err, UTIL_ERR_OUTPUT_FILE, "mkdir %s: %s", dir, strerror(errno));
     return 0;
@@ -113,8 +133,8 @@ static int make_db_file(const char *path, bool create, util_error *err)
 {
     if (!create) {
         if (access(path, R_OK | W_OK) != 0)
-            return util_error_set(err, UTIL_ERR_INPUT_FILE,
-                                  "%s: %s (run 'scepca init' first)", path, strerror(errno));
+            return util_error_set(err, UTIL_ERR_INPUT_FILE, "%s: %s (run 'scepca init' first)", path,
+                                  strerror(errno));
         return 0;
     }
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -139,8 +159,7 @@ static int check_schema(store_ca *s, util_error *err)
     if (version == STORE_CA_SCHEMA_VERSION)
         return 0;
     if (version != -1)
-        return util_error_set(err, STORE_ERR,
-                              "scepca database has schema version %d, this scepca knows %d",
+        return util_error_set(err, STORE_ERR, "scepca database has schema version %d, this scepca knows %d",
                               version, STORE_CA_SCHEMA_VERSION);
     if (prepare(s, "INSERT INTO schema_version (version) VALUES (?)", &st, err) != 0)
         return -1;
@@ -176,14 +195,12 @@ int store_ca_open(const char *dir, bool create, store_ca **out, util_error *err)
     }
     if (make_dir(dir, create, err) != 0 || make_db_file(path, create, err) != 0)
         goto out;
-    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) !=
-        SQLITE_OK) {
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
         db_fail(s, err, path);
         goto out;
     }
-    sqlite3_busy_timeout(s->db, 5000);
-    if (exec(s, "PRAGMA journal_mode=WAL", err) != 0 ||
-        exec(s, "PRAGMA synchronous=FULL", err) != 0 ||
+    sqlite3_busy_handler(s->db, busy_wait, NULL);
+    if (exec(s, "PRAGMA journal_mode=WAL", err) != 0 || exec(s, "PRAGMA synchronous=FULL", err) != 0 ||
         exec(s, "PRAGMA foreign_keys=ON", err) != 0 || init_schema(s, err) != 0)
         goto out;
     *out = s;
@@ -230,15 +247,16 @@ int store_ca_setting_get(store_ca *s, const char *name, char **value, util_error
     return result;
 }
 
-int store_ca_material_put(store_ca *s, const store_ca_material *m, size_t count,
-                          util_error *err)
+int store_ca_material_put(store_ca *s, const store_ca_material *m, size_t count, util_error *err)
 {
     if (begin(s, err) != 0)
         return -1;
     for (size_t i = 0; i < count; i++) {
         sqlite3_stmt *st = NULL;
-        if (prepare(s, "INSERT OR REPLACE INTO material (role, cert_pem, key_pem)"
-                       " VALUES (?, ?, ?)", &st, err) != 0)
+        if (prepare(s,
+                    "INSERT OR REPLACE INTO material (role, cert_pem, key_pem)"
+                    " VALUES (?, ?, ?)",
+                    &st, err) != 0)
             goto fail;
         sqlite3_bind_text(st, 1, m[i].role, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(st, 2, m[i].cert_pem, -1, SQLITE_TRANSIENT);
@@ -252,8 +270,7 @@ fail:
     return -1;
 }
 
-int store_ca_material_get(store_ca *s, const char *role, char **cert_pem, char **key_pem,
-                          util_error *err)
+int store_ca_material_get(store_ca *s, const char *role, char **cert_pem, char **key_pem, util_error *err)
 {
     sqlite3_stmt *st = NULL;
     if (prepare(s, "SELECT cert_pem, key_pem FROM material WHERE role = ?", &st, err) != 0)
@@ -289,8 +306,7 @@ void store_ca_secret_free(char *s)
 
 /* ---- certificates ---- */
 
-#define CERT_COLUMNS \
-    "serial, subject, transaction_id, issued_at, not_before, not_after, revoked_at"
+#define CERT_COLUMNS "serial, subject, transaction_id, issued_at, not_before, not_after, revoked_at"
 
 static void read_cert_row(sqlite3_stmt *st, store_ca_cert *c)
 {
@@ -307,8 +323,10 @@ static void read_cert_row(sqlite3_stmt *st, store_ca_cert *c)
 static int insert_cert(store_ca *s, const store_ca_cert *c, util_error *err)
 {
     sqlite3_stmt *st = NULL;
-    if (prepare(s, "INSERT INTO certs (" CERT_COLUMNS ", cert_pem)"
-                   " VALUES (?, ?, ?, ?, ?, ?, 0, ?)", &st, err) != 0)
+    if (prepare(s,
+                "INSERT INTO certs (" CERT_COLUMNS ", cert_pem)"
+                " VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+                &st, err) != 0)
         return -1;
     sqlite3_bind_text(st, 1, c->serial, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 2, c->subject, -1, SQLITE_TRANSIENT);
@@ -357,21 +375,20 @@ int store_ca_cert_revoke(store_ca *s, const char *serial, int64_t when, util_err
     store_ca_cert_clear(&c);
     if (revoked != 0)
         return 2;
-    if (prepare(s, "UPDATE certs SET revoked_at = ? WHERE serial = ? AND revoked_at = 0", &st,
-                err) != 0)
+    if (prepare(s, "UPDATE certs SET revoked_at = ? WHERE serial = ? AND revoked_at = 0", &st, err) != 0)
         return -1;
     sqlite3_bind_int64(st, 1, when > 0 ? when : 1);
     sqlite3_bind_text(st, 2, serial, -1, SQLITE_TRANSIENT);
     return step_done(s, st, err);
 }
 
-int store_ca_cert_each(store_ca *s, bool revoked_only, size_t max, store_ca_cert_cb cb,
-                       void *arg, util_error *err)
+int store_ca_cert_each(store_ca *s, bool revoked_only, size_t max, store_ca_cert_cb cb, void *arg,
+                       util_error *err)
 {
     sqlite3_stmt *st = NULL;
-    const char *sql = revoked_only
-        ? "SELECT " CERT_COLUMNS " FROM certs WHERE revoked_at != 0 ORDER BY issued_at LIMIT ?"
-        : "SELECT " CERT_COLUMNS " FROM certs ORDER BY issued_at LIMIT ?";
+    const char *sql = revoked_only ? "SELECT " CERT_COLUMNS
+                                     " FROM certs WHERE revoked_at != 0 ORDER BY issued_at LIMIT ?"
+                                   : "SELECT " CERT_COLUMNS " FROM certs ORDER BY issued_at LIMIT ?";
     if (prepare(s, sql, &st, err) != 0)
         return -1;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
@@ -400,8 +417,7 @@ const char *store_ca_request_status_name(store_ca_request_status st)
     return "unknown";
 }
 
-#define REQUEST_COLUMNS \
-    "id, transaction_id, subject, status, renewal, created_at, updated_at, serial, reason"
+#define REQUEST_COLUMNS "id, transaction_id, subject, status, renewal, created_at, updated_at, serial, reason"
 
 static void read_request_row(sqlite3_stmt *st, store_ca_request *r)
 {
@@ -420,8 +436,9 @@ static void read_request_row(sqlite3_stmt *st, store_ca_request *r)
 static int insert_request(store_ca *s, store_ca_request *r, util_error *err)
 {
     sqlite3_stmt *st = NULL;
-    if (prepare(s, "INSERT INTO requests (transaction_id, subject, status, renewal, created_at,"
-                   " updated_at, serial, reason, csr) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    if (prepare(s,
+                "INSERT INTO requests (transaction_id, subject, status, renewal, created_at,"
+                " updated_at, serial, reason, csr) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 &st, err) != 0)
         return -1;
     sqlite3_bind_text(st, 1, r->transaction_id, -1, SQLITE_TRANSIENT);
@@ -432,16 +449,14 @@ static int insert_request(store_ca *s, store_ca_request *r, util_error *err)
     sqlite3_bind_int64(st, 6, r->updated_at);
     sqlite3_bind_text(st, 7, r->serial, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 8, r->reason, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_blob(st, 9, r->csr_der ? (const void *)r->csr_der : "", (int)r->csr_len,
-                      SQLITE_TRANSIENT);
+    sqlite3_bind_blob(st, 9, r->csr_der ? (const void *)r->csr_der : "", (int)r->csr_len, SQLITE_TRANSIENT);
     if (step_done(s, st, err) != 0)
         return -1;
     r->id = sqlite3_last_insert_rowid(s->db);
     return 0;
 }
 
-int store_ca_request_add(store_ca *s, store_ca_request *req, const store_ca_cert *cert,
-                         util_error *err)
+int store_ca_request_add(store_ca *s, store_ca_request *req, const store_ca_cert *cert, util_error *err)
 {
     if (begin(s, err) != 0)
         return -1;
@@ -488,12 +503,13 @@ int store_ca_request_get(store_ca *s, int64_t id, store_ca_request *out, util_er
     return request_query(s, "read request", st, out, err);
 }
 
-int store_ca_request_find(store_ca *s, const char *transaction_id, store_ca_request *out,
-                          util_error *err)
+int store_ca_request_find(store_ca *s, const char *transaction_id, store_ca_request *out, util_error *err)
 {
     sqlite3_stmt *st = NULL;
-    if (prepare(s, "SELECT " REQUEST_COLUMNS ", csr FROM requests WHERE transaction_id = ?"
-                   " ORDER BY id DESC LIMIT 1", &st, err) != 0)
+    if (prepare(s,
+                "SELECT " REQUEST_COLUMNS ", csr FROM requests WHERE transaction_id = ?"
+                " ORDER BY id DESC LIMIT 1",
+                &st, err) != 0)
         return -1;
     sqlite3_bind_text(st, 1, transaction_id, -1, SQLITE_TRANSIENT);
     return request_query(s, "find request", st, out, err);
@@ -509,12 +525,14 @@ void store_ca_request_clear(store_ca_request *r)
 }
 
 /* Moves a pending request to a final state; 1 when it was not pending. */
-static int finish_request(store_ca *s, int64_t id, int status, const char *serial,
-                          const char *reason, int64_t now, util_error *err)
+static int finish_request(store_ca *s, int64_t id, int status, const char *serial, const char *reason,
+                          int64_t now, util_error *err)
 {
     sqlite3_stmt *st = NULL;
-    if (prepare(s, "UPDATE requests SET status = ?, serial = ?, reason = ?, updated_at = ?"
-                   " WHERE id = ? AND status = 0", &st, err) != 0)
+    if (prepare(s,
+                "UPDATE requests SET status = ?, serial = ?, reason = ?, updated_at = ?"
+                " WHERE id = ? AND status = 0",
+                &st, err) != 0)
         return -1;
     sqlite3_bind_int(st, 1, status);
     sqlite3_bind_text(st, 2, serial ? serial : "", -1, SQLITE_TRANSIENT);
@@ -526,8 +544,7 @@ static int finish_request(store_ca *s, int64_t id, int status, const char *seria
     return sqlite3_changes(s->db) == 1 ? 0 : 1;
 }
 
-int store_ca_request_issue(store_ca *s, int64_t id, const store_ca_cert *cert, int64_t now,
-                           util_error *err)
+int store_ca_request_issue(store_ca *s, int64_t id, const store_ca_cert *cert, int64_t now, util_error *err)
 {
     if (begin(s, err) != 0)
         return -1;
@@ -539,8 +556,7 @@ int store_ca_request_issue(store_ca *s, int64_t id, const store_ca_cert *cert, i
     return commit(s, err);
 }
 
-int store_ca_request_reject(store_ca *s, int64_t id, const char *reason, int64_t now,
-                            util_error *err)
+int store_ca_request_reject(store_ca *s, int64_t id, const char *reason, int64_t now, util_error *err)
 {
     if (begin(s, err) != 0)
         return -1;
@@ -552,13 +568,13 @@ int store_ca_request_reject(store_ca *s, int64_t id, const char *reason, int64_t
     return commit(s, err);
 }
 
-int store_ca_request_each(store_ca *s, int status, size_t max, store_ca_request_cb cb,
-                          void *arg, util_error *err)
+int store_ca_request_each(store_ca *s, int status, size_t max, store_ca_request_cb cb, void *arg,
+                          util_error *err)
 {
     sqlite3_stmt *st = NULL;
     const char *sql = status >= 0
-        ? "SELECT " REQUEST_COLUMNS " FROM requests WHERE status = ? ORDER BY id LIMIT ?"
-        : "SELECT " REQUEST_COLUMNS " FROM requests WHERE ? < 0 ORDER BY id LIMIT ?";
+                          ? "SELECT " REQUEST_COLUMNS " FROM requests WHERE status = ? ORDER BY id LIMIT ?"
+                          : "SELECT " REQUEST_COLUMNS " FROM requests WHERE ? < 0 ORDER BY id LIMIT ?";
     if (prepare(s, sql, &st, err) != 0)
         return -1;
     sqlite3_bind_int(st, 1, status);
@@ -590,8 +606,8 @@ static int count_outstanding(store_ca *s, int64_t now, int *count, util_error *e
     return rc == SQLITE_ROW ? 0 : db_fail(s, err, "count passwords");
 }
 
-int store_ca_otp_add(store_ca *s, const char *hash, int64_t now, int64_t expires_at,
-                     int max_outstanding, store_ca_otp_result *result, util_error *err)
+int store_ca_otp_add(store_ca *s, const char *hash, int64_t now, int64_t expires_at, int max_outstanding,
+                     store_ca_otp_result *result, util_error *err)
 {
     sqlite3_stmt *st = NULL;
     int count = 0;

@@ -25,11 +25,9 @@ void store_ca_close(store_ca *s);
 
 /* ---- Settings (name/value text) ---- */
 
-int store_ca_setting_set(store_ca *s, const char *name, const char *value,
-                         util_error *err) MUST_CHECK;
+int store_ca_setting_set(store_ca *s, const char *name, const char *value, util_error *err) MUST_CHECK;
 /* 0 found (*value malloc'ed), 1 absent, -1 error. */
-int store_ca_setting_get(store_ca *s, const char *name, char **value,
-                         util_error *err) MUST_CHECK;
+int store_ca_setting_get(store_ca *s, const char *name, char **value, util_error *err) MUST_CHECK;
 
 /* ---- CA and RA material, by role: "ca", "ra_encrypt", "ra_sign", "next_ca" ---- */
 
@@ -40,8 +38,7 @@ typedef struct store_ca_material {
     const char *key_pem; /* secret */
 } store_ca_material;
 
-int store_ca_material_put(store_ca *s, const store_ca_material *m, size_t count,
-                          util_error *err) MUST_CHECK;
+int store_ca_material_put(store_ca *s, const store_ca_material *m, size_t count, util_error *err) MUST_CHECK;
 /* 0 found, 1 absent, -1 error. The key PEM is wiped and freed by
  * store_ca_secret_free. */
 int store_ca_material_get(store_ca *s, const char *role, char **cert_pem, char **key_pem,
@@ -51,27 +48,25 @@ void store_ca_secret_free(char *s);
 /* ---- Issued certificates ---- */
 
 typedef struct store_ca_cert {
-    char serial[80];          /* uppercase hex */
+    char serial[80]; /* uppercase hex */
     char subject[512];
     char transaction_id[130];
     int64_t issued_at, not_before, not_after;
-    int64_t revoked_at;       /* 0: not revoked */
-    char *cert_pem;           /* owned when read back */
+    int64_t revoked_at; /* 0: not revoked */
+    char *cert_pem;     /* owned when read back */
 } store_ca_cert;
 
 /* 0 found, 1 absent, -1 error; free cert_pem with store_ca_cert_clear. */
-int store_ca_cert_get(store_ca *s, const char *serial, store_ca_cert *out,
-                      util_error *err) MUST_CHECK;
+int store_ca_cert_get(store_ca *s, const char *serial, store_ca_cert *out, util_error *err) MUST_CHECK;
 void store_ca_cert_clear(store_ca_cert *c);
 /* 0 revoked now, 1 unknown serial, 2 already revoked, -1 error. */
-int store_ca_cert_revoke(store_ca *s, const char *serial, int64_t when,
-                         util_error *err) MUST_CHECK;
+int store_ca_cert_revoke(store_ca *s, const char *serial, int64_t when, util_error *err) MUST_CHECK;
 
 typedef int (*store_ca_cert_cb)(const store_ca_cert *c, void *arg);
 /* Calls cb for each certificate (revoked_only: only revoked ones), at most
  * max rows; cert_pem is NULL in the callback. A non-zero cb stops. */
-int store_ca_cert_each(store_ca *s, bool revoked_only, size_t max, store_ca_cert_cb cb,
-                       void *arg, util_error *err) MUST_CHECK;
+int store_ca_cert_each(store_ca *s, bool revoked_only, size_t max, store_ca_cert_cb cb, void *arg,
+                       util_error *err) MUST_CHECK;
 
 /* ---- Requests ---- */
 
@@ -87,12 +82,12 @@ typedef struct store_ca_request {
     int64_t id;
     char transaction_id[130];
     char subject[512];
-    int status;               /* store_ca_request_status */
+    int status; /* store_ca_request_status */
     bool renewal;
     int64_t created_at, updated_at;
-    char serial[80];          /* once issued */
-    char reason[256];         /* once rejected */
-    uint8_t *csr_der;         /* owned when read back */
+    char serial[80];  /* once issued */
+    char reason[256]; /* once rejected */
+    uint8_t *csr_der; /* owned when read back */
     size_t csr_len;
 } store_ca_request;
 
@@ -101,8 +96,7 @@ typedef struct store_ca_request {
 int store_ca_request_add(store_ca *s, store_ca_request *req, const store_ca_cert *cert,
                          util_error *err) MUST_CHECK;
 /* 0 found, 1 absent, -1 error. */
-int store_ca_request_get(store_ca *s, int64_t id, store_ca_request *out,
-                         util_error *err) MUST_CHECK;
+int store_ca_request_get(store_ca *s, int64_t id, store_ca_request *out, util_error *err) MUST_CHECK;
 /* The newest request with this transactionID. */
 int store_ca_request_find(store_ca *s, const char *transaction_id, store_ca_request *out,
                           util_error *err) MUST_CHECK;
@@ -116,8 +110,8 @@ int store_ca_request_reject(store_ca *s, int64_t id, const char *reason, int64_t
 
 typedef int (*store_ca_request_cb)(const store_ca_request *r, void *arg);
 /* status < 0: all; csr_der is NULL in the callback. */
-int store_ca_request_each(store_ca *s, int status, size_t max, store_ca_request_cb cb,
-                          void *arg, util_error *err) MUST_CHECK;
+int store_ca_request_each(store_ca *s, int status, size_t max, store_ca_request_cb cb, void *arg,
+                          util_error *err) MUST_CHECK;
 
 /* ---- One-time passwords (stored as a hash given by the caller) ---- */
 
@@ -131,12 +125,11 @@ typedef enum store_ca_otp_result {
 
 /* Adds a password unless max_outstanding unused, unexpired ones exist
  * (*result FULL). */
-int store_ca_otp_add(store_ca *s, const char *hash, int64_t now, int64_t expires_at,
-                     int max_outstanding, store_ca_otp_result *result,
-                     util_error *err) MUST_CHECK;
+int store_ca_otp_add(store_ca *s, const char *hash, int64_t now, int64_t expires_at, int max_outstanding,
+                     store_ca_otp_result *result, util_error *err) MUST_CHECK;
 /* Marks the password used if it is known, unused and unexpired; reports
  * which of these failed otherwise. */
-int store_ca_otp_consume(store_ca *s, const char *hash, int64_t now,
-                         store_ca_otp_result *result, util_error *err) MUST_CHECK;
+int store_ca_otp_consume(store_ca *s, const char *hash, int64_t now, store_ca_otp_result *result,
+                         util_error *err) MUST_CHECK;
 
 #endif

@@ -13,12 +13,30 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ca/ca.h"
 #include "util/log.h"
 
 static ca_config configs[4];
 static ca_server *servers[4];
+static char work_dir[64];
+
+/* The temporary CA goes away with the process. */
+static void teardown(void)
+{
+    static const char *const files[] = {"scepca.db", "scepca.db-wal", "scepca.db-shm"};
+    char path[160];
+    for (int i = 0; i < 4; i++)
+        ca_server_free(servers[i]);
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/ca/%s", work_dir, files[i]);
+        unlink(path);
+    }
+    snprintf(path, sizeof path, "%s/ca", work_dir);
+    rmdir(path);
+    rmdir(work_dir);
+}
 
 static void setup(void)
 {
@@ -28,6 +46,7 @@ static void setup(void)
     util_error err = {0};
     if (!dir)
         abort();
+    snprintf(work_dir, sizeof work_dir, "%s", dir);
     snprintf(ca_dir, sizeof ca_dir, "%s/ca", dir);
     util_log_setup("fuzz", UTIL_LOG_ERROR, false);
     ca_init_params p = {.dir = strdup(ca_dir), .ndes = true, .admin_password = "fuzz"};
@@ -44,6 +63,7 @@ static void setup(void)
             abort();
         }
     }
+    atexit(teardown);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

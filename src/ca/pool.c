@@ -1,0 +1,139 @@
+/* Worker threads for ca_handle: the event loop stays free while a request
+ * signs with RSA or waits for SQLite's fsync (synchronous=FULL). Each worker
+ * owns a ca_server (its own SQLite connection); the finished job goes back
+ * to the loop thread through event_base_once, which libevent makes
+ * thread-safe once evthread_use_pthreads() has run. */
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "ca/pool.h"
+#include "util/log.h"
+
+struct ca_pool {
+    struct event_base *base;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    ca_job *head, *tail;
+    size_t queued;
+    bool stop;
+    unsigned count;
+    pthread_t threads[CA_POOL_MAX_THREADS];
+    ca_server *servers[CA_POOL_MAX_THREADS];
+};
+
+typedef struct worker_arg {
+    ca_pool *pool;
+    unsigned index;
+} worker_arg;
+
+static void deliver(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    ca_job *job = arg;
+    job->done(job);
+}
+
+static ca_job *next_job(ca_pool *p)
+{
+    ca_job *job = NULL;
+    pthread_mutex_lock(&p->lock);
+    while (!p->stop && !p->head)
+        pthread_cond_wait(&p->wake, &p->lock);
+    if (!p->stop && p->head) {
+        job = p->head;
+        p->head = job->next;
+        if (!p->head)
+            p->tail = NULL;
+        p->queued--;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return job;
+}
+
+static void *worker(void *arg)
+{
+    worker_arg *w = arg;
+    ca_pool *p = w->pool;
+    ca_server *srv = p->servers[w->index];
+    free(w);
+    ca_job *job;
+    while ((job = next_job(p)) != NULL) {
+        ca_handle(srv, &job->req, job->now, &job->resp);
+        struct timeval zero = {0, 0};
+        if (event_base_once(p->base, -1, EV_TIMEOUT, deliver, job, &zero) != 0)
+            log_error("cannot hand a reply back to the event loop");
+    }
+    return NULL;
+}
+
+int ca_pool_start(const ca_config *cfg, struct event_base *base, unsigned threads, ca_pool **out,
+                  util_error *err)
+{
+    ca_pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+    p->base = base;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    if (threads == 0 || threads > CA_POOL_MAX_THREADS)
+        threads = threads ? CA_POOL_MAX_THREADS : 1;
+    for (unsigned i = 0; i < threads; i++) {
+        worker_arg *w = malloc(sizeof *w);
+        if (!w || ca_server_open(cfg, &p->servers[i], err) != 0) {
+            free(w);
+            goto fail;
+        }
+        *w = (worker_arg){p, i};
+        if (pthread_create(&p->threads[i], NULL, worker, w) != 0) {
+            free(w);
+            ca_server_free(p->servers[i]);
+            p->servers[i] = NULL;
+            util_error_set(err, UTIL_ERR_INTERNAL, "cannot start worker thread %u", i);
+            goto fail;
+        }
+        p->count++;
+    }
+    *out = p;
+    return 0;
+fail:
+    ca_pool_stop(p);
+    return -1;
+}
+
+bool ca_pool_submit(ca_pool *p, ca_job *job)
+{
+    bool ok = false;
+    job->next = NULL;
+    pthread_mutex_lock(&p->lock);
+    if (!p->stop && p->queued < CA_POOL_MAX_QUEUE) {
+        if (p->tail)
+            p->tail->next = job;
+        else
+            p->head = job;
+        p->tail = job;
+        p->queued++;
+        ok = true;
+        pthread_cond_signal(&p->wake);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return ok;
+}
+
+void ca_pool_stop(ca_pool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->stop = true;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+    for (unsigned i = 0; i < p->count; i++)
+        pthread_join(p->threads[i], NULL);
+    for (unsigned i = 0; i < CA_POOL_MAX_THREADS; i++)
+        ca_server_free(p->servers[i]);
+    pthread_cond_destroy(&p->wake);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}

@@ -1,0 +1,317 @@
+/* scepca: the SCEP CA/RA server for labs and tests. Argument parsing and
+ * wiring only; the work is in src/ca. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ca/ca.h"
+#include "util/log.h"
+
+#define EXIT_REFUSED 1
+#define EXIT_USAGE 2
+
+static const char usage_text[] =
+    "usage: scepca COMMAND --dir DIR [options]\n"
+    "\n"
+    "  init     --dir DIR [--key-type rsa:2048|rsa:4096|ec:P-256] [--subject DN] [--days N]\n"
+    "           [--ndes] [--admin-user NAME] [--admin-password PW]\n"
+    "  serve    --dir DIR [--listen 127.0.0.1:PORT] [--profile generic|ndes2008r2|ndes2012r2|ndes2016]\n"
+    "           [--challenge PW | --otp] [--pending] [--validity DAYS] [--allow-renew-days N]\n"
+    "           [--max-query-string N] [--fault SPEC]... [--threads N] [--verbose]\n"
+    "  otp      --dir DIR                 print a new one-time password (once)\n"
+    "  list     --dir DIR [--pending]     requests and certificates\n"
+    "  approve  --dir DIR ID              issue a pending request\n"
+    "  reject   --dir DIR ID              deny a pending request\n"
+    "  revoke   --dir DIR SERIAL          revoke a certificate (shows in GetCRL)\n"
+    "  rollover --dir DIR                 stage the next CA for GetNextCACert\n"
+    "\n"
+    "Faults (--fault NAME[:ARG][@PROBABILITY], on PKIOperation replies; repeatable):\n"
+    "  delay:MS drop reset truncate garbage http:CODE wrong-content-type bad-signature\n"
+    "  wrong-signer wrong-transaction-id wrong-recipient-nonce expired-ra pending-forever\n"
+    "  slow-drip[:MS-PER-BYTE]\n"
+    "\n"
+    "Exit codes: 0 done, 1 refused (password cache full, not pending, unknown serial),\n"
+    "2 usage or local error.\n";
+
+static int report(const util_error *err)
+{
+    fprintf(stderr, "error[%s]: %s\n", util_err_code(err->code), util_err_message(err->code));
+    if (err->detail[0])
+        fprintf(stderr, "detail: %s\n", err->detail);
+    fprintf(stderr, "remedy: %s\n", util_err_remedy(err->code));
+    return EXIT_USAGE;
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "scepca: ");
+    fprintf(stderr, fmt, arg ? arg : "");
+    fprintf(stderr, "\n%s", usage_text);
+    return EXIT_USAGE;
+}
+
+static bool parse_int(const char *text, long min, long max, long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+typedef struct options {
+    const char *dir, *listen, *profile, *challenge, *key_type, *subject;
+    const char *admin_user, *admin_password;
+    bool otp, pending, ndes, pending_only, verbose;
+    long days, validity, renew_days, max_query, threads;
+    const char *faults[CA_MAX_FAULTS];
+    size_t fault_count;
+} options;
+
+enum {
+    OPT_DIR = 256,
+    OPT_LISTEN,
+    OPT_PROFILE,
+    OPT_CHALLENGE,
+    OPT_OTP,
+    OPT_PENDING,
+    OPT_VALIDITY,
+    OPT_RENEW,
+    OPT_MAXQ,
+    OPT_FAULT,
+    OPT_KEYTYPE,
+    OPT_SUBJECT,
+    OPT_DAYS,
+    OPT_NDES,
+    OPT_AUSER,
+    OPT_APASS,
+    OPT_VERBOSE,
+    OPT_HELP,
+    OPT_THREADS,
+};
+
+static const struct option long_options[] = {
+    {"dir", required_argument, NULL, OPT_DIR},
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"profile", required_argument, NULL, OPT_PROFILE},
+    {"challenge", required_argument, NULL, OPT_CHALLENGE},
+    {"otp", no_argument, NULL, OPT_OTP},
+    {"pending", no_argument, NULL, OPT_PENDING},
+    {"validity", required_argument, NULL, OPT_VALIDITY},
+    {"allow-renew-days", required_argument, NULL, OPT_RENEW},
+    {"max-query-string", required_argument, NULL, OPT_MAXQ},
+    {"fault", required_argument, NULL, OPT_FAULT},
+    {"key-type", required_argument, NULL, OPT_KEYTYPE},
+    {"subject", required_argument, NULL, OPT_SUBJECT},
+    {"days", required_argument, NULL, OPT_DAYS},
+    {"ndes", no_argument, NULL, OPT_NDES},
+    {"admin-user", required_argument, NULL, OPT_AUSER},
+    {"admin-password", required_argument, NULL, OPT_APASS},
+    {"verbose", no_argument, NULL, OPT_VERBOSE},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
+};
+
+static int parse_number_option(int c, const char *arg, options *o)
+{
+    long *dst = c == OPT_VALIDITY  ? &o->validity
+                : c == OPT_RENEW   ? &o->renew_days
+                : c == OPT_MAXQ    ? &o->max_query
+                : c == OPT_THREADS ? &o->threads
+                                   : &o->days;
+    long max = c == OPT_MAXQ ? 16L * 1024 * 1024 : c == OPT_THREADS ? 32 : 36500;
+    if (!parse_int(arg, c == OPT_RENEW ? 0 : 1, max, dst))
+        return usage_error("not a valid number: %s", arg);
+    return 0;
+}
+
+static int parse_options(int argc, char **argv, options *o)
+{
+    int c;
+    optind = 2; /* after the command */
+    while ((c = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
+        switch (c) {
+        case OPT_DIR: o->dir = optarg; break;
+        case OPT_LISTEN: o->listen = optarg; break;
+        case OPT_PROFILE: o->profile = optarg; break;
+        case OPT_CHALLENGE: o->challenge = optarg; break;
+        case OPT_OTP: o->otp = true; break;
+        case OPT_PENDING:
+            o->pending = true;
+            o->pending_only = true;
+            break;
+        case OPT_KEYTYPE: o->key_type = optarg; break;
+        case OPT_SUBJECT: o->subject = optarg; break;
+        case OPT_NDES: o->ndes = true; break;
+        case OPT_AUSER: o->admin_user = optarg; break;
+        case OPT_APASS: o->admin_password = optarg; break;
+        case OPT_VERBOSE: o->verbose = true; break;
+        case OPT_FAULT:
+            if (o->fault_count == CA_MAX_FAULTS)
+                return usage_error("at most 16 faults%s", NULL);
+            o->faults[o->fault_count++] = optarg;
+            break;
+        case OPT_VALIDITY:
+        case OPT_RENEW:
+        case OPT_MAXQ:
+        case OPT_DAYS:
+        case OPT_THREADS:
+            if (parse_number_option(c, optarg, o) != 0)
+                return EXIT_USAGE;
+            break;
+        case OPT_HELP: fputs(usage_text, stdout); exit(0);
+        default: return usage_error("unknown option%s", NULL);
+        }
+    }
+    if (!o->dir)
+        return usage_error("--dir DIR is required%s", NULL);
+    return 0;
+}
+
+static int cmd_init(const options *o)
+{
+    util_error err = {0};
+    char password[64] = "";
+    ca_init_params p = {o->dir,  o->key_type,   o->subject,       (int)o->days,
+                        o->ndes, o->admin_user, o->admin_password};
+    if (ca_admin_init(&p, time(NULL), password, sizeof password, &err) != 0)
+        return report(&err);
+    printf("CA created in %s%s\n", o->dir, o->ndes ? " with NDES RA certificates" : "");
+    if (password[0])
+        printf("mscep_admin user: %s\nmscep_admin password: %s\n", o->admin_user ? o->admin_user : "admin",
+               password);
+    return 0;
+}
+
+static int build_config(const options *o, ca_config *cfg)
+{
+    util_error err = {0};
+    memset(cfg, 0, sizeof *cfg);
+    cfg->dir = o->dir;
+    if (o->profile && ca_profile_parse(o->profile, &cfg->profile) != 0)
+        return usage_error("unknown profile %s", o->profile);
+    if (o->challenge && o->otp)
+        return usage_error("give --challenge or --otp, not both%s", NULL);
+    cfg->challenge = o->challenge;
+    cfg->otp = o->otp;
+    cfg->pending = o->pending;
+    cfg->validity_days = (int)o->validity;
+    cfg->allow_renew_days = (int)o->renew_days;
+    cfg->max_query_string = (size_t)o->max_query;
+    cfg->threads = (unsigned)o->threads;
+    for (size_t i = 0; i < o->fault_count; i++)
+        if (ca_fault_parse(o->faults[i], &cfg->faults[cfg->fault_count++], &err) != 0)
+            return report(&err);
+    return 0;
+}
+
+static int cmd_serve(const options *o)
+{
+    util_error err = {0};
+    ca_config cfg;
+    ca_server *srv = NULL;
+    int rc = build_config(o, &cfg);
+    if (rc != 0)
+        return rc;
+    util_log_setup("scepca", o->verbose ? UTIL_LOG_DEBUG : UTIL_LOG_INFO, false);
+    if (ca_server_open(&cfg, &srv, &err) != 0)
+        return report(&err);
+    log_info("profile %s, %s%s", ca_profile_name(cfg.profile),
+             cfg.otp         ? "one-time passwords"
+             : cfg.challenge ? "static challenge"
+                             : "no password",
+             cfg.pending ? ", every request pending" : "");
+    for (size_t i = 0; i < cfg.fault_count; i++)
+        log_info("fault %s:%ld @%.3f", ca_fault_name(cfg.faults[i].kind), cfg.faults[i].arg,
+                 cfg.faults[i].probability);
+    rc = ca_serve(srv, o->listen ? o->listen : "127.0.0.1:8080", &err) != 0 ? report(&err) : 0;
+    ca_server_free(srv);
+    return rc;
+}
+
+static int cmd_otp(const options *o)
+{
+    util_error err = {0};
+    char pw[17];
+    int rc = ca_admin_otp(o->dir, time(NULL), pw, &err);
+    if (rc < 0)
+        return report(&err);
+    if (rc == 1) {
+        fprintf(stderr, "scepca: The password cache is full (5 unused passwords, valid 60 "
+                        "minutes each).\n");
+        return EXIT_REFUSED;
+    }
+    printf("%s\n", pw);
+    return 0;
+}
+
+static int cmd_id(const char *cmd, const options *o, int argc, char **argv)
+{
+    util_error err = {0};
+    long id = 0;
+    if (optind != argc - 1)
+        return usage_error("%s needs exactly one argument", cmd);
+    const char *arg = argv[optind];
+    int rc;
+    if (strcmp(cmd, "revoke") == 0) {
+        rc = ca_admin_revoke(o->dir, arg, time(NULL), &err);
+    } else {
+        if (!parse_int(arg, 1, LONG_MAX, &id))
+            return usage_error("not a request ID: %s", arg);
+        rc = strcmp(cmd, "approve") == 0 ? ca_admin_approve(o->dir, id, time(NULL), &err)
+                                         : ca_admin_reject(o->dir, id, time(NULL), &err);
+    }
+    if (rc < 0)
+        return report(&err);
+    if (rc == 1)
+        fprintf(stderr, "scepca: %s %s: no such %s\n", cmd, arg,
+                strcmp(cmd, "revoke") == 0 ? "certificate" : "pending request");
+    else if (rc == 2)
+        fprintf(stderr, "scepca: %s is already revoked\n", arg);
+    else
+        printf("%s %s: done\n", cmd, arg);
+    return rc == 0 ? 0 : EXIT_REFUSED;
+}
+
+int main(int argc, char **argv)
+{
+    options o = {0};
+    util_error err = {0};
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        fputs(usage_text, argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("scepca %s\n", SCEPD_VERSION);
+        return 0;
+    }
+    const char *cmd = argv[1];
+    util_log_setup("scepca", UTIL_LOG_INFO, false);
+    int rc = parse_options(argc, argv, &o);
+    if (rc != 0)
+        return rc;
+    if (strcmp(cmd, "init") == 0)
+        rc = cmd_init(&o);
+    else if (strcmp(cmd, "serve") == 0)
+        rc = cmd_serve(&o);
+    else if (strcmp(cmd, "otp") == 0)
+        rc = cmd_otp(&o);
+    else if (strcmp(cmd, "list") == 0)
+        rc = ca_admin_list(o.dir, o.pending_only, time(NULL), stdout, &err) ? report(&err) : 0;
+    else if (!strcmp(cmd, "approve") || !strcmp(cmd, "reject") || !strcmp(cmd, "revoke"))
+        rc = cmd_id(cmd, &o, argc, argv);
+    else if (strcmp(cmd, "rollover") == 0)
+        rc = ca_admin_rollover(o.dir, time(NULL), &err) ? report(&err) : (printf("next CA staged\n"), 0);
+    else
+        rc = usage_error("unknown command %s", cmd);
+    return rc;
+}

@@ -1,0 +1,373 @@
+/* CA-side key operations for scepca (see issue.h). */
+#include "crypto/issue.h"
+
+#include <openssl/bn.h>
+#include <openssl/cms.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto/crypto.h"
+#include "util/file.h"
+
+#define ISSUE_MAX_SERIAL 20 /* RFC 5280 §4.1.2.2 */
+
+int crypto_ca_random_bytes(uint8_t *out, size_t len, util_error *err)
+{
+    if (RAND_bytes(out, (int)len) != 1)
+        return util_error_ossl(err, UTIL_ERR_INTERNAL, "random number generator failed");
+    return 0;
+}
+
+int crypto_ca_random_serial(uint8_t serial[CRYPTO_SERIAL_LEN], char hex[CRYPTO_SERIAL_HEX], util_error *err)
+{
+    if (crypto_ca_random_bytes(serial, CRYPTO_SERIAL_LEN, err) != 0)
+        return -1;
+    serial[0] &= 0x7f; /* positive */
+    serial[0] |= 0x40; /* and never short or zero */
+    util_hex(serial, CRYPTO_SERIAL_LEN, hex, 1);
+    return 0;
+}
+
+void crypto_issue_serial_hex(X509 *cert, char hex[CRYPTO_SERIAL_HEX])
+{
+    hex[0] = '\0';
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+    char *s = bn ? BN_bn2hex(bn) : NULL;
+    if (s) {
+        snprintf(hex, CRYPTO_SERIAL_HEX, "%s", s);
+        OPENSSL_free(s);
+    }
+    BN_free(bn);
+}
+
+static int set_serial(X509 *x, const uint8_t *serial, size_t len, util_error *err)
+{
+    int rc = -1;
+    BIGNUM *bn = NULL;
+    ASN1_INTEGER *ai = NULL;
+    if (!serial || len == 0 || len > ISSUE_MAX_SERIAL) {
+        util_error_set(err, UTIL_ERR_INTERNAL, "serial number of %zu bytes", len);
+        goto out;
+    }
+    bn = BN_bin2bn(serial, (int)len, NULL);
+    ai = bn ? BN_to_ASN1_INTEGER(bn, NULL) : NULL;
+    if (!ai || X509_set_serialNumber(x, ai) != 1) {
+        util_error_ossl(err, UTIL_ERR_INTERNAL, "setting the serial number");
+        goto out;
+    }
+    rc = 0;
+out:
+    ASN1_INTEGER_free(ai);
+    BN_free(bn);
+    return rc;
+}
+
+static int set_validity(X509 *x, time_t not_before, time_t not_after, util_error *err)
+{
+    if (!ASN1_TIME_set(X509_getm_notBefore(x), not_before) ||
+        !ASN1_TIME_set(X509_getm_notAfter(x), not_after))
+        return util_error_ossl(err, UTIL_ERR_INTERNAL, "setting the validity period");
+    return 0;
+}
+
+/* Adds an extension written in openssl.cnf syntax, with issuer/subject set. */
+static int add_conf_ext(X509 *x, X509 *issuer, int nid, const char *value, util_error *err)
+{
+    X509V3_CTX ctx;
+    X509V3_set_ctx(&ctx, issuer ? issuer : x, x, NULL, NULL, 0);
+    X509_EXTENSION *ext = X509V3_EXT_nconf_nid(NULL, &ctx, nid, value);
+    if (!ext)
+        return util_error_ossl(err, UTIL_ERR_INTERNAL, "building extension %s=%s", OBJ_nid2sn(nid), value);
+    int ok = X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+    if (ok != 1)
+        return util_error_ossl(err, UTIL_ERR_INTERNAL, "adding extension %s", OBJ_nid2sn(nid));
+    return 0;
+}
+
+static int sign_cert(X509 *x, EVP_PKEY *key, const EVP_MD *md, util_error *err)
+{
+    /* EdDSA-style keys take no digest; RSA and EC take the one given. */
+    if (X509_sign(x, key, md ? md : EVP_sha256()) <= 0)
+        return util_error_ossl(err, UTIL_ERR_INTERNAL, "signing the certificate");
+    return 0;
+}
+
+int crypto_ca_create(EVP_PKEY *key, const X509_NAME *subject, const uint8_t *serial, size_t serial_len,
+                     time_t now, int days, X509 **out, util_error *err)
+{
+    int rc = -1;
+    X509 *x = X509_new();
+    if (!x || X509_set_version(x, 2) != 1 || X509_set_subject_name(x, subject) != 1 ||
+        X509_set_issuer_name(x, subject) != 1 || X509_set_pubkey(x, key) != 1) {
+        util_error_ossl(err, UTIL_ERR_INTERNAL, "building the CA certificate");
+        goto out;
+    }
+    if (set_serial(x, serial, serial_len, err) != 0 ||
+        set_validity(x, now - 3600, now + (time_t)days * 86400, err) != 0 ||
+        add_conf_ext(x, NULL, NID_basic_constraints, "critical,CA:TRUE", err) != 0 ||
+        add_conf_ext(x, NULL, NID_key_usage, "critical,digitalSignature,keyCertSign,cRLSign", err) != 0 ||
+        add_conf_ext(x, NULL, NID_subject_key_identifier, "hash", err) != 0 ||
+        add_conf_ext(x, NULL, NID_authority_key_identifier, "keyid:always", err) != 0 ||
+        sign_cert(x, key, EVP_sha256(), err) != 0)
+        goto out;
+    *out = x;
+    x = NULL;
+    rc = 0;
+out:
+    X509_free(x);
+    return rc;
+}
+
+int crypto_issue_csr_verify(X509_REQ *req, util_error *err)
+{
+    EVP_PKEY *pub = X509_REQ_get0_pubkey(req);
+    if (!pub)
+        return util_error_ossl(err, UTIL_ERR_INTERNAL, "the request has no usable public key");
+    if (X509_REQ_verify(req, pub) != 1)
+        return util_error_ossl(err, UTIL_ERR_INTERNAL,
+                               "the request's signature does not verify (RFC 2986 §4.2)");
+    return 0;
+}
+
+int crypto_issue_csr_challenge(X509_REQ *req, char **out, size_t *out_len, util_error *err)
+{
+    *out = NULL;
+    if (out_len)
+        *out_len = 0;
+    int idx = X509_REQ_get_attr_by_NID(req, NID_pkcs9_challengePassword, -1);
+    if (idx < 0)
+        return 1;
+    X509_ATTRIBUTE *attr = X509_REQ_get_attr(req, idx);
+    ASN1_TYPE *t = attr ? X509_ATTRIBUTE_get0_type(attr, 0) : NULL;
+    if (!t)
+        return util_error_set(err, UTIL_ERR_INTERNAL, "challengePassword attribute is empty");
+    switch (t->type) {
+    case V_ASN1_PRINTABLESTRING:
+    case V_ASN1_UTF8STRING:
+    case V_ASN1_IA5STRING:
+    case V_ASN1_T61STRING:
+    case V_ASN1_VISIBLESTRING:
+    case V_ASN1_OCTET_STRING:
+    case V_ASN1_BMPSTRING: break;
+    default:
+        return util_error_set(err, UTIL_ERR_INTERNAL,
+                              "challengePassword has ASN.1 type %d, not a DirectoryString", t->type);
+    }
+    const ASN1_STRING *s = t->value.asn1_string;
+    int len = ASN1_STRING_length(s);
+    if (len < 0 || len > 1024)
+        return util_error_set(err, UTIL_ERR_INTERNAL, "challengePassword too long");
+    char *p = malloc((size_t)len + 1);
+    if (!p)
+        return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+    memcpy(p, ASN1_STRING_get0_data(s), (size_t)len);
+    p[len] = '\0';
+    *out = p;
+    if (out_len)
+        *out_len = (size_t)len + 1;
+    return 0;
+}
+
+void crypto_issue_csr_subject(X509_REQ *req, char *out, size_t len)
+{
+    crypto_name_oneline(X509_REQ_get_subject_name(req), out, len);
+}
+
+/* Copies SAN, keyUsage and extKeyUsage from the request, nothing else: a
+ * client does not get to ask for basicConstraints cA:TRUE. */
+static int copy_request_extensions(X509_REQ *req, X509 *x, util_error *err)
+{
+    STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
+    int rc = 0;
+    for (int i = 0; exts && i < sk_X509_EXTENSION_num(exts); i++) {
+        X509_EXTENSION *e = sk_X509_EXTENSION_value(exts, i);
+        int nid = OBJ_obj2nid(X509_EXTENSION_get_object(e));
+        if (nid != NID_subject_alt_name && nid != NID_key_usage && nid != NID_ext_key_usage)
+            continue;
+        if (X509_add_ext(x, e, -1) != 1) {
+            rc = util_error_ossl(err, UTIL_ERR_INTERNAL, "copying %s", OBJ_nid2sn(nid));
+            break;
+        }
+    }
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    return rc;
+}
+
+/* The fields every issued end-entity certificate shares. */
+static int build_leaf(X509 *x, const X509_NAME *subject, EVP_PKEY *pub, X509 *ca_cert,
+                      const crypto_issue_params *p, util_error *err)
+{
+    if (X509_set_version(x, 2) != 1 || X509_set_subject_name(x, subject) != 1 ||
+        X509_set_issuer_name(x, X509_get_subject_name(ca_cert)) != 1 || X509_set_pubkey(x, pub) != 1)
+        return util_error_ossl(err, UTIL_ERR_INTERNAL, "building the certificate");
+    if (set_serial(x, p->serial, p->serial_len, err) != 0 ||
+        set_validity(x, p->not_before, p->not_after, err) != 0 ||
+        add_conf_ext(x, ca_cert, NID_basic_constraints, "critical,CA:FALSE", err) != 0 ||
+        add_conf_ext(x, ca_cert, NID_subject_key_identifier, "hash", err) != 0 ||
+        add_conf_ext(x, ca_cert, NID_authority_key_identifier, "keyid:always", err) != 0)
+        return -1;
+    return 0;
+}
+
+int crypto_issue_from_csr(X509_REQ *req, X509 *ca_cert, EVP_PKEY *ca_key, const crypto_issue_params *p,
+                          X509 **out, util_error *err)
+{
+    int rc = -1;
+    X509 *x = X509_new();
+    EVP_PKEY *pub = X509_REQ_get0_pubkey(req);
+    if (!x || !pub) {
+        util_error_ossl(err, UTIL_ERR_INTERNAL, "the request has no usable public key");
+        goto out;
+    }
+    if (build_leaf(x, X509_REQ_get_subject_name(req), pub, ca_cert, p, err) != 0 ||
+        copy_request_extensions(req, x, err) != 0 || sign_cert(x, ca_key, p->digest, err) != 0)
+        goto out;
+    *out = x;
+    x = NULL;
+    rc = 0;
+out:
+    X509_free(x);
+    return rc;
+}
+
+int crypto_issue_ra(crypto_ra_kind kind, EVP_PKEY *key, const X509_NAME *subject, X509 *ca_cert,
+                    EVP_PKEY *ca_key, const crypto_issue_params *p, X509 **out, util_error *err)
+{
+    int rc = -1;
+    X509 *x = X509_new();
+    const char *ku = kind == CRYPTO_RA_ENCRYPT ? "critical,keyEncipherment" : "critical,digitalSignature";
+    if (!x) {
+        util_error_ossl(err, UTIL_ERR_INTERNAL, "building the RA certificate");
+        goto out;
+    }
+    if (build_leaf(x, subject, key, ca_cert, p, err) != 0 ||
+        add_conf_ext(x, ca_cert, NID_key_usage, ku, err) != 0 ||
+        add_conf_ext(x, ca_cert, NID_ext_key_usage, "1.3.6.1.4.1.311.20.2.1", err) != 0 ||
+        sign_cert(x, ca_key, p->digest, err) != 0)
+        goto out;
+    *out = x;
+    x = NULL;
+    rc = 0;
+out:
+    X509_free(x);
+    return rc;
+}
+
+static int add_revoked(X509_CRL *crl, const crypto_crl_entry *e, util_error *err)
+{
+    int rc = -1;
+    BIGNUM *bn = NULL;
+    ASN1_INTEGER *serial = NULL;
+    ASN1_TIME *when = NULL;
+    X509_REVOKED *r = X509_REVOKED_new();
+    if (!r || BN_hex2bn(&bn, e->serial_hex) == 0 || !(serial = BN_to_ASN1_INTEGER(bn, NULL)) ||
+        !(when = ASN1_TIME_set(NULL, e->revoked_at)) || X509_REVOKED_set_serialNumber(r, serial) != 1 ||
+        X509_REVOKED_set_revocationDate(r, when) != 1 || X509_CRL_add0_revoked(crl, r) != 1) {
+        util_error_ossl(err, UTIL_ERR_INTERNAL, "adding serial %s to the CRL", e->serial_hex);
+        goto out;
+    }
+    r = NULL;
+    rc = 0;
+out:
+    X509_REVOKED_free(r);
+    ASN1_TIME_free(when);
+    ASN1_INTEGER_free(serial);
+    BN_free(bn);
+    return rc;
+}
+
+static int crl_add_aki(X509_CRL *crl, X509 *ca_cert, util_error *err)
+{
+    X509V3_CTX ctx;
+    X509V3_set_ctx(&ctx, ca_cert, NULL, NULL, crl, 0);
+    X509_EXTENSION *ext = X509V3_EXT_nconf_nid(NULL, &ctx, NID_authority_key_identifier, "keyid:always");
+    if (!ext)
+        return util_error_ossl(err, UTIL_ERR_INTERNAL, "building the CRL's AKI");
+    int ok = X509_CRL_add_ext(crl, ext, -1);
+    X509_EXTENSION_free(ext);
+    return ok == 1 ? 0 : util_error_ossl(err, UTIL_ERR_INTERNAL, "adding the CRL's AKI");
+}
+
+int crypto_ca_crl_build(X509 *ca_cert, EVP_PKEY *ca_key, const crypto_crl_entry *entries, size_t count,
+                        time_t now, int next_update_days, X509_CRL **out, util_error *err)
+{
+    int rc = -1;
+    ASN1_TIME *last = ASN1_TIME_set(NULL, now);
+    ASN1_TIME *next = ASN1_TIME_set(NULL, now + (time_t)next_update_days * 86400);
+    ASN1_INTEGER *number = ASN1_INTEGER_new();
+    X509_CRL *crl = X509_CRL_new();
+    if (!crl || !last || !next || !number || X509_CRL_set_version(crl, 1) != 1 ||
+        X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca_cert)) != 1 ||
+        X509_CRL_set1_lastUpdate(crl, last) != 1 || X509_CRL_set1_nextUpdate(crl, next) != 1 ||
+        ASN1_INTEGER_set_int64(number, (int64_t)now) != 1) {
+        util_error_ossl(err, UTIL_ERR_INTERNAL, "building the CRL");
+        goto out;
+    }
+    for (size_t i = 0; i < count; i++)
+        if (add_revoked(crl, &entries[i], err) != 0)
+            goto out;
+    if (crl_add_aki(crl, ca_cert, err) != 0)
+        goto out;
+    if (X509_CRL_add1_ext_i2d(crl, NID_crl_number, number, 0, 0) != 1 || X509_CRL_sort(crl) != 1 ||
+        X509_CRL_sign(crl, ca_key, EVP_sha256()) <= 0) {
+        util_error_ossl(err, UTIL_ERR_INTERNAL, "signing the CRL");
+        goto out;
+    }
+    *out = crl;
+    crl = NULL;
+    rc = 0;
+out:
+    X509_CRL_free(crl);
+    ASN1_INTEGER_free(number);
+    ASN1_TIME_free(next);
+    ASN1_TIME_free(last);
+    return rc;
+}
+
+int crypto_ca_sign_data(X509 *cert, EVP_PKEY *key, const EVP_MD *md, const uint8_t *data, size_t len,
+                        uint8_t **der, size_t *der_len, util_error *err)
+{
+    int rc = -1;
+    unsigned flags = CMS_BINARY | CMS_NOSMIMECAP | CMS_PARTIAL;
+    BIO *in = BIO_new_mem_buf(data, (int)len);
+    CMS_ContentInfo *cms = CMS_sign(NULL, NULL, NULL, NULL, flags);
+    unsigned char *p = NULL;
+    if (!in || !cms || !CMS_add1_signer(cms, cert, key, md ? md : EVP_sha256(), flags) ||
+        CMS_final(cms, in, NULL, CMS_BINARY) != 1) {
+        util_error_ossl(err, UTIL_ERR_INTERNAL, "signing the GetNextCACert reply");
+        goto out;
+    }
+    int n = i2d_CMS_ContentInfo(cms, &p);
+    if (n <= 0) {
+        util_error_ossl(err, UTIL_ERR_INTERNAL, "encoding the GetNextCACert reply");
+        goto out;
+    }
+    *der = p;
+    *der_len = (size_t)n;
+    rc = 0;
+out:
+    CMS_ContentInfo_free(cms);
+    BIO_free(in);
+    return rc;
+}
+
+bool crypto_issue_signed_by(X509 *cert, X509 *ca_cert)
+{
+    EVP_PKEY *pub = X509_get0_pubkey(ca_cert);
+    if (!pub || X509_check_issued(ca_cert, cert) != X509_V_OK)
+        return false;
+    bool ok = X509_verify(cert, pub) == 1;
+    ERR_clear_error();
+    return ok;
+}
+
+bool crypto_issue_self_signed(X509 *cert)
+{
+    bool ok = X509_self_signed(cert, 1) == 1;
+    ERR_clear_error();
+    return ok;
+}

@@ -1,0 +1,83 @@
+# Shared helpers for the scepca integration scripts (sourced, POSIX sh + bash).
+# Each script prints TAP. Servers are started on port 0 and stopped by PID.
+
+: "${SCEPCA:?SCEPCA must name the scepca binary}"
+SCEPCTL=${SCEPCTL:-}
+T_NUM=0
+T_FAILED=0
+T_PIDS=""
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/scepca-test.XXXXXX")
+
+ok() { T_NUM=$((T_NUM + 1)); echo "ok $T_NUM - $*"; }
+not_ok() { T_NUM=$((T_NUM + 1)); T_FAILED=$((T_FAILED + 1)); echo "not ok $T_NUM - $*"; }
+skip() { T_NUM=$((T_NUM + 1)); echo "ok $T_NUM - # SKIP $*"; }
+diag() { echo "# $*"; }
+check() { # check "description" command...
+    local desc=$1; shift
+    if "$@" >"$WORK/last.out" 2>"$WORK/last.err"; then ok "$desc"; else
+        not_ok "$desc"; sed 's/^/#   /' "$WORK/last.out" "$WORK/last.err" | head -20; fi
+}
+# expect_exit CODE "description" command...: the exit status must be CODE
+expect_exit() {
+    local want=$1 desc=$2; shift 2
+    "$@" >"$WORK/last.out" 2>"$WORK/last.err"
+    local got=$?
+    if [ "$got" = "$want" ]; then ok "$desc (exit $got)"; else
+        not_ok "$desc (exit $got, wanted $want)"; sed 's/^/#   /' "$WORK/last.out" "$WORK/last.err" | head -20; fi
+}
+# expect_error CODE "description": the last command printed error[CODE]
+expect_error() {
+    if grep -q "error\[$1\]" "$WORK/last.err"; then ok "$2: error[$1]"; else
+        not_ok "$2: wanted error[$1]"; sed 's/^/#   /' "$WORK/last.err" | head -10; fi
+}
+
+# start_server NAME ARGS...: runs `scepca serve` on a free port (or on
+# $LISTEN_PORT when set, to restart on the same address); sets URL_BASE
+# (http://127.0.0.1:PORT), SRV_PORT, SRV_PID and SRV_LOG.
+start_server() {
+    local name=$1; shift
+    SRV_LOG="$WORK/$name.log"
+    "$SCEPCA" serve --listen "127.0.0.1:${LISTEN_PORT:-0}" "$@" >"$WORK/$name.addr" 2>"$SRV_LOG" &
+    SRV_PID=$!
+    T_PIDS="$T_PIDS $SRV_PID"
+    local i=0
+    while [ $i -lt 100 ] && ! grep -q "listening on" "$WORK/$name.addr" 2>/dev/null; do
+        sleep 0.1; i=$((i + 1))
+        kill -0 "$SRV_PID" 2>/dev/null || break
+    done
+    URL_BASE=$(sed -n 's/^listening on //p' "$WORK/$name.addr")
+    SRV_PORT=${URL_BASE##*:}
+    if [ -z "$URL_BASE" ]; then
+        echo "Bail out! scepca serve did not start"; cat "$SRV_LOG" >&2; exit 1
+    fi
+}
+
+# Stops the last server; under ASan/UBSan its log must hold no report.
+stop_server() {
+    local pid=${1:-$SRV_PID}
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    T_PIDS=$(echo "$T_PIDS" | sed "s/ $pid\b//")
+    if grep -q -e "ERROR: AddressSanitizer" -e "ERROR: LeakSanitizer" -e "runtime error:" \
+        "$SRV_LOG" 2>/dev/null; then
+        not_ok "scepca ($SRV_LOG) reported a sanitizer error"
+        grep -A12 -e "Sanitizer" -e "runtime error" "$SRV_LOG" | head -30 | sed 's/^/#   /'
+    fi
+}
+
+cleanup() {
+    for p in $T_PIDS; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+finish() {
+    echo "1..$T_NUM"
+    [ "$T_FAILED" = 0 ]
+}
+
+need_scepctl() {
+    if [ -z "$SCEPCTL" ] || [ ! -x "$SCEPCTL" ]; then
+        echo "1..0 # SKIP scepctl is not built"; exit 0
+    fi
+}
