@@ -175,8 +175,11 @@ static int resume_requests(agent *a, util_error *err)
     if (store_request_list(a->st, 50, true, &rows, &n, err) != 0)
         return -1;
     int rc = 0;
+    bool auto_acquired = false;
     /* the oldest unfinished request resumes; newer ones wait their turn */
     for (size_t i = n; i-- > 0;) {
+        if (!strcmp(rows[i].state, "acquired"))
+            auto_acquired |= !strcmp(rows[i].kind, "auto");
         if (!strcmp(rows[i].state, "acquired") || a->run)
             continue;
         util_error e;
@@ -188,6 +191,13 @@ static int resume_requests(agent *a, util_error *err)
     for (size_t i = 0; i < n; i++)
         store_request_clear(&rows[i]);
     free(rows);
+    /* an automatic restart that a crash interrupted happens now */
+    if (auto_acquired && a->autoreq.auto_restart) {
+        json_t *result = NULL;
+        log_info("registering the auto request's acquired pair (automatic restart)");
+        rc = agent_register(a, "auto-restart", &result, err);
+        json_decref(result);
+    }
     return rc;
 }
 

@@ -123,7 +123,7 @@ int64_t agent_run_due(const agent_run *run);     /* 0: not waiting on a timer */
 void agent_run_wake(agent_run *run);
 int agent_request_insert(agent *a, const char *kind, const agent_key_params *p, const char *key_name,
                          const char *replaces, const char *signer_cert_pem, const char *signer_key_pem,
-                         const char *user, int64_t *id, util_error *err) MUST_CHECK;
+                         const char *user, const json_t *auto_state, int64_t *id, util_error *err) MUST_CHECK;
 void agent_reap_runs(agent *a);
 /* Called by request.c when a run ends (acquired or failed). */
 void agent_run_finished(agent *a, int64_t request_id, const char *state, const util_error *err);

@@ -282,9 +282,12 @@ int agent_register(agent *a, const char *user, json_t **result, util_error *err)
         if (regs[i].replaced[0])
             json_array_append_new(deleted, json_string(regs[i].replaced));
         a->metric_requests[3]++;
-        if (a->auto_state.current_key[0] && !strcmp(regs[i].replaced, a->auto_state.current_key))
-            snprintf(a->auto_state.current_key, sizeof a->auto_state.current_key, "%.24s", regs[i].name);
         util_error e;
+        if (a->auto_state.current_key[0] && !strcmp(regs[i].replaced, a->auto_state.current_key)) {
+            snprintf(a->auto_state.current_key, sizeof a->auto_state.current_key, "%.24s", regs[i].name);
+            if (agent_auto_save_state(a, &e) != 0)
+                log_error("saving the auto request state: %s", e.detail);
+        }
         if (agent_apply_bindings(a, regs[i].name, &e) != 0)
             log_error("applying the bindings of \"%s\": %s", regs[i].name, e.detail);
         log_info("registered \"%s\"%s%s", regs[i].name, regs[i].replaced[0] ? ", replacing " : "", regs[i].replaced);

@@ -78,7 +78,7 @@ json_t *agent_request_list(agent *a, util_error *err)
  * state directory's key and wiped from the row once the server answered. */
 int agent_request_insert(agent *a, const char *kind, const agent_key_params *p, const char *key_name,
                          const char *replaces, const char *signer_cert_pem, const char *signer_key_pem,
-                         const char *user, int64_t *id, util_error *err)
+                         const char *user, const json_t *auto_state, int64_t *id, util_error *err)
 {
     store_request r;
     memset(&r, 0, sizeof r);
@@ -99,7 +99,8 @@ int agent_request_insert(agent *a, const char *kind, const agent_key_params *p, 
         crypto_seal(a->seal_key, (const uint8_t *)p->challenge, strlen(p->challenge), &r.challenge_sealed,
                     &r.challenge_sealed_len, err) != 0)
         goto out;
-    if (store_request_insert(a->st, &r, user, err) != 0)
+    if ((auto_state ? store_request_insert_with_doc(a->st, &r, user, "auto_state", auto_state, err)
+                    : store_request_insert(a->st, &r, user, err)) != 0)
         goto out;
     *id = r.id;
     log_info("request %lld created by %s for key \"%s\"", (long long)r.id, user, key_name);
@@ -131,7 +132,7 @@ int agent_request_create(agent *a, const json_t *in, const char *user, int64_t *
         OPENSSL_cleanse(p.challenge, sizeof p.challenge);
         return util_error_set(err, UTIL_ERR_INVALID_FIELD, "url: set the SCEP server's URL in the communication settings first");
     }
-    int rc = agent_request_insert(a, "manual", &p, p.key_name, NULL, NULL, NULL, user, id, err);
+    int rc = agent_request_insert(a, "manual", &p, p.key_name, NULL, NULL, NULL, user, NULL, id, err);
     OPENSSL_cleanse(p.challenge, sizeof p.challenge);
     return rc;
 }

@@ -163,16 +163,26 @@ int agent_auto_put(agent *a, const json_t *in, const char *user, util_error *err
     char detail[200];
     snprintf(detail, sizeof detail, "enabled=%d periodic=%d interval_days=%d auto_restart=%d delete_old=%d",
              next.enabled, next.periodic, next.interval_days, next.auto_restart, next.delete_old);
-    int rc = store_doc_put(a->st, "auto_request", doc, user, "auto_request.update", detail, err);
-    json_decref(doc);
-    if (rc != 0)
-        return -1;
-    OPENSSL_cleanse(a->autoreq.key.challenge, sizeof a->autoreq.key.challenge);
+    /* the configuration and the schedule it implies are written together: a
+     * crash in between must not leave an enabled timer without a next run */
+    agent_auto_state saved = a->auto_state, *st = &a->auto_state;
+    agent_auto previous = a->autoreq;
     a->autoreq = next;
+    arm_run(a, next.enabled ? next.start : 0);
+    st->attempts_left = 0;
+    json_t *state = state_json(st);
+    const char *names[] = {"auto_request", "auto_state"};
+    const json_t *docs[] = {doc, state};
+    int rc = state ? store_docs_put(a->st, names, docs, 2, user, "auto_request.update", detail, err) : -1;
+    json_decref(doc);
+    json_decref(state);
+    if (rc != 0) {
+        a->autoreq = previous;
+        a->auto_state = saved;
+    } else {
+        OPENSSL_cleanse(previous.key.challenge, sizeof previous.key.challenge);
+    }
     OPENSSL_cleanse(next.key.challenge, sizeof next.key.challenge);
-    arm_run(a, a->autoreq.enabled ? a->autoreq.start : 0);
-    a->auto_state.attempts_left = 0;
-    rc = agent_auto_save_state(a, err);
     agent_schedule(a);
     return rc;
 }
@@ -232,14 +242,18 @@ int agent_auto_fire(agent *a, util_error *err)
     int rc = unique_name(a, cfg->key.key_name, name, sizeof name);
     if (rc != 0)
         util_error_set(err, UTIL_ERR_KEY_NAME_TAKEN, "no free name for \"%s\"", cfg->key.key_name);
-    /* schedule the following run before this one starts, so it cannot repeat */
+    /* the following run is scheduled in the same transaction that inserts
+     * this one, so a crash can neither repeat nor lose a run */
     arm_run(a, agent_schedule_following(cfg, s->base ? s->base : now, now));
     s->attempts_left = cfg->polling ? cfg->retries : 0;
     if (rc == 0) {
         log_info("auto request starts for key \"%s\"%s%s", name, renew ? ", renewing " : "", renew ? old.name : "");
-        rc = agent_request_insert(a, "auto", &cfg->key, name, renew && cfg->delete_old ? old.name : NULL,
-                                  renew ? old.cert_pem : NULL, renew ? old.key_pem : NULL, "auto-request", &id,
-                                  err);
+        json_t *state = state_json(s);
+        rc = state ? agent_request_insert(a, "auto", &cfg->key, name, renew && cfg->delete_old ? old.name : NULL,
+                                          renew ? old.cert_pem : NULL, renew ? old.key_pem : NULL,
+                                          "auto-request", state, &id, err)
+                   : util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+        json_decref(state);
     }
     if (id)
         s->last_request_id = id;

@@ -680,8 +680,10 @@ static int cmd_getcrl(options *o, util_error *err)
         rc = n > 0 ? util_file_write_atomic(o->out, pem, (size_t)n, 0644, err)
                    : util_error_ossl(err, UTIL_ERR_INTERNAL, "encoding the CRL");
         BIO_free(bio);
-        if (rc == 0)
-            printf("crl: %d revoked certificate(s)\n", sk_X509_REVOKED_num(X509_CRL_get_REVOKED(r.crl)));
+        if (rc == 0) {
+            STACK_OF(X509_REVOKED) *revoked = X509_CRL_get_REVOKED(r.crl);
+            printf("crl: %d revoked certificate(s)\n", revoked ? sk_X509_REVOKED_num(revoked) : 0);
+        }
     }
     client_result_clear(&r);
     return rc;

@@ -581,8 +581,7 @@ out:
     return rc;
 }
 
-int store_doc_put(store *st, const char *name, const json_t *value, const char *user,
-                  const char *audit_action, const char *audit_detail, util_error *err)
+int store_doc_write(store *st, const char *name, const json_t *value, util_error *err)
 {
     sqlite3_stmt *s = NULL;
     int rc = -1;
@@ -590,8 +589,6 @@ int store_doc_put(store *st, const char *name, const json_t *value, const char *
         return -1;
     if (!value)
         return util_error_set(err, UTIL_ERR_INTERNAL, "document %s: no value", name);
-    if (store_tx_begin(st, true, err) != 0)
-        return -1;
     if (store_prepare(
             st,
             "INSERT INTO docs (name, json, updated_at) VALUES (?1, ?2, ?3)"
@@ -603,13 +600,32 @@ int store_doc_put(store *st, const char *name, const json_t *value, const char *
         store_bind_fail(err, "write document");
         goto out;
     }
-    if (store_step_done(st, s, "write document", err) != 0 ||
-        (audit_action && store_audit_insert(st, user, audit_action, audit_detail, err) != 0))
+    rc = store_step_done(st, s, "write document", err);
+out:
+    sqlite3_finalize(s);
+    return rc;
+}
+
+int store_docs_put(store *st, const char *const *names, const json_t *const *values, size_t n,
+                   const char *user, const char *audit_action, const char *audit_detail, util_error *err)
+{
+    int rc = -1;
+    if (store_tx_begin(st, true, err) != 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (store_doc_write(st, names[i], values[i], err) != 0)
+            goto out;
+    if (audit_action && store_audit_insert(st, user, audit_action, audit_detail, err) != 0)
         goto out;
     rc = 0;
 out:
-    sqlite3_finalize(s);
     return store_tx_end(st, rc, err);
+}
+
+int store_doc_put(store *st, const char *name, const json_t *value, const char *user,
+                  const char *audit_action, const char *audit_detail, util_error *err)
+{
+    return store_docs_put(st, &name, &value, 1, user, audit_action, audit_detail, err);
 }
 
 /* ---- CA/RA certificates ---- */

@@ -40,6 +40,11 @@ int store_doc_get(store *st, const char *name, json_t **out, util_error *err) MU
 int store_doc_put(store *st, const char *name, const json_t *value, const char *user,
                   const char *audit_action, const char *audit_detail, util_error *err) MUST_CHECK;
 
+/* Writes several documents in one transaction (with one audit line). */
+int store_docs_put(store *st, const char *const *names, const json_t *const *values, size_t n,
+                   const char *user, const char *audit_action, const char *audit_detail,
+                   util_error *err) MUST_CHECK;
+
 /* ---- issuance requests ---- */
 
 typedef struct store_request {
@@ -66,6 +71,10 @@ typedef struct store_request {
 void store_request_clear(store_request *r);
 /* Inserts a new request (id assigned) with an audit line. */
 int store_request_insert(store *st, store_request *r, const char *user, util_error *err) MUST_CHECK;
+/* Inserts a request and writes a document in the same transaction (the auto
+ * request's schedule advances with the request it starts). */
+int store_request_insert_with_doc(store *st, store_request *r, const char *user, const char *doc_name,
+                                  const json_t *doc, util_error *err) MUST_CHECK;
 /* Writes every field of an existing request. */
 int store_request_update(store *st, const store_request *r, util_error *err) MUST_CHECK;
 int store_request_get(store *st, int64_t id, store_request *out, util_error *err) MUST_CHECK;

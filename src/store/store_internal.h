@@ -40,6 +40,8 @@ int store_tx_begin(store *st, bool write, util_error *err) MUST_CHECK;
  * the outcome (a failed COMMIT turns 0 into -1). */
 int store_tx_end(store *st, int rc, util_error *err);
 
+/* Writes a document inside the caller's transaction. */
+int store_doc_write(store *st, const char *name, const json_t *value, util_error *err) MUST_CHECK;
 int store_exec(store *st, const char *sql, const char *what, util_error *err) MUST_CHECK;
 int store_prepare(store *st, const char *sql, sqlite3_stmt **out, util_error *err) MUST_CHECK;
 /* Prepares sql and binds its parameters ?1, ?2... from the arguments, one

@@ -158,6 +158,25 @@ int store_request_insert(store *st, store_request *r, const char *user, util_err
     return 0;
 }
 
+int store_request_insert_with_doc(store *st, store_request *r, const char *user, const char *doc_name,
+                                  const json_t *doc, util_error *err)
+{
+    int64_t id = 0, now;
+    if (!r || !doc_name || !doc)
+        return util_error_set(err, UTIL_ERR_INTERNAL, "store_request_insert_with_doc: missing argument");
+    if (store_tx_begin(st, true, err) != 0)
+        return -1;
+    now = store_now(st);
+    int rc = request_add(st, r, now, user, &id, err);
+    if (rc == 0)
+        rc = store_doc_write(st, doc_name, doc, err);
+    if (store_tx_end(st, rc, err) != 0)
+        return -1;
+    r->id = id;
+    r->created_at = r->updated_at = now;
+    return 0;
+}
+
 int store_request_update(store *st, const store_request *r, util_error *err)
 {
     if (!r)
