@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,6 +145,8 @@ static int open_state(agent *a, util_error *err)
         store_set_clock(a->st, a->cfg.clock, a->cfg.hook_arg);
     char path[600];
     snprintf(path, sizeof path, "%s/seal.key", a->state_dir);
+    if (RAND_bytes(a->login_key, sizeof a->login_key) != 1)
+        return util_error_set(err, UTIL_ERR_INTERNAL, "random key");
     return crypto_seal_key_load(path, a->seal_key, err);
 }
 
@@ -258,6 +261,8 @@ void agent_free(agent *a)
         event_free(a->sigchld);
     store_close(a->st);
     OPENSSL_cleanse(a->seal_key, sizeof a->seal_key);
+    OPENSSL_cleanse(a->login_key, sizeof a->login_key);
+    OPENSSL_cleanse(a->login_cache, sizeof a->login_cache);
     OPENSSL_cleanse(&a->autoreq.key.challenge, sizeof a->autoreq.key.challenge);
     free(a->auto_challenge_sealed);
     free(a);

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/core_names.h>
+#include <openssl/evp.h>
 #include <openssl/kdf.h>
 #include <openssl/params.h>
 #include <openssl/rand.h>
@@ -123,11 +124,25 @@ uint32_t crypto_random_below(uint32_t bound)
     return v % bound;
 }
 
+int crypto_hmac_sha256(const uint8_t key[32], const char *const *parts, size_t n, uint8_t out[32])
+{
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", "SHA256", 0), OSSL_PARAM_construct_end()};
+    size_t len = 0;
+    int ok = ctx && EVP_MAC_init(ctx, key, 32, params) == 1;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = EVP_MAC_update(ctx, (const unsigned char *)parts[i], strlen(parts[i]) + 1) == 1;
+    ok = ok && EVP_MAC_final(ctx, out, &len, 32) == 1 && len == 32;
+    EVP_MAC_CTX_free(ctx);
+    EVP_MAC_free(mac);
+    return ok ? 0 : -1;
+}
+
 int crypto_seal_key_load(const char *path, uint8_t key[32], util_error *err)
 {
     uint8_t *data = NULL;
     size_t len = 0;
-    util_error ignored;
     if (access(path, F_OK) == 0) {
         if (util_file_read(path, 64, &data, &len, err) != 0)
             return -1;
@@ -138,7 +153,6 @@ int crypto_seal_key_load(const char *path, uint8_t key[32], util_error *err)
         free(data);
         return ok ? 0 : util_error_set(err, UTIL_ERR_STORE, "%s: not a 32-byte key", path);
     }
-    (void)ignored;
     if (RAND_bytes(key, 32) != 1)
         return util_error_ossl(err, UTIL_ERR_INTERNAL, "generating the sealing key");
     return util_file_write_atomic(path, key, 32, 0600, err);

@@ -1021,6 +1021,41 @@ static void test_missed_run_after_restart(void **state)
 
 /* ---- manual request refusals ---- */
 
+/* Verified credentials are remembered for a minute (no scrypt per API call),
+ * never across a password change; five failures lock the user for 60 s. */
+static void test_login_cache_and_lock(void **state)
+{
+    fx *f = *state;
+    agent_open(f);
+    agent_role role = AGENT_ROLE_NONE;
+    util_error err = {0};
+    assert_int_equal(agent_login(f->a, "admin", "admin-password-1", &role, &err), 0);
+    assert_int_equal(role, AGENT_ROLE_ADMIN);
+    assert_int_equal(agent_login(f->a, "admin", "admin-password-1", &role, &err), 0);
+    assert_int_equal(agent_login(f->a, "admin", "admin-password-X", &role, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_UNAUTHORIZED);
+    assert_int_equal(agent_user_put(f->a, "admin", "admin-password-2", AGENT_ROLE_ADMIN, "test", &err), 0);
+    assert_int_equal(agent_login(f->a, "admin", "admin-password-1", &role, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_UNAUTHORIZED);
+    assert_int_equal(agent_login(f->a, "nobody", "whatever-password", &role, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_UNAUTHORIZED);
+    assert_int_equal(agent_user_put(f->a, "viewer", "viewer-password", AGENT_ROLE_VIEWER, "test", &err), 0);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(agent_login(f->a, "viewer", "wrong-password", &role, &err), -1);
+        assert_int_equal(err.code, UTIL_ERR_UNAUTHORIZED);
+    }
+    assert_int_equal(agent_login(f->a, "viewer", "wrong-password", &role, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_THROTTLED);
+    assert_int_equal(agent_login(f->a, "viewer", "viewer-password", &role, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_THROTTLED);
+    advance(f, 61);
+    assert_int_equal(agent_login(f->a, "viewer", "viewer-password", &role, &err), 0);
+    assert_int_equal(role, AGENT_ROLE_VIEWER);
+    /* the remembered admin login expires with the clock too */
+    assert_int_equal(agent_login(f->a, "admin", "admin-password-2", &role, &err), 0);
+    agent_close(f);
+}
+
 static void test_manual_refusals(void **state)
 {
     fx *f = need_ca(state);
@@ -1077,6 +1112,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
+        T(test_login_cache_and_lock),
         cmocka_unit_test(test_schedule_following),
         T(test_start_time_and_jitter),
         T(test_jitter_real_random),
