@@ -13,8 +13,8 @@ mkdir -p "$run"
 if [ ! -f "$run/admin-password" ]; then
     head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$run/admin-password"
 fi
-if [ ! -f "$run/challenge" ]; then
-    head -c 8 /dev/urandom | od -An -tX1 | tr -d ' \n' > "$run/challenge"
+if [ ! -s "$run/challenge" ]; then
+    head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n' | tr a-f A-F > "$run/challenge"
 fi
 if [ ! -d "$run/ca" ]; then
     "$build/scepca" init --dir "$run/ca" --subject "CN=scepca demo CA,O=scepd" >/dev/null
