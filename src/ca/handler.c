@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "ca/internal.h"
+#include "util/file.h"
 #include "ca/profile.h"
 #include "crypto/crypto.h"
 #include "crypto/issue.h"
@@ -146,17 +147,6 @@ void ca_server_free(ca_server *srv)
 
 /* ---- query strings ---- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* The percent-decoded value of name in query, or NULL. A '+' stays a '+':
  * base64 clients that do not escape it (sscep) are common. */
 static char *query_param(const char *query, const char *name)
@@ -173,8 +163,8 @@ static char *query_param(const char *query, const char *name)
             size_t o = 0;
             for (size_t i = 0; out && i < vlen; i++) {
                 int h, l;
-                if (v[i] == '%' && i + 2 < vlen && (h = hexval(v[i + 1])) >= 0 &&
-                    (l = hexval(v[i + 2])) >= 0) {
+                if (v[i] == '%' && i + 2 < vlen && (h = util_hex_digit(v[i + 1])) >= 0 &&
+                    (l = util_hex_digit(v[i + 2])) >= 0) {
                     out[o++] = (char)(h << 4 | l);
                     i += 2;
                 } else {

@@ -114,7 +114,7 @@ void util_hex(const uint8_t *data, size_t len, char *out, int upper)
     out[2 * len] = '\0';
 }
 
-static int hexval(char c)
+int util_hex_digit(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -133,8 +133,8 @@ int util_unhex(const char *hex, uint8_t *out, size_t max)
             hex++;
             continue;
         }
-        int hi = hexval(hex[0]);
-        int lo = hex[1] ? hexval(hex[1]) : -1;
+        int hi = util_hex_digit(hex[0]);
+        int lo = hex[1] ? util_hex_digit(hex[1]) : -1;
         if (hi < 0 || lo < 0 || n >= max)
             return -1;
         out[n++] = (uint8_t)(hi << 4 | lo);

@@ -18,6 +18,8 @@ int util_file_write_atomic(const char *path, const void *data, size_t len,
 
 /* Lowercase or uppercase hex of data into out (2*len+1 bytes). */
 void util_hex(const uint8_t *data, size_t len, char *out, int upper);
+/* The value of one hex digit, or -1. */
+int util_hex_digit(char c);
 /* Parses hex, ignoring ':' separators; returns the byte count or -1. */
 int util_unhex(const char *hex, uint8_t *out, size_t max);
 
