@@ -240,11 +240,24 @@ static int prepare_signer(agent_run *run, util_error *err)
         return 0;
     }
     run->t.request_type = SCEP_MSG_PKCSREQ;
+    run->t.signer_key = run->t.new_key;
+    EVP_PKEY_up_ref(run->t.signer_key);
+    /* a resumed request keeps the certificate that signed its PKCSReq, so
+     * its CertPolls come from the same signer */
+    X509 *stored = NULL;
+    util_error ignored;
+    if (run->row.signer_cert_pem &&
+        crypto_cert_load((const uint8_t *)run->row.signer_cert_pem, strlen(run->row.signer_cert_pem), &stored,
+                         &ignored) == 0 &&
+        crypto_cert_matches_key(stored, run->t.new_key) &&
+        X509_NAME_cmp(X509_get_subject_name(stored), run->t.subject) == 0) {
+        run->t.signer_cert = stored;
+        return 0;
+    }
+    X509_free(stored);
     if (crypto_selfsigned_build(run->t.new_key, run->t.subject, run->t.choice.digest, agent_now(run->a), 30,
                                 &run->t.signer_cert, err) != 0)
         return -1;
-    run->t.signer_key = run->t.new_key;
-    EVP_PKEY_up_ref(run->t.signer_key);
     char *pem = NULL;
     size_t len = 0;
     if (crypto_cert_to_pem(run->t.signer_cert, &pem, &len, err) != 0)

@@ -694,6 +694,10 @@ static void test_pending_retries(void **state)
     r = request_get(f, other);
     snprintf(tid_copy, sizeof tid_copy, "%s", sget(r, "transaction_id"));
     json_decref(r);
+    store_request row;
+    assert_int_equal(store_request_get(f->a->st, other, &row, &err), 0);
+    char *signer_before = strdup(row.signer_cert_pem);
+    store_request_clear(&row);
     agent_close(f);
     char approve_id[24];
     snprintf(approve_id, sizeof approve_id, "%ld", ca_pending_id(f, tid_copy));
@@ -705,6 +709,11 @@ static void test_pending_retries(void **state)
     r = wait_state(f, other, "acquired", 0);
     assert_string_equal(error_code(r), "");
     json_decref(r);
+    /* the CertPolls after the restart came from the certificate that signed the PKCSReq */
+    assert_int_equal(store_request_get(f->a->st, other, &row, &err), 0);
+    assert_string_equal(row.signer_cert_pem, signer_before);
+    store_request_clear(&row);
+    free(signer_before);
     json_t *k = agent_key_get(f->a, "Manual", &err);
     assert_non_null(k);
     assert_string_equal(sget(k, "state"), "acquired");
