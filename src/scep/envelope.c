@@ -119,35 +119,36 @@ int scep_envelope_describe(const uint8_t *env, size_t env_len, char *cipher_name
 }
 
 static int decrypt_in(OSSL_LIB_CTX *libctx, const uint8_t *env, size_t env_len, X509 *cert,
-                      EVP_PKEY *key, BIO *out)
+                      EVP_PKEY *key, BIO *out, unsigned int flags)
 {
     CMS_ContentInfo *cms = CMS_ContentInfo_new_ex(libctx, NULL);
     const unsigned char *p = env;
     int ok = 0;
     if (cms && d2i_CMS_ContentInfo(&cms, &p, (long)env_len) &&
         OBJ_obj2nid(CMS_get0_type(cms)) == NID_pkcs7_enveloped)
-        ok = CMS_decrypt(cms, key, cert, NULL, out, CMS_BINARY) == 1;
+        ok = CMS_decrypt(cms, key, cert, NULL, out, CMS_BINARY | flags) == 1;
     CMS_ContentInfo_free(cms);
     return ok;
 }
 
 /* Single DES lives in OpenSSL's legacy provider. It is loaded into a private
  * library context for this one decryption and never used to send. */
-static int decrypt_legacy(const uint8_t *env, size_t env_len, X509 *cert, EVP_PKEY *key, BIO *out)
+static int decrypt_legacy(const uint8_t *env, size_t env_len, X509 *cert, EVP_PKEY *key, BIO *out,
+                          unsigned int flags)
 {
     OSSL_LIB_CTX *libctx = OSSL_LIB_CTX_new();
     OSSL_PROVIDER *legacy = libctx ? OSSL_PROVIDER_load(libctx, "legacy") : NULL;
     OSSL_PROVIDER *deflt = libctx ? OSSL_PROVIDER_load(libctx, "default") : NULL;
-    int ok = legacy && deflt && decrypt_in(libctx, env, env_len, cert, key, out);
+    int ok = legacy && deflt && decrypt_in(libctx, env, env_len, cert, key, out, flags);
     OSSL_PROVIDER_unload(legacy);
     OSSL_PROVIDER_unload(deflt);
     OSSL_LIB_CTX_free(libctx);
     return ok;
 }
 
-int scep_envelope_open(const uint8_t *env, size_t env_len, X509 *cert, EVP_PKEY *key,
-                       uint8_t **out, size_t *out_len, char *cipher_name, size_t cipher_name_len,
-                       util_error *err)
+static int open_envelope(const uint8_t *env, size_t env_len, X509 *cert, EVP_PKEY *key, unsigned int flags,
+                         uint8_t **out, size_t *out_len, char *cipher_name, size_t cipher_name_len,
+                         util_error *err)
 {
     char cipher[64] = "", kt[64] = "";
     util_error ignored;
@@ -158,8 +159,8 @@ int scep_envelope_open(const uint8_t *env, size_t env_len, X509 *cert, EVP_PKEY 
         return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
     /* single DES (micromdm, old NDES) goes straight to the legacy context:
      * trying the default one first would do the RSA decryption twice */
-    int ok = strcmp(cipher, "des-cbc") == 0 ? decrypt_legacy(env, env_len, cert, key, mem)
-                                            : decrypt_in(NULL, env, env_len, cert, key, mem);
+    int ok = strcmp(cipher, "des-cbc") == 0 ? decrypt_legacy(env, env_len, cert, key, mem, flags)
+                                            : decrypt_in(NULL, env, env_len, cert, key, mem, flags);
     if (!ok) {
         BIO_free(mem);
         return util_error_ossl(err, UTIL_ERR_RESPONSE_DECRYPT, "%s, %s", cipher, kt);
@@ -180,6 +181,21 @@ int scep_envelope_open(const uint8_t *env, size_t env_len, X509 *cert, EVP_PKEY 
         snprintf(cipher_name, cipher_name_len, "%s", cipher);
     ERR_clear_error();
     return 0;
+}
+
+/* CMS_DEBUG_DECRYPT turns off OpenSSL's countermeasure against padding
+ * oracles, so that a wrong key is an error instead of random content. */
+int scep_envelope_open(const uint8_t *env, size_t env_len, X509 *cert, EVP_PKEY *key, uint8_t **out,
+                       size_t *out_len, char *cipher_name, size_t cipher_name_len, util_error *err)
+{
+    return open_envelope(env, env_len, cert, key, CMS_DEBUG_DECRYPT, out, out_len, cipher_name,
+                         cipher_name_len, err);
+}
+
+int scep_envelope_open_mma(const uint8_t *env, size_t env_len, X509 *cert, EVP_PKEY *key, uint8_t **out,
+                           size_t *out_len, char *cipher_name, size_t cipher_name_len, util_error *err)
+{
+    return open_envelope(env, env_len, cert, key, 0, out, out_len, cipher_name, cipher_name_len, err);
 }
 
 int scep_certrep_content(const uint8_t *der, size_t len, EVP_PKEY *key, X509 **issued,

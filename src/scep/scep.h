@@ -226,10 +226,22 @@ int scep_certrep_check(const scep_pki_message *m, STACK_OF(X509) *expected_signe
 /*
  * Opens the EnvelopedData of a message with the recipient's key (RSA PKCS#1
  * v1.5 or OAEP, EC key agreement; AES, 3DES and, only here, single DES).
+ * A wrong key is an error (RESPONSE_DECRYPT). For clients, whose replies
+ * are opened only after their signature verified, so no one can use them
+ * as a padding oracle.
  */
 int scep_envelope_open(const uint8_t *env, size_t env_len, X509 *cert, EVP_PKEY *key,
                        uint8_t **out, size_t *out_len, char *cipher_name,
                        size_t cipher_name_len, util_error *err) MUST_CHECK;
+/*
+ * The same for servers, which open what anyone sends: with OpenSSL's
+ * countermeasure against Bleichenbacher-style padding oracles, a wrong RSA
+ * key yields random content (which then fails to parse) rather than an
+ * error the sender could tell apart.
+ */
+int scep_envelope_open_mma(const uint8_t *env, size_t env_len, X509 *cert, EVP_PKEY *key,
+                           uint8_t **out, size_t *out_len, char *cipher_name,
+                           size_t cipher_name_len, util_error *err) MUST_CHECK;
 /* Describes an envelope without opening it: cipher and key transport names. */
 int scep_envelope_describe(const uint8_t *env, size_t env_len, char *cipher_name,
                            size_t cipher_len, char *kt_name, size_t kt_len,
