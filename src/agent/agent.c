@@ -250,6 +250,7 @@ void agent_free(agent *a)
     /* transfers first: their callbacks must not run into freed requests */
     http_client_free(a->hc);
     a->hc = NULL;
+    agent_crl_abandon(a);
     agent_run_free(a->run);
     agent_reap_runs(a);
     free(a->finished);

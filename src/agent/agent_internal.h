@@ -77,6 +77,7 @@ json_t *agent_time_json(int64_t t);   /* null for 0 */
 /* ---- the agent ---- */
 
 typedef struct agent_run agent_run;
+typedef struct agent_crl_fetch agent_crl_fetch;
 
 typedef struct agent_auto_state {
     int64_t base;           /* scheduled time of the current/next run before jitter */
@@ -114,6 +115,8 @@ struct agent {
     agent_run **finished;   /* ended runs, freed from the loop (their callbacks were on the stack) */
     size_t finished_count;
     struct event *reaper;
+    agent_crl_fetch *crl_fetch; /* a GetCRL in flight */
+    int64_t crl_next_try;
     struct event *tick;     /* the scheduler's timer */
     struct event *sigchld;
     int64_t metric_requests[4]; /* acquired, failed, pending polls, registered */
@@ -151,6 +154,12 @@ int agent_apply_bindings(agent *a, const char *only_key, util_error *err) MUST_C
 int agent_ensure_tls_key(agent *a, util_error *err) MUST_CHECK;
 int agent_register(agent *a, const char *user, json_t **result, util_error *err) MUST_CHECK;
 const agent_function *agent_function_find(const agent *a, const char *name);
+
+/* crl.c */
+void agent_crl_refresh(agent *a, const char *key_name);
+void agent_crl_abandon(agent *a);
+/* The stored CRL when its issuer issued cert (*out NULL otherwise). */
+int agent_crl_for(agent *a, X509 *cert, STACK_OF(X509_CRL) **out) MUST_CHECK;
 
 /* settings helpers */
 int agent_client_config(const agent *a, client_config *cfg, char **url_out, util_error *err) MUST_CHECK;

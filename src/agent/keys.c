@@ -159,8 +159,13 @@ json_t *agent_key_verify(agent *a, const char *name, util_error *err)
         crypto_certs_load((const uint8_t *)k.chain_pem, strlen(k.chain_pem), &chain, &ignored) != 0)
         chain = NULL;
     /* CA certificates from the chain count as trusted only when they are stored CA certificates */
+    STACK_OF(X509_CRL) *crls = NULL;
+    if (agent_crl_for(a, cert, &crls) != 0)
+        crls = NULL;
     crypto_verify_result r;
-    crypto_cert_verify(cert, key, trusted, chain, NULL, (time_t)agent_now(a), &r);
+    crypto_cert_verify(cert, key, trusted, chain, crls, (time_t)agent_now(a), &r);
+    util_crl_stack_free(crls);
+    agent_crl_refresh(a, name); /* for the next verification */
     json_t *checks = json_array();
     for (size_t i = 0; i < r.count; i++)
         json_array_append_new(checks, json_pack("{s:s, s:b, s:b, s:s}", "name", r.checks[i].name, "ok",
@@ -292,6 +297,8 @@ int agent_register(agent *a, const char *user, json_t **result, util_error *err)
             log_error("applying the bindings of \"%s\": %s", regs[i].name, e.detail);
         log_info("registered \"%s\"%s%s", regs[i].name, regs[i].replaced[0] ? ", replacing " : "", regs[i].replaced);
     }
+    if (n > 0)
+        agent_crl_refresh(a, regs[n - 1].name);
     free(regs);
     *result = json_pack("{s:o, s:o}", "registered", registered, "deleted", deleted);
     return 0;

@@ -319,6 +319,20 @@ def manual_and_bindings(d, ca, errors):
        'key detail has the certificate and no private key', k)
     st, _, v = d.api('POST', '/api/v1/keys/Web1/verify')
     ok(st == 200 and v.get('valid') is True, 'the registered pair verifies against the stored CA', v)
+
+    def revocation():
+        st, _, v = d.api('POST', '/api/v1/keys/Web1/verify')
+        checks = {c['name']: c for c in (v or {}).get('checks', [])}
+        return v, checks.get('revocation', {})
+    # the CRL is fetched with GetCRL after registration and with each verification
+    got = wait_for(lambda: (lambda v, c: (v, c) if not c.get('skipped') else None)(*revocation()), 10, 0.2)
+    ok(got and got[1].get('ok') is True and got[1].get('detail') == 'not revoked' and got[0].get('valid') is True,
+       'verify checks revocation against the CA\'s CRL: not revoked', got)
+    r = ca.run('revoke', '--dir', ca.dir, k['serial'])
+    ok(r.returncode == 0, 'scepca revokes the certificate', r.stderr)
+    got = wait_for(lambda: (lambda v, c: (v, c) if c.get('ok') is False else None)(*revocation()), 10, 0.2)
+    ok(got and got[1].get('detail') == 'revoked' and got[0].get('valid') is False,
+       'after revocation, verify says revoked and not valid', got)
     st, _, cas = d.api('GET', '/api/v1/ca-certificates')
     ok(st == 200 and any('scepca test CA' in c.get('subject', '') for c in cas), 'CA certificate stored', cas)
 
