@@ -7,6 +7,8 @@
 #ifndef SCEPD_TESTS_HELPERS_H
 #define SCEPD_TESTS_HELPERS_H
 
+#include "tempdir.h"
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -75,9 +77,6 @@ X509 *h_vector_cert(const char *rel);
 
 /* ---- files ---- */
 
-/* A fresh directory under $TMPDIR (free() the path, h_rmtree() the dir). */
-char *h_tempdir(void);
-void h_rmtree(const char *dir);
 /* Writes bytes to dir/name and returns the malloc'd path. */
 char *h_write_file(const char *dir, const char *name, const void *data, size_t len);
 

@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tempdir.h"
 #include "agent/agent_internal.h"
 #include "http/http.h"
 #include "util/log.h"
@@ -82,14 +83,6 @@ static int64_t mono_ms(void)
 }
 
 /* ---- files ---- */
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static char *slurp(const char *path)
 {
@@ -428,8 +421,9 @@ static int setup(void **state)
 {
     fx *f = calloc(1, sizeof *f);
     assert_non_null(f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/test_agent.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
+    char *tmp = h_tempdir();
+    snprintf(f->dir, sizeof f->dir, "%s", tmp);
+    free(tmp);
     snprintf(f->state, sizeof f->state, "%s/state", f->dir);
     snprintf(f->cadir, sizeof f->cadir, "%s/ca", f->dir);
     int64_t t = (int64_t)time(NULL);
@@ -449,7 +443,7 @@ static int teardown(void **state)
     if (f->listen_fd >= 0)
         close(f->listen_fd);
     event_base_free(f->base);
-    nftw(f->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    h_rmtree(f->dir);
     free(f);
     return 0;
 }

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tempdir.h"
 #include "store/store.h"
 
 #define SECRET_KEY_PEM "-----BEGIN PRIVATE KEY-----\nSECRET-KEY-MARKER-4711\n-----END PRIVATE KEY-----\n"
@@ -40,21 +41,14 @@ static int64_t test_clock(void *arg)
     return ((fixture *)arg)->now;
 }
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
     util_error err = {0};
     assert_non_null(f);
-    snprintf(f->base, sizeof f->base, "/tmp/test_store.XXXXXX");
-    assert_non_null(mkdtemp(f->base));
+    char *tmp = h_tempdir();
+    snprintf(f->base, sizeof f->base, "%s", tmp);
+    free(tmp);
     snprintf(f->dir, sizeof f->dir, "%s/state", f->base);
     snprintf(f->db_path, sizeof f->db_path, "%s/%s", f->dir, STORE_DB_NAME);
     f->now = 1700000000;
@@ -68,7 +62,7 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     store_close(f->st);
-    nftw(f->base, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    h_rmtree(f->base);
     free(f);
     return 0;
 }

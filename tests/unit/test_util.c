@@ -22,32 +22,8 @@
 #include "util/error.h"
 #include "util/file.h"
 
-/* ---- temporary directory (test_util links util only, not helpers.c) ---- */
+#include "tempdir.h"
 
-static char *make_tempdir(void)
-{
-    const char *base = getenv("TMPDIR");
-    char tmpl[4096];
-    snprintf(tmpl, sizeof tmpl, "%s/scepd-util-XXXXXX", base && *base ? base : "/tmp");
-    char *dir = mkdtemp(tmpl);
-    assert_non_null(dir);
-    char *copy = strdup(dir);
-    assert_non_null(copy);
-    return copy;
-}
-
-static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void remove_tree(const char *dir)
-{
-    (void)nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 static char *join(const char *dir, const char *name)
 {
@@ -159,7 +135,7 @@ static void buf_secret_and_empty_take(void **state)
 static void file_read_and_cap(void **state)
 {
     (void)state;
-    char *dir = make_tempdir();
+    char *dir = h_tempdir();
     char *path = join(dir, "data.bin");
     char content[100];
     for (size_t i = 0; i < sizeof content; i++)
@@ -189,7 +165,7 @@ static void file_read_and_cap(void **state)
     assert_int_equal(len, 0);
     assert_int_equal(data[0], 0);
     free(data);
-    remove_tree(dir);
+    h_rmtree(dir);
     free(empty);
     free(missing);
     free(path);
@@ -199,7 +175,7 @@ static void file_read_and_cap(void **state)
 static void file_write_atomic_mode_and_replace(void **state)
 {
     (void)state;
-    char *dir = make_tempdir();
+    char *dir = h_tempdir();
     char *path = join(dir, "secret.pem");
     util_error err = {0};
     mode_t old_umask = umask(022);
@@ -241,7 +217,7 @@ static void file_write_atomic_mode_and_replace(void **state)
     assert_int_equal(err.code, UTIL_ERR_OUTPUT_FILE);
     assert_non_null(strstr(err.detail, "nodir/file"));
     assert_int_equal(count_entries(dir), 2);
-    remove_tree(dir);
+    h_rmtree(dir);
     free(bad);
     free(pub);
     free(path);
@@ -251,14 +227,14 @@ static void file_write_atomic_mode_and_replace(void **state)
 static void file_write_atomic_empty(void **state)
 {
     (void)state;
-    char *dir = make_tempdir();
+    char *dir = h_tempdir();
     char *path = join(dir, "empty");
     util_error err = {0};
     assert_int_equal(util_file_write_atomic(path, "", 0, 0600, &err), 0);
     struct stat st;
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(st.st_size, 0);
-    remove_tree(dir);
+    h_rmtree(dir);
     free(path);
     free(dir);
 }
