@@ -50,7 +50,7 @@ static void on_sigchld(evutil_socket_t fd, short what, void *arg)
             log_warn("a binding command (pid %d) exited with status %d", (int)pid, WEXITSTATUS(status));
 }
 
-int agent_settings_load(agent *a, util_error *err)
+static int settings_load(agent *a, util_error *err)
 {
     json_t *doc = NULL;
     if (store_doc_get(a->st, "scep_settings", &doc, err) != 0)
@@ -198,7 +198,7 @@ static int resume_requests(agent *a, util_error *err)
     if (auto_acquired && a->autoreq.auto_restart) {
         json_t *result = NULL;
         log_info("registering the auto request's acquired pair (automatic restart)");
-        rc = agent_register(a, "auto-restart", &result, err);
+        rc = agent_restart(a, "auto-restart", &result, err);
         json_decref(result);
     }
     return rc;
@@ -231,7 +231,7 @@ int agent_new(struct event_base *base, const agent_config *cfg, const char *admi
         goto fail;
     }
     if (open_state(a, err) != 0 || ensure_admin(a, admin_password, generated_password, err) != 0 ||
-        agent_settings_load(a, err) != 0 || agent_auto_load(a, err) != 0 ||
+        settings_load(a, err) != 0 || agent_auto_load(a, err) != 0 ||
         agent_ensure_tls_key(a, err) != 0 || agent_apply_bindings(a, NULL, err) != 0 ||
         resume_requests(a, err) != 0)
         goto fail;

@@ -152,7 +152,6 @@ int agent_auto_fire(agent *a, util_error *err) MUST_CHECK;
 /* keys.c */
 int agent_apply_bindings(agent *a, const char *only_key, util_error *err) MUST_CHECK;
 int agent_ensure_tls_key(agent *a, util_error *err) MUST_CHECK;
-int agent_register(agent *a, const char *user, json_t **result, util_error *err) MUST_CHECK;
 const agent_function *agent_function_find(const agent *a, const char *name);
 
 /* crl.c */
@@ -163,6 +162,5 @@ int agent_crl_for(agent *a, X509 *cert, STACK_OF(X509_CRL) **out) MUST_CHECK;
 
 /* settings helpers */
 int agent_client_config(const agent *a, client_config *cfg, char **url_out, util_error *err) MUST_CHECK;
-int agent_settings_load(agent *a, util_error *err) MUST_CHECK;
 
 #endif

@@ -275,7 +275,7 @@ int agent_apply_bindings(agent *a, const char *only_key, util_error *err)
     return 0;
 }
 
-int agent_register(agent *a, const char *user, json_t **result, util_error *err)
+int agent_restart(agent *a, const char *user, json_t **result, util_error *err)
 {
     store_registration *regs = NULL;
     size_t n = 0;
@@ -302,11 +302,6 @@ int agent_register(agent *a, const char *user, json_t **result, util_error *err)
     free(regs);
     *result = json_pack("{s:o, s:o}", "registered", registered, "deleted", deleted);
     return 0;
-}
-
-int agent_restart(agent *a, const char *user, json_t **result, util_error *err)
-{
-    return agent_register(a, user, result, err);
 }
 
 /* At first start the tls function gets a self-signed EC key pair. */

@@ -173,7 +173,7 @@ void agent_run_finished(agent *a, int64_t request_id, const char *state, const u
         agent_auto_request_done(a, request_id, state, err);
     if (acquired && is_auto && a->autoreq.auto_restart) {
         json_t *result = NULL;
-        if (agent_register(a, "auto-restart", &result, &e) != 0)
+        if (agent_restart(a, "auto-restart", &result, &e) != 0)
             log_error("automatic restart after acquisition failed: %s", e.detail);
         json_decref(result);
     }

@@ -26,10 +26,6 @@ typedef struct api api;
 
 typedef struct api_config {
     size_t max_body; /* larger bodies: 413 body_too_large; 0: 64 KiB */
-    /* Reserved: the API keeps no time of its own today (session expiry and
-     * login throttling are the agent's). NULL: time(NULL). */
-    int64_t (*clock)(void *arg);
-    void *clock_arg;
 } api_config;
 
 /* One HTTP request, borrowed for the call. */

@@ -22,8 +22,6 @@ struct client_async {
     size_t query_len;
     time_t now;
     enum step step;
-    bool in_flight;
-    bool cancelled;
     client_async_cb cb;
     void *arg;
 };
@@ -36,9 +34,7 @@ static void op_free(client_async *op)
 
 static void done(client_async *op, int rc, const util_error *err)
 {
-    op->in_flight = false;
-    if (!op->cancelled)
-        op->cb(op->arg, rc, err);
+    op->cb(op->arg, rc, err);
     op_free(op);
 }
 
@@ -71,7 +67,6 @@ static int issue(client_async *op, util_error *err)
     else
         rc = http_client_get(op->hc, &op->cfg->http, url, on_response, op, err);
     free(url);
-    op->in_flight = rc == 0;
     return rc;
 }
 
@@ -88,7 +83,6 @@ static void on_response(void *arg, int rc, http_response *resp, const util_error
 {
     client_async *op = arg;
     util_error err = {0};
-    op->in_flight = false;
     switch (op->step) {
     case STEP_CAPS:
         if (rc != 0 && net->code != UTIL_ERR_NET_RESET) {
@@ -169,16 +163,6 @@ client_async *client_async_pki(http_client *hc, const client_config *cfg, const 
         return NULL;
     }
     return op;
-}
-
-void client_async_cancel(client_async *op)
-{
-    if (!op)
-        return;
-    if (op->in_flight)
-        op->cancelled = true; /* freed when its transfer completes */
-    else
-        op_free(op);
 }
 
 void client_async_abandon(client_async *op)

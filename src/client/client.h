@@ -160,10 +160,8 @@ client_async *client_async_pki(http_client *hc, const client_config *cfg, const 
                                const client_transaction *t, int type, const uint8_t *message_data,
                                size_t message_data_len, time_t now, client_result *r,
                                client_async_cb cb, void *arg, util_error *err);
-/* Stops an operation: its callback will not run (it is freed when its
- * transfer ends). */
-void client_async_cancel(client_async *op);
-/* Frees an operation whose transfer was cancelled by http_client_free. */
+/* Frees an operation whose transfer was cancelled by http_client_free (an
+ * operation cannot be stopped otherwise: free the http_client first). */
 void client_async_abandon(client_async *op);
 
 #endif
