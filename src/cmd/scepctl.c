@@ -473,34 +473,6 @@ out:
     return rc;
 }
 
-/* The renewal request keeps the old certificate's subject, SANs and key usage. */
-static int renewal_params(X509 *old, crypto_csr_params *p, char *sans, size_t sans_len, char *subject,
-                          size_t subject_len)
-{
-    crypto_cert_info info;
-    crypto_cert_info_get(old, &info);
-    snprintf(subject, subject_len, "%s", info.subject);
-    char *one_line = X509_NAME_oneline(X509_get_subject_name(old), NULL, 0);
-    if (one_line) {
-        snprintf(subject, subject_len, "%s", one_line);
-        OPENSSL_free(one_line);
-    }
-    p->subject = subject;
-    snprintf(sans, sans_len, "%s", info.san);
-    for (char *tok = strtok(sans, ","); tok && p->san_count < CRYPTO_MAX_SANS; tok = strtok(NULL, ",")) {
-        while (*tok == ' ')
-            tok++;
-        p->sans[p->san_count++] = tok;
-    }
-    if (!p->key_usage_set && (X509_get_extension_flags(old) & EXFLAG_KUSAGE)) {
-        uint32_t ku = X509_get_key_usage(old);
-        p->key_usage = (ku & KU_DIGITAL_SIGNATURE ? CRYPTO_KU_DIGITAL_SIGNATURE : 0) |
-                       (ku & KU_KEY_ENCIPHERMENT ? CRYPTO_KU_KEY_ENCIPHERMENT : 0);
-        p->key_usage_set = true;
-    }
-    return 0;
-}
-
 static int renewal_type(const options *o, const client_server *srv, int *type, util_error *err)
 {
     const char *mode = o->mode ? o->mode : "auto";
@@ -524,7 +496,6 @@ static int cmd_renew(options *o, util_error *err)
     uint8_t *csr = NULL;
     size_t csr_len = 0;
     crypto_csr_params params;
-    char sans[1024], subject[1024];
     int rc = -1;
     if (need(o->cfg.url, "-u URL", err) || need(o->key, "--key OLD.key", err) ||
         need(o->cert, "--cert OLD.crt", err) || need(o->key_out, "--key-out", err) ||
@@ -561,9 +532,7 @@ static int cmd_renew(options *o, util_error *err)
     client_choose(&o->cfg, &s.server, &s.txn.choice);
     if (renewal_type(o, &s.server, &s.txn.request_type, err) != 0)
         goto out;
-    renewal_params(s.txn.signer_cert, &params, sans, sizeof sans, subject, sizeof subject);
-    if (o->subject)
-        params.subject = o->subject;
+    params.renew_from = s.txn.signer_cert; /* NDES: the subject must equal the old one's */
     params.digest = s.txn.choice.digest;
     if (build_request(&params, s.txn.new_key, &csr, &csr_len, &s.txn.subject, err) != 0 ||
         scep_transaction_id(s.txn.new_key, s.txn.transaction_id, err) != 0)

@@ -102,6 +102,8 @@ typedef struct crypto_csr_params {
     const char *common_name;
     const char *organization;       /* optional */
     const char *subject;            /* optional full DN; overrides CN/O */
+    X509 *renew_from;               /* renewal: subject, SANs and key usage of this certificate,
+                                       each unless given above */
     const char *org_unit, *locality, *state, *country, *email;  /* optional */
     const char *sans[CRYPTO_MAX_SANS];    /* "dns:x", "ip:1.2.3.4", "email:a@b", "uri:..." */
     size_t san_count;

@@ -51,6 +51,10 @@ static int build_subject(const crypto_csr_params *p, X509_NAME **out, util_error
 {
     if (p->subject && *p->subject)
         return crypto_name_parse(p->subject, out, err);
+    if (p->renew_from && (!p->common_name || !*p->common_name)) {
+        *out = X509_NAME_dup(X509_get_subject_name(p->renew_from));
+        return *out ? 0 : util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+    }
     if (!p->common_name || !*p->common_name)
         return util_error_set(err, UTIL_ERR_INVALID_SUBJECT, "the common name is empty");
     if (p->country && strlen(p->country) != 2)
@@ -125,14 +129,27 @@ static int add_extensions(const crypto_csr_params *p, EVP_PKEY *key, X509_REQ *r
     if (!exts)
         goto oom;
     crypto_key_usage usage = p->key_usage;
-    if (!p->key_usage_set)
+    if (!p->key_usage_set && p->renew_from && (X509_get_extension_flags(p->renew_from) & EXFLAG_KUSAGE)) {
+        uint32_t old = X509_get_key_usage(p->renew_from);
+        usage = (old & KU_DIGITAL_SIGNATURE ? CRYPTO_KU_DIGITAL_SIGNATURE : 0) |
+                (old & KU_KEY_ENCIPHERMENT ? CRYPTO_KU_KEY_ENCIPHERMENT : 0);
+    } else if (!p->key_usage_set) {
         usage = EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA ? CRYPTO_KU_BOTH : CRYPTO_KU_DIGITAL_SIGNATURE;
+    }
     if (usage != CRYPTO_KU_NONE) {
         ku = ASN1_BIT_STRING_new();
         if (!ku || ((usage & CRYPTO_KU_DIGITAL_SIGNATURE) && !ASN1_BIT_STRING_set_bit(ku, 0, 1)) ||
             ((usage & CRYPTO_KU_KEY_ENCIPHERMENT) && !ASN1_BIT_STRING_set_bit(ku, 2, 1)) ||
             !X509V3_add1_i2d(&exts, NID_key_usage, ku, 1, X509V3_ADD_DEFAULT))
             goto oom;
+    }
+    int old_san = p->renew_from ? X509_get_ext_by_NID(p->renew_from, NID_subject_alt_name, -1) : -1;
+    if (!p->san_count && old_san >= 0) {
+        X509_EXTENSION *ext = X509_EXTENSION_dup(X509_get_ext(p->renew_from, old_san));
+        if (!ext || !sk_X509_EXTENSION_push(exts, ext)) {
+            X509_EXTENSION_free(ext);
+            goto oom;
+        }
     }
     if (p->san_count) {
         sans = GENERAL_NAMES_new();

@@ -234,6 +234,56 @@ static void csr_subject_and_signature(void **state)
     X509_REQ_free(req);
 }
 
+/* Renewal: subject (exactly, as NDES compares it), SANs and key usage come
+ * from the old certificate unless given. */
+static void csr_renew_from(void **state)
+{
+    fixture *f = *state;
+    X509 *old = h_cert_issue(f->ca, f->ca_key, f->rsa, "CN=printer/7,O=Ex\\, Inc.,C=US", KU_DIGITAL_SIGNATURE);
+    GENERAL_NAMES *sans = GENERAL_NAMES_new();
+    GENERAL_NAME *g = GENERAL_NAME_new();
+    ASN1_IA5STRING *uri = ASN1_IA5STRING_new();
+    ASN1_STRING_set(uri, "https://a.example/x,y", -1); /* a comma inside a name */
+    GENERAL_NAME_set0_value(g, GEN_URI, uri);
+    sk_GENERAL_NAME_push(sans, g);
+    assert_int_equal(X509_add1_ext_i2d(old, NID_subject_alt_name, sans, 0, 0), 1);
+    GENERAL_NAMES_free(sans);
+    crypto_csr_params p = {.renew_from = old};
+    X509_REQ *req = build_csr(&p, f->ec256);
+    assert_int_equal(X509_NAME_cmp(X509_REQ_get_subject_name(req), X509_get_subject_name(old)), 0);
+    STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
+    ASN1_BIT_STRING *ku = X509V3_get_d2i(exts, NID_key_usage, NULL, NULL);
+    assert_non_null(ku);
+    assert_true(ASN1_BIT_STRING_get_bit(ku, 0));  /* digitalSignature, as the old one */
+    assert_false(ASN1_BIT_STRING_get_bit(ku, 2)); /* not keyEncipherment */
+    GENERAL_NAMES *got = X509V3_get_d2i(exts, NID_subject_alt_name, NULL, NULL);
+    assert_non_null(got);
+    assert_int_equal(sk_GENERAL_NAME_num(got), 1);
+    int type;
+    ASN1_STRING *v = GENERAL_NAME_get0_value(sk_GENERAL_NAME_value(got, 0), &type);
+    assert_int_equal(type, GEN_URI);
+    assert_string_equal((const char *)ASN1_STRING_get0_data(v), "https://a.example/x,y");
+    GENERAL_NAMES_free(got);
+    ASN1_BIT_STRING_free(ku);
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    X509_REQ_free(req);
+    /* what is given wins */
+    crypto_csr_params q = {.renew_from = old, .common_name = "new", .sans = {"dns:new.example"}, .san_count = 1};
+    req = build_csr(&q, f->ec256);
+    char subject[128];
+    crypto_name_oneline(X509_REQ_get_subject_name(req), subject, sizeof subject);
+    assert_string_equal(subject, "CN=new");
+    exts = X509_REQ_get_extensions(req);
+    got = X509V3_get_d2i(exts, NID_subject_alt_name, NULL, NULL);
+    assert_int_equal(sk_GENERAL_NAME_num(got), 1);
+    v = GENERAL_NAME_get0_value(sk_GENERAL_NAME_value(got, 0), &type);
+    assert_int_equal(type, GEN_DNS);
+    GENERAL_NAMES_free(got);
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    X509_REQ_free(req);
+    X509_free(old);
+}
+
 static void csr_bad_subject(void **state)
 {
     fixture *f = *state;
@@ -803,6 +853,7 @@ int main(void)
         cmocka_unit_test(key_generate_each),
         cmocka_unit_test(key_pem_round_trip_and_file),
         cmocka_unit_test(csr_subject_and_signature),
+        cmocka_unit_test(csr_renew_from),
         cmocka_unit_test(csr_bad_subject),
         cmocka_unit_test(csr_sans_of_each_type),
         cmocka_unit_test(csr_invalid_san),
