@@ -277,7 +277,7 @@ static json_t *latest_request(agent *a)
     json_t *out = json_null();
     if (store_request_list(a->st, 1, false, &rows, &n, &err) == 0 && n == 1) {
         json_decref(out);
-        out = agent_request_get(a, rows[0].id, &err);
+        out = agent_request_json(&rows[0]);
         if (!out)
             out = json_null();
     }

@@ -36,7 +36,7 @@ static const char *state_text(const char *state)
     return state;
 }
 
-static json_t *request_json(const store_request *r)
+json_t *agent_request_json(const store_request *r)
 {
     json_t *params = r->params ? json_deep_copy(r->params) : json_object();
     /* a pending or failed request keeps its last error for display */
@@ -54,7 +54,7 @@ json_t *agent_request_get(agent *a, int64_t id, util_error *err)
     store_request r;
     if (store_request_get(a->st, id, &r, err) != 0)
         return NULL;
-    json_t *j = request_json(&r);
+    json_t *j = agent_request_json(&r);
     store_request_clear(&r);
     return j;
 }
@@ -67,7 +67,7 @@ json_t *agent_request_list(agent *a, util_error *err)
         return NULL;
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
-        json_array_append_new(arr, request_json(&rows[i]));
+        json_array_append_new(arr, agent_request_json(&rows[i]));
         store_request_clear(&rows[i]);
     }
     free(rows);

@@ -123,7 +123,8 @@ bool agent_key_name_valid(const char *name)
     return true;
 }
 
-static int get_list(const json_t *in, const char *name, char (*out)[128], size_t width, size_t max,
+/* Copies a string array into `max` slots of `width` bytes starting at out. */
+static int get_list(const json_t *in, const char *name, char *out, size_t width, size_t max,
                     size_t *count, util_error *err)
 {
     json_t *arr = json_object_get(in, name);
@@ -144,7 +145,7 @@ static int get_list(const json_t *in, const char *name, char (*out)[128], size_t
         for (const char *c = s; *c; c++)
             if ((unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f)
                 return bad(err, "", name, "entries must be printable ASCII without spaces");
-        snprintf((char *)out + i * width, width, "%s", s);
+        snprintf(out + i * width, width, "%s", s);
         (*count)++;
     }
     return 0;
@@ -207,8 +208,8 @@ int agent_parse_key_params(const json_t *in, agent_key_params *out, util_error *
     json_t *pw = json_object_get(in, "challenge_password");
     p.challenge_set = pw != NULL;
     if (get_text(in, "challenge_password", "", p.challenge, sizeof p.challenge, false, err) ||
-        get_list(in, "sans", p.sans, sizeof p.sans[0], AGENT_MAX_SANS, &p.san_count, err) ||
-        get_list(in, "eku", (char (*)[128])p.ekus, sizeof p.ekus[0], AGENT_MAX_EKUS, &p.eku_count, err))
+        get_list(in, "sans", p.sans[0], sizeof p.sans[0], AGENT_MAX_SANS, &p.san_count, err) ||
+        get_list(in, "eku", p.ekus[0], sizeof p.ekus[0], AGENT_MAX_EKUS, &p.eku_count, err))
         return -1;
     for (size_t i = 0; i < p.san_count; i++)
         if (check_san(p.sans[i]) != 0)
