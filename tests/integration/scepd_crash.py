@@ -245,10 +245,28 @@ def read_store(path, uri_ro):
         conn.close()
 
 
+def live(read):
+    """A read of the store while scepd runs. A read-only connection can meet
+    a transient state of the WAL files (a checkpoint, recovery after a kill):
+    such a read is retried, briefly and a bounded number of times; a
+    persistent error still fails the test."""
+    def wrapper(db):
+        for attempt in range(50):
+            try:
+                return read(db)
+            except sqlite3.OperationalError:
+                if attempt == 49:
+                    raise
+                time.sleep(0.02)
+    return wrapper
+
+
+@live
 def snapshot_live(db):
     return read_store(db, True)
 
 
+@live
 def read_requests(db):
     """Only the requests' states: cheap enough to poll every millisecond."""
     conn = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=10)
