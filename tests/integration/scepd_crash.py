@@ -593,7 +593,13 @@ class CrashTest:
 
     # ---- API helpers (unkilled)
     def must(self, method, path, body=None, want=(200,)):
-        st, doc = self.api.call(method, path, body)
+        try:
+            st, doc = self.api.call(method, path, body)
+        except (OSError, http.client.HTTPException) as e:
+            # scepd was not killed here: it must answer. Show why it did not.
+            raise Fail("%s %s: no answer (%s); scepd %s; log:\n%s" % (
+                method, path, e, "exited with %s" % self.proc.returncode if self.proc.poll() is not None
+                else "is running", tail(self.scepd_log, 40)))
         if st not in want:
             raise Fail("%s %s: HTTP %s %s" % (method, path, st, json.dumps(doc)[:300]))
         return doc
