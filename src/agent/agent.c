@@ -129,8 +129,9 @@ int agent_client_config(const agent *a, client_config *cfg, char **url_out, util
     cfg->http.ca_file = s->ca_file[0] ? s->ca_file : NULL;
     cfg->http.pin_sha256 = s->tls_pin[0] ? s->tls_pin : NULL;
     cfg->http.proxy = s->proxy[0] ? s->proxy : "";
-    cfg->method = !strcmp(s->method, "get") ? CLIENT_METHOD_GET
-                : !strcmp(s->method, "post") ? CLIENT_METHOD_POST : CLIENT_METHOD_AUTO;
+    cfg->method = !strcmp(s->method, "get")    ? CLIENT_METHOD_GET
+                  : !strcmp(s->method, "post") ? CLIENT_METHOD_POST
+                                               : CLIENT_METHOD_AUTO;
     *url_out = url;
     return 0;
 }
@@ -217,7 +218,8 @@ int agent_new(struct event_base *base, const agent_config *cfg, const char *admi
     snprintf(a->state_dir, sizeof a->state_dir, "%s", cfg->state_dir);
     a->cfg.state_dir = a->state_dir;
     if (!agent_function_find(a, "tls") && a->cfg.function_count < AGENT_MAX_FUNCTIONS) {
-        memmove(&a->cfg.functions[1], &a->cfg.functions[0], a->cfg.function_count * sizeof a->cfg.functions[0]);
+        memmove(&a->cfg.functions[1], &a->cfg.functions[0],
+                a->cfg.function_count * sizeof a->cfg.functions[0]);
         memset(&a->cfg.functions[0], 0, sizeof a->cfg.functions[0]);
         snprintf(a->cfg.functions[0].name, sizeof a->cfg.functions[0].name, "tls");
         a->cfg.function_count++;
@@ -231,9 +233,8 @@ int agent_new(struct event_base *base, const agent_config *cfg, const char *admi
         goto fail;
     }
     if (open_state(a, err) != 0 || ensure_admin(a, admin_password, generated_password, err) != 0 ||
-        settings_load(a, err) != 0 || agent_auto_load(a, err) != 0 ||
-        agent_ensure_tls_key(a, err) != 0 || agent_apply_bindings(a, NULL, err) != 0 ||
-        resume_requests(a, err) != 0)
+        settings_load(a, err) != 0 || agent_auto_load(a, err) != 0 || agent_ensure_tls_key(a, err) != 0 ||
+        agent_apply_bindings(a, NULL, err) != 0 || resume_requests(a, err) != 0)
         goto fail;
     agent_schedule(a);
     *out = a;
@@ -309,16 +310,15 @@ json_t *agent_status(agent *a)
     char now[32];
     agent_time_format(agent_now(a), now, sizeof now);
     const agent_auto_state *s = &a->auto_state;
-    json_t *auto_status = json_pack("{s:b, s:o, s:i, s:o, s:i, s:o}", "enabled", a->autoreq.enabled,
-                                    "next_run", agent_time_json(s->next_run), "jitter_s", s->jitter_s,
-                                    "last_result", s->last_result[0] ? json_string(s->last_result) : json_null(),
-                                    "attempts_left", s->attempts_left, "last_request_id",
-                                    s->last_request_id ? json_integer(s->last_request_id) : json_null());
+    json_t *auto_status = json_pack(
+        "{s:b, s:o, s:i, s:o, s:i, s:o}", "enabled", a->autoreq.enabled, "next_run",
+        agent_time_json(s->next_run), "jitter_s", s->jitter_s, "last_result",
+        s->last_result[0] ? json_string(s->last_result) : json_null(), "attempts_left", s->attempts_left,
+        "last_request_id", s->last_request_id ? json_integer(s->last_request_id) : json_null());
     return json_pack("{s:s, s:s, s:o, s:o, s:i, s:i, s:i, s:b}", "version", SCEPD_VERSION, "time", now,
-                     "latest_request", latest_request(a), "auto_request", auto_status,
-                     "pending_registration", count_state(a, "acquired"), "registered_keys",
-                     count_state(a, "registered"), "max_keys", a->cfg.max_keys, "scep_configured",
-                     a->settings.url[0] != '\0');
+                     "latest_request", latest_request(a), "auto_request", auto_status, "pending_registration",
+                     count_state(a, "acquired"), "registered_keys", count_state(a, "registered"), "max_keys",
+                     a->cfg.max_keys, "scep_configured", a->settings.url[0] != '\0');
 }
 
 static int metric(util_buf *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -340,12 +340,14 @@ int agent_metrics(agent *a, util_buf *out)
     for (int i = 0; i < 4; i++)
         rc |= metric(out, "scepd_requests_total{outcome=\"%s\"} %lld\n", outcomes[i],
                      (long long)a->metric_requests[i]);
-    rc |= metric(out, "# HELP scepd_auto_request_next_run_timestamp_seconds Next automatic request, 0 when none.\n"
-                      "# TYPE scepd_auto_request_next_run_timestamp_seconds gauge\n"
-                      "scepd_auto_request_next_run_timestamp_seconds %lld\n",
+    rc |= metric(out,
+                 "# HELP scepd_auto_request_next_run_timestamp_seconds Next automatic request, 0 when none.\n"
+                 "# TYPE scepd_auto_request_next_run_timestamp_seconds gauge\n"
+                 "scepd_auto_request_next_run_timestamp_seconds %lld\n",
                  (long long)(a->autoreq.enabled ? a->auto_state.next_run : 0));
-    rc |= metric(out, "# HELP scepd_certificate_expiry_timestamp_seconds notAfter of each key's certificate.\n"
-                      "# TYPE scepd_certificate_expiry_timestamp_seconds gauge\n");
+    rc |=
+        metric(out, "# HELP scepd_certificate_expiry_timestamp_seconds notAfter of each key's certificate.\n"
+                    "# TYPE scepd_certificate_expiry_timestamp_seconds gauge\n");
     store_key *keys = NULL;
     size_t n = 0;
     util_error err;
@@ -371,7 +373,8 @@ json_t *agent_ca_certs(agent *a, util_error *err)
         return NULL;
     size_t i;
     json_t *row;
-    json_array_foreach(rows, i, row) {
+    json_array_foreach(rows, i, row)
+    {
         X509 *cert = NULL;
         const char *pem = json_string_value(json_object_get(row, "pem"));
         util_error ignored;

@@ -29,21 +29,21 @@ struct event_base;
 /* A function a key can be bound to ("tls", "ieee8021x", ...), from the config. */
 typedef struct agent_function {
     char name[32];
-    char export_key[256];       /* PEM paths written after a change, "" for none */
+    char export_key[256]; /* PEM paths written after a change, "" for none */
     char export_cert[256];
     char export_chain[256];
-    char command[512];          /* run with /bin/sh -c after the exports, "" for none */
+    char command[512]; /* run with /bin/sh -c after the exports, "" for none */
 } agent_function;
 
 typedef struct agent_config {
     const char *state_dir;
-    int max_keys;                            /* default 10 */
+    int max_keys;                                  /* default 10 */
     agent_function functions[AGENT_MAX_FUNCTIONS]; /* "tls" is always present */
     size_t function_count;
-    const char *initial_url;                 /* SCEP server used when the store has none */
+    const char *initial_url; /* SCEP server used when the store has none */
     /* Injected for tests; NULL: time(NULL) and RAND_bytes. */
     int64_t (*clock)(void *arg);
-    uint32_t (*random)(void *arg, uint32_t bound);   /* uniform in [0, bound) */
+    uint32_t (*random)(void *arg, uint32_t bound); /* uniform in [0, bound) */
     void *hook_arg;
     /* Called on the event loop when the key bound to "tls" changes
      * (registration, binding). PEMs are borrowed for the call. */
@@ -109,16 +109,15 @@ typedef enum agent_role { AGENT_ROLE_NONE = 0, AGENT_ROLE_VIEWER, AGENT_ROLE_ADM
 int agent_login(agent *a, const char *user, const char *password, agent_role *role,
                 util_error *err) MUST_CHECK;
 /* Creates a session; *token (cookie value) and *csrf are malloc'd. */
-int agent_session_new(agent *a, const char *user, char **token, char **csrf,
-                      util_error *err) MUST_CHECK;
+int agent_session_new(agent *a, const char *user, char **token, char **csrf, util_error *err) MUST_CHECK;
 /* Resolves a cookie token; UNAUTHORIZED when unknown or idle for longer than
  * the idle timeout. Refreshes last_seen. user is 64 bytes, csrf 65. */
 int agent_session_check(agent *a, const char *token, char *user, agent_role *role, char *csrf,
                         util_error *err) MUST_CHECK;
 void agent_session_end(agent *a, const char *token);
 /* Creates or updates a user (admin only, enforced by the API). */
-int agent_user_put(agent *a, const char *name, const char *password, agent_role role,
-                   const char *by, util_error *err) MUST_CHECK;
+int agent_user_put(agent *a, const char *name, const char *password, agent_role role, const char *by,
+                   util_error *err) MUST_CHECK;
 const char *agent_role_name(agent_role role);
 
 #endif

@@ -18,18 +18,18 @@
 
 typedef struct agent_key_params {
     char key_name[AGENT_NAME_MAX + 1];
-    char signature_algorithm[8];   /* sha1 sha256 sha384 sha512 */
-    char key_algorithm[8];         /* rsa ecdsa */
-    int key_length;                /* rsa 1024..4096, ecdsa 256/384 */
+    char signature_algorithm[8]; /* sha1 sha256 sha384 sha512 */
+    char key_algorithm[8];       /* rsa ecdsa */
+    int key_length;              /* rsa 1024..4096, ecdsa 256/384 */
     char organization[65];
     char common_name[65];
-    char key_usage[24];            /* none digital_signature key_encipherment both */
+    char key_usage[24]; /* none digital_signature key_encipherment both */
     char sans[AGENT_MAX_SANS][128];
     size_t san_count;
     char ekus[AGENT_MAX_EKUS][64];
     size_t eku_count;
-    char challenge[256];           /* secret; "" when none */
-    bool challenge_set;            /* the input carried the field */
+    char challenge[256]; /* secret; "" when none */
+    bool challenge_set;  /* the input carried the field */
 } agent_key_params;
 
 typedef struct agent_settings {
@@ -41,8 +41,8 @@ typedef struct agent_settings {
     char tls_pin[100];
     char proxy[256];
     char ca_identifier[128];
-    char method[8];                /* auto get post */
-    int poll_interval_s;           /* manual requests */
+    char method[8];      /* auto get post */
+    int poll_interval_s; /* manual requests */
     int poll_max;
 } agent_settings;
 
@@ -72,7 +72,7 @@ json_t *agent_auto_json(const agent_auto *a);
 bool agent_key_name_valid(const char *name);
 int agent_time_parse(const char *text, int64_t *out);
 void agent_time_format(int64_t t, char *out, size_t len);
-json_t *agent_time_json(int64_t t);   /* null for 0 */
+json_t *agent_time_json(int64_t t); /* null for 0 */
 
 /* ---- the agent ---- */
 
@@ -80,13 +80,13 @@ typedef struct agent_run agent_run;
 typedef struct agent_crl_fetch agent_crl_fetch;
 
 typedef struct agent_auto_state {
-    int64_t base;           /* scheduled time of the current/next run before jitter */
-    int jitter_s;           /* drawn once per run */
-    int64_t next_run;       /* base + jitter; 0: none */
+    int64_t base;     /* scheduled time of the current/next run before jitter */
+    int jitter_s;     /* drawn once per run */
+    int64_t next_run; /* base + jitter; 0: none */
     int attempts_left;
-    char last_result[48];   /* "acquired", "registered", or an error code */
+    char last_result[48]; /* "acquired", "registered", or an error code */
     int64_t last_request_id;
-    char current_key[AGENT_NAME_MAX + 1];  /* the pair the last auto request produced */
+    char current_key[AGENT_NAME_MAX + 1]; /* the pair the last auto request produced */
 } agent_auto_state;
 
 struct agent {
@@ -111,13 +111,13 @@ struct agent {
     uint8_t *auto_challenge_sealed;
     size_t auto_challenge_sealed_len;
     agent_auto_state auto_state;
-    agent_run *run;         /* at most one request runs at a time */
-    agent_run **finished;   /* ended runs, freed from the loop (their callbacks were on the stack) */
+    agent_run *run;       /* at most one request runs at a time */
+    agent_run **finished; /* ended runs, freed from the loop (their callbacks were on the stack) */
     size_t finished_count;
     struct event *reaper;
     agent_crl_fetch *crl_fetch; /* a GetCRL in flight */
     int64_t crl_next_try;
-    struct event *tick;     /* the scheduler's timer */
+    struct event *tick; /* the scheduler's timer */
     struct event *sigchld;
     int64_t metric_requests[4]; /* acquired, failed, pending polls, registered */
 };
@@ -132,7 +132,7 @@ void agent_tick(agent *a);
 /* request.c */
 int agent_run_start(agent *a, const store_request *row, util_error *err) MUST_CHECK;
 void agent_run_free(agent_run *run);
-int64_t agent_run_due(const agent_run *run);     /* 0: not waiting on a timer */
+int64_t agent_run_due(const agent_run *run); /* 0: not waiting on a timer */
 void agent_run_wake(agent_run *run);
 int agent_request_insert(agent *a, const char *kind, const agent_key_params *p, const char *key_name,
                          const char *replaces, const char *signer_cert_pem, const char *signer_key_pem,
@@ -160,7 +160,7 @@ const agent_function *agent_function_find(const agent *a, const char *name);
 void agent_crl_refresh(agent *a, const char *key_name);
 void agent_crl_abandon(agent *a);
 /* The stored CRL when its issuer issued cert (*out NULL otherwise). */
-int agent_crl_for(agent *a, X509 *cert, STACK_OF(X509_CRL) **out) MUST_CHECK;
+int agent_crl_for(agent *a, X509 *cert, STACK_OF(X509_CRL) * *out) MUST_CHECK;
 
 /* settings helpers */
 int agent_client_config(const agent *a, client_config *cfg, char **url_out, util_error *err) MUST_CHECK;

@@ -19,7 +19,9 @@ const char *agent_role_name(agent_role role)
 
 static agent_role role_from(const char *name)
 {
-    return !strcmp(name, "admin") ? AGENT_ROLE_ADMIN : !strcmp(name, "viewer") ? AGENT_ROLE_VIEWER : AGENT_ROLE_NONE;
+    return !strcmp(name, "admin")    ? AGENT_ROLE_ADMIN
+           : !strcmp(name, "viewer") ? AGENT_ROLE_VIEWER
+                                     : AGENT_ROLE_NONE;
 }
 
 #define LOGIN_CACHE_SECONDS 60
@@ -168,7 +170,8 @@ int agent_session_new(agent *a, const char *user, char **token, char **csrf, uti
     return 0;
 }
 
-int agent_session_check(agent *a, const char *token, char *user, agent_role *role, char *csrf, util_error *err)
+int agent_session_check(agent *a, const char *token, char *user, agent_role *role, char *csrf,
+                        util_error *err)
 {
     char hash[65];
     store_session s;
@@ -183,7 +186,8 @@ int agent_session_check(agent *a, const char *token, char *user, agent_role *rol
     if (s.last_seen + AGENT_SESSION_IDLE_S < now) {
         if (store_session_delete(a->st, hash, &e) != 0)
             log_warn("ending a session: %s", e.detail);
-        return util_error_set(err, UTIL_ERR_UNAUTHORIZED, "the session expired after %d minutes idle; log in again",
+        return util_error_set(err, UTIL_ERR_UNAUTHORIZED,
+                              "the session expired after %d minutes idle; log in again",
                               AGENT_SESSION_IDLE_S / 60);
     }
     if (store_user_get(a->st, s.user, &u, &e) != 0)

@@ -133,7 +133,7 @@ void agent_crl_refresh(agent *a, const char *key_name)
     }
 }
 
-int agent_crl_for(agent *a, X509 *cert, STACK_OF(X509_CRL) **out)
+int agent_crl_for(agent *a, X509 *cert, STACK_OF(X509_CRL) * *out)
 {
     json_t *doc = NULL;
     util_error err;

@@ -41,10 +41,11 @@ static json_t *cert_summary(const char *pem)
     crypto_cert_info_get(cert, &info);
     X509_free(cert);
     return json_pack("{s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "subject", info.subject,
-                     "issuer", info.issuer, "serial", info.serial, "not_before", agent_time_json(info.not_before),
-                     "not_after", agent_time_json(info.not_after), "key_algorithm", info.key, "signature_algorithm",
-                     info.signature_alg, "key_usage", info.key_usage, "ext_key_usage", info.ext_key_usage, "san",
-                     info.san, "sha256", info.sha256, "sha1", info.sha1);
+                     "issuer", info.issuer, "serial", info.serial, "not_before",
+                     agent_time_json(info.not_before), "not_after", agent_time_json(info.not_after),
+                     "key_algorithm", info.key, "signature_algorithm", info.signature_alg, "key_usage",
+                     info.key_usage, "ext_key_usage", info.ext_key_usage, "san", info.san, "sha256",
+                     info.sha256, "sha1", info.sha1);
 }
 
 static json_t *key_json(const store_key *k, const store_binding *b, size_t nb, bool detail)
@@ -120,7 +121,7 @@ int agent_key_delete(agent *a, const char *name, const char *user, util_error *e
     return store_key_delete(a->st, name, user, err);
 }
 
-static int stored_ca_certs(agent *a, STACK_OF(X509) **out, util_error *err)
+static int stored_ca_certs(agent *a, STACK_OF(X509) * *out, util_error *err)
 {
     json_t *rows = NULL;
     if (store_ca_certs_get(a->st, &rows, err) != 0)
@@ -128,7 +129,8 @@ static int stored_ca_certs(agent *a, STACK_OF(X509) **out, util_error *err)
     STACK_OF(X509) *certs = sk_X509_new_null();
     size_t i;
     json_t *row;
-    json_array_foreach(rows, i, row) {
+    json_array_foreach(rows, i, row)
+    {
         const char *pem = json_string_value(json_object_get(row, "pem"));
         X509 *x = NULL;
         util_error ignored;
@@ -194,12 +196,14 @@ json_t *agent_binding_list(agent *a, util_error *err)
         for (size_t j = 0; j < nb; j++)
             if (!strcmp(b[j].function, f->name))
                 key = b[j].key_name;
-        json_t *exports = json_pack("{s:o, s:o, s:o}", "key", f->export_key[0] ? json_string(f->export_key) : json_null(),
-                                    "cert", f->export_cert[0] ? json_string(f->export_cert) : json_null(), "chain",
-                                    f->export_chain[0] ? json_string(f->export_chain) : json_null());
-        json_array_append_new(arr, json_pack("{s:s, s:o, s:o, s:o}", "function", f->name, "key_name",
-                                             key[0] ? json_string(key) : json_null(), "export", exports, "command",
-                                             f->command[0] ? json_string(f->command) : json_null()));
+        json_t *exports =
+            json_pack("{s:o, s:o, s:o}", "key", f->export_key[0] ? json_string(f->export_key) : json_null(),
+                      "cert", f->export_cert[0] ? json_string(f->export_cert) : json_null(), "chain",
+                      f->export_chain[0] ? json_string(f->export_chain) : json_null());
+        json_array_append_new(arr,
+                              json_pack("{s:s, s:o, s:o, s:o}", "function", f->name, "key_name",
+                                        key[0] ? json_string(key) : json_null(), "export", exports, "command",
+                                        f->command[0] ? json_string(f->command) : json_null()));
     }
     free(b);
     return arr;
@@ -211,9 +215,8 @@ int agent_binding_put(agent *a, const char *function, const json_t *in, const ch
         return util_error_set(err, UTIL_ERR_NOT_FOUND, "function \"%s\" is not configured", function);
     const char *field;
     json_t *value;
-    json_object_foreach((json_t *)in, field, value)
-        if (strcmp(field, "key_name"))
-            return util_error_set(err, UTIL_ERR_INVALID_FIELD, "%.64s: unknown field", field);
+    json_object_foreach((json_t *)in, field, value) if (strcmp(field, "key_name")) return util_error_set(
+        err, UTIL_ERR_INVALID_FIELD, "%.64s: unknown field", field);
     const char *key = json_string_value(json_object_get(in, "key_name"));
     if (!json_is_object(in) || !key)
         return util_error_set(err, UTIL_ERR_INVALID_FIELD, "key_name: is required, a string");
@@ -223,7 +226,8 @@ int agent_binding_put(agent *a, const char *function, const json_t *in, const ch
     bool registered = !strcmp(k.state, "registered");
     store_key_clear(&k);
     if (!registered)
-        return util_error_set(err, UTIL_ERR_INVALID_FIELD, "key_name: \"%s\" is not registered yet: restart first", key);
+        return util_error_set(err, UTIL_ERR_INVALID_FIELD,
+                              "key_name: \"%s\" is not registered yet: restart first", key);
     if (store_binding_set(a->st, function, key, user, err) != 0)
         return -1;
     return agent_apply_bindings(a, key, err);
@@ -233,13 +237,15 @@ int agent_binding_put(agent *a, const char *function, const json_t *in, const ch
 static void export_function(agent *a, const agent_function *f, const store_key *k)
 {
     util_error err;
-    if (f->export_key[0] && util_file_write_atomic(f->export_key, k->key_pem, strlen(k->key_pem), 0600, &err) != 0)
+    if (f->export_key[0] &&
+        util_file_write_atomic(f->export_key, k->key_pem, strlen(k->key_pem), 0600, &err) != 0)
         log_error("%s: exporting the key: %s", f->name, err.detail);
-    if (f->export_cert[0] && util_file_write_atomic(f->export_cert, k->cert_pem, strlen(k->cert_pem), 0644, &err) != 0)
+    if (f->export_cert[0] &&
+        util_file_write_atomic(f->export_cert, k->cert_pem, strlen(k->cert_pem), 0644, &err) != 0)
         log_error("%s: exporting the certificate: %s", f->name, err.detail);
     if (f->export_chain[0] &&
-        util_file_write_atomic(f->export_chain, k->chain_pem ? k->chain_pem : "", k->chain_pem ? strlen(k->chain_pem) : 0,
-                               0644, &err) != 0)
+        util_file_write_atomic(f->export_chain, k->chain_pem ? k->chain_pem : "",
+                               k->chain_pem ? strlen(k->chain_pem) : 0, 0644, &err) != 0)
         log_error("%s: exporting the chain: %s", f->name, err.detail);
     if (f->command[0]) {
         char *argv[] = {"/bin/sh", "-c", (char *)f->command, NULL};
@@ -295,7 +301,8 @@ int agent_restart(agent *a, const char *user, json_t **result, util_error *err)
         }
         if (agent_apply_bindings(a, regs[i].name, &e) != 0)
             log_error("applying the bindings of \"%s\": %s", regs[i].name, e.detail);
-        log_info("registered \"%s\"%s%s", regs[i].name, regs[i].replaced[0] ? ", replacing " : "", regs[i].replaced);
+        log_info("registered \"%s\"%s%s", regs[i].name, regs[i].replaced[0] ? ", replacing " : "",
+                 regs[i].replaced);
     }
     if (n > 0)
         agent_crl_refresh(a, regs[n - 1].name);
@@ -331,7 +338,8 @@ int agent_ensure_tls_key(agent *a, util_error *err)
     snprintf(subject, sizeof subject, "CN=%s,O=scepd self-signed", host);
     if (crypto_key_generate(&spec, &key, err) != 0 || crypto_name_parse(subject, &name, err) != 0 ||
         crypto_selfsigned_build(key, name, EVP_sha256(), (time_t)agent_now(a), 3650, &cert, err) != 0 ||
-        crypto_key_to_pem(key, &k.key_pem, &len, err) != 0 || crypto_cert_to_pem(cert, &k.cert_pem, &len, err) != 0)
+        crypto_key_to_pem(key, &k.key_pem, &len, err) != 0 ||
+        crypto_cert_to_pem(cert, &k.cert_pem, &len, err) != 0)
         goto out;
     snprintf(k.name, sizeof k.name, "DefaultTLS");
     snprintf(k.state, sizeof k.state, "registered");

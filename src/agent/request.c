@@ -77,7 +77,8 @@ static void finish(agent_run *run, const char *state, const util_error *err)
     if (err) {
         snprintf(run->row.error_code, sizeof run->row.error_code, "%s", util_err_code(err->code));
         snprintf(run->row.error_detail, sizeof run->row.error_detail, "%s", err->detail);
-        log_warn("request %lld failed: %s: %s", (long long)run->row.id, util_err_code(err->code), err->detail);
+        log_warn("request %lld failed: %s: %s", (long long)run->row.id, util_err_code(err->code),
+                 err->detail);
     }
     wipe_challenge(run);
     set_state(run, state);
@@ -197,10 +198,10 @@ static int build_csr(agent_run *run, util_error *err)
     for (size_t i = 0; i < p->eku_count; i++)
         c.ekus[c.eku_count++] = p->ekus[i];
     c.key_usage_set = true;
-    c.key_usage = !strcmp(p->key_usage, "digital_signature") ? CRYPTO_KU_DIGITAL_SIGNATURE
-                : !strcmp(p->key_usage, "key_encipherment") ? CRYPTO_KU_KEY_ENCIPHERMENT
-                : !strcmp(p->key_usage, "both")             ? CRYPTO_KU_BOTH
-                                                            : CRYPTO_KU_NONE;
+    c.key_usage = !strcmp(p->key_usage, "digital_signature")  ? CRYPTO_KU_DIGITAL_SIGNATURE
+                  : !strcmp(p->key_usage, "key_encipherment") ? CRYPTO_KU_KEY_ENCIPHERMENT
+                  : !strcmp(p->key_usage, "both")             ? CRYPTO_KU_BOTH
+                                                              : CRYPTO_KU_NONE;
     c.challenge_password = p->challenge[0] ? p->challenge : NULL;
     c.digest = run->t.choice.digest;
     X509_REQ *req = NULL;
@@ -287,7 +288,8 @@ static int restore_server(agent_run *run, util_error *err)
     json_t *s = run->row.server;
     const char *pem = json_string_value(json_object_get(s, "ca_certs"));
     if (!pem)
-        return util_error_set(err, UTIL_ERR_STORE, "request %lld has no server snapshot", (long long)run->row.id);
+        return util_error_set(err, UTIL_ERR_STORE, "request %lld has no server snapshot",
+                              (long long)run->row.id);
     STACK_OF(X509) *certs = NULL;
     if (crypto_certs_load((const uint8_t *)pem, strlen(pem), &certs, err) != 0)
         return -1;
@@ -316,7 +318,8 @@ static void store_ca_certs(agent_run *run)
             pems[i] = NULL;
         roles[i] = scep_cert_role_name(scep_ca_certs_role(ca, x));
     }
-    if (pems && roles && store_ca_certs_put(run->a->st, (const char *const *)pems, roles, (size_t)n, &err) != 0)
+    if (pems && roles &&
+        store_ca_certs_put(run->a->st, (const char *const *)pems, roles, (size_t)n, &err) != 0)
         log_error("could not store the CA certificates: %s", err.detail);
     for (int i = 0; pems && i < n; i++)
         free(pems[i]);
@@ -352,8 +355,8 @@ static void step_discover(agent_run *run)
 {
     util_error err;
     run->due = 0;
-    run->op = client_async_discover(run->a->hc, &run->cfg, &run->srv, (time_t)agent_now(run->a), on_discovered,
-                                    run, &err);
+    run->op = client_async_discover(run->a->hc, &run->cfg, &run->srv, (time_t)agent_now(run->a),
+                                    on_discovered, run, &err);
     if (!run->op)
         fail(run, &err);
 }
@@ -375,7 +378,7 @@ static int acquire(agent_run *run, util_error *err)
         goto out;
     STACK_OF(X509) *chain = client_result_chain(&run->r, &run->srv);
     int chain_rc = chain && sk_X509_num(chain) > 0 ? crypto_certs_to_pem(chain, &k.chain_pem, &len, err)
-                                                  : ((k.chain_pem = strdup("")) ? 0 : -1);
+                                                   : ((k.chain_pem = strdup("")) ? 0 : -1);
     util_x509_stack_free(chain);
     if (chain_rc != 0)
         goto out;
@@ -412,7 +415,8 @@ static void on_reply(void *arg, int rc, const util_error *net)
         return;
     case SCEP_STATUS_PENDING:
         wipe_challenge(run); /* the server has it: a new PKCSReq would need a new one */
-        util_error_set(&err, UTIL_ERR_PENDING, "waiting for approval (transactionID %s)", run->t.transaction_id);
+        util_error_set(&err, UTIL_ERR_PENDING, "waiting for approval (transactionID %s)",
+                       run->t.transaction_id);
         retry_or_fail(run, &err, "pending");
         return;
     default:
@@ -475,8 +479,8 @@ static int load_params(agent_run *run, util_error *err)
     if (run->row.challenge_sealed) {
         uint8_t *pw = NULL;
         size_t len = 0;
-        if (crypto_unseal(run->a->seal_key, run->row.challenge_sealed, run->row.challenge_sealed_len, &pw, &len,
-                          err) != 0)
+        if (crypto_unseal(run->a->seal_key, run->row.challenge_sealed, run->row.challenge_sealed_len, &pw,
+                          &len, err) != 0)
             return -1;
         snprintf(run->params.challenge, sizeof run->params.challenge, "%.*s", (int)len, (char *)pw);
         OPENSSL_cleanse(pw, len);
@@ -508,7 +512,8 @@ static int begin(agent_run *run)
         return 0;
     }
     if (keys >= run->a->cfg.max_keys && !strcmp(run->row.state, "queued")) {
-        util_error_set(&err, UTIL_ERR_KEY_STORE_FULL, "%d of %d key pairs stored", keys, run->a->cfg.max_keys);
+        util_error_set(&err, UTIL_ERR_KEY_STORE_FULL, "%d of %d key pairs stored", keys,
+                       run->a->cfg.max_keys);
         fail(run, &err);
         return 0;
     }
@@ -516,7 +521,8 @@ static int begin(agent_run *run)
         step_keygen(run);
         return 0;
     }
-    if (crypto_key_load((const uint8_t *)run->row.key_pem, strlen(run->row.key_pem), &run->t.new_key, &err) != 0) {
+    if (crypto_key_load((const uint8_t *)run->row.key_pem, strlen(run->row.key_pem), &run->t.new_key, &err) !=
+        0) {
         fail(run, &err);
         return 0;
     }
@@ -546,7 +552,8 @@ static int begin(agent_run *run)
 int agent_run_start(agent *a, const store_request *row, util_error *err)
 {
     if (a->run)
-        return util_error_set(err, UTIL_ERR_REQUEST_BUSY, "request %lld is running", (long long)a->run->row.id);
+        return util_error_set(err, UTIL_ERR_REQUEST_BUSY, "request %lld is running",
+                              (long long)a->run->row.id);
     agent_run *run = calloc(1, sizeof *run);
     if (!run)
         return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");

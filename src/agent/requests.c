@@ -20,7 +20,9 @@ static json_t *error_json(const char *code, const char *detail)
 
 static const char *state_text(const char *state)
 {
-    static const struct { const char *state, *text; } texts[] = {
+    static const struct {
+        const char *state, *text;
+    } texts[] = {
         {"queued", "queued"},
         {"generating_key", "generating the key pair"},
         {"contacting_server", "contacting the SCEP server"},
@@ -41,12 +43,12 @@ json_t *agent_request_json(const store_request *r)
     json_t *params = r->params ? json_deep_copy(r->params) : json_object();
     /* a pending or failed request keeps its last error for display */
     json_t *error = error_json(r->error_code, r->error_detail);
-    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:i, s:o, s:o, s:o}", "id", (json_int_t)r->id,
-                     "kind", r->kind, "state", r->state, "status_text", state_text(r->state), "key_name",
-                     r->key_name, "transaction_id", r->transaction_id[0] ? json_string(r->transaction_id) : json_null(),
-                     "created_at", agent_time_json(r->created_at), "updated_at", agent_time_json(r->updated_at),
-                     "attempts", r->attempts, "next_attempt_at", agent_time_json(r->next_attempt_at), "error",
-                     error, "params", params);
+    return json_pack(
+        "{s:I, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:i, s:o, s:o, s:o}", "id", (json_int_t)r->id, "kind",
+        r->kind, "state", r->state, "status_text", state_text(r->state), "key_name", r->key_name,
+        "transaction_id", r->transaction_id[0] ? json_string(r->transaction_id) : json_null(), "created_at",
+        agent_time_json(r->created_at), "updated_at", agent_time_json(r->updated_at), "attempts", r->attempts,
+        "next_attempt_at", agent_time_json(r->next_attempt_at), "error", error, "params", params);
 }
 
 json_t *agent_request_get(agent *a, int64_t id, util_error *err)
@@ -95,9 +97,8 @@ int agent_request_insert(agent *a, const char *kind, const agent_key_params *p, 
     r.created_at = r.updated_at = agent_now(a);
     r.signer_cert_pem = signer_cert_pem ? strdup(signer_cert_pem) : NULL;
     r.signer_key_pem = signer_key_pem ? strdup(signer_key_pem) : NULL;
-    if (p->challenge[0] &&
-        crypto_seal(a->seal_key, (const uint8_t *)p->challenge, strlen(p->challenge), &r.challenge_sealed,
-                    &r.challenge_sealed_len, err) != 0)
+    if (p->challenge[0] && crypto_seal(a->seal_key, (const uint8_t *)p->challenge, strlen(p->challenge),
+                                       &r.challenge_sealed, &r.challenge_sealed_len, err) != 0)
         goto out;
     if ((auto_state ? store_request_insert_with_doc(a->st, &r, user, "auto_state", auto_state, err)
                     : store_request_insert(a->st, &r, user, err)) != 0)
@@ -130,7 +131,8 @@ int agent_request_create(agent *a, const json_t *in, const char *user, int64_t *
     }
     if (!a->settings.url[0]) {
         OPENSSL_cleanse(p.challenge, sizeof p.challenge);
-        return util_error_set(err, UTIL_ERR_INVALID_FIELD, "url: set the SCEP server's URL in the communication settings first");
+        return util_error_set(err, UTIL_ERR_INVALID_FIELD,
+                              "url: set the SCEP server's URL in the communication settings first");
     }
     int rc = agent_request_insert(a, "manual", &p, p.key_name, NULL, NULL, NULL, user, NULL, id, err);
     OPENSSL_cleanse(p.challenge, sizeof p.challenge);

@@ -19,10 +19,10 @@
 
 static json_t *state_json(const agent_auto_state *s)
 {
-    return json_pack("{s:I, s:i, s:I, s:i, s:s, s:I, s:s}", "base", (json_int_t)s->base, "jitter_s", s->jitter_s,
-                     "next_run", (json_int_t)s->next_run, "attempts_left", s->attempts_left, "last_result",
-                     s->last_result, "last_request_id", (json_int_t)s->last_request_id, "current_key",
-                     s->current_key);
+    return json_pack("{s:I, s:i, s:I, s:i, s:s, s:I, s:s}", "base", (json_int_t)s->base, "jitter_s",
+                     s->jitter_s, "next_run", (json_int_t)s->next_run, "attempts_left", s->attempts_left,
+                     "last_result", s->last_result, "last_request_id", (json_int_t)s->last_request_id,
+                     "current_key", s->current_key);
 }
 
 static void state_from_json(const json_t *j, agent_auto_state *s)
@@ -59,7 +59,8 @@ int agent_auto_load(agent *a, util_error *err)
 {
     json_t *doc = NULL, *state = NULL;
     defaults(&a->autoreq);
-    if (store_doc_get(a->st, "auto_request", &doc, err) != 0 || store_doc_get(a->st, "auto_state", &state, err) != 0) {
+    if (store_doc_get(a->st, "auto_request", &doc, err) != 0 ||
+        store_doc_get(a->st, "auto_state", &state, err) != 0) {
         json_decref(doc);
         return -1;
     }
@@ -111,7 +112,8 @@ json_t *agent_auto_get(agent *a, util_error *err)
     json_object_set_new(j, "jitter_s", json_integer(s->jitter_s));
     json_object_set_new(j, "last_result", s->last_result[0] ? json_string(s->last_result) : json_null());
     json_object_set_new(j, "attempts_left", json_integer(s->attempts_left));
-    json_object_set_new(j, "last_request_id", s->last_request_id ? json_integer(s->last_request_id) : json_null());
+    json_object_set_new(j, "last_request_id",
+                        s->last_request_id ? json_integer(s->last_request_id) : json_null());
     return j;
 }
 
@@ -124,8 +126,8 @@ static json_t *auto_doc(agent *a, const agent_auto *cfg, util_error *err)
     if (cfg->key.challenge[0]) {
         uint8_t *sealed = NULL;
         size_t len = 0;
-        if (crypto_seal(a->seal_key, (const uint8_t *)cfg->key.challenge, strlen(cfg->key.challenge), &sealed, &len,
-                        err) != 0) {
+        if (crypto_seal(a->seal_key, (const uint8_t *)cfg->key.challenge, strlen(cfg->key.challenge), &sealed,
+                        &len, err) != 0) {
             json_decref(doc);
             return NULL;
         }
@@ -247,9 +249,11 @@ int agent_auto_fire(agent *a, util_error *err)
     arm_run(a, agent_schedule_following(cfg, s->base ? s->base : now, now));
     s->attempts_left = cfg->polling ? cfg->retries : 0;
     if (rc == 0) {
-        log_info("auto request starts for key \"%s\"%s%s", name, renew ? ", renewing " : "", renew ? old.name : "");
+        log_info("auto request starts for key \"%s\"%s%s", name, renew ? ", renewing " : "",
+                 renew ? old.name : "");
         json_t *state = state_json(s);
-        rc = state ? agent_request_insert(a, "auto", &cfg->key, name, renew && cfg->delete_old ? old.name : NULL,
+        rc = state ? agent_request_insert(a, "auto", &cfg->key, name,
+                                          renew && cfg->delete_old ? old.name : NULL,
                                           renew ? old.cert_pem : NULL, renew ? old.key_pem : NULL,
                                           "auto-request", state, &id, err)
                    : util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");

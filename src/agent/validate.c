@@ -11,7 +11,7 @@
 
 typedef struct field {
     const char *name;
-    int type;      /* JSON_STRING, JSON_INTEGER, JSON_TRUE (boolean), JSON_OBJECT, JSON_ARRAY */
+    int type; /* JSON_STRING, JSON_INTEGER, JSON_TRUE (boolean), JSON_OBJECT, JSON_ARRAY */
     bool nullable;
 } field;
 
@@ -21,15 +21,15 @@ static int bad(util_error *err, const char *prefix, const char *name, const char
 }
 
 /* Rejects unknown fields and wrong types. */
-static int check_fields(const json_t *in, const field *fields, size_t n, const char *prefix,
-                        util_error *err)
+static int check_fields(const json_t *in, const field *fields, size_t n, const char *prefix, util_error *err)
 {
     if (!json_is_object(in))
         return util_error_set(err, UTIL_ERR_INVALID_FIELD, "%s: must be a JSON object",
                               *prefix ? prefix : "body");
     const char *key;
     json_t *v;
-    json_object_foreach((json_t *)in, key, v) {
+    json_object_foreach((json_t *)in, key, v)
+    {
         const field *f = NULL;
         for (size_t i = 0; i < n && !f; i++)
             if (!strcmp(fields[i].name, key))
@@ -46,8 +46,8 @@ static int check_fields(const json_t *in, const field *fields, size_t n, const c
             continue;
         bool ok = f->type == JSON_TRUE ? json_is_boolean(v) : (int)json_typeof(v) == f->type;
         if (!ok) {
-            static const char *names[] = {"an object", "an array", "a string", "an integer",
-                                          "a number", "a boolean", "a boolean", "null"};
+            static const char *names[] = {"an object", "an array",  "a string",  "an integer",
+                                          "a number",  "a boolean", "a boolean", "null"};
             char why[64];
             snprintf(why, sizeof why, "must be %s", names[f->type]);
             return bad(err, prefix, key, why);
@@ -84,8 +84,8 @@ static int get_text(const json_t *in, const char *name, const char *prefix, char
     return 0;
 }
 
-static int get_int(const json_t *in, const char *name, const char *prefix, long min, long max,
-                   long def, int *out, util_error *err)
+static int get_int(const json_t *in, const char *name, const char *prefix, long min, long max, long def,
+                   int *out, util_error *err)
 {
     json_t *v = json_object_get(in, name);
     long value = v && !json_is_null(v) ? (long)json_integer_value(v) : def;
@@ -124,8 +124,8 @@ bool agent_key_name_valid(const char *name)
 }
 
 /* Copies a string array into `max` slots of `width` bytes starting at out. */
-static int get_list(const json_t *in, const char *name, char *out, size_t width, size_t max,
-                    size_t *count, util_error *err)
+static int get_list(const json_t *in, const char *name, char *out, size_t width, size_t max, size_t *count,
+                    util_error *err)
 {
     json_t *arr = json_object_get(in, name);
     size_t i;
@@ -138,7 +138,8 @@ static int get_list(const json_t *in, const char *name, char *out, size_t width,
         snprintf(why, sizeof why, "at most %zu entries", max);
         return bad(err, "", name, why);
     }
-    json_array_foreach(arr, i, v) {
+    json_array_foreach(arr, i, v)
+    {
         const char *s = json_string_value(v);
         if (!s || !*s || strlen(s) >= width)
             return bad(err, "", name, "entries must be non-empty strings");
@@ -163,11 +164,16 @@ static int check_san(const char *san)
 int agent_parse_key_params(const json_t *in, agent_key_params *out, util_error *err)
 {
     static const field fields[] = {
-        {"key_name", JSON_STRING, false}, {"signature_algorithm", JSON_STRING, false},
-        {"key_algorithm", JSON_STRING, false}, {"key_length", JSON_INTEGER, false},
-        {"organization", JSON_STRING, true}, {"common_name", JSON_STRING, false},
-        {"challenge_password", JSON_STRING, true}, {"key_usage", JSON_STRING, false},
-        {"sans", JSON_ARRAY, true}, {"eku", JSON_ARRAY, true},
+        {"key_name", JSON_STRING, false},
+        {"signature_algorithm", JSON_STRING, false},
+        {"key_algorithm", JSON_STRING, false},
+        {"key_length", JSON_INTEGER, false},
+        {"organization", JSON_STRING, true},
+        {"common_name", JSON_STRING, false},
+        {"challenge_password", JSON_STRING, true},
+        {"key_usage", JSON_STRING, false},
+        {"sans", JSON_ARRAY, true},
+        {"eku", JSON_ARRAY, true},
     };
     static const char *const digests[] = {"sha1", "sha256", "sha384", "sha512", NULL};
     static const char *const usages[] = {"none", "digital_signature", "key_encipherment", "both", NULL};
@@ -178,7 +184,8 @@ int agent_parse_key_params(const json_t *in, agent_key_params *out, util_error *
         return -1;
     if (!agent_key_name_valid(p.key_name))
         return bad(err, "", "key_name", "must be 1-24 single-byte letters and digits");
-    if (get_text(in, "signature_algorithm", "", p.signature_algorithm, sizeof p.signature_algorithm, false, err))
+    if (get_text(in, "signature_algorithm", "", p.signature_algorithm, sizeof p.signature_algorithm, false,
+                 err))
         return -1;
     if (!p.signature_algorithm[0])
         snprintf(p.signature_algorithm, sizeof p.signature_algorithm, "sha256");
@@ -195,8 +202,8 @@ int agent_parse_key_params(const json_t *in, agent_key_params *out, util_error *
         return -1;
     if (rsa ? (p.key_length != 1024 && p.key_length != 2048 && p.key_length != 3072 && p.key_length != 4096)
             : (p.key_length != 256 && p.key_length != 384))
-        return bad(err, "", "key_length", rsa ? "must be 1024, 2048, 3072 or 4096 for RSA"
-                                             : "must be 256 or 384 for ECDSA");
+        return bad(err, "", "key_length",
+                   rsa ? "must be 1024, 2048, 3072 or 4096 for RSA" : "must be 256 or 384 for ECDSA");
     if (get_text(in, "organization", "", p.organization, sizeof p.organization, false, err) ||
         get_text(in, "common_name", "", p.common_name, sizeof p.common_name, true, err) ||
         get_text(in, "key_usage", "", p.key_usage, sizeof p.key_usage, false, err))
@@ -280,11 +287,12 @@ static long url_port(const char *url)
 int agent_parse_settings(const json_t *in, agent_settings *out, util_error *err)
 {
     static const field fields[] = {
-        {"url", JSON_STRING, false}, {"port", JSON_INTEGER, true}, {"timeout_s", JSON_INTEGER, true},
-        {"ca_file", JSON_STRING, true}, {"ca_fingerprint", JSON_STRING, true},
-        {"tls_pin", JSON_STRING, true}, {"proxy", JSON_STRING, true},
-        {"ca_identifier", JSON_STRING, true}, {"method", JSON_STRING, true},
-        {"poll_interval_s", JSON_INTEGER, true}, {"poll_max", JSON_INTEGER, true},
+        {"url", JSON_STRING, false},           {"port", JSON_INTEGER, true},
+        {"timeout_s", JSON_INTEGER, true},     {"ca_file", JSON_STRING, true},
+        {"ca_fingerprint", JSON_STRING, true}, {"tls_pin", JSON_STRING, true},
+        {"proxy", JSON_STRING, true},          {"ca_identifier", JSON_STRING, true},
+        {"method", JSON_STRING, true},         {"poll_interval_s", JSON_INTEGER, true},
+        {"poll_max", JSON_INTEGER, true},
     };
     static const char *const methods[] = {"auto", "get", "post", NULL};
     agent_settings s;
@@ -374,7 +382,8 @@ static int parse_auto_sub(const json_t *in, agent_auto *a, util_error *err)
 {
     static const field polling_fields[] = {
         {"enabled", JSON_TRUE, false}, {"retries", JSON_INTEGER, false}, {"interval_s", JSON_INTEGER, false}};
-    static const field periodic_fields[] = {{"enabled", JSON_TRUE, false}, {"interval_days", JSON_INTEGER, false}};
+    static const field periodic_fields[] = {{"enabled", JSON_TRUE, false},
+                                            {"interval_days", JSON_INTEGER, false}};
     json_t *polling = json_object_get(in, "polling");
     if (polling) {
         if (check_fields(polling, polling_fields, 3, "polling.", err) ||
@@ -386,7 +395,8 @@ static int parse_auto_sub(const json_t *in, agent_auto *a, util_error *err)
     json_t *periodic = json_object_get(in, "periodic");
     if (periodic) {
         if (check_fields(periodic, periodic_fields, 2, "periodic.", err) ||
-            get_int(periodic, "interval_days", "periodic.", 1, 3650, a->interval_days, &a->interval_days, err))
+            get_int(periodic, "interval_days", "periodic.", 1, 3650, a->interval_days, &a->interval_days,
+                    err))
             return -1;
         a->periodic = get_bool(periodic, "enabled", a->periodic);
     }
@@ -396,9 +406,10 @@ static int parse_auto_sub(const json_t *in, agent_auto *a, util_error *err)
 int agent_parse_auto(const json_t *in, const agent_auto *current, agent_auto *out, util_error *err)
 {
     static const field fields[] = {
-        {"enabled", JSON_TRUE, false}, {"start", JSON_STRING, true}, {"auto_adjust", JSON_TRUE, false},
-        {"polling", JSON_OBJECT, false}, {"periodic", JSON_OBJECT, false},
-        {"auto_restart", JSON_TRUE, false}, {"delete_old", JSON_TRUE, false}, {"key", JSON_OBJECT, false},
+        {"enabled", JSON_TRUE, false},     {"start", JSON_STRING, true},
+        {"auto_adjust", JSON_TRUE, false}, {"polling", JSON_OBJECT, false},
+        {"periodic", JSON_OBJECT, false},  {"auto_restart", JSON_TRUE, false},
+        {"delete_old", JSON_TRUE, false},  {"key", JSON_OBJECT, false},
     };
     agent_auto a = *current;
     if (check_fields(in, fields, sizeof fields / sizeof fields[0], "", err) != 0)
@@ -435,8 +446,8 @@ json_t *agent_auto_json(const agent_auto *a)
 {
     json_t *key = a->key.key_name[0] ? agent_key_params_json(&a->key) : json_null();
     return json_pack("{s:b, s:o, s:b, s:{s:b, s:i, s:i}, s:{s:b, s:i}, s:b, s:b, s:o}", "enabled", a->enabled,
-                     "start", agent_time_json(a->start), "auto_adjust", a->auto_adjust, "polling",
-                     "enabled", a->polling, "retries", a->retries, "interval_s", a->interval_s,
-                     "periodic", "enabled", a->periodic, "interval_days", a->interval_days,
-                     "auto_restart", a->auto_restart, "delete_old", a->delete_old, "key", key);
+                     "start", agent_time_json(a->start), "auto_adjust", a->auto_adjust, "polling", "enabled",
+                     a->polling, "retries", a->retries, "interval_s", a->interval_s, "periodic", "enabled",
+                     a->periodic, "interval_days", a->interval_days, "auto_restart", a->auto_restart,
+                     "delete_old", a->delete_old, "key", key);
 }

@@ -491,10 +491,10 @@ static bool open_envelope(op_ctx *c, reply *r)
     }
     if (srv->ra_enc_cert &&
         scep_envelope_open_mma(c->m->content, c->m->content_len, srv->ra_enc_cert, srv->ra_enc_key, &c->data,
-                           &c->data_len, c->cipher, sizeof c->cipher, &err) == 0)
+                               &c->data_len, c->cipher, sizeof c->cipher, &err) == 0)
         return true;
     if (scep_envelope_open_mma(c->m->content, c->m->content_len, srv->ca_cert, srv->ca_key, &c->data,
-                           &c->data_len, c->cipher, sizeof c->cipher, &err) == 0)
+                               &c->data_len, c->cipher, sizeof c->cipher, &err) == 0)
         return true;
     fail(r, SCEP_FAIL_BAD_MESSAGE_CHECK, NULL, "the envelope cannot be opened: %s", err.detail);
     return false;

@@ -12,8 +12,8 @@ enum step { STEP_CAPS, STEP_CACERT, STEP_POST, STEP_GET };
 struct client_async {
     http_client *hc;
     const client_config *cfg;
-    client_server *srv;             /* discovery writes it */
-    const client_server *srv_read;  /* PKIOperation reads it */
+    client_server *srv;            /* discovery writes it */
+    const client_server *srv_read; /* PKIOperation reads it */
     const client_transaction *t;
     client_result *r;
     uint8_t nonce[SCEP_NONCE_LEN];
@@ -46,24 +46,16 @@ static int issue(client_async *op, util_error *err)
     int rc;
     const char *ident = op->cfg->ca_identifier;
     switch (op->step) {
-    case STEP_CAPS:
-        url = http_scep_url(op->cfg->url, "GetCACaps", ident);
-        break;
-    case STEP_CACERT:
-        url = http_scep_url(op->cfg->url, "GetCACert", ident);
-        break;
-    case STEP_POST:
-        url = http_scep_url(op->cfg->url, "PKIOperation", NULL);
-        break;
-    case STEP_GET:
-        url = client_pki_get_url(op->cfg, op->msg, op->msg_len, &op->query_len);
-        break;
+    case STEP_CAPS: url = http_scep_url(op->cfg->url, "GetCACaps", ident); break;
+    case STEP_CACERT: url = http_scep_url(op->cfg->url, "GetCACert", ident); break;
+    case STEP_POST: url = http_scep_url(op->cfg->url, "PKIOperation", NULL); break;
+    case STEP_GET: url = client_pki_get_url(op->cfg, op->msg, op->msg_len, &op->query_len); break;
     }
     if (!url)
         return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
     if (op->step == STEP_POST)
-        rc = http_client_post(op->hc, &op->cfg->http, url, op->msg, op->msg_len,
-                              "application/x-pki-message", on_response, op, err);
+        rc = http_client_post(op->hc, &op->cfg->http, url, op->msg, op->msg_len, "application/x-pki-message",
+                              on_response, op, err);
     else
         rc = http_client_get(op->hc, &op->cfg->http, url, on_response, op, err);
     free(url);
@@ -123,8 +115,8 @@ static void on_response(void *arg, int rc, http_response *resp, const util_error
     }
 }
 
-client_async *client_async_discover(http_client *hc, const client_config *cfg, client_server *srv,
-                                    time_t now, client_async_cb cb, void *arg, util_error *err)
+client_async *client_async_discover(http_client *hc, const client_config *cfg, client_server *srv, time_t now,
+                                    client_async_cb cb, void *arg, util_error *err)
 {
     client_async *op = calloc(1, sizeof *op);
     if (!op) {
@@ -142,15 +134,16 @@ client_async *client_async_discover(http_client *hc, const client_config *cfg, c
 
 client_async *client_async_pki(http_client *hc, const client_config *cfg, const client_server *srv,
                                const client_transaction *t, int type, const uint8_t *message_data,
-                               size_t message_data_len, time_t now, client_result *r,
-                               client_async_cb cb, void *arg, util_error *err)
+                               size_t message_data_len, time_t now, client_result *r, client_async_cb cb,
+                               void *arg, util_error *err)
 {
     client_async *op = calloc(1, sizeof *op);
     if (!op) {
         util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
         return NULL;
     }
-    *op = (client_async){.hc = hc, .cfg = cfg, .srv_read = srv, .t = t, .r = r, .now = now, .cb = cb, .arg = arg};
+    *op = (client_async){
+        .hc = hc, .cfg = cfg, .srv_read = srv, .t = t, .r = r, .now = now, .cb = cb, .arg = arg};
     memset(r, 0, sizeof *r);
     if (client_pki_prepare(srv, t, type, message_data, message_data_len, now, op->nonce, &op->msg,
                            &op->msg_len, err) != 0) {

@@ -42,13 +42,12 @@ static bool is_html(const http_response *r)
     if (r->body_len && r->body[0] == 0x30)
         return false;
     return (r->content_type && strcasestr(r->content_type, "html")) ||
-           (r->body_len > 5 && (strncasecmp((char *)r->body, "<!DOC", 5) == 0 ||
-                                strncasecmp((char *)r->body, "<html", 5) == 0));
+           (r->body_len > 5 &&
+            (strncasecmp((char *)r->body, "<!DOC", 5) == 0 || strncasecmp((char *)r->body, "<html", 5) == 0));
 }
 
 /* Judges an HTTP reply to a SCEP operation; query_len > 0 for GETs. */
-static int check_http(const http_response *r, const char *operation, size_t query_len,
-                      util_error *err)
+static int check_http(const http_response *r, const char *operation, size_t query_len, util_error *err)
 {
     if (r->status == 200) {
         if (r->body_len == 0)
@@ -60,8 +59,8 @@ static int check_http(const http_response *r, const char *operation, size_t quer
     }
     if ((r->status == 404 || r->status == 414 || r->status == 400) && query_len > IIS_MAX_QUERY_STRING)
         return util_error_set(err, UTIL_ERR_HTTP_URL_TOO_LONG,
-                              "%s: HTTP %ld for a GET with %zu characters of query string",
-                              operation, r->status, query_len);
+                              "%s: HTTP %ld for a GET with %zu characters of query string", operation,
+                              r->status, query_len);
     if (r->status >= 500)
         return util_error_set(err, UTIL_ERR_HTTP_SERVER_ERROR, "%s: HTTP %ld%s%s", operation, r->status,
                               r->server ? " from " : "", r->server ? r->server : "");
@@ -149,8 +148,8 @@ static int check_ra(const scep_ca_certs *ca, X509 *ra, time_t now, util_error *e
     return 0;
 }
 
-int client_ca_handle(const client_config *cfg, client_server *srv, const http_response *resp,
-                     time_t now, util_error *err)
+int client_ca_handle(const client_config *cfg, client_server *srv, const http_response *resp, time_t now,
+                     util_error *err)
 {
     scep_ca_certs *ca = NULL;
     if (check_http(resp, "GetCACert", 0, err) != 0 ||
@@ -188,7 +187,7 @@ int client_discover(const client_config *cfg, client_server *srv, time_t now, ut
     return client_get_ca(cfg, srv, now, err);
 }
 
-int client_get_next_ca(const client_config *cfg, const client_server *srv, STACK_OF(X509) **out,
+int client_get_next_ca(const client_config *cfg, const client_server *srv, STACK_OF(X509) * *out,
                        util_error *err)
 {
     http_response resp = {0};
@@ -268,16 +267,15 @@ bool client_post_needs_get(const http_response *resp)
     return (resp->status == 200 && resp->body_len == 0) || resp->status == 405;
 }
 
-int client_check_http(const http_response *resp, const char *operation, size_t query_len,
-                      util_error *err)
+int client_check_http(const http_response *resp, const char *operation, size_t query_len, util_error *err)
 {
     return check_http(resp, operation, query_len, err);
 }
 
 /* POST when chosen; GET otherwise, or when a POST gets an empty 200 (NDES
  * 2012 R2) or 405. */
-static int transmit(const client_config *cfg, bool post, const uint8_t *msg, size_t len,
-                    http_response *resp, util_error *err)
+static int transmit(const client_config *cfg, bool post, const uint8_t *msg, size_t len, http_response *resp,
+                    util_error *err)
 {
     if (post) {
         char *url = http_scep_url(cfg->url, "PKIOperation", NULL);
@@ -305,7 +303,7 @@ static int transmit(const client_config *cfg, bool post, const uint8_t *msg, siz
     return check_http(resp, "PKIOperation (GET)", query_len, err);
 }
 
-static STACK_OF(X509) *expected_signers(const scep_ca_certs *ca)
+static STACK_OF(X509) * expected_signers(const scep_ca_certs *ca)
 {
     STACK_OF(X509) *s = sk_X509_new_null();
     if (s) {
@@ -322,11 +320,11 @@ static int open_success(const client_transaction *t, const scep_pki_message *m, 
 {
     uint8_t *inner = NULL;
     size_t inner_len = 0;
-    if (scep_envelope_open(m->content, m->content_len, t->signer_cert, t->signer_key, &inner,
-                           &inner_len, NULL, 0, err) != 0)
+    if (scep_envelope_open(m->content, m->content_len, t->signer_cert, t->signer_key, &inner, &inner_len,
+                           NULL, 0, err) != 0)
         return -1;
-    int rc = scep_certrep_content(inner, inner_len, t->new_key, t->new_key ? &r->cert : NULL,
-                                  &r->chain, &r->crl, err);
+    int rc = scep_certrep_content(inner, inner_len, t->new_key, t->new_key ? &r->cert : NULL, &r->chain,
+                                  &r->crl, err);
     OPENSSL_free(inner);
     return rc;
 }
@@ -407,9 +405,9 @@ out:
     return rc;
 }
 
-int client_pki_operation(const client_config *cfg, const client_server *srv,
-                         const client_transaction *t, int type, const uint8_t *message_data,
-                         size_t message_data_len, client_result *r, util_error *err)
+int client_pki_operation(const client_config *cfg, const client_server *srv, const client_transaction *t,
+                         int type, const uint8_t *message_data, size_t message_data_len, client_result *r,
+                         util_error *err)
 {
     uint8_t nonce[SCEP_NONCE_LEN];
     uint8_t *msg = NULL;
@@ -417,8 +415,8 @@ int client_pki_operation(const client_config *cfg, const client_server *srv,
     http_response resp = {0};
     int rc = -1;
     memset(r, 0, sizeof *r);
-    if (client_pki_prepare(srv, t, type, message_data, message_data_len, time(NULL), nonce, &msg,
-                           &msg_len, err) != 0)
+    if (client_pki_prepare(srv, t, type, message_data, message_data_len, time(NULL), nonce, &msg, &msg_len,
+                           err) != 0)
         goto out;
     if (transmit(cfg, t->choice.post, msg, msg_len, &resp, err) != 0)
         goto out;
@@ -438,8 +436,8 @@ int client_poll_data(const client_server *srv, const client_transaction *t, uint
 int client_enroll(const client_config *cfg, const client_server *srv, const client_transaction *t,
                   const uint8_t *csr_der, size_t csr_len, client_result *r, util_error *err)
 {
-    return client_pki_operation(cfg, srv, t, t->request_type ? t->request_type : SCEP_MSG_PKCSREQ,
-                                csr_der, csr_len, r, err);
+    return client_pki_operation(cfg, srv, t, t->request_type ? t->request_type : SCEP_MSG_PKCSREQ, csr_der,
+                                csr_len, r, err);
 }
 
 int client_poll(const client_config *cfg, const client_server *srv, const client_transaction *t,
@@ -456,7 +454,7 @@ int client_poll(const client_config *cfg, const client_server *srv, const client
 
 /* The chain to store: what the reply carried besides the certificate, else
  * the CA certificates from GetCACert (never the RA certificates). */
-STACK_OF(X509) *client_result_chain(const client_result *r, const client_server *srv)
+STACK_OF(X509) * client_result_chain(const client_result *r, const client_server *srv)
 {
     if (r->chain && sk_X509_num(r->chain) > 0)
         return X509_chain_up_ref(r->chain);

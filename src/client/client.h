@@ -17,22 +17,22 @@ typedef enum client_method { CLIENT_METHOD_AUTO = 0, CLIENT_METHOD_GET, CLIENT_M
 
 typedef struct client_config {
     const char *url;
-    const char *ca_identifier;   /* message= on GetCACaps/GetCACert; NULL: none */
-    const char *ca_fingerprint;  /* "sha256:HEX" of the CA certificate; NULL: not checked */
+    const char *ca_identifier;  /* message= on GetCACaps/GetCACert; NULL: none */
+    const char *ca_fingerprint; /* "sha256:HEX" of the CA certificate; NULL: not checked */
     http_options http;
     client_method method;
-    const EVP_MD *digest;        /* NULL: chosen from the caps */
-    const EVP_CIPHER *cipher;    /* NULL: chosen from the caps */
-    bool verbose;                /* explain choices on stderr */
+    const EVP_MD *digest;     /* NULL: chosen from the caps */
+    const EVP_CIPHER *cipher; /* NULL: chosen from the caps */
+    bool verbose;             /* explain choices on stderr */
 } client_config;
 
 /* What discovery learned about the server. */
 typedef struct client_server {
     scep_caps caps;
-    bool caps_answered;          /* false: closed, error or empty (no caps) */
-    long caps_status;            /* HTTP status of GetCACaps, 0 when the connection closed */
-    char server_header[128];     /* HTTP Server: of the GetCACaps reply */
-    int iis_major;               /* Microsoft-IIS/N, 0 when not IIS */
+    bool caps_answered;      /* false: closed, error or empty (no caps) */
+    long caps_status;        /* HTTP status of GetCACaps, 0 when the connection closed */
+    char server_header[128]; /* HTTP Server: of the GetCACaps reply */
+    int iis_major;           /* Microsoft-IIS/N, 0 when not IIS */
     scep_ca_certs *ca;
 } client_server;
 
@@ -41,20 +41,18 @@ void client_server_clear(client_server *s);
 int client_get_caps(const client_config *cfg, client_server *srv, util_error *err) MUST_CHECK;
 /* GetCACert, then checks the pinned fingerprint and that RA certificates
  * were issued by the CA and are within their validity at `now`. */
-int client_get_ca(const client_config *cfg, client_server *srv, time_t now,
-                  util_error *err) MUST_CHECK;
-int client_discover(const client_config *cfg, client_server *srv, time_t now,
-                    util_error *err) MUST_CHECK;
+int client_get_ca(const client_config *cfg, client_server *srv, time_t now, util_error *err) MUST_CHECK;
+int client_discover(const client_config *cfg, client_server *srv, time_t now, util_error *err) MUST_CHECK;
 /* GetNextCACert: the next CA certificates, verified against the current CA. */
-int client_get_next_ca(const client_config *cfg, const client_server *srv,
-                       STACK_OF(X509) **out, util_error *err) MUST_CHECK;
+int client_get_next_ca(const client_config *cfg, const client_server *srv, STACK_OF(X509) * *out,
+                       util_error *err) MUST_CHECK;
 
 /* The algorithms and method a transaction uses. */
 typedef struct client_choice {
     const EVP_MD *digest;
     const EVP_CIPHER *cipher;
     bool post;
-    bool is_ndes;                /* Microsoft IIS: renewal as PKCSReq, no RenewalReq */
+    bool is_ndes; /* Microsoft IIS: renewal as PKCSReq, no RenewalReq */
 } client_choice;
 
 void client_choose(const client_config *cfg, const client_server *srv, client_choice *out);
@@ -62,22 +60,22 @@ void client_choose(const client_config *cfg, const client_server *srv, client_ch
 /* One transaction (an enrollment, a poll, a GetCert or GetCRL). */
 typedef struct client_transaction {
     char transaction_id[80];
-    int request_type;            /* PKCSReq or RenewalReq for enrollments */
-    X509 *signer_cert;           /* self-signed, or the old certificate for renewal */
+    int request_type;  /* PKCSReq or RenewalReq for enrollments */
+    X509 *signer_cert; /* self-signed, or the old certificate for renewal */
     EVP_PKEY *signer_key;
-    EVP_PKEY *new_key;           /* the key in the CSR; the issued certificate must match */
-    X509_NAME *subject;          /* CSR subject, for CertPoll */
+    EVP_PKEY *new_key;  /* the key in the CSR; the issued certificate must match */
+    X509_NAME *subject; /* CSR subject, for CertPoll */
     client_choice choice;
 } client_transaction;
 
 void client_transaction_clear(client_transaction *t);
 
 typedef struct client_result {
-    int status;                  /* scep_pki_status */
-    util_err failure;            /* FAILURE: the catalogue code */
-    char failure_detail[384];    /* failInfo name, failInfoText, NDES HRESULT */
+    int status;               /* scep_pki_status */
+    util_err failure;         /* FAILURE: the catalogue code */
+    char failure_detail[384]; /* failInfo name, failInfoText, NDES HRESULT */
     X509 *cert;
-    STACK_OF(X509) *chain;
+    STACK_OF(X509) * chain;
     X509_CRL *crl;
 } client_result;
 
@@ -89,14 +87,13 @@ void client_result_clear(client_result *r);
  * content is opened and r->cert/chain/crl filled), or -1 for communication
  * and bad-data errors.
  */
-int client_pki_operation(const client_config *cfg, const client_server *srv,
-                         const client_transaction *t, int type, const uint8_t *message_data,
-                         size_t message_data_len, client_result *r, util_error *err) MUST_CHECK;
+int client_pki_operation(const client_config *cfg, const client_server *srv, const client_transaction *t,
+                         int type, const uint8_t *message_data, size_t message_data_len, client_result *r,
+                         util_error *err) MUST_CHECK;
 
 /* PKCSReq or RenewalReq with the CSR. */
 int client_enroll(const client_config *cfg, const client_server *srv, const client_transaction *t,
-                  const uint8_t *csr_der, size_t csr_len, client_result *r,
-                  util_error *err) MUST_CHECK;
+                  const uint8_t *csr_der, size_t csr_len, client_result *r, util_error *err) MUST_CHECK;
 /* CertPoll (GetCertInitial) with the same transactionID. */
 int client_poll(const client_config *cfg, const client_server *srv, const client_transaction *t,
                 client_result *r, util_error *err) MUST_CHECK;
@@ -104,8 +101,8 @@ int client_poll(const client_config *cfg, const client_server *srv, const client
 /* The steps of the calls above without their I/O, for event-driven callers
  * (scepd drives them over http_client). */
 void client_caps_handle(client_server *srv, const http_response *resp); /* resp NULL: closed */
-int client_ca_handle(const client_config *cfg, client_server *srv, const http_response *resp,
-                     time_t now, util_error *err) MUST_CHECK;
+int client_ca_handle(const client_config *cfg, client_server *srv, const http_response *resp, time_t now,
+                     util_error *err) MUST_CHECK;
 int client_check_http(const http_response *resp, const char *operation, size_t query_len,
                       util_error *err) MUST_CHECK;
 int client_pki_prepare(const client_server *srv, const client_transaction *t, int type,
@@ -124,11 +121,10 @@ int client_poll_data(const client_server *srv, const client_transaction *t, uint
 
 /* The issued certificate's chain: the reply's other certificates, else the
  * CA certificates from GetCACert. Never NULL unless out of memory. */
-STACK_OF(X509) *client_result_chain(const client_result *r, const client_server *srv);
+STACK_OF(X509) * client_result_chain(const client_result *r, const client_server *srv);
 
 /* Fills the error for a FAILURE result (code and detail). */
 void client_result_error(const client_result *r, util_error *err);
-
 
 /* ---- Saved state of a deferred request (scepctl poll) ---- */
 
@@ -136,7 +132,7 @@ typedef struct client_saved {
     char *url;
     char *ca_identifier;
     char *key_out, *cert_out, *chain_out;
-    client_server server;        /* caps flags, Server header, CA/RA certificates */
+    client_server server; /* caps flags, Server header, CA/RA certificates */
     client_transaction txn;
 } client_saved;
 
@@ -153,13 +149,13 @@ typedef struct client_async client_async;
 typedef void (*client_async_cb)(void *arg, int rc, const util_error *err);
 
 /* GetCACaps then GetCACert into srv (which must outlive the operation). */
-client_async *client_async_discover(http_client *hc, const client_config *cfg, client_server *srv,
-                                    time_t now, client_async_cb cb, void *arg, util_error *err);
+client_async *client_async_discover(http_client *hc, const client_config *cfg, client_server *srv, time_t now,
+                                    client_async_cb cb, void *arg, util_error *err);
 /* One PKIOperation; cfg, srv, t and r must outlive the operation. */
 client_async *client_async_pki(http_client *hc, const client_config *cfg, const client_server *srv,
                                const client_transaction *t, int type, const uint8_t *message_data,
-                               size_t message_data_len, time_t now, client_result *r,
-                               client_async_cb cb, void *arg, util_error *err);
+                               size_t message_data_len, time_t now, client_result *r, client_async_cb cb,
+                               void *arg, util_error *err);
 /* Frees an operation whose transfer was cancelled by http_client_free (an
  * operation cannot be stopped otherwise: free the http_client first). */
 void client_async_abandon(client_async *op);

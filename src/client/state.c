@@ -68,7 +68,7 @@ static json_t *key_json(EVP_PKEY *key, util_error *err)
     return j;
 }
 
-static json_t *certs_json(STACK_OF(X509) *certs, util_error *err)
+static json_t *certs_json(STACK_OF(X509) * certs, util_error *err)
 {
     char *pem = NULL;
     size_t len = 0;
@@ -98,26 +98,17 @@ int client_state_save(const char *path, const client_saved *s, util_error *err)
         util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
         goto out;
     }
-    json_t *root = json_pack("{s:i, s:o, s:o, s:o, s:o, s:o, s:s, s:i, s:o, s:o, s:o, s:o, s:s, s:s, s:b, s:b, s:i, s:s, s:i, s:b}",
-        "version", STATE_VERSION,
-        "url", opt_string(s->url),
-        "ca_identifier", opt_string(s->ca_identifier),
-        "key_out", opt_string(s->key_out),
-        "cert_out", opt_string(s->cert_out),
-        "chain_out", opt_string(s->chain_out),
-        "transaction_id", t->transaction_id,
-        "request_type", t->request_type,
-        "signer_cert", certs_json(signer, err),
-        "signer_key", key_json(t->signer_key, err),
-        "new_key", key_json(t->new_key == t->signer_key ? NULL : t->new_key, err),
-        "subject", name_json(t->subject),
-        "digest", scep_digest_short_name(t->choice.digest),
-        "cipher", scep_cipher_short_name(t->choice.cipher),
-        "post", t->choice.post,
-        "ndes", t->choice.is_ndes,
-        "caps", (int)s->server.caps.flags,
-        "server_header", s->server.server_header,
-        "iis_major", s->server.iis_major,
+    json_t *root = json_pack(
+        "{s:i, s:o, s:o, s:o, s:o, s:o, s:s, s:i, s:o, s:o, s:o, s:o, s:s, s:s, s:b, s:b, s:i, s:s, s:i, "
+        "s:b}",
+        "version", STATE_VERSION, "url", opt_string(s->url), "ca_identifier", opt_string(s->ca_identifier),
+        "key_out", opt_string(s->key_out), "cert_out", opt_string(s->cert_out), "chain_out",
+        opt_string(s->chain_out), "transaction_id", t->transaction_id, "request_type", t->request_type,
+        "signer_cert", certs_json(signer, err), "signer_key", key_json(t->signer_key, err), "new_key",
+        key_json(t->new_key == t->signer_key ? NULL : t->new_key, err), "subject", name_json(t->subject),
+        "digest", scep_digest_short_name(t->choice.digest), "cipher",
+        scep_cipher_short_name(t->choice.cipher), "post", t->choice.post, "ndes", t->choice.is_ndes, "caps",
+        (int)s->server.caps.flags, "server_header", s->server.server_header, "iis_major", s->server.iis_major,
         "caps_answered", s->server.caps_answered);
     if (!root) {
         if (err && err->code == UTIL_ERR_NONE)
@@ -159,7 +150,7 @@ static int load_key(json_t *root, const char *field, EVP_PKEY **out, util_error 
     return crypto_key_load((const uint8_t *)json_string_value(v), json_string_length(v), out, err);
 }
 
-static int load_certs(json_t *root, const char *field, STACK_OF(X509) **out, util_error *err)
+static int load_certs(json_t *root, const char *field, STACK_OF(X509) * *out, util_error *err)
 {
     json_t *v = json_object_get(root, field);
     if (!json_is_string(v))

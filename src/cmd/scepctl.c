@@ -20,11 +20,41 @@
 /* ---- options shared by the commands ---- */
 
 enum {
-    OPT_CN = 256, OPT_ORG, OPT_SUBJECT, OPT_SAN, OPT_CHALLENGE, OPT_CHALLENGE_FILE, OPT_KEY_TYPE,
-    OPT_KEY, OPT_DIGEST, OPT_CIPHER, OPT_KEY_USAGE, OPT_EKU, OPT_METHOD, OPT_CA_FP, OPT_POLL_INT,
-    OPT_POLL_COUNT, OPT_TIMEOUT, OPT_STATE, OPT_KEY_OUT, OPT_CERT_OUT, OPT_CHAIN_OUT, OPT_CERT,
-    OPT_NEW_KEY_TYPE, OPT_REUSE_KEY, OPT_MODE, OPT_SERIAL, OPT_SIGNER, OPT_TLS_CA, OPT_TLS_PIN,
-    OPT_PROXY, OPT_CONNECT_TIMEOUT, OPT_MAX_RESPONSE, OPT_INSECURE, OPT_TEMPLATE, OPT_EMAIL,
+    OPT_CN = 256,
+    OPT_ORG,
+    OPT_SUBJECT,
+    OPT_SAN,
+    OPT_CHALLENGE,
+    OPT_CHALLENGE_FILE,
+    OPT_KEY_TYPE,
+    OPT_KEY,
+    OPT_DIGEST,
+    OPT_CIPHER,
+    OPT_KEY_USAGE,
+    OPT_EKU,
+    OPT_METHOD,
+    OPT_CA_FP,
+    OPT_POLL_INT,
+    OPT_POLL_COUNT,
+    OPT_TIMEOUT,
+    OPT_STATE,
+    OPT_KEY_OUT,
+    OPT_CERT_OUT,
+    OPT_CHAIN_OUT,
+    OPT_CERT,
+    OPT_NEW_KEY_TYPE,
+    OPT_REUSE_KEY,
+    OPT_MODE,
+    OPT_SERIAL,
+    OPT_SIGNER,
+    OPT_TLS_CA,
+    OPT_TLS_PIN,
+    OPT_PROXY,
+    OPT_CONNECT_TIMEOUT,
+    OPT_MAX_RESPONSE,
+    OPT_INSECURE,
+    OPT_TEMPLATE,
+    OPT_EMAIL,
     OPT_MARKDOWN,
 };
 
@@ -72,7 +102,6 @@ static const struct option long_options[] = {
     {"markdown", no_argument, NULL, OPT_MARKDOWN},
     {NULL, 0, NULL, 0},
 };
-
 
 static int number(const char *text, long min, long max, long *out, util_error *err)
 {
@@ -123,10 +152,14 @@ static int parse_option(options *o, int c, const char *arg, util_error *err)
     case OPT_KEY_USAGE: o->key_usage = arg; break;
     case OPT_TEMPLATE: o->template_name = arg; break;
     case OPT_METHOD:
-        if (!strcmp(arg, "auto")) o->cfg.method = CLIENT_METHOD_AUTO;
-        else if (!strcmp(arg, "get")) o->cfg.method = CLIENT_METHOD_GET;
-        else if (!strcmp(arg, "post")) o->cfg.method = CLIENT_METHOD_POST;
-        else return util_error_set(err, UTIL_ERR_USAGE, "--method is auto, get or post");
+        if (!strcmp(arg, "auto"))
+            o->cfg.method = CLIENT_METHOD_AUTO;
+        else if (!strcmp(arg, "get"))
+            o->cfg.method = CLIENT_METHOD_GET;
+        else if (!strcmp(arg, "post"))
+            o->cfg.method = CLIENT_METHOD_POST;
+        else
+            return util_error_set(err, UTIL_ERR_USAGE, "--method is auto, get or post");
         break;
     case OPT_CA_FP:
         if (!crypto_fingerprint_valid(arg))
@@ -168,8 +201,7 @@ static int parse_option(options *o, int c, const char *arg, util_error *err)
     case OPT_PROXY: o->cfg.http.proxy = arg; break;
     case OPT_INSECURE: o->cfg.http.insecure = true; break;
     case OPT_MARKDOWN: o->markdown = true; break;
-    default:
-        return util_error_set(err, UTIL_ERR_USAGE, "unknown option");
+    default: return util_error_set(err, UTIL_ERR_USAGE, "unknown option");
     }
     return 0;
 }
@@ -218,9 +250,9 @@ static void print_cert_line(X509 *x, const char *role)
     struct tm tm;
     gmtime_r(&info.not_after, &tm);
     strftime(until, sizeof until, "%Y-%m-%d", &tm);
-    printf("%s: %s\n  issuer:  %s\n  key:     %s, valid until %s%s%s\n  sha256:  %s\n  sha1:    %s\n",
-           role, info.subject, info.issuer, info.key, until, info.key_usage[0] ? ", " : "",
-           info.key_usage, info.sha256, info.sha1);
+    printf("%s: %s\n  issuer:  %s\n  key:     %s, valid until %s%s%s\n  sha256:  %s\n  sha1:    %s\n", role,
+           info.subject, info.issuer, info.key, until, info.key_usage[0] ? ", " : "", info.key_usage,
+           info.sha256, info.sha1);
 }
 
 /* ---- commands ---- */
@@ -305,8 +337,8 @@ static int read_challenge(const options *o, char **out, util_error *err)
     return 0;
 }
 
-static int write_outputs(const char *key_out, const char *cert_out, const char *chain_out,
-                         EVP_PKEY *key, const client_result *r, const client_server *srv, util_error *err)
+static int write_outputs(const char *key_out, const char *cert_out, const char *chain_out, EVP_PKEY *key,
+                         const client_result *r, const client_server *srv, util_error *err)
 {
     STACK_OF(X509) *one = sk_X509_new_null();
     STACK_OF(X509) *chain = chain_out ? client_result_chain(r, srv) : NULL;
@@ -339,7 +371,8 @@ static int finish(options *o, client_saved *s, client_result *r, util_error *err
     cfg.url = s->url;
     cfg.ca_identifier = s->ca_identifier;
     for (long i = 0; r->status == SCEP_STATUS_PENDING && i < o->poll_count; i++) {
-        fprintf(stderr, "pending: polling again in %ld s (%ld of %ld)\n", o->poll_interval, i + 1, o->poll_count);
+        fprintf(stderr, "pending: polling again in %ld s (%ld of %ld)\n", o->poll_interval, i + 1,
+                o->poll_count);
         sleep((unsigned)o->poll_interval);
         client_result_clear(r);
         if (client_poll(&cfg, &s->server, &s->txn, r, err) != 0)
@@ -376,7 +409,8 @@ static int fill_csr_params(const options *o, crypto_csr_params *p, const char *c
     p->digest = o->cfg.digest;
     if (o->key_usage) {
         if (crypto_key_usage_parse(o->key_usage, &p->key_usage) != 0)
-            return util_error_set(err, UTIL_ERR_USAGE, "--key-usage is none, digitalSignature, keyEncipherment or both");
+            return util_error_set(err, UTIL_ERR_USAGE,
+                                  "--key-usage is none, digitalSignature, keyEncipherment or both");
         p->key_usage_set = true;
     }
     return 0;
@@ -416,7 +450,8 @@ static void explain_choice(const options *o, const client_saved *s)
     if (!o->cfg.verbose)
         return;
     const client_choice *c = &s->txn.choice;
-    fprintf(stderr, "server: %s%s; using %s, %s, %s, %s\n", s->server.server_header[0] ? s->server.server_header : "unknown",
+    fprintf(stderr, "server: %s%s; using %s, %s, %s, %s\n",
+            s->server.server_header[0] ? s->server.server_header : "unknown",
             s->server.caps_answered ? "" : " (no caps)", scep_message_type_name(s->txn.request_type),
             scep_digest_short_name(c->digest), scep_cipher_short_name(c->cipher), c->post ? "POST" : "GET");
 }
@@ -482,7 +517,7 @@ static int renewal_type(const options *o, const client_server *srv, int *type, u
         *type = SCEP_MSG_PKCSREQ;
     else if (!strcmp(mode, "auto"))
         *type = scep_caps_has(&srv->caps, SCEP_CAP_RENEWAL) && !srv->iis_major ? SCEP_MSG_RENEWALREQ
-                                                                            : SCEP_MSG_PKCSREQ;
+                                                                               : SCEP_MSG_PKCSREQ;
     else
         return util_error_set(err, UTIL_ERR_USAGE, "--mode is auto, renewalreq or pkcsreq");
     return 0;
@@ -592,13 +627,16 @@ static int signed_query(options *o, int type, client_result *r, util_error *err)
         serial = ok ? BN_to_ASN1_INTEGER(bn, NULL) : NULL;
         BN_free(bn);
         if (!serial) {
-            util_error_set(err, UTIL_ERR_USAGE, "--serial \"%s\" is not a decimal or 0x-hex number", o->serial);
+            util_error_set(err, UTIL_ERR_USAGE, "--serial \"%s\" is not a decimal or 0x-hex number",
+                           o->serial);
             goto out;
         }
-        if (scep_issuer_and_serial_encode(X509_get_subject_name(s.server.ca->ca), serial, &data, &len, err) != 0)
+        if (scep_issuer_and_serial_encode(X509_get_subject_name(s.server.ca->ca), serial, &data, &len, err) !=
+            0)
             goto out;
     } else if (scep_issuer_and_serial_encode(X509_get_issuer_name(s.txn.signer_cert),
-                                             X509_get0_serialNumber(s.txn.signer_cert), &data, &len, err) != 0) {
+                                             X509_get0_serialNumber(s.txn.signer_cert), &data, &len,
+                                             err) != 0) {
         goto out;
     }
     /* a per-query transactionID: hash of the signer's key plus the operation */
@@ -702,12 +740,13 @@ static void usage(FILE *out)
     fprintf(out, "usage:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  scepctl %s\n", commands[i].usage);
-    fprintf(out,
-            "\ntransport options (all network commands): [--tls-ca FILE] [--tls-pin sha256:HEX] [--insecure]\n"
-            "  [--proxy URL] [--connect-timeout S] [--timeout S] [--max-response BYTES] [-v]\n"
-            "\nexit codes: 0 done, 1 rejected by the server, 2 usage or local input error,\n"
-            "  3 still pending (state saved for 'scepctl poll'), 4 communication error,\n"
-            "  5 bad response data\n");
+    fprintf(
+        out,
+        "\ntransport options (all network commands): [--tls-ca FILE] [--tls-pin sha256:HEX] [--insecure]\n"
+        "  [--proxy URL] [--connect-timeout S] [--timeout S] [--max-response BYTES] [-v]\n"
+        "\nexit codes: 0 done, 1 rejected by the server, 2 usage or local input error,\n"
+        "  3 still pending (state saved for 'scepctl poll'), 4 communication error,\n"
+        "  5 bad response data\n");
 }
 
 int main(int argc, char **argv)

@@ -28,7 +28,7 @@ static void print_name(const char *label, const X509_NAME *name)
     printf("%-16s %s\n", label, text);
 }
 
-static void print_certs(const char *label, STACK_OF(X509) *certs)
+static void print_certs(const char *label, STACK_OF(X509) * certs)
 {
     for (int i = 0; certs && i < sk_X509_num(certs); i++) {
         crypto_cert_info info;
@@ -83,7 +83,8 @@ static void print_message_data(const uint8_t *d, size_t len)
         print_certs("certificates:", certs);
         for (int i = 0; i < sk_X509_CRL_num(crls); i++) {
             print_name("crl issuer:", X509_CRL_get_issuer(sk_X509_CRL_value(crls, i)));
-            printf("%-16s %d\n", "crl revoked:", sk_X509_REVOKED_num(X509_CRL_get_REVOKED(sk_X509_CRL_value(crls, i))));
+            printf("%-16s %d\n",
+                   "crl revoked:", sk_X509_REVOKED_num(X509_CRL_get_REVOKED(sk_X509_CRL_value(crls, i))));
         }
     } else if (scep_issuer_and_subject_decode(d, len, &a, &b, &ignored) == 0) {
         print_name("poll issuer:", a);
@@ -106,7 +107,7 @@ static void print_message_data(const uint8_t *d, size_t len)
     ERR_clear_error();
 }
 
-static int print_envelope(const uint8_t *env, size_t len, EVP_PKEY *key, STACK_OF(X509) *signers,
+static int print_envelope(const uint8_t *env, size_t len, EVP_PKEY *key, STACK_OF(X509) * signers,
                           util_error *err)
 {
     char cipher[64], kt[64];
@@ -163,8 +164,8 @@ static void print_message(const scep_pki_message *m)
         printf("%-16s (none)\n", "certificates:");
     printf("%-16s %s\n", "signature:",
            !m->signature_checked ? "not checked: signer certificate unknown (give --signer)"
-           : m->signature_valid   ? "verifies"
-                                  : "DOES NOT VERIFY");
+           : m->signature_valid  ? "verifies"
+                                 : "DOES NOT VERIFY");
     if (m->signer)
         print_name("signer:", X509_get_subject_name(m->signer));
 }

@@ -63,7 +63,9 @@ static int on_ini(void *user, const char *section, const char *name, const char 
         else if (!strcmp(name, "log"))
             o->use_syslog = !strcmp(value, "syslog");
         else if (!strcmp(name, "log_level"))
-            o->level = !strcmp(value, "debug") ? UTIL_LOG_DEBUG : !strcmp(value, "warning") ? UTIL_LOG_WARN : UTIL_LOG_INFO;
+            o->level = !strcmp(value, "debug")     ? UTIL_LOG_DEBUG
+                       : !strcmp(value, "warning") ? UTIL_LOG_WARN
+                                                   : UTIL_LOG_INFO;
         else
             goto unknown;
         if (!strcmp(name, "max_keys") && (o->agent.max_keys < 1 || o->agent.max_keys > 1000)) {
@@ -114,10 +116,15 @@ static void usage(FILE *out)
 static int parse_args(int argc, char **argv, options *o, util_error *err)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'}, {"state", required_argument, NULL, 's'},
-        {"listen", required_argument, NULL, 'l'}, {"listen-tls", required_argument, NULL, 't'},
-        {"admin-password-file", required_argument, NULL, 'p'}, {"scep-url", required_argument, NULL, 'u'},
-        {"syslog", no_argument, NULL, 'S'}, {"debug", no_argument, NULL, 'd'}, {"help", no_argument, NULL, 'h'},
+        {"config", required_argument, NULL, 'c'},
+        {"state", required_argument, NULL, 's'},
+        {"listen", required_argument, NULL, 'l'},
+        {"listen-tls", required_argument, NULL, 't'},
+        {"admin-password-file", required_argument, NULL, 'p'},
+        {"scep-url", required_argument, NULL, 'u'},
+        {"syslog", no_argument, NULL, 'S'},
+        {"debug", no_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     /* the config file first, then the command line overrides it */
@@ -146,7 +153,9 @@ static int parse_args(int argc, char **argv, options *o, util_error *err)
         case 'd': o->level = UTIL_LOG_DEBUG; break;
         case 'n': o->check_only = true; break;
         case 'h': usage(stdout); exit(0);
-        default: return util_error_set(err, UTIL_ERR_USAGE, "%s: unknown option or missing value", argv[optind - 1]);
+        default:
+            return util_error_set(err, UTIL_ERR_USAGE, "%s: unknown option or missing value",
+                                  argv[optind - 1]);
         }
     }
     if (optind < argc)
@@ -235,7 +244,8 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
     if (agent_restart(s->a, "SIGHUP", &result, &err) != 0)
         log_error("restart (SIGHUP): %s", err.detail);
     else
-        log_info("restart (SIGHUP): %zu pair(s) registered", json_array_size(json_object_get(result, "registered")));
+        log_info("restart (SIGHUP): %zu pair(s) registered",
+                 json_array_size(json_object_get(result, "registered")));
     json_decref(result);
 }
 
@@ -302,8 +312,8 @@ static int run(options *o, util_error *err)
             util_error_set(err, UTIL_ERR_INTERNAL, "signal handlers");
             goto out;
         }
-    printf("scepd %s: Remote UI at http://%s/ui/%s%s%s\n", SCEPD_VERSION, o->listen, https ? " and https://" : "",
-           https ? o->listen_tls : "", https ? "/ui/" : "");
+    printf("scepd %s: Remote UI at http://%s/ui/%s%s%s\n", SCEPD_VERSION, o->listen,
+           https ? " and https://" : "", https ? o->listen_tls : "", https ? "/ui/" : "");
     if (generated)
         printf("admin password (shown once): %s\n", generated);
     fflush(stdout);
@@ -343,8 +353,8 @@ int main(int argc, char **argv)
     util_error err = {0};
     signal(SIGPIPE, SIG_IGN);
     if (parse_args(argc, argv, &o, &err) != 0) {
-        fprintf(stderr, "error[%s]: %s (%s)\nremedy: %s\n", util_err_code(err.code), util_err_message(err.code),
-                err.detail, util_err_remedy(err.code));
+        fprintf(stderr, "error[%s]: %s (%s)\nremedy: %s\n", util_err_code(err.code),
+                util_err_message(err.code), err.detail, util_err_remedy(err.code));
         return 2;
     }
     if (o.check_only) {

@@ -16,7 +16,7 @@
 
 #define CERT_FILE_MAX (4u << 20)
 
-int crypto_certs_load(const uint8_t *data, size_t len, STACK_OF(X509) **out, util_error *err)
+int crypto_certs_load(const uint8_t *data, size_t len, STACK_OF(X509) * *out, util_error *err)
 {
     STACK_OF(X509) *certs = sk_X509_new_null();
     if (!certs)
@@ -63,7 +63,7 @@ int crypto_cert_load(const uint8_t *data, size_t len, X509 **out, util_error *er
     return 0;
 }
 
-int crypto_certs_load_file(const char *path, STACK_OF(X509) **out, util_error *err)
+int crypto_certs_load_file(const char *path, STACK_OF(X509) * *out, util_error *err)
 {
     uint8_t *data = NULL;
     size_t len = 0;
@@ -86,7 +86,7 @@ int crypto_cert_load_file(const char *path, X509 **out, util_error *err)
     return 0;
 }
 
-int crypto_certs_to_pem(STACK_OF(X509) *certs, char **pem, size_t *len, util_error *err)
+int crypto_certs_to_pem(STACK_OF(X509) * certs, char **pem, size_t *len, util_error *err)
 {
     BIO *bio = BIO_new(BIO_s_mem());
     for (int i = 0; bio && i < sk_X509_num(certs); i++)
@@ -123,7 +123,7 @@ int crypto_cert_to_pem(X509 *cert, char **pem, size_t *len, util_error *err)
     return rc;
 }
 
-int crypto_certs_write_file(const char *path, STACK_OF(X509) *certs, util_error *err)
+int crypto_certs_write_file(const char *path, STACK_OF(X509) * certs, util_error *err)
 {
     char *pem = NULL;
     size_t len = 0;
@@ -197,8 +197,7 @@ bool crypto_cert_matches_fingerprint(X509 *cert, const char *fingerprint)
     const EVP_MD *md = NULL;
     unsigned int n = 0;
     int wn = fingerprint_bytes(fingerprint, &md, want);
-    return wn > 0 && X509_digest(cert, md, got, &n) && (int)n == wn &&
-           CRYPTO_memcmp(want, got, n) == 0;
+    return wn > 0 && X509_digest(cert, md, got, &n) && (int)n == wn && CRYPTO_memcmp(want, got, n) == 0;
 }
 
 bool crypto_cert_matches_key(X509 *cert, EVP_PKEY *key)
@@ -291,11 +290,19 @@ static void append(char *out, size_t len, const char *item)
 
 static void key_usage_text(X509 *cert, char *out, size_t len)
 {
-    static const struct { uint32_t bit; const char *name; } bits[] = {
-        {KU_DIGITAL_SIGNATURE, "digitalSignature"}, {KU_NON_REPUDIATION, "nonRepudiation"},
-        {KU_KEY_ENCIPHERMENT, "keyEncipherment"}, {KU_DATA_ENCIPHERMENT, "dataEncipherment"},
-        {KU_KEY_AGREEMENT, "keyAgreement"}, {KU_KEY_CERT_SIGN, "keyCertSign"},
-        {KU_CRL_SIGN, "cRLSign"}, {KU_ENCIPHER_ONLY, "encipherOnly"}, {KU_DECIPHER_ONLY, "decipherOnly"},
+    static const struct {
+        uint32_t bit;
+        const char *name;
+    } bits[] = {
+        {KU_DIGITAL_SIGNATURE, "digitalSignature"},
+        {KU_NON_REPUDIATION, "nonRepudiation"},
+        {KU_KEY_ENCIPHERMENT, "keyEncipherment"},
+        {KU_DATA_ENCIPHERMENT, "dataEncipherment"},
+        {KU_KEY_AGREEMENT, "keyAgreement"},
+        {KU_KEY_CERT_SIGN, "keyCertSign"},
+        {KU_CRL_SIGN, "cRLSign"},
+        {KU_ENCIPHER_ONLY, "encipherOnly"},
+        {KU_DECIPHER_ONLY, "decipherOnly"},
     };
     out[0] = '\0';
     if (!(X509_get_extension_flags(cert) & EXFLAG_KUSAGE))

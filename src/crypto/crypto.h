@@ -20,7 +20,7 @@ typedef enum crypto_key_alg { CRYPTO_KEY_RSA = 1, CRYPTO_KEY_EC = 2 } crypto_key
 
 typedef struct crypto_key_spec {
     crypto_key_alg alg;
-    int bits;          /* RSA: 1024/2048/3072/4096; EC: 256/384 */
+    int bits; /* RSA: 1024/2048/3072/4096; EC: 256/384 */
 } crypto_key_spec;
 
 /* "rsa:2048", "rsa", "ec:P-256", "ec:prime256v1", "ec:P-384", "ecdsa:384". */
@@ -43,14 +43,12 @@ void crypto_secret_free(void *p, size_t len);
 
 int crypto_cert_load(const uint8_t *data, size_t len, X509 **out, util_error *err) MUST_CHECK;
 /* Every certificate in PEM, DER, or a PKCS#7 bundle. */
-int crypto_certs_load(const uint8_t *data, size_t len, STACK_OF(X509) **out,
-                      util_error *err) MUST_CHECK;
-int crypto_certs_load_file(const char *path, STACK_OF(X509) **out, util_error *err) MUST_CHECK;
+int crypto_certs_load(const uint8_t *data, size_t len, STACK_OF(X509) * *out, util_error *err) MUST_CHECK;
+int crypto_certs_load_file(const char *path, STACK_OF(X509) * *out, util_error *err) MUST_CHECK;
 int crypto_cert_load_file(const char *path, X509 **out, util_error *err) MUST_CHECK;
-int crypto_certs_to_pem(STACK_OF(X509) *certs, char **pem, size_t *len,
-                        util_error *err) MUST_CHECK;
+int crypto_certs_to_pem(STACK_OF(X509) * certs, char **pem, size_t *len, util_error *err) MUST_CHECK;
 int crypto_cert_to_pem(X509 *cert, char **pem, size_t *len, util_error *err) MUST_CHECK;
-int crypto_certs_write_file(const char *path, STACK_OF(X509) *certs, util_error *err) MUST_CHECK;
+int crypto_certs_write_file(const char *path, STACK_OF(X509) * certs, util_error *err) MUST_CHECK;
 int crypto_cert_to_der(X509 *cert, uint8_t **der, size_t *len, util_error *err) MUST_CHECK;
 
 /* "sha256:AB:CD:..." style text is accepted by crypto_fingerprint_parse. */
@@ -69,12 +67,12 @@ int crypto_name_parse(const char *text, X509_NAME **out, util_error *err) MUST_C
 typedef struct crypto_cert_info {
     char subject[512];
     char issuer[512];
-    char serial[128];          /* hex */
+    char serial[128]; /* hex */
     time_t not_before;
     time_t not_after;
-    char key[64];              /* "RSA 2048" */
+    char key[64]; /* "RSA 2048" */
     char signature_alg[64];
-    char key_usage[256];       /* comma-separated names, "" when absent */
+    char key_usage[256]; /* comma-separated names, "" when absent */
     char ext_key_usage[512];
     char san[1024];
     char sha256[100];
@@ -100,14 +98,14 @@ typedef enum crypto_key_usage {
 
 typedef struct crypto_csr_params {
     const char *common_name;
-    const char *organization;       /* optional */
-    const char *subject;            /* optional full DN; overrides CN/O */
-    X509 *renew_from;               /* renewal: subject, SANs and key usage of this certificate,
-                                       each unless given above */
-    const char *org_unit, *locality, *state, *country, *email;  /* optional */
-    const char *sans[CRYPTO_MAX_SANS];    /* "dns:x", "ip:1.2.3.4", "email:a@b", "uri:..." */
+    const char *organization; /* optional */
+    const char *subject;      /* optional full DN; overrides CN/O */
+    X509 *renew_from;         /* renewal: subject, SANs and key usage of this certificate,
+                                 each unless given above */
+    const char *org_unit, *locality, *state, *country, *email; /* optional */
+    const char *sans[CRYPTO_MAX_SANS]; /* "dns:x", "ip:1.2.3.4", "email:a@b", "uri:..." */
     size_t san_count;
-    const char *ekus[CRYPTO_MAX_EKUS];    /* dotted OIDs or short names */
+    const char *ekus[CRYPTO_MAX_EKUS]; /* dotted OIDs or short names */
     size_t eku_count;
     crypto_key_usage key_usage;
     bool key_usage_set;             /* false: default for the key type */
@@ -118,18 +116,17 @@ typedef struct crypto_csr_params {
 
 int crypto_key_usage_parse(const char *text, crypto_key_usage *out) MUST_CHECK;
 const char *crypto_key_usage_name(crypto_key_usage ku);
-int crypto_csr_build(const crypto_csr_params *p, EVP_PKEY *key, X509_REQ **out,
-                     util_error *err) MUST_CHECK;
+int crypto_csr_build(const crypto_csr_params *p, EVP_PKEY *key, X509_REQ **out, util_error *err) MUST_CHECK;
 /* The self-signed certificate that signs a first enrollment (RFC 8894 §2.3):
  * subject as given, KU digitalSignature (+ keyEncipherment for RSA), valid
  * from now-1h to now+days. */
-int crypto_selfsigned_build(EVP_PKEY *key, const X509_NAME *subject, const EVP_MD *md,
-                            time_t now, int days, X509 **out, util_error *err) MUST_CHECK;
+int crypto_selfsigned_build(EVP_PKEY *key, const X509_NAME *subject, const EVP_MD *md, time_t now, int days,
+                            X509 **out, util_error *err) MUST_CHECK;
 
 /* ---- Verification ---- */
 
 typedef struct crypto_verify_check {
-    char name[32];      /* "chain", "validity", "key_match", "revocation", "signature" */
+    char name[32]; /* "chain", "validity", "key_match", "revocation", "signature" */
     bool ok;
     bool skipped;
     char detail[256];
@@ -143,9 +140,8 @@ typedef struct crypto_verify_result {
 
 /* Chain to `trusted` (and `untrusted` intermediates), validity at `now`, key
  * match when key is given, revocation when crls are given. */
-void crypto_cert_verify(X509 *cert, EVP_PKEY *key, STACK_OF(X509) *trusted,
-                        STACK_OF(X509) *untrusted, STACK_OF(X509_CRL) *crls, time_t now,
-                        crypto_verify_result *out);
+void crypto_cert_verify(X509 *cert, EVP_PKEY *key, STACK_OF(X509) * trusted, STACK_OF(X509) * untrusted,
+                        STACK_OF(X509_CRL) * crls, time_t now, crypto_verify_result *out);
 
 /* ---- Secrets: passwords, tokens, sealed values ---- */
 

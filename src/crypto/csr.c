@@ -12,7 +12,10 @@
 
 int crypto_key_usage_parse(const char *text, crypto_key_usage *out)
 {
-    static const struct { const char *name; crypto_key_usage ku; } names[] = {
+    static const struct {
+        const char *name;
+        crypto_key_usage ku;
+    } names[] = {
         {"none", CRYPTO_KU_NONE},
         {"digitalSignature", CRYPTO_KU_DIGITAL_SIGNATURE},
         {"digital_signature", CRYPTO_KU_DIGITAL_SIGNATURE},
@@ -247,8 +250,8 @@ int crypto_csr_build(const crypto_csr_params *p, EVP_PKEY *key, X509_REQ **out, 
         const char *pw = p->challenge_password;
         bool ps = printable(pw);
         if (!X509_REQ_add1_attr_by_NID(req, NID_pkcs9_challengePassword,
-                                       ps ? V_ASN1_PRINTABLESTRING : MBSTRING_UTF8,
-                                       (const unsigned char *)pw, ps ? (int)strlen(pw) : -1)) {
+                                       ps ? V_ASN1_PRINTABLESTRING : MBSTRING_UTF8, (const unsigned char *)pw,
+                                       ps ? (int)strlen(pw) : -1)) {
             util_error_ossl(err, UTIL_ERR_CSR_BUILD, "challenge password");
             goto fail;
         }
@@ -267,8 +270,8 @@ fail:
     return -1;
 }
 
-int crypto_selfsigned_build(EVP_PKEY *key, const X509_NAME *subject, const EVP_MD *md, time_t now,
-                            int days, X509 **out, util_error *err)
+int crypto_selfsigned_build(EVP_PKEY *key, const X509_NAME *subject, const EVP_MD *md, time_t now, int days,
+                            X509 **out, util_error *err)
 {
     X509 *x = X509_new();
     ASN1_BIT_STRING *ku = ASN1_BIT_STRING_new();

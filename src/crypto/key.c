@@ -30,8 +30,8 @@ int crypto_key_spec_parse(const char *text, crypto_key_spec *out, util_error *er
     } else if (text && ((alen == 2 && strncasecmp(text, "ec", 2) == 0) ||
                         (alen == 5 && strncasecmp(text, "ecdsa", 5) == 0))) {
         s.alg = CRYPTO_KEY_EC;
-        if (!*arg || !strcasecmp(arg, "P-256") || !strcasecmp(arg, "prime256v1") ||
-            !strcmp(arg, "256") || !strcasecmp(arg, "secp256r1"))
+        if (!*arg || !strcasecmp(arg, "P-256") || !strcasecmp(arg, "prime256v1") || !strcmp(arg, "256") ||
+            !strcasecmp(arg, "secp256r1"))
             s.bits = 256;
         else if (!strcasecmp(arg, "P-384") || !strcasecmp(arg, "secp384r1") || !strcmp(arg, "384"))
             s.bits = 384;
@@ -75,9 +75,10 @@ void crypto_key_describe(EVP_PKEY *key, char *out, size_t len)
         char curve[64] = "";
         size_t n = 0;
         EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, curve, sizeof curve, &n);
-        const char *nist = !strcmp(curve, "prime256v1") ? "P-256"
-                         : !strcmp(curve, "secp384r1")  ? "P-384"
-                         : !strcmp(curve, "secp521r1")  ? "P-521" : curve;
+        const char *nist = !strcmp(curve, "prime256v1")  ? "P-256"
+                           : !strcmp(curve, "secp384r1") ? "P-384"
+                           : !strcmp(curve, "secp521r1") ? "P-521"
+                                                         : curve;
         snprintf(out, len, "EC %s", nist);
     } else {
         snprintf(out, len, "%s %d", EVP_PKEY_get0_type_name(key), EVP_PKEY_get_bits(key));
@@ -88,8 +89,8 @@ int crypto_key_load(const uint8_t *data, size_t len, EVP_PKEY **out, util_error 
 {
     EVP_PKEY *key = NULL;
     const unsigned char *p = data;
-    OSSL_DECODER_CTX *dctx = OSSL_DECODER_CTX_new_for_pkey(&key, NULL, NULL, NULL,
-                                                          OSSL_KEYMGMT_SELECT_KEYPAIR, NULL, NULL);
+    OSSL_DECODER_CTX *dctx =
+        OSSL_DECODER_CTX_new_for_pkey(&key, NULL, NULL, NULL, OSSL_KEYMGMT_SELECT_KEYPAIR, NULL, NULL);
     size_t left = len;
     int ok = dctx && OSSL_DECODER_from_data(dctx, &p, &left) && key;
     OSSL_DECODER_CTX_free(dctx);

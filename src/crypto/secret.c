@@ -83,9 +83,8 @@ static int decode64(const char *in, size_t in_len, uint8_t *out, size_t max)
 bool crypto_password_verify(const char *password, const char *stored)
 {
     int log_n, r, p, used = 0;
-    if (!password || !stored ||
-        sscanf(stored, "scrypt$%d$%d$%d$%n", &log_n, &r, &p, &used) != 3 || used == 0 ||
-        log_n < 10 || log_n > 20 || r < 1 || r > 32 || p < 1 || p > 4)
+    if (!password || !stored || sscanf(stored, "scrypt$%d$%d$%d$%n", &log_n, &r, &p, &used) != 3 ||
+        used == 0 || log_n < 10 || log_n > 20 || r < 1 || r > 32 || p < 1 || p > 4)
         return false;
     const char *salt64 = stored + used;
     const char *dollar = strchr(salt64, '$');
@@ -128,7 +127,8 @@ int crypto_hmac_sha256(const uint8_t key[32], const char *const *parts, size_t n
 {
     EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
     EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
-    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", "SHA256", 0), OSSL_PARAM_construct_end()};
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", "SHA256", 0),
+                           OSSL_PARAM_construct_end()};
     size_t len = 0;
     int ok = ctx && EVP_MAC_init(ctx, key, 32, params) == 1;
     for (size_t i = 0; ok && i < n; i++)
@@ -163,11 +163,12 @@ int crypto_seal(const uint8_t key[32], const uint8_t *in, size_t len, uint8_t **
 {
     uint8_t *buf = malloc(12 + len + 16);
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    int n = 0, fin = 0, ok = buf && ctx && RAND_bytes(buf, 12) == 1 &&
-        EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, buf) == 1 &&
-        EVP_EncryptUpdate(ctx, buf + 12, &n, in, (int)len) == 1 &&
-        EVP_EncryptFinal_ex(ctx, buf + 12 + n, &fin) == 1 &&
-        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, buf + 12 + n + fin) == 1;
+    int n = 0, fin = 0,
+        ok = buf && ctx && RAND_bytes(buf, 12) == 1 &&
+             EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, buf) == 1 &&
+             EVP_EncryptUpdate(ctx, buf + 12, &n, in, (int)len) == 1 &&
+             EVP_EncryptFinal_ex(ctx, buf + 12 + n, &fin) == 1 &&
+             EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, buf + 12 + n + fin) == 1;
     EVP_CIPHER_CTX_free(ctx);
     if (!ok) {
         free(buf);
@@ -186,11 +187,11 @@ int crypto_unseal(const uint8_t key[32], const uint8_t *in, size_t len, uint8_t 
     size_t ct_len = len - 28;
     uint8_t *buf = malloc(ct_len + 1);
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    int n = 0, fin = 0, ok = buf && ctx &&
-        EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, in) == 1 &&
-        EVP_DecryptUpdate(ctx, buf, &n, in + 12, (int)ct_len) == 1 &&
-        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, (void *)(in + len - 16)) == 1 &&
-        EVP_DecryptFinal_ex(ctx, buf + n, &fin) == 1;
+    int n = 0, fin = 0,
+        ok = buf && ctx && EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, in) == 1 &&
+             EVP_DecryptUpdate(ctx, buf, &n, in + 12, (int)ct_len) == 1 &&
+             EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, (void *)(in + len - 16)) == 1 &&
+             EVP_DecryptFinal_ex(ctx, buf + n, &fin) == 1;
     EVP_CIPHER_CTX_free(ctx);
     if (!ok) {
         if (buf)

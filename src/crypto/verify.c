@@ -16,8 +16,8 @@ static crypto_verify_check *add_check(crypto_verify_result *r, const char *name)
     return c;
 }
 
-static void check_chain(X509 *cert, STACK_OF(X509) *trusted, STACK_OF(X509) *untrusted,
-                        STACK_OF(X509_CRL) *crls, time_t now, crypto_verify_result *r)
+static void check_chain(X509 *cert, STACK_OF(X509) * trusted, STACK_OF(X509) * untrusted,
+                        STACK_OF(X509_CRL) * crls, time_t now, crypto_verify_result *r)
 {
     crypto_verify_check *chain = add_check(r, "chain");
     crypto_verify_check *rev = add_check(r, "revocation");
@@ -59,7 +59,9 @@ static void check_chain(X509 *cert, STACK_OF(X509) *trusted, STACK_OF(X509) *unt
     } else {
         rev->ok = !revoked && (ok == 1 || e != X509_V_ERR_UNABLE_TO_GET_CRL);
         snprintf(rev->detail, sizeof rev->detail, "%s",
-                 revoked ? "revoked" : rev->ok ? "not revoked" : X509_verify_cert_error_string(e));
+                 revoked   ? "revoked"
+                 : rev->ok ? "not revoked"
+                           : X509_verify_cert_error_string(e));
     }
 out:
     X509_STORE_CTX_free(ctx);
@@ -67,9 +69,8 @@ out:
     ERR_clear_error();
 }
 
-void crypto_cert_verify(X509 *cert, EVP_PKEY *key, STACK_OF(X509) *trusted,
-                        STACK_OF(X509) *untrusted, STACK_OF(X509_CRL) *crls, time_t now,
-                        crypto_verify_result *out)
+void crypto_cert_verify(X509 *cert, EVP_PKEY *key, STACK_OF(X509) * trusted, STACK_OF(X509) * untrusted,
+                        STACK_OF(X509_CRL) * crls, time_t now, crypto_verify_result *out)
 {
     memset(out, 0, sizeof *out);
     check_chain(cert, trusted, untrusted, crls, now, out);
@@ -78,7 +79,9 @@ void crypto_cert_verify(X509 *cert, EVP_PKEY *key, STACK_OF(X509) *trusted,
     time_t na = crypto_asn1_time_to_time(X509_get0_notAfter(cert));
     validity->ok = now >= nb && now <= na;
     snprintf(validity->detail, sizeof validity->detail, "%s",
-             now < nb ? "not yet valid" : now > na ? "expired" : "within the validity period");
+             now < nb   ? "not yet valid"
+             : now > na ? "expired"
+                        : "within the validity period");
     crypto_verify_check *km = add_check(out, "key_match");
     if (key) {
         km->ok = crypto_cert_matches_key(cert, key);

@@ -14,24 +14,24 @@
 #include "util/error.h"
 
 typedef struct http_options {
-    long connect_timeout_ms;    /* 0: 10 s */
-    long total_timeout_ms;      /* 0: 60 s */
-    size_t max_response;        /* 0: 1 MiB */
-    const char *ca_file;        /* HTTPS: PEM bundle to trust; NULL: system store */
-    const char *pin_sha256;     /* HTTPS: "sha256:HEX" of a CA (or leaf) certificate in the
-                                   server's chain; when set, the chain must contain it */
-    const char *proxy;          /* "http://host:port"; NULL: curl's default (the
-                                   *_proxy environment variables); "": no proxy */
-    bool insecure;              /* HTTPS without any verification (lab use only) */
-    bool verbose;               /* curl's trace to stderr */
-    const char *user_agent;     /* NULL: "scepd/VERSION" */
+    long connect_timeout_ms; /* 0: 10 s */
+    long total_timeout_ms;   /* 0: 60 s */
+    size_t max_response;     /* 0: 1 MiB */
+    const char *ca_file;     /* HTTPS: PEM bundle to trust; NULL: system store */
+    const char *pin_sha256;  /* HTTPS: "sha256:HEX" of a CA (or leaf) certificate in the
+                                server's chain; when set, the chain must contain it */
+    const char *proxy;       /* "http://host:port"; NULL: curl's default (the
+                              *_proxy environment variables); "": no proxy */
+    bool insecure;           /* HTTPS without any verification (lab use only) */
+    bool verbose;            /* curl's trace to stderr */
+    const char *user_agent;  /* NULL: "scepd/VERSION" */
 } http_options;
 
 typedef struct http_response {
     long status;
-    char *content_type;         /* NULL when absent */
-    char *server;               /* the Server: header, NULL when absent */
-    uint8_t *body;              /* NUL-terminated one past body_len */
+    char *content_type; /* NULL when absent */
+    char *server;       /* the Server: header, NULL when absent */
+    uint8_t *body;      /* NUL-terminated one past body_len */
     size_t body_len;
 } http_response;
 
@@ -43,8 +43,7 @@ void http_global_cleanup(void);
 
 /* Blocking requests. Errors: NET_* and HTTP_PROXY, RESPONSE_TOO_LARGE.
  * Any HTTP status is a successful exchange: the caller judges it. */
-int http_get(const http_options *o, const char *url, http_response *out,
-             util_error *err) MUST_CHECK;
+int http_get(const http_options *o, const char *url, http_response *out, util_error *err) MUST_CHECK;
 int http_post(const http_options *o, const char *url, const uint8_t *body, size_t len,
               const char *content_type, http_response *out, util_error *err) MUST_CHECK;
 
@@ -69,10 +68,9 @@ typedef void (*http_done_cb)(void *arg, int rc, http_response *resp, const util_
 
 http_client *http_client_new(struct event_base *base);
 void http_client_free(http_client *c);
-int http_client_get(http_client *c, const http_options *o, const char *url, http_done_cb cb,
-                    void *arg, util_error *err) MUST_CHECK;
-int http_client_post(http_client *c, const http_options *o, const char *url,
-                     const uint8_t *body, size_t len, const char *content_type,
-                     http_done_cb cb, void *arg, util_error *err) MUST_CHECK;
+int http_client_get(http_client *c, const http_options *o, const char *url, http_done_cb cb, void *arg,
+                    util_error *err) MUST_CHECK;
+int http_client_post(http_client *c, const http_options *o, const char *url, const uint8_t *body, size_t len,
+                     const char *content_type, http_done_cb cb, void *arg, util_error *err) MUST_CHECK;
 
 #endif

@@ -15,7 +15,7 @@ static bool looks_like_pem(const uint8_t *d, size_t len)
     return len > 11 && memmem(d, len, "-----BEGIN ", 11) != NULL;
 }
 
-static int parse_pem_certs(const uint8_t *d, size_t len, STACK_OF(X509) *out)
+static int parse_pem_certs(const uint8_t *d, size_t len, STACK_OF(X509) * out)
 {
     BIO *bio = BIO_new_mem_buf(d, (int)len);
     if (!bio)
@@ -47,8 +47,8 @@ static int parse_pem_certs(const uint8_t *d, size_t len, STACK_OF(X509) *out)
     return sk_X509_num(out) > 0 ? 0 : -1;
 }
 
-int scep_certs_only_parse(const uint8_t *der, size_t len, STACK_OF(X509) **certs,
-                          STACK_OF(X509_CRL) **crls, util_error *err)
+int scep_certs_only_parse(const uint8_t *der, size_t len, STACK_OF(X509) * *certs, STACK_OF(X509_CRL) * *crls,
+                          util_error *err)
 {
     const unsigned char *p = der;
     CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &p, (long)len);
@@ -75,8 +75,7 @@ out:
     return rc;
 }
 
-int scep_certs_only_encode(STACK_OF(X509) *certs, X509_CRL *crl, uint8_t **der, size_t *len,
-                           util_error *err)
+int scep_certs_only_encode(STACK_OF(X509) * certs, X509_CRL *crl, uint8_t **der, size_t *len, util_error *err)
 {
     int rc = -1;
     unsigned char *buf = NULL;
@@ -124,7 +123,7 @@ static bool issued_by(X509 *child, X509 *parent)
 
 /* The issuing CA: the CA that issued the RA certificates, else the CA that
  * issued no other CA in the set (the one nearest the end entities). */
-static X509 *find_issuing_ca(STACK_OF(X509) *all)
+static X509 *find_issuing_ca(STACK_OF(X509) * all)
 {
     int n = sk_X509_num(all);
     for (int i = 0; i < n; i++) {
@@ -157,7 +156,7 @@ static X509 *find_issuing_ca(STACK_OF(X509) *all)
     return candidate ? candidate : (n == 1 ? sk_X509_value(all, 0) : NULL);
 }
 
-static X509 *find_ra(STACK_OF(X509) *all, X509 *ca, uint32_t want, uint32_t fallback)
+static X509 *find_ra(STACK_OF(X509) * all, X509 *ca, uint32_t want, uint32_t fallback)
 {
     X509 *none_ku = NULL, *alt = NULL;
     for (int i = 0; i < sk_X509_num(all); i++) {
@@ -179,28 +178,27 @@ static X509 *find_ra(STACK_OF(X509) *all, X509 *ca, uint32_t want, uint32_t fall
     return none_ku ? none_ku : ca;
 }
 
-static int classify(STACK_OF(X509) *all, scep_ca_certs **out, util_error *err)
+static int classify(STACK_OF(X509) * all, scep_ca_certs **out, util_error *err)
 {
     if (sk_X509_num(all) == 0)
         return util_error_set(err, UTIL_ERR_CACERT_NO_CA, "the reply holds no certificate");
     X509 *ca = find_issuing_ca(all);
     if (!ca)
         return util_error_set(err, UTIL_ERR_CACERT_NO_CA,
-                              "%d certificates, none with basicConstraints cA=TRUE",
-                              sk_X509_num(all));
+                              "%d certificates, none with basicConstraints cA=TRUE", sk_X509_num(all));
     scep_ca_certs *c = calloc(1, sizeof *c);
     if (!c)
         return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
     c->all = all;
     c->ca = ca;
-    c->ra_encrypt = find_ra(all, ca, X509v3_KU_KEY_ENCIPHERMENT,
-                            X509v3_KU_DATA_ENCIPHERMENT | X509v3_KU_KEY_AGREEMENT);
+    c->ra_encrypt =
+        find_ra(all, ca, X509v3_KU_KEY_ENCIPHERMENT, X509v3_KU_DATA_ENCIPHERMENT | X509v3_KU_KEY_AGREEMENT);
     c->ra_sign = find_ra(all, ca, X509v3_KU_DIGITAL_SIGNATURE, X509v3_KU_NON_REPUDIATION);
     *out = c;
     return 0;
 }
 
-int scep_ca_certs_from_stack(STACK_OF(X509) *certs, scep_ca_certs **out, util_error *err)
+int scep_ca_certs_from_stack(STACK_OF(X509) * certs, scep_ca_certs **out, util_error *err)
 {
     STACK_OF(X509) *all = X509_chain_up_ref(certs);
     if (!all)

@@ -52,12 +52,12 @@ void scep_caps_parse(const uint8_t *body, size_t len, scep_caps *out)
     memset(out, 0, sizeof *out);
     size_t i = 0;
     while (i < len) {
-        while (i < len && (body[i] == '\r' || body[i] == '\n' || body[i] == ' ' ||
-                           body[i] == '\t' || body[i] == ','))
+        while (i < len &&
+               (body[i] == '\r' || body[i] == '\n' || body[i] == ' ' || body[i] == '\t' || body[i] == ','))
             i++;
         size_t start = i;
-        while (i < len && body[i] != '\r' && body[i] != '\n' && body[i] != ' ' &&
-               body[i] != '\t' && body[i] != ',' && body[i] != '\0')
+        while (i < len && body[i] != '\r' && body[i] != '\n' && body[i] != ' ' && body[i] != '\t' &&
+               body[i] != ',' && body[i] != '\0')
             i++;
         if (i > start)
             add_keyword(out, (const char *)body + start, i - start);

@@ -32,24 +32,23 @@ static int skip(const unsigned char **p, long *left, long len)
     return 0;
 }
 
-static int describe(const uint8_t *env, size_t env_len, ASN1_OBJECT **cipher, ASN1_OBJECT **kt,
-                    int *ri_tag)
+static int describe(const uint8_t *env, size_t env_len, ASN1_OBJECT **cipher, ASN1_OBJECT **kt, int *ri_tag)
 {
     const unsigned char *p = env;
     long left = (long)env_len, len;
-    if (read_header(&p, &left, V_ASN1_SEQUENCE, &len) < 0)       /* ContentInfo */
+    if (read_header(&p, &left, V_ASN1_SEQUENCE, &len) < 0) /* ContentInfo */
         return -1;
     if (read_header(&p, &left, V_ASN1_OBJECT, &len) < 0 || skip(&p, &left, len))
         return -1;
     if (read_header(&p, &left, 0, &len) != V_ASN1_CONTEXT_SPECIFIC) /* [0] */
         return -1;
-    if (read_header(&p, &left, V_ASN1_SEQUENCE, &len) < 0)       /* EnvelopedData */
+    if (read_header(&p, &left, V_ASN1_SEQUENCE, &len) < 0) /* EnvelopedData */
         return -1;
     if (read_header(&p, &left, V_ASN1_INTEGER, &len) < 0 || skip(&p, &left, len))
         return -1;
     long set_len;
     int cls = read_header(&p, &left, -1, &set_len);
-    if (cls == V_ASN1_CONTEXT_SPECIFIC) {                          /* originatorInfo */
+    if (cls == V_ASN1_CONTEXT_SPECIFIC) { /* originatorInfo */
         if (skip(&p, &left, set_len) || (cls = read_header(&p, &left, V_ASN1_SET, &set_len)) < 0)
             return -1;
     }
@@ -77,7 +76,7 @@ static int describe(const uint8_t *env, size_t env_len, ASN1_OBJECT **cipher, AS
         const unsigned char *o = ri;
         *kt = d2i_ASN1_OBJECT(NULL, &o, ri_left);
     }
-    if (read_header(&p, &left, V_ASN1_SEQUENCE, &len) < 0)        /* EncryptedContentInfo */
+    if (read_header(&p, &left, V_ASN1_SEQUENCE, &len) < 0) /* EncryptedContentInfo */
         return -1;
     if (read_header(&p, &left, V_ASN1_OBJECT, &len) < 0 || skip(&p, &left, len))
         return -1;
@@ -88,14 +87,13 @@ static int describe(const uint8_t *env, size_t env_len, ASN1_OBJECT **cipher, AS
     return *cipher ? 0 : -1;
 }
 
-int scep_envelope_describe(const uint8_t *env, size_t env_len, char *cipher_name,
-                           size_t cipher_len, char *kt_name, size_t kt_len, util_error *err)
+int scep_envelope_describe(const uint8_t *env, size_t env_len, char *cipher_name, size_t cipher_len,
+                           char *kt_name, size_t kt_len, util_error *err)
 {
     ASN1_OBJECT *cipher = NULL, *kt = NULL;
     int ri_tag = -1;
     int rc = describe(env, env_len, &cipher, &kt, &ri_tag);
-    static const char *const ri_kinds[] = {"", "key agreement", "key encryption key",
-                                           "password", "other"};
+    static const char *const ri_kinds[] = {"", "key agreement", "key encryption key", "password", "other"};
     if (rc == 0) {
         int nid = OBJ_obj2nid(cipher);
         snprintf(cipher_name, cipher_len, "%s", nid != NID_undef ? OBJ_nid2ln(nid) : "unknown");
@@ -118,8 +116,8 @@ int scep_envelope_describe(const uint8_t *env, size_t env_len, char *cipher_name
     return rc;
 }
 
-static int decrypt_in(OSSL_LIB_CTX *libctx, const uint8_t *env, size_t env_len, X509 *cert,
-                      EVP_PKEY *key, BIO *out, unsigned int flags)
+static int decrypt_in(OSSL_LIB_CTX *libctx, const uint8_t *env, size_t env_len, X509 *cert, EVP_PKEY *key,
+                      BIO *out, unsigned int flags)
 {
     CMS_ContentInfo *cms = CMS_ContentInfo_new_ex(libctx, NULL);
     const unsigned char *p = env;
@@ -199,7 +197,7 @@ int scep_envelope_open_mma(const uint8_t *env, size_t env_len, X509 *cert, EVP_P
 }
 
 int scep_certrep_content(const uint8_t *der, size_t len, EVP_PKEY *key, X509 **issued,
-                         STACK_OF(X509) **chain, X509_CRL **crl, util_error *err)
+                         STACK_OF(X509) * *chain, X509_CRL **crl, util_error *err)
 {
     STACK_OF(X509) *certs = NULL;
     STACK_OF(X509_CRL) *crls = NULL;

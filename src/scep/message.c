@@ -11,12 +11,11 @@
 
 /* The signed attributes as a DER SET OF, for re-signing (see resign()). */
 typedef STACK_OF(X509_ATTRIBUTE) SCEP_ATTRIBUTES;
-ASN1_ITEM_TEMPLATE(SCEP_ATTRIBUTES) =
-    ASN1_EX_TEMPLATE_TYPE(ASN1_TFLG_SET_ORDER, 0, SCEP_ATTRIBUTES, X509_ATTRIBUTE)
-ASN1_ITEM_TEMPLATE_END(SCEP_ATTRIBUTES)
+ASN1_ITEM_TEMPLATE(SCEP_ATTRIBUTES) = ASN1_EX_TEMPLATE_TYPE(ASN1_TFLG_SET_ORDER, 0, SCEP_ATTRIBUTES,
+                                                            X509_ATTRIBUTE)
+    ASN1_ITEM_TEMPLATE_END(SCEP_ATTRIBUTES)
 
-static int envelope(const scep_pki_message_params *p, uint8_t **der, size_t *len,
-                    util_error *err)
+        static int envelope(const scep_pki_message_params *p, uint8_t **der, size_t *len, util_error *err)
 {
     int rc = -1;
     unsigned char *buf = NULL;
@@ -88,8 +87,7 @@ static int add_attributes(CMS_SignerInfo *si, const scep_pki_message_params *p)
                  (int)strlen(p->transaction_id)) != 0)
         return -1;
     if (p->sender_nonce &&
-        add_attr(si, OID_SENDER_NONCE, V_ASN1_OCTET_STRING, p->sender_nonce,
-                 (int)p->sender_nonce_len) != 0)
+        add_attr(si, OID_SENDER_NONCE, V_ASN1_OCTET_STRING, p->sender_nonce, (int)p->sender_nonce_len) != 0)
         return -1;
     if (p->type != SCEP_MSG_CERTREP)
         return 0;
@@ -98,21 +96,17 @@ static int add_attributes(CMS_SignerInfo *si, const scep_pki_message_params *p)
     if (p->pki_status == SCEP_STATUS_FAILURE && p->fail_info >= 0 &&
         add_number(si, OID_FAIL_INFO, p->fail_info) != 0)
         return -1;
-    if (p->fail_info_text &&
-        add_attr(si, OID_FAIL_INFO_TEXT, V_ASN1_UTF8STRING, p->fail_info_text,
-                 (int)strlen(p->fail_info_text)) != 0)
+    if (p->fail_info_text && add_attr(si, OID_FAIL_INFO_TEXT, V_ASN1_UTF8STRING, p->fail_info_text,
+                                      (int)strlen(p->fail_info_text)) != 0)
         return -1;
-    if (p->recipient_nonce &&
-        add_attr(si, OID_RECIPIENT_NONCE, V_ASN1_OCTET_STRING, p->recipient_nonce,
-                 (int)p->recipient_nonce_len) != 0)
+    if (p->recipient_nonce && add_attr(si, OID_RECIPIENT_NONCE, V_ASN1_OCTET_STRING, p->recipient_nonce,
+                                       (int)p->recipient_nonce_len) != 0)
         return -1;
     if (p->ms_hresult &&
-        add_attr(si, OID_MS_HRESULT, V_ASN1_PRINTABLESTRING, p->ms_hresult,
-                 (int)strlen(p->ms_hresult)) != 0)
+        add_attr(si, OID_MS_HRESULT, V_ASN1_PRINTABLESTRING, p->ms_hresult, (int)strlen(p->ms_hresult)) != 0)
         return -1;
-    if (p->ms_disposition &&
-        add_attr(si, OID_MS_DISPOSITION, V_ASN1_UTF8STRING, p->ms_disposition,
-                 (int)strlen(p->ms_disposition)) != 0)
+    if (p->ms_disposition && add_attr(si, OID_MS_DISPOSITION, V_ASN1_UTF8STRING, p->ms_disposition,
+                                      (int)strlen(p->ms_disposition)) != 0)
         return -1;
     return 0;
 }
@@ -164,8 +158,8 @@ static int add_signing_time(CMS_SignerInfo *si, time_t when)
     return ok ? 0 : -1;
 }
 
-static int sign(const scep_pki_message_params *p, const uint8_t *content, size_t content_len,
-                uint8_t **der, size_t *len, util_error *err)
+static int sign(const scep_pki_message_params *p, const uint8_t *content, size_t content_len, uint8_t **der,
+                size_t *len, util_error *err)
 {
     int rc = -1;
     unsigned char *buf = NULL;
@@ -219,8 +213,7 @@ out:
     return rc;
 }
 
-int scep_pki_message_encode(const scep_pki_message_params *p, uint8_t **der, size_t *len,
-                            util_error *err)
+int scep_pki_message_encode(const scep_pki_message_params *p, uint8_t **der, size_t *len, util_error *err)
 {
     if (!p->signer_cert || !p->signer_key || !p->transaction_id || !p->type)
         return util_error_set(err, UTIL_ERR_INTERNAL, "incomplete message parameters");

@@ -78,12 +78,14 @@ static char *attr_string(CMS_SignerInfo *si, const char *oid)
     if (!t)
         return NULL;
     switch (t->type) {
-    case V_ASN1_PRINTABLESTRING: case V_ASN1_UTF8STRING: case V_ASN1_IA5STRING:
-    case V_ASN1_OCTET_STRING: case V_ASN1_T61STRING: case V_ASN1_VISIBLESTRING:
-    case V_ASN1_BMPSTRING:
-        break;
-    default:
-        return NULL;
+    case V_ASN1_PRINTABLESTRING:
+    case V_ASN1_UTF8STRING:
+    case V_ASN1_IA5STRING:
+    case V_ASN1_OCTET_STRING:
+    case V_ASN1_T61STRING:
+    case V_ASN1_VISIBLESTRING:
+    case V_ASN1_BMPSTRING: break;
+    default: return NULL;
     }
     const ASN1_STRING *s = t->value.asn1_string;
     const unsigned char *d = ASN1_STRING_get0_data(s);
@@ -158,7 +160,7 @@ static void read_attributes(CMS_SignerInfo *si, scep_pki_message *m)
         OBJ_obj2txt(m->signature_alg_name, sizeof m->signature_alg_name, sig->algorithm, 0);
 }
 
-static X509 *find_signer(CMS_SignerInfo *si, STACK_OF(X509) *a, STACK_OF(X509) *b)
+static X509 *find_signer(CMS_SignerInfo *si, STACK_OF(X509) * a, STACK_OF(X509) * b)
 {
     for (int i = 0; a && i < sk_X509_num(a); i++)
         if (CMS_SignerInfo_cert_cmp(si, sk_X509_value(a, i)) == 0)
@@ -169,7 +171,7 @@ static X509 *find_signer(CMS_SignerInfo *si, STACK_OF(X509) *a, STACK_OF(X509) *
     return NULL;
 }
 
-static void verify(scep_pki_message *m, CMS_SignerInfo *si, STACK_OF(X509) *signers)
+static void verify(scep_pki_message *m, CMS_SignerInfo *si, STACK_OF(X509) * signers)
 {
     X509 *signer = find_signer(si, m->certs, signers);
     if (!signer)
@@ -194,8 +196,8 @@ out:
     sk_X509_free(one);
 }
 
-int scep_pki_message_parse(const uint8_t *data, size_t len, STACK_OF(X509) *signers,
-                           scep_pki_message **out, util_error *err)
+int scep_pki_message_parse(const uint8_t *data, size_t len, STACK_OF(X509) * signers, scep_pki_message **out,
+                           util_error *err)
 {
     scep_pki_message *m = calloc(1, sizeof *m);
     if (!m)
@@ -253,7 +255,7 @@ void scep_pki_message_free(scep_pki_message *m)
     free(m);
 }
 
-static bool in_stack(STACK_OF(X509) *s, X509 *x)
+static bool in_stack(STACK_OF(X509) * s, X509 *x)
 {
     for (int i = 0; i < sk_X509_num(s); i++)
         if (X509_cmp(sk_X509_value(s, i), x) == 0)
@@ -261,13 +263,13 @@ static bool in_stack(STACK_OF(X509) *s, X509 *x)
     return false;
 }
 
-int scep_certrep_check(const scep_pki_message *m, STACK_OF(X509) *expected_signers,
-                       const char *transaction_id, const uint8_t *nonce, size_t nonce_len,
-                       util_error *err)
+int scep_certrep_check(const scep_pki_message *m, STACK_OF(X509) * expected_signers,
+                       const char *transaction_id, const uint8_t *nonce, size_t nonce_len, util_error *err)
 {
     if (!m->signature_checked)
-        return util_error_set(err, UTIL_ERR_RESPONSE_SIGNER,
-                              "the reply's signer certificate is neither in the reply nor among the CA/RA certificates");
+        return util_error_set(
+            err, UTIL_ERR_RESPONSE_SIGNER,
+            "the reply's signer certificate is neither in the reply nor among the CA/RA certificates");
     if (!m->signature_valid)
         return util_error_set(err, UTIL_ERR_RESPONSE_SIGNATURE, "CMS signature check failed");
     if (expected_signers && !in_stack(expected_signers, m->signer)) {
@@ -288,8 +290,7 @@ int scep_certrep_check(const scep_pki_message *m, STACK_OF(X509) *expected_signe
         if (!m->content)
             return util_error_set(err, UTIL_ERR_RESPONSE_PARSE, "SUCCESS without content");
         return 0;
-    case SCEP_STATUS_PENDING:
-        return 0;
+    case SCEP_STATUS_PENDING: return 0;
     case SCEP_STATUS_FAILURE:
         if (m->fail_info == SCEP_FAIL_NONE || m->fail_info == -2)
             return util_error_set(err, UTIL_ERR_RESPONSE_TYPE, "FAILURE without a valid failInfo");

@@ -90,10 +90,10 @@ void scep_caps_format(const scep_caps *caps, char *out, size_t outlen);
 /* ---- GetCACert (§4.2) ---- */
 
 typedef struct scep_ca_certs {
-    X509 *ca;              /* the issuing CA (borrowed from all) */
-    X509 *ra_encrypt;      /* recipient for requests (borrowed; == ca in CA mode) */
-    X509 *ra_sign;         /* expected signer of replies (borrowed; == ca in CA mode) */
-    STACK_OF(X509) *all;   /* every certificate, as received */
+    X509 *ca;             /* the issuing CA (borrowed from all) */
+    X509 *ra_encrypt;     /* recipient for requests (borrowed; == ca in CA mode) */
+    X509 *ra_sign;        /* expected signer of replies (borrowed; == ca in CA mode) */
+    STACK_OF(X509) * all; /* every certificate, as received */
 } scep_ca_certs;
 
 typedef enum scep_cert_role {
@@ -108,33 +108,31 @@ typedef enum scep_cert_role {
 /* Accepts a DER certificate, a certs-only PKCS#7/CMS (eContent absent or
  * empty), or PEM of either. Classifies by basicConstraints, keyUsage and
  * issuer, not by order. */
-int scep_ca_certs_parse(const uint8_t *der, size_t len, scep_ca_certs **out,
-                        util_error *err) MUST_CHECK;
+int scep_ca_certs_parse(const uint8_t *der, size_t len, scep_ca_certs **out, util_error *err) MUST_CHECK;
 /* Builds the classification from certificates already at hand (state files,
  * stores). Takes references, the caller keeps its own. */
-int scep_ca_certs_from_stack(STACK_OF(X509) *certs, scep_ca_certs **out,
-                             util_error *err) MUST_CHECK;
+int scep_ca_certs_from_stack(STACK_OF(X509) * certs, scep_ca_certs **out, util_error *err) MUST_CHECK;
 scep_cert_role scep_ca_certs_role(const scep_ca_certs *c, X509 *cert);
 const char *scep_cert_role_name(scep_cert_role role);
 void scep_ca_certs_free(scep_ca_certs *c);
 
 /* Degenerate certs-only SignedData (§3.4), as GetCACert and CertRep use. */
-int scep_certs_only_encode(STACK_OF(X509) *certs, X509_CRL *crl, uint8_t **der,
-                           size_t *len, util_error *err) MUST_CHECK;
+int scep_certs_only_encode(STACK_OF(X509) * certs, X509_CRL *crl, uint8_t **der, size_t *len,
+                           util_error *err) MUST_CHECK;
 /* Reads certificates and CRLs out of a certs-only SignedData. */
-int scep_certs_only_parse(const uint8_t *der, size_t len, STACK_OF(X509) **certs,
-                          STACK_OF(X509_CRL) **crls, util_error *err) MUST_CHECK;
+int scep_certs_only_parse(const uint8_t *der, size_t len, STACK_OF(X509) * *certs, STACK_OF(X509_CRL) * *crls,
+                          util_error *err) MUST_CHECK;
 
 /* ---- Message data builders (§3.3) ---- */
 
-int scep_issuer_and_subject_encode(const X509_NAME *issuer, const X509_NAME *subject,
-                                   uint8_t **der, size_t *len, util_error *err) MUST_CHECK;
-int scep_issuer_and_serial_encode(const X509_NAME *issuer, const ASN1_INTEGER *serial,
-                                  uint8_t **der, size_t *len, util_error *err) MUST_CHECK;
-int scep_issuer_and_subject_decode(const uint8_t *der, size_t len, X509_NAME **issuer,
-                                   X509_NAME **subject, util_error *err) MUST_CHECK;
-int scep_issuer_and_serial_decode(const uint8_t *der, size_t len, X509_NAME **issuer,
-                                  ASN1_INTEGER **serial, util_error *err) MUST_CHECK;
+int scep_issuer_and_subject_encode(const X509_NAME *issuer, const X509_NAME *subject, uint8_t **der,
+                                   size_t *len, util_error *err) MUST_CHECK;
+int scep_issuer_and_serial_encode(const X509_NAME *issuer, const ASN1_INTEGER *serial, uint8_t **der,
+                                  size_t *len, util_error *err) MUST_CHECK;
+int scep_issuer_and_subject_decode(const uint8_t *der, size_t len, X509_NAME **issuer, X509_NAME **subject,
+                                   util_error *err) MUST_CHECK;
+int scep_issuer_and_serial_decode(const uint8_t *der, size_t len, X509_NAME **issuer, ASN1_INTEGER **serial,
+                                  util_error *err) MUST_CHECK;
 
 /* ---- Building a pkiMessage ---- */
 
@@ -146,7 +144,7 @@ typedef enum scep_key_transport {
 typedef struct scep_pki_message_params {
     scep_message_type type;
     const char *transaction_id;
-    const uint8_t *sender_nonce;    /* NULL: no senderNonce attribute */
+    const uint8_t *sender_nonce; /* NULL: no senderNonce attribute */
     size_t sender_nonce_len;
     /* CertRep only */
     int pki_status;                 /* scep_pki_status */
@@ -154,49 +152,49 @@ typedef struct scep_pki_message_params {
     const char *fail_info_text;     /* NULL: omitted */
     const uint8_t *recipient_nonce; /* NULL: omitted */
     size_t recipient_nonce_len;
-    const char *ms_hresult;         /* NDES 1.3.6.1.4.1.311.21.33, decimal text */
-    const char *ms_disposition;     /* NDES 1.3.6.1.4.1.311.21.38 */
-    bool one_byte_content;          /* NDES: FAILURE/PENDING carry a 00 byte */
+    const char *ms_hresult;     /* NDES 1.3.6.1.4.1.311.21.33, decimal text */
+    const char *ms_disposition; /* NDES 1.3.6.1.4.1.311.21.38 */
+    bool one_byte_content;      /* NDES: FAILURE/PENDING carry a 00 byte */
     /* signer */
     X509 *signer_cert;
     EVP_PKEY *signer_key;
-    const EVP_MD *digest;           /* NULL: SHA-256 */
-    bool include_signer_cert;       /* requests: true; NDES replies: false */
-    STACK_OF(X509) *extra_certs;    /* also placed in SignedData.certificates */
-    time_t signing_time;            /* 0: no signingTime attribute */
+    const EVP_MD *digest;         /* NULL: SHA-256 */
+    bool include_signer_cert;     /* requests: true; NDES replies: false */
+    STACK_OF(X509) * extra_certs; /* also placed in SignedData.certificates */
+    time_t signing_time;          /* 0: no signingTime attribute */
     /* envelope (omitted when content is NULL) */
-    const uint8_t *content;         /* messageData to encrypt */
+    const uint8_t *content; /* messageData to encrypt */
     size_t content_len;
-    STACK_OF(X509) *recipients;     /* at least one */
-    const EVP_CIPHER *cipher;       /* NULL: AES-128-CBC */
+    STACK_OF(X509) * recipients; /* at least one */
+    const EVP_CIPHER *cipher;    /* NULL: AES-128-CBC */
     scep_key_transport key_transport;
 } scep_pki_message_params;
 
-int scep_pki_message_encode(const scep_pki_message_params *p, uint8_t **der,
-                            size_t *len, util_error *err) MUST_CHECK;
+int scep_pki_message_encode(const scep_pki_message_params *p, uint8_t **der, size_t *len,
+                            util_error *err) MUST_CHECK;
 
 /* ---- Parsing a pkiMessage ---- */
 
 typedef struct scep_pki_message {
-    int type;                 /* messageType; SCEP_MSG_NONE when absent */
-    int pki_status;           /* SCEP_STATUS_NONE when absent */
-    int fail_info;            /* SCEP_FAIL_NONE when absent */
+    int type;       /* messageType; SCEP_MSG_NONE when absent */
+    int pki_status; /* SCEP_STATUS_NONE when absent */
+    int fail_info;  /* SCEP_FAIL_NONE when absent */
     char *fail_info_text;
     char *transaction_id;
     uint8_t sender_nonce[SCEP_NONCE_MAX];
-    size_t sender_nonce_len;  /* 0 when absent */
+    size_t sender_nonce_len; /* 0 when absent */
     uint8_t recipient_nonce[SCEP_NONCE_MAX];
     size_t recipient_nonce_len;
-    char *ms_hresult;         /* NDES 1.3.6.1.4.1.311.21.33, as sent */
-    char *ms_disposition;     /* NDES 1.3.6.1.4.1.311.21.38 */
-    time_t signing_time;      /* 0 when absent */
-    char digest_name[32];     /* digestAlgorithm of the signer */
+    char *ms_hresult;     /* NDES 1.3.6.1.4.1.311.21.33, as sent */
+    char *ms_disposition; /* NDES 1.3.6.1.4.1.311.21.38 */
+    time_t signing_time;  /* 0 when absent */
+    char digest_name[32]; /* digestAlgorithm of the signer */
     char signature_alg_name[48];
     /* signature */
-    bool signature_checked;   /* a signer certificate was found */
+    bool signature_checked; /* a signer certificate was found */
     bool signature_valid;
-    X509 *signer;             /* the certificate that verified (owned ref) */
-    STACK_OF(X509) *certs;    /* SignedData.certificates (owned) */
+    X509 *signer;           /* the certificate that verified (owned ref) */
+    STACK_OF(X509) * certs; /* SignedData.certificates (owned) */
     /* eContent: the DER of the EnvelopedData, if any (owned) */
     uint8_t *content;
     size_t content_len;
@@ -210,8 +208,8 @@ typedef struct scep_pki_message {
  * bytes are not a SignedData with a SignerInfo. A bad signature leaves
  * signature_valid false: callers decide (scep_certrep_check rejects it).
  */
-int scep_pki_message_parse(const uint8_t *data, size_t len, STACK_OF(X509) *signers,
-                           scep_pki_message **out, util_error *err) MUST_CHECK;
+int scep_pki_message_parse(const uint8_t *data, size_t len, STACK_OF(X509) * signers, scep_pki_message **out,
+                           util_error *err) MUST_CHECK;
 void scep_pki_message_free(scep_pki_message *m);
 
 /*
@@ -219,7 +217,7 @@ void scep_pki_message_free(scep_pki_message *m);
  * valid and made by one of `expected_signers` (when non-NULL), messageType 3,
  * transactionID, recipientNonce, a known pkiStatus, failInfo on FAILURE.
  */
-int scep_certrep_check(const scep_pki_message *m, STACK_OF(X509) *expected_signers,
+int scep_certrep_check(const scep_pki_message *m, STACK_OF(X509) * expected_signers,
                        const char *transaction_id, const uint8_t *nonce, size_t nonce_len,
                        util_error *err) MUST_CHECK;
 
@@ -230,22 +228,21 @@ int scep_certrep_check(const scep_pki_message *m, STACK_OF(X509) *expected_signe
  * are opened only after their signature verified, so no one can use them
  * as a padding oracle.
  */
-int scep_envelope_open(const uint8_t *env, size_t env_len, X509 *cert, EVP_PKEY *key,
-                       uint8_t **out, size_t *out_len, char *cipher_name,
-                       size_t cipher_name_len, util_error *err) MUST_CHECK;
+int scep_envelope_open(const uint8_t *env, size_t env_len, X509 *cert, EVP_PKEY *key, uint8_t **out,
+                       size_t *out_len, char *cipher_name, size_t cipher_name_len,
+                       util_error *err) MUST_CHECK;
 /*
  * The same for servers, which open what anyone sends: with OpenSSL's
  * countermeasure against Bleichenbacher-style padding oracles, a wrong RSA
  * key yields random content (which then fails to parse) rather than an
  * error the sender could tell apart.
  */
-int scep_envelope_open_mma(const uint8_t *env, size_t env_len, X509 *cert, EVP_PKEY *key,
-                           uint8_t **out, size_t *out_len, char *cipher_name,
-                           size_t cipher_name_len, util_error *err) MUST_CHECK;
-/* Describes an envelope without opening it: cipher and key transport names. */
-int scep_envelope_describe(const uint8_t *env, size_t env_len, char *cipher_name,
-                           size_t cipher_len, char *kt_name, size_t kt_len,
+int scep_envelope_open_mma(const uint8_t *env, size_t env_len, X509 *cert, EVP_PKEY *key, uint8_t **out,
+                           size_t *out_len, char *cipher_name, size_t cipher_name_len,
                            util_error *err) MUST_CHECK;
+/* Describes an envelope without opening it: cipher and key transport names. */
+int scep_envelope_describe(const uint8_t *env, size_t env_len, char *cipher_name, size_t cipher_len,
+                           char *kt_name, size_t kt_len, util_error *err) MUST_CHECK;
 
 /*
  * From an opened SUCCESS reply: the issued certificate (matched by public
@@ -253,7 +250,7 @@ int scep_envelope_describe(const uint8_t *env, size_t env_len, char *cipher_name
  * and any CRL. Outputs may be NULL.
  */
 int scep_certrep_content(const uint8_t *der, size_t len, EVP_PKEY *key, X509 **issued,
-                         STACK_OF(X509) **chain, X509_CRL **crl, util_error *err) MUST_CHECK;
+                         STACK_OF(X509) * *chain, X509_CRL **crl, util_error *err) MUST_CHECK;
 
 /* Maps a FAILURE reply to the catalogue (badRequest with an NDES HRESULT is
  * refined: password used, unknown, missing, key too short, not supported). */

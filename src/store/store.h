@@ -49,22 +49,22 @@ int store_docs_put(store *st, const char *const *names, const json_t *const *val
 
 typedef struct store_request {
     int64_t id;
-    char kind[16];              /* "manual" | "auto" */
-    char state[24];             /* queued generating_key contacting_server sent pending acquired registered failed */
+    char kind[16];  /* "manual" | "auto" */
+    char state[24]; /* queued generating_key contacting_server sent pending acquired registered failed */
     char key_name[32];
-    json_t *params;             /* request parameters without secrets (owned) */
-    uint8_t *challenge_sealed;  /* sealed challenge password, NULL when none or wiped (owned) */
+    json_t *params;            /* request parameters without secrets (owned) */
+    uint8_t *challenge_sealed; /* sealed challenge password, NULL when none or wiped (owned) */
     size_t challenge_sealed_len;
     char transaction_id[80];
-    char *key_pem;              /* the new key, PKCS#8 PEM (secret, owned) */
-    char *signer_cert_pem;      /* certificate that signed the request (owned) */
-    char *signer_key_pem;       /* its key when it is not key_pem (renewal; secret, owned) */
-    json_t *server;             /* discovery snapshot: caps, server header, CA certs PEM (owned) */
+    char *key_pem;         /* the new key, PKCS#8 PEM (secret, owned) */
+    char *signer_cert_pem; /* certificate that signed the request (owned) */
+    char *signer_key_pem;  /* its key when it is not key_pem (renewal; secret, owned) */
+    json_t *server;        /* discovery snapshot: caps, server header, CA certs PEM (owned) */
     int attempts;
-    int64_t next_attempt_at;    /* unix seconds, 0: none */
-    char error_code[48];        /* catalogue code, "" when none */
+    int64_t next_attempt_at; /* unix seconds, 0: none */
+    char error_code[48];     /* catalogue code, "" when none */
     char error_detail[512];
-    char replaces[32];          /* key this pair takes over at registration (delete-old) */
+    char replaces[32]; /* key this pair takes over at registration (delete-old) */
     int64_t created_at, updated_at;
 } store_request;
 
@@ -87,12 +87,12 @@ int store_request_list(store *st, int limit, bool only_active, store_request **o
 
 typedef struct store_key {
     char name[32];
-    char state[16];             /* "acquired" (waits for restart) | "registered" */
-    char *key_pem;              /* secret (owned) */
-    char *cert_pem;             /* the certificate (owned) */
-    char *chain_pem;            /* the rest of the chain, may be "" (owned) */
-    int64_t request_id;         /* 0 for keys not from a request (the initial tls key) */
-    char replaces[32];          /* delete-old: key to replace at registration, "" when none */
+    char state[16];     /* "acquired" (waits for restart) | "registered" */
+    char *key_pem;      /* secret (owned) */
+    char *cert_pem;     /* the certificate (owned) */
+    char *chain_pem;    /* the rest of the chain, may be "" (owned) */
+    int64_t request_id; /* 0 for keys not from a request (the initial tls key) */
+    char replaces[32];  /* delete-old: key to replace at registration, "" when none */
     int64_t created_at, registered_at;
 } store_key;
 
@@ -107,8 +107,8 @@ int store_acquire(store *st, const store_request *r, const store_key *k, int max
 int store_key_insert_registered(store *st, const store_key *k, util_error *err) MUST_CHECK;
 
 typedef struct store_registration {
-    char name[32];              /* registered key */
-    char replaced[32];          /* deleted old key, "" when none */
+    char name[32];     /* registered key */
+    char replaced[32]; /* deleted old key, "" when none */
     int64_t request_id;
 } store_registration;
 
@@ -128,7 +128,7 @@ int store_key_count(store *st, int *out, util_error *err) MUST_CHECK;
 
 typedef struct store_binding {
     char function[32];
-    char key_name[32];          /* "" when unbound */
+    char key_name[32]; /* "" when unbound */
 } store_binding;
 
 int store_binding_set(store *st, const char *function, const char *key_name, const char *user,
@@ -147,8 +147,8 @@ int store_ca_certs_get(store *st, json_t **out, util_error *err) MUST_CHECK;
 
 typedef struct store_user {
     char name[64];
-    char role[16];              /* "admin" | "viewer" */
-    char *password_hash;        /* self-describing scrypt hash string (owned, secret) */
+    char role[16];       /* "admin" | "viewer" */
+    char *password_hash; /* self-describing scrypt hash string (owned, secret) */
     int failed_logins;
     int64_t locked_until;
 } store_user;
@@ -162,7 +162,7 @@ int store_user_login_result(store *st, const char *name, bool success, int64_t l
                             util_error *err) MUST_CHECK;
 
 typedef struct store_session {
-    char token_hash[65];        /* hex SHA-256 of the cookie value; the token itself is never stored */
+    char token_hash[65]; /* hex SHA-256 of the cookie value; the token itself is never stored */
     char user[64];
     char csrf[65];
     int64_t created_at, last_seen;

@@ -12,8 +12,8 @@ typedef struct util_buf {
     uint8_t *data;
     size_t len;
     size_t cap;
-    size_t max;   /* appends beyond this fail */
-    bool secret;  /* wiped before it is freed or grown */
+    size_t max;  /* appends beyond this fail */
+    bool secret; /* wiped before it is freed or grown */
 } util_buf;
 
 void util_buf_init(util_buf *b, size_t max, bool secret);

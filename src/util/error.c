@@ -13,8 +13,7 @@ struct catalogue_entry {
 
 static const struct catalogue_entry catalogue[UTIL_ERR_COUNT] = {
     [UTIL_ERR_NONE] = {"ok", 0, "Done.", ""},
-#define ERR(id, code, exit_class, message, remedy) \
-    [UTIL_ERR_##id] = {code, exit_class, message, remedy},
+#define ERR(id, code, exit_class, message, remedy) [UTIL_ERR_##id] = {code, exit_class, message, remedy},
 #include "errors.def"
 #undef ERR
 };
@@ -26,10 +25,22 @@ static const struct catalogue_entry *entry(util_err e)
     return &catalogue[e];
 }
 
-const char *util_err_code(util_err e) { return entry(e)->code; }
-const char *util_err_message(util_err e) { return entry(e)->message; }
-const char *util_err_remedy(util_err e) { return entry(e)->remedy; }
-int util_err_exit_class(util_err e) { return entry(e)->exit_class; }
+const char *util_err_code(util_err e)
+{
+    return entry(e)->code;
+}
+const char *util_err_message(util_err e)
+{
+    return entry(e)->message;
+}
+const char *util_err_remedy(util_err e)
+{
+    return entry(e)->remedy;
+}
+int util_err_exit_class(util_err e)
+{
+    return entry(e)->exit_class;
+}
 
 util_err util_err_from_code(const char *code)
 {
@@ -76,8 +87,7 @@ int util_error_ossl(util_error *err, util_err code, const char *fmt, ...)
         ERR_error_string_n(e, reason, sizeof reason);
         const char *r = ERR_reason_error_string(e);
         size_t used = strlen(err->detail);
-        snprintf(err->detail + used, sizeof err->detail - used, "%s%s", sep,
-                 r ? r : reason);
+        snprintf(err->detail + used, sizeof err->detail - used, "%s%s", sep, r ? r : reason);
     }
     ERR_clear_error();
     return -1;
@@ -102,6 +112,6 @@ void util_errors_markdown(FILE *out)
           "| code | exit | message | remedy |\n|---|---|---|---|\n",
           out);
     for (int i = 1; i < UTIL_ERR_COUNT; i++)
-        fprintf(out, "| `%s` | %d | %s | %s |\n", catalogue[i].code,
-                catalogue[i].exit_class, catalogue[i].message, catalogue[i].remedy);
+        fprintf(out, "| `%s` | %d | %s | %s |\n", catalogue[i].code, catalogue[i].exit_class,
+                catalogue[i].message, catalogue[i].remedy);
 }

@@ -11,8 +11,7 @@
 
 #include "util/buf.h"
 
-int util_file_read(const char *path, size_t max, uint8_t **out, size_t *len,
-                   util_error *err)
+int util_file_read(const char *path, size_t max, uint8_t **out, size_t *len, util_error *err)
 {
     int fd = strcmp(path, "-") == 0 ? dup(STDIN_FILENO) : open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -44,8 +43,7 @@ out:
     return rc;
 }
 
-int util_file_write_atomic(const char *path, const void *data, size_t len,
-                           mode_t mode, util_error *err)
+int util_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode, util_error *err)
 {
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 16);

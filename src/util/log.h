@@ -5,7 +5,12 @@
 
 #include <stdbool.h>
 
-typedef enum util_log_level { UTIL_LOG_ERROR = 0, UTIL_LOG_WARN, UTIL_LOG_INFO, UTIL_LOG_DEBUG } util_log_level;
+typedef enum util_log_level {
+    UTIL_LOG_ERROR = 0,
+    UTIL_LOG_WARN,
+    UTIL_LOG_INFO,
+    UTIL_LOG_DEBUG
+} util_log_level;
 
 /* Set once from main(); defaults: stderr, INFO. */
 void util_log_setup(const char *ident, util_log_level level, bool use_syslog);

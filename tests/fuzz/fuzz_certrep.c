@@ -13,7 +13,7 @@
 
 static X509 *fixture_cert;
 static EVP_PKEY *fixture_key;
-static STACK_OF(X509) *signers;
+static STACK_OF(X509) * signers;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -37,8 +37,8 @@ static void read_content(const scep_pki_message *m)
         return;
     uint8_t *plain = NULL;
     size_t plain_len = 0;
-    if (scep_envelope_open(m->content, m->content_len, fixture_cert, fixture_key, &plain, &plain_len,
-                           cipher, sizeof cipher, &err) != 0)
+    if (scep_envelope_open(m->content, m->content_len, fixture_cert, fixture_key, &plain, &plain_len, cipher,
+                           sizeof cipher, &err) != 0)
         return;
     X509 *issued = NULL;
     STACK_OF(X509) *chain = NULL;

@@ -72,7 +72,7 @@ static X509 *issue(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *key, const char *subjec
     return x;
 }
 
-static STACK_OF(X509) *stack_of(X509 *a, X509 *b, X509 *c)
+static STACK_OF(X509) * stack_of(X509 *a, X509 *b, X509 *c)
 {
     STACK_OF(X509) *s = sk_X509_new_null();
     X509 *all[] = {a, b, c};
@@ -106,7 +106,8 @@ int main(int argc, char **argv)
     /* ---- getcacaps ---- */
     const char *caps[][2] = {
         {"ndes", "POSTPKIOperation\r\nRenewal\r\nSHA-512\r\nSHA-256\r\nSHA-1\r\nDES3\r\n"},
-        {"all", "AES\nDES3\nGetNextCACert\nPOSTPKIOperation\nRenewal\nSHA-1\nSHA-256\nSHA-384\nSHA-512\nSCEPStandard\nUpdate\n"},
+        {"all", "AES\nDES3\nGetNextCACert\nPOSTPKIOperation\nRenewal\nSHA-1\nSHA-256\nSHA-384\nSHA-"
+                "512\nSCEPStandard\nUpdate\n"},
         {"standard", "SCEPStandard\n"},
         {"mixed", "aes, sha-256 X-Vendor\tUpdate\n\n"},
         {"html", "<html><body>Not found</body></html>"},
@@ -214,8 +215,10 @@ int main(int argc, char **argv)
         X509 *self = NULL;
         if (crypto_selfsigned_build(ec_key, name, NULL, 1700000000, 7, &self, &err) != 0)
             die("self-signed", &err);
-        crypto_csr_params cp = {.common_name = "ec-device", .organization = "Seeds",
-                                .sans = {"dns:ec.example", "ip:192.0.2.1"}, .san_count = 2,
+        crypto_csr_params cp = {.common_name = "ec-device",
+                                .organization = "Seeds",
+                                .sans = {"dns:ec.example", "ip:192.0.2.1"},
+                                .san_count = 2,
                                 .challenge_password = "00112233AABBCCDD"};
         X509_REQ *req = NULL;
         if (crypto_csr_build(&cp, ec_key, &req, &err) != 0)
@@ -246,8 +249,8 @@ int main(int argc, char **argv)
             die("issuer-and-subject", &err);
         put("inspect", "issuer-and-subject", der, len);
         OPENSSL_free(der);
-        if (scep_issuer_and_serial_encode(X509_get_subject_name(fx), X509_get0_serialNumber(issued),
-                                          &der, &len, &err) != 0)
+        if (scep_issuer_and_serial_encode(X509_get_subject_name(fx), X509_get0_serialNumber(issued), &der,
+                                          &len, &err) != 0)
             die("issuer-and-serial", &err);
         put("inspect", "issuer-and-serial", der, len);
         OPENSSL_free(der);

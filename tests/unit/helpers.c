@@ -103,13 +103,12 @@ X509 *h_cert_make(const h_cert_spec *spec, EVP_PKEY *key, X509 *issuer, EVP_PKEY
 
 X509 *h_ca_new(EVP_PKEY *key, const char *subject)
 {
-    h_cert_spec s = {.subject = subject, .ca = true,
-                     .key_usage = KU_KEY_CERT_SIGN | KU_CRL_SIGN | KU_DIGITAL_SIGNATURE};
+    h_cert_spec s = {
+        .subject = subject, .ca = true, .key_usage = KU_KEY_CERT_SIGN | KU_CRL_SIGN | KU_DIGITAL_SIGNATURE};
     return h_cert_make(&s, key, NULL, NULL);
 }
 
-X509 *h_cert_issue(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *key, const char *subject,
-                   uint32_t key_usage)
+X509 *h_cert_issue(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *key, const char *subject, uint32_t key_usage)
 {
     h_cert_spec s = {.subject = subject, .key_usage = key_usage};
     return h_cert_make(&s, key, ca, ca_key);
@@ -140,7 +139,7 @@ X509_CRL *h_crl_make(X509 *ca, EVP_PKEY *ca_key, X509 *revoked)
     return crl;
 }
 
-STACK_OF(X509) *h_stack(X509 *first, ...)
+STACK_OF(X509) * h_stack(X509 *first, ...)
 {
     STACK_OF(X509) *s = sk_X509_new_null();
     assert_non_null(s);
@@ -154,7 +153,7 @@ STACK_OF(X509) *h_stack(X509 *first, ...)
     return s;
 }
 
-void h_stack_free(STACK_OF(X509) *s)
+void h_stack_free(STACK_OF(X509) * s)
 {
     sk_X509_pop_free(s, X509_free);
 }
@@ -245,11 +244,11 @@ long h_find(const uint8_t *hay, size_t hay_len, const uint8_t *needle, size_t ne
 }
 
 typedef STACK_OF(X509_ATTRIBUTE) H_ATTRIBUTES;
-ASN1_ITEM_TEMPLATE(H_ATTRIBUTES) =
-    ASN1_EX_TEMPLATE_TYPE(ASN1_TFLG_SET_ORDER, 0, H_ATTRIBUTES, X509_ATTRIBUTE)
-ASN1_ITEM_TEMPLATE_END(H_ATTRIBUTES)
+ASN1_ITEM_TEMPLATE(H_ATTRIBUTES) = ASN1_EX_TEMPLATE_TYPE(ASN1_TFLG_SET_ORDER, 0, H_ATTRIBUTES, X509_ATTRIBUTE)
+                                       ASN1_ITEM_TEMPLATE_END(H_ATTRIBUTES)
 
-static CMS_SignerInfo *first_signer(CMS_ContentInfo *cms)
+                                           static CMS_SignerInfo
+                                   * first_signer(CMS_ContentInfo * cms)
 {
     STACK_OF(CMS_SignerInfo) *sis = CMS_get0_SignerInfos(cms);
     assert_non_null(sis);
@@ -257,9 +256,8 @@ static CMS_SignerInfo *first_signer(CMS_ContentInfo *cms)
     return sk_CMS_SignerInfo_value(sis, 0);
 }
 
-uint8_t *h_resign(const uint8_t *der, size_t len, const char *oid, int type, const void *value,
-                  int value_len, EVP_PKEY *key, const EVP_MD *md, X509 *add_cert,
-                  size_t *out_len)
+uint8_t *h_resign(const uint8_t *der, size_t len, const char *oid, int type, const void *value, int value_len,
+                  EVP_PKEY *key, const EVP_MD *md, X509 *add_cert, size_t *out_len)
 {
     const unsigned char *p = der;
     CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &p, (long)len);

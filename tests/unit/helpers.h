@@ -33,13 +33,13 @@ EVP_PKEY *h_key_ec(const char *curve);
 /* ---- certificates ---- */
 
 typedef struct h_cert_spec {
-    const char *subject;    /* "CN=x,O=y" (crypto_name_parse syntax) */
-    bool ca;                /* basicConstraints cA=TRUE (critical) */
-    uint32_t key_usage;     /* KU_* bits from x509v3.h; 0: no keyUsage extension */
-    long serial;            /* 0: random */
-    time_t not_before;      /* 0: now - 1 hour */
-    time_t not_after;       /* 0: now + 1 year */
-    const EVP_MD *md;       /* NULL: SHA-256 */
+    const char *subject; /* "CN=x,O=y" (crypto_name_parse syntax) */
+    bool ca;             /* basicConstraints cA=TRUE (critical) */
+    uint32_t key_usage;  /* KU_* bits from x509v3.h; 0: no keyUsage extension */
+    long serial;         /* 0: random */
+    time_t not_before;   /* 0: now - 1 hour */
+    time_t not_after;    /* 0: now + 1 year */
+    const EVP_MD *md;    /* NULL: SHA-256 */
 } h_cert_spec;
 
 /* Issues a certificate for `key` from issuer/issuer_key (self-signed when
@@ -48,14 +48,13 @@ X509 *h_cert_make(const h_cert_spec *spec, EVP_PKEY *key, X509 *issuer, EVP_PKEY
 /* A self-signed CA: KU keyCertSign, cRLSign and digitalSignature. */
 X509 *h_ca_new(EVP_PKEY *key, const char *subject);
 /* An end-entity (or RA) certificate issued by `ca` with the given KU bits. */
-X509 *h_cert_issue(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *key, const char *subject,
-                   uint32_t key_usage);
+X509 *h_cert_issue(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *key, const char *subject, uint32_t key_usage);
 /* A CRL of `ca` listing `revoked` (may be NULL), valid from now-1h to +7d. */
 X509_CRL *h_crl_make(X509 *ca, EVP_PKEY *ca_key, X509 *revoked);
 
 /* A new stack holding references to the NULL-terminated certificates. */
-STACK_OF(X509) *h_stack(X509 *first, ...);
-void h_stack_free(STACK_OF(X509) *s);
+STACK_OF(X509) * h_stack(X509 *first, ...);
+void h_stack_free(STACK_OF(X509) * s);
 /* DER of a certificate (OPENSSL_free). */
 uint8_t *h_cert_der(X509 *x, size_t *len);
 /* The one-line RFC 2253 subject of a certificate. */
@@ -67,10 +66,10 @@ const char *h_subject(X509 *x, char *buf, size_t len);
  * Returns 1 when the folder is absent (the caller skips), 0 on success; a
  * file missing from a present folder fails the test. */
 int h_vector_read(const char *rel, uint8_t **data, size_t *len);
-#define H_VECTOR_OR_SKIP(rel, data, len)              \
-    do {                                              \
-        if (h_vector_read((rel), (data), (len)) != 0) \
-            skip();                                   \
+#define H_VECTOR_OR_SKIP(rel, data, len)                                                                     \
+    do {                                                                                                     \
+        if (h_vector_read((rel), (data), (len)) != 0)                                                        \
+            skip();                                                                                          \
     } while (0)
 /* Loads the first certificate of a PEM/DER vector file (skips if absent). */
 X509 *h_vector_cert(const char *rel);
@@ -95,9 +94,8 @@ long h_find(const uint8_t *hay, size_t hay_len, const uint8_t *needle, size_t ne
  * `md`. When add_cert is given it is appended to SignedData.certificates.
  * Returns the new DER (OPENSSL_free).
  */
-uint8_t *h_resign(const uint8_t *der, size_t len, const char *oid, int type, const void *value,
-                  int value_len, EVP_PKEY *key, const EVP_MD *md, X509 *add_cert,
-                  size_t *out_len);
+uint8_t *h_resign(const uint8_t *der, size_t len, const char *oid, int type, const void *value, int value_len,
+                  EVP_PKEY *key, const EVP_MD *md, X509 *add_cert, size_t *out_len);
 /* Where the signature value of the first SignerInfo lies in `der`. */
 long h_signature_offset(const uint8_t *der, size_t len, size_t *sig_len);
 /* Where the signed attributes ([0] IMPLICIT SET, header included) of the

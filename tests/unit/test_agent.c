@@ -1115,18 +1115,12 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_login_cache_and_lock),
-        cmocka_unit_test(test_schedule_following),
-        T(test_start_time_and_jitter),
-        T(test_jitter_real_random),
-        T(test_pending_retries),
-        T(test_connect_retries),
-        T(test_no_poll_on_failure),
-        T(test_no_poll_key_store_full),
-        T(test_no_poll_bad_response),
-        T(test_periodic_renewal_delete_old),
-        T(test_missed_run_after_restart),
-        T(test_manual_refusals),
+        T(test_login_cache_and_lock),     cmocka_unit_test(test_schedule_following),
+        T(test_start_time_and_jitter),    T(test_jitter_real_random),
+        T(test_pending_retries),          T(test_connect_retries),
+        T(test_no_poll_on_failure),       T(test_no_poll_key_store_full),
+        T(test_no_poll_bad_response),     T(test_periodic_renewal_delete_old),
+        T(test_missed_run_after_restart), T(test_manual_refusals),
     };
 #undef T
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -132,7 +132,8 @@ static void state_round_trip(void **state)
         assert_true(l.txn.choice.post);
         assert_true(l.txn.choice.is_ndes);
         assert_int_equal(l.server.caps.flags, s.server.caps.flags);
-        assert_true(scep_caps_has(&l.server.caps, SCEP_CAP_POSTPKIOPERATION | SCEP_CAP_SHA256 | SCEP_CAP_AES));
+        assert_true(
+            scep_caps_has(&l.server.caps, SCEP_CAP_POSTPKIOPERATION | SCEP_CAP_SHA256 | SCEP_CAP_AES));
         assert_true(l.server.caps_answered);
         assert_string_equal(l.server.server_header, "Microsoft-IIS/10.0");
         assert_int_equal(l.server.iis_major, 10);
@@ -191,22 +192,59 @@ static void expect_damaged(fixture *f, const char *name, void (*edit)(json_t *ro
     free(path);
 }
 
-static void drop_tid(json_t *r) { json_object_del(r, "transaction_id"); }
-static void drop_url(json_t *r) { json_object_del(r, "url"); }
-static void drop_subject(json_t *r) { json_object_del(r, "subject"); }
-static void bad_subject(json_t *r) { json_object_set_new(r, "subject", json_string("bm90IGEgbmFtZQ==")); }
-static void drop_signer_cert(json_t *r) { json_object_del(r, "signer_cert"); }
-static void drop_signer_key(json_t *r) { json_object_set_new(r, "signer_key", json_null()); }
+static void drop_tid(json_t *r)
+{
+    json_object_del(r, "transaction_id");
+}
+static void drop_url(json_t *r)
+{
+    json_object_del(r, "url");
+}
+static void drop_subject(json_t *r)
+{
+    json_object_del(r, "subject");
+}
+static void bad_subject(json_t *r)
+{
+    json_object_set_new(r, "subject", json_string("bm90IGEgbmFtZQ=="));
+}
+static void drop_signer_cert(json_t *r)
+{
+    json_object_del(r, "signer_cert");
+}
+static void drop_signer_key(json_t *r)
+{
+    json_object_set_new(r, "signer_key", json_null());
+}
 static void bad_signer_key(json_t *r)
 {
-    json_object_set_new(r, "signer_key", json_string("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"));
+    json_object_set_new(r, "signer_key",
+                        json_string("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"));
 }
-static void bad_new_key(json_t *r) { json_object_set_new(r, "new_key", json_integer(5)); }
-static void bad_digest(json_t *r) { json_object_set_new(r, "digest", json_string("md5")); }
-static void drop_cipher(json_t *r) { json_object_del(r, "cipher"); }
-static void bad_version(json_t *r) { json_object_set_new(r, "version", json_integer(99)); }
-static void drop_ca(json_t *r) { json_object_del(r, "ca_certs"); }
-static void garbage_ca(json_t *r) { json_object_set_new(r, "ca_certs", json_string("not PEM")); }
+static void bad_new_key(json_t *r)
+{
+    json_object_set_new(r, "new_key", json_integer(5));
+}
+static void bad_digest(json_t *r)
+{
+    json_object_set_new(r, "digest", json_string("md5"));
+}
+static void drop_cipher(json_t *r)
+{
+    json_object_del(r, "cipher");
+}
+static void bad_version(json_t *r)
+{
+    json_object_set_new(r, "version", json_integer(99));
+}
+static void drop_ca(json_t *r)
+{
+    json_object_del(r, "ca_certs");
+}
+static void garbage_ca(json_t *r)
+{
+    json_object_set_new(r, "ca_certs", json_string("not PEM"));
+}
 static void long_tid(json_t *r)
 {
     char tid[200];
@@ -259,8 +297,7 @@ static void state_not_json_or_missing(void **state)
 
 /* ---- client_choose ---- */
 
-static void choose(const char *caps, bool answered, int iis, const client_config *cfg,
-                   client_choice *out)
+static void choose(const char *caps, bool answered, int iis, const client_config *cfg, client_choice *out)
 {
     client_server srv;
     memset(&srv, 0, sizeof srv);
@@ -277,11 +314,11 @@ static void choose(const char *caps, bool answered, int iis, const client_config
     client_server_clear(&srv);
 }
 
-#define ASSERT_CHOICE(c, md_nid, cipher_nid, is_post)              \
-    do {                                                           \
-        assert_int_equal(EVP_MD_get_type((c).digest), (md_nid));   \
-        assert_int_equal(EVP_CIPHER_get_nid((c).cipher), (cipher_nid)); \
-        assert_int_equal((c).post, (is_post));                     \
+#define ASSERT_CHOICE(c, md_nid, cipher_nid, is_post)                                                        \
+    do {                                                                                                     \
+        assert_int_equal(EVP_MD_get_type((c).digest), (md_nid));                                             \
+        assert_int_equal(EVP_CIPHER_get_nid((c).cipher), (cipher_nid));                                      \
+        assert_int_equal((c).post, (is_post));                                                               \
     } while (0)
 
 static void choose_strongest_advertised(void **state)

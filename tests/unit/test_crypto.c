@@ -53,13 +53,18 @@ static int teardown(void **state)
 static void key_spec_valid(void **state)
 {
     (void)state;
-    static const struct { const char *text; crypto_key_alg alg; int bits; const char *canon; } cases[] = {
-        {"rsa:2048", CRYPTO_KEY_RSA, 2048, "rsa:2048"},   {"rsa", CRYPTO_KEY_RSA, 2048, "rsa:2048"},
-        {"RSA:4096", CRYPTO_KEY_RSA, 4096, "rsa:4096"},   {"rsa:1024", CRYPTO_KEY_RSA, 1024, "rsa:1024"},
-        {"rsa:3072", CRYPTO_KEY_RSA, 3072, "rsa:3072"},   {"ec:P-256", CRYPTO_KEY_EC, 256, "ec:P-256"},
+    static const struct {
+        const char *text;
+        crypto_key_alg alg;
+        int bits;
+        const char *canon;
+    } cases[] = {
+        {"rsa:2048", CRYPTO_KEY_RSA, 2048, "rsa:2048"},    {"rsa", CRYPTO_KEY_RSA, 2048, "rsa:2048"},
+        {"RSA:4096", CRYPTO_KEY_RSA, 4096, "rsa:4096"},    {"rsa:1024", CRYPTO_KEY_RSA, 1024, "rsa:1024"},
+        {"rsa:3072", CRYPTO_KEY_RSA, 3072, "rsa:3072"},    {"ec:P-256", CRYPTO_KEY_EC, 256, "ec:P-256"},
         {"ec:prime256v1", CRYPTO_KEY_EC, 256, "ec:P-256"}, {"ec", CRYPTO_KEY_EC, 256, "ec:P-256"},
-        {"ec:P-384", CRYPTO_KEY_EC, 384, "ec:P-384"},     {"ecdsa:384", CRYPTO_KEY_EC, 384, "ec:P-384"},
-        {"ec:secp384r1", CRYPTO_KEY_EC, 384, "ec:P-384"}, {"ECDSA:p-256", CRYPTO_KEY_EC, 256, "ec:P-256"},
+        {"ec:P-384", CRYPTO_KEY_EC, 384, "ec:P-384"},      {"ecdsa:384", CRYPTO_KEY_EC, 384, "ec:P-384"},
+        {"ec:secp384r1", CRYPTO_KEY_EC, 384, "ec:P-384"},  {"ECDSA:p-256", CRYPTO_KEY_EC, 256, "ec:P-256"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         crypto_key_spec s = {0, 0};
@@ -77,8 +82,8 @@ static void key_spec_valid(void **state)
 static void key_spec_invalid(void **state)
 {
     (void)state;
-    const char *bad[] = {"rsa:512", "rsa:2047", "rsa:abc", "rsa:0", "ec:P-521", "ec:P-255",
-                         "dsa:1024", "ed25519", "", "rsa2048", "ecc:P-256", ":2048"};
+    const char *bad[] = {"rsa:512",  "rsa:2047", "rsa:abc", "rsa:0",   "ec:P-521",  "ec:P-255",
+                         "dsa:1024", "ed25519",  "",        "rsa2048", "ecc:P-256", ":2048"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         crypto_key_spec s = {CRYPTO_KEY_RSA, 1234};
         util_error err = {0};
@@ -96,7 +101,11 @@ static void key_spec_invalid(void **state)
 static void key_generate_each(void **state)
 {
     (void)state;
-    static const struct { const char *spec; const char *desc; int bits; } cases[] = {
+    static const struct {
+        const char *spec;
+        const char *desc;
+        int bits;
+    } cases[] = {
         {"rsa:2048", "RSA 2048", 2048},
         {"ec:P-256", "EC P-256", 256},
         {"ec:P-384", "EC P-384", 384},
@@ -188,7 +197,7 @@ static X509_REQ *build_csr(const crypto_csr_params *p, EVP_PKEY *key)
     return req;
 }
 
-static X509_EXTENSION *req_ext(STACK_OF(X509_EXTENSION) *exts, const char *oid)
+static X509_EXTENSION *req_ext(STACK_OF(X509_EXTENSION) * exts, const char *oid)
 {
     ASN1_OBJECT *o = OBJ_txt2obj(oid, 1);
     X509_EXTENSION *found = NULL;
@@ -202,8 +211,10 @@ static X509_EXTENSION *req_ext(STACK_OF(X509_EXTENSION) *exts, const char *oid)
 static void csr_subject_and_signature(void **state)
 {
     fixture *f = *state;
-    crypto_csr_params p = {.common_name = "printer-1.example.com", .organization = "Example Corp",
-                           .country = "DE", .org_unit = "IT"};
+    crypto_csr_params p = {.common_name = "printer-1.example.com",
+                           .organization = "Example Corp",
+                           .country = "DE",
+                           .org_unit = "IT"};
     EVP_PKEY *keys[] = {f->rsa, f->ec256};
     for (int i = 0; i < 2; i++) {
         X509_REQ *req = build_csr(&p, keys[i]);
@@ -239,7 +250,8 @@ static void csr_subject_and_signature(void **state)
 static void csr_renew_from(void **state)
 {
     fixture *f = *state;
-    X509 *old = h_cert_issue(f->ca, f->ca_key, f->rsa, "CN=printer/7,O=Ex\\, Inc.,C=US", KU_DIGITAL_SIGNATURE);
+    X509 *old =
+        h_cert_issue(f->ca, f->ca_key, f->rsa, "CN=printer/7,O=Ex\\, Inc.,C=US", KU_DIGITAL_SIGNATURE);
     GENERAL_NAMES *sans = GENERAL_NAMES_new();
     GENERAL_NAME *g = GENERAL_NAME_new();
     ASN1_IA5STRING *uri = ASN1_IA5STRING_new();
@@ -268,7 +280,8 @@ static void csr_renew_from(void **state)
     sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
     X509_REQ_free(req);
     /* what is given wins */
-    crypto_csr_params q = {.renew_from = old, .common_name = "new", .sans = {"dns:new.example"}, .san_count = 1};
+    crypto_csr_params q = {
+        .renew_from = old, .common_name = "new", .sans = {"dns:new.example"}, .san_count = 1};
     req = build_csr(&q, f->ec256);
     char subject[128];
     crypto_name_oneline(X509_REQ_get_subject_name(req), subject, sizeof subject);
@@ -304,9 +317,11 @@ static void csr_bad_subject(void **state)
 static void csr_sans_of_each_type(void **state)
 {
     fixture *f = *state;
-    crypto_csr_params p = {.common_name = "host", .sans = {"dns:host.example.com", "ip:192.0.2.7",
-                           "ip:2001:db8::1", "email:ops@example.com", "uri:https://example.com/dev/1",
-                           "DNS:UPPER.example"}, .san_count = 6};
+    crypto_csr_params p = {.common_name = "host",
+                           .sans = {"dns:host.example.com", "ip:192.0.2.7", "ip:2001:db8::1",
+                                    "email:ops@example.com", "uri:https://example.com/dev/1",
+                                    "DNS:UPPER.example"},
+                           .san_count = 6};
     X509_REQ *req = build_csr(&p, f->rsa);
     STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
     X509_EXTENSION *ext = req_ext(exts, "2.5.29.17");
@@ -344,8 +359,8 @@ static void csr_sans_of_each_type(void **state)
 static void csr_invalid_san(void **state)
 {
     fixture *f = *state;
-    const char *bad[] = {"host.example.com", "dns:", "ip:300.1.1.1", "ip:host", "x400:foo",
-                         "dns:has space", ":value", "email:\x01@x"};
+    const char *bad[] = {"host.example.com", "dns:",          "ip:300.1.1.1", "ip:host",
+                         "x400:foo",         "dns:has space", ":value",       "email:\x01@x"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         crypto_csr_params p = {.common_name = "h", .sans = {"dns:ok.example", bad[i]}, .san_count = 2};
         X509_REQ *req = NULL;
@@ -360,8 +375,9 @@ static void csr_invalid_san(void **state)
 static void csr_eku_and_invalid_oid(void **state)
 {
     fixture *f = *state;
-    crypto_csr_params p = {.common_name = "h", .ekus = {"clientAuth", "1.3.6.1.5.5.7.3.1",
-                           "1.3.6.1.4.1.311.20.2.2"}, .eku_count = 3};
+    crypto_csr_params p = {.common_name = "h",
+                           .ekus = {"clientAuth", "1.3.6.1.5.5.7.3.1", "1.3.6.1.4.1.311.20.2.2"},
+                           .eku_count = 3};
     X509_REQ *req = build_csr(&p, f->rsa);
     STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
     X509_EXTENSION *ext = req_ext(exts, "2.5.29.37");
@@ -410,7 +426,10 @@ static long csr_ku_bits(X509_REQ *req, int *critical)
 static void csr_key_usage(void **state)
 {
     fixture *f = *state;
-    static const struct { crypto_key_usage ku; long bits; } cases[] = {
+    static const struct {
+        crypto_key_usage ku;
+        long bits;
+    } cases[] = {
         {CRYPTO_KU_NONE, -1},
         {CRYPTO_KU_DIGITAL_SIGNATURE, 1L << 0},
         {CRYPTO_KU_KEY_ENCIPHERMENT, 1L << 2},
@@ -532,7 +551,9 @@ static void name_parse_forms(void **state)
     (void)state;
     /* The comma form is RFC 4514 order and prints back as typed; the slash
      * form is DER order (openssl -subj), printed last RDN first. */
-    static const struct { const char *in, *out; } cases[] = {
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
         {"CN=a,O=b", "CN=a,O=b"},
         {"C=US,O=Example,CN=host", "C=US,O=Example,CN=host"},
         {"/C=US/O=Example/CN=host", "CN=host,O=Example,C=US"},
@@ -557,7 +578,8 @@ static void name_parse_forms(void **state)
     util_error err = {0};
     assert_int_equal(crypto_name_parse("CN=a,O=b", &n, &err), 0);
     assert_int_equal(X509_NAME_entry_count(n), 2);
-    assert_int_equal(OBJ_obj2nid(X509_NAME_ENTRY_get_object(X509_NAME_get_entry(n, 0))), NID_organizationName);
+    assert_int_equal(OBJ_obj2nid(X509_NAME_ENTRY_get_object(X509_NAME_get_entry(n, 0))),
+                     NID_organizationName);
     X509_NAME_free(n);
 }
 
@@ -609,7 +631,8 @@ static void selfsigned_signer(void **state)
     X509_free(x);
     /* EC: digitalSignature without keyEncipherment */
     assert_int_equal(crypto_selfsigned_build(f->ec256, subject, EVP_sha384(), now, 1, &x, &err), 0);
-    assert_int_equal(X509_get_key_usage(x) & (KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT), KU_DIGITAL_SIGNATURE);
+    assert_int_equal(X509_get_key_usage(x) & (KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT),
+                     KU_DIGITAL_SIGNATURE);
     assert_int_equal(X509_get_signature_nid(x), NID_ecdsa_with_SHA384);
     X509_free(x);
     X509_NAME_free(subject);
@@ -637,8 +660,8 @@ static void fingerprint_formats(void **state)
     assert_true(crypto_cert_matches_fingerprint(f->ca, text));
     snprintf(text, sizeof text, "SHA256:%s", colons);
     assert_true(crypto_cert_matches_fingerprint(f->ca, text));
-    assert_true(crypto_cert_matches_fingerprint(f->ca, hex256));     /* bare, 64 digits */
-    assert_true(crypto_cert_matches_fingerprint(f->ca, hex1));       /* bare, 40 digits: SHA-1 */
+    assert_true(crypto_cert_matches_fingerprint(f->ca, hex256)); /* bare, 64 digits */
+    assert_true(crypto_cert_matches_fingerprint(f->ca, hex1));   /* bare, 40 digits: SHA-1 */
     snprintf(text, sizeof text, "sha1:%s", hex1);
     assert_true(crypto_cert_matches_fingerprint(f->ca, text));
     assert_true(crypto_fingerprint_valid(text));
@@ -665,9 +688,11 @@ static void cert_info_fields(void **state)
 {
     fixture *f = *state;
     EVP_PKEY *k = f->ec256;
-    h_cert_spec spec = {.subject = "C=US,O=Example,CN=leaf.example", .serial = 0x1234ABCD,
+    h_cert_spec spec = {.subject = "C=US,O=Example,CN=leaf.example",
+                        .serial = 0x1234ABCD,
                         .key_usage = KU_DIGITAL_SIGNATURE | KU_KEY_AGREEMENT,
-                        .not_before = 1700000000, .not_after = 1800000000};
+                        .not_before = 1700000000,
+                        .not_after = 1800000000};
     X509 *x = h_cert_make(&spec, k, f->ca, f->ca_key);
     /* add EKU and SAN */
     EXTENDED_KEY_USAGE *eku = sk_ASN1_OBJECT_new_null();
@@ -759,8 +784,10 @@ static void verify_cases(void **state)
 {
     fixture *f = *state;
     time_t now = time(NULL);
-    h_cert_spec spec = {.subject = "CN=verified", .key_usage = KU_DIGITAL_SIGNATURE,
-                        .not_before = now - 86400, .not_after = now + 86400};
+    h_cert_spec spec = {.subject = "CN=verified",
+                        .key_usage = KU_DIGITAL_SIGNATURE,
+                        .not_before = now - 86400,
+                        .not_after = now + 86400};
     X509 *leaf = h_cert_make(&spec, f->rsa, f->ca, f->ca_key);
     STACK_OF(X509) *trusted = h_stack(f->ca, NULL);
     STACK_OF(X509) *wrong = h_stack(f->other_ca, NULL);
@@ -826,7 +853,8 @@ static void verify_cases(void **state)
 
     /* through an intermediate given as untrusted */
     EVP_PKEY *ik = h_key_ec("P-256");
-    h_cert_spec ispec = {.subject = "CN=Intermediate", .ca = true, .key_usage = KU_KEY_CERT_SIGN | KU_CRL_SIGN};
+    h_cert_spec ispec = {
+        .subject = "CN=Intermediate", .ca = true, .key_usage = KU_KEY_CERT_SIGN | KU_CRL_SIGN};
     X509 *inter = h_cert_make(&ispec, ik, f->ca, f->ca_key);
     X509 *leaf2 = h_cert_issue(inter, ik, f->ec256, "CN=leaf2", KU_DIGITAL_SIGNATURE);
     STACK_OF(X509) *untrusted = h_stack(inter, NULL);

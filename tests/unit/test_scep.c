@@ -28,7 +28,7 @@ typedef struct fixture {
     EVP_PKEY *ec_ca_key, *ec_client_key;
     X509 *ca, *ra_enc, *ra_sign, *client, *issued, *other;
     X509 *ec_ca, *ec_client, *ec_issued;
-    STACK_OF(X509) *getcacert;   /* CA, RA encrypt, RA sign */
+    STACK_OF(X509) * getcacert; /* CA, RA encrypt, RA sign */
 } fixture;
 
 static X509 *selfsigned(EVP_PKEY *key, const char *subject)
@@ -54,15 +54,18 @@ static int setup(void **state)
     f->ec_ca_key = h_key_ec("P-256");
     f->ec_client_key = h_key_ec("P-256");
     f->ca = h_ca_new(f->ca_key, "O=Example,CN=SCEP Test CA");
-    f->ra_enc = h_cert_issue(f->ca, f->ca_key, f->ra_enc_key, "O=Example,CN=SCEP RA encrypt", KU_KEY_ENCIPHERMENT);
-    f->ra_sign = h_cert_issue(f->ca, f->ca_key, f->ra_sign_key, "O=Example,CN=SCEP RA sign", KU_DIGITAL_SIGNATURE);
+    f->ra_enc =
+        h_cert_issue(f->ca, f->ca_key, f->ra_enc_key, "O=Example,CN=SCEP RA encrypt", KU_KEY_ENCIPHERMENT);
+    f->ra_sign =
+        h_cert_issue(f->ca, f->ca_key, f->ra_sign_key, "O=Example,CN=SCEP RA sign", KU_DIGITAL_SIGNATURE);
     f->client = selfsigned(f->client_key, "O=Example,CN=device-1");
     f->issued = h_cert_issue(f->ca, f->ca_key, f->client_key, "O=Example,CN=device-1",
                              KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT);
     f->other = selfsigned(f->other_key, "CN=Somebody Else");
     f->ec_ca = h_ca_new(f->ec_ca_key, "CN=EC Test CA");
     f->ec_client = selfsigned(f->ec_client_key, "CN=ec-device");
-    f->ec_issued = h_cert_issue(f->ec_ca, f->ec_ca_key, f->ec_client_key, "CN=ec-device", KU_DIGITAL_SIGNATURE);
+    f->ec_issued =
+        h_cert_issue(f->ec_ca, f->ec_ca_key, f->ec_client_key, "CN=ec-device", KU_DIGITAL_SIGNATURE);
     f->getcacert = h_stack(f->ca, f->ra_enc, f->ra_sign, NULL);
     *state = f;
     return 0;
@@ -72,12 +75,12 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     h_stack_free(f->getcacert);
-    X509 *certs[] = {f->ca, f->ra_enc, f->ra_sign, f->client, f->issued, f->other,
-                     f->ec_ca, f->ec_client, f->ec_issued};
+    X509 *certs[] = {f->ca,    f->ra_enc, f->ra_sign,   f->client,   f->issued,
+                     f->other, f->ec_ca,  f->ec_client, f->ec_issued};
     for (size_t i = 0; i < sizeof certs / sizeof certs[0]; i++)
         X509_free(certs[i]);
-    EVP_PKEY *keys[] = {f->ca_key, f->ra_enc_key, f->ra_sign_key, f->client_key, f->other_key,
-                        f->ec_ca_key, f->ec_client_key};
+    EVP_PKEY *keys[] = {f->ca_key,    f->ra_enc_key, f->ra_sign_key,  f->client_key,
+                        f->other_key, f->ec_ca_key,  f->ec_client_key};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         EVP_PKEY_free(keys[i]);
     free(f);
@@ -95,7 +98,7 @@ static uint8_t *encode(const scep_pki_message_params *p, size_t *len)
     return der;
 }
 
-static scep_pki_message *parse(const uint8_t *der, size_t len, STACK_OF(X509) *signers)
+static scep_pki_message *parse(const uint8_t *der, size_t len, STACK_OF(X509) * signers)
 {
     scep_pki_message *m = NULL;
     util_error err = {0};
@@ -104,7 +107,7 @@ static scep_pki_message *parse(const uint8_t *der, size_t len, STACK_OF(X509) *s
     return m;
 }
 
-static uint8_t *certs_only(STACK_OF(X509) *certs, X509_CRL *crl, size_t *len)
+static uint8_t *certs_only(STACK_OF(X509) * certs, X509_CRL *crl, size_t *len)
 {
     uint8_t *der = NULL;
     util_error err = {0};
@@ -115,7 +118,7 @@ static uint8_t *certs_only(STACK_OF(X509) *certs, X509_CRL *crl, size_t *len)
 
 /* The PKCSReq a client sends: signed by its self-signed certificate,
  * encrypted to the RA. */
-static void pkcsreq_params(fixture *f, scep_pki_message_params *p, STACK_OF(X509) *recipients)
+static void pkcsreq_params(fixture *f, scep_pki_message_params *p, STACK_OF(X509) * recipients)
 {
     memset(p, 0, sizeof *p);
     p->type = SCEP_MSG_PKCSREQ;
@@ -149,7 +152,7 @@ static void certrep_params(fixture *f, scep_pki_message_params *p, int status)
     p->include_signer_cert = true;
 }
 
-static int check(const scep_pki_message *m, STACK_OF(X509) *expected, util_error *err)
+static int check(const scep_pki_message *m, STACK_OF(X509) * expected, util_error *err)
 {
     util_error_clear(err);
     return scep_certrep_check(m, expected, TID, NONCE, sizeof NONCE, err);
@@ -169,7 +172,8 @@ static void caps_parse_forms(void **state)
     for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
         scep_caps c;
         scep_caps_parse((const uint8_t *)bodies[i], strlen(bodies[i]), &c);
-        assert_int_equal(c.flags, SCEP_CAP_AES | SCEP_CAP_POSTPKIOPERATION | SCEP_CAP_SHA256 | SCEP_CAP_RENEWAL);
+        assert_int_equal(c.flags,
+                         SCEP_CAP_AES | SCEP_CAP_POSTPKIOPERATION | SCEP_CAP_SHA256 | SCEP_CAP_RENEWAL);
         assert_int_equal(c.unknown_count, 1); /* kept once, as sent */
         assert_string_equal(c.unknown[0], "X-Vendor-Thing");
         assert_true(scep_caps_has(&c, SCEP_CAP_AES | SCEP_CAP_SHA256));
@@ -183,12 +187,14 @@ static void caps_parse_forms(void **state)
         assert_int_equal(c.unknown_count, 0);
     }
     /* every keyword of RFC 8894 Table 7 */
-    const char *all = "AES\nDES3\nGetNextCACert\nPOSTPKIOperation\nRenewal\nSHA-1\nSHA-256\nSHA-384\nSHA-512\nSCEPStandard\nUpdate\n";
+    const char *all = "AES\nDES3\nGetNextCACert\nPOSTPKIOperation\nRenewal\nSHA-1\nSHA-256\nSHA-384\nSHA-"
+                      "512\nSCEPStandard\nUpdate\n";
     scep_caps c;
     scep_caps_parse((const uint8_t *)all, strlen(all), &c);
     assert_int_equal(c.flags, SCEP_CAP_AES | SCEP_CAP_DES3 | SCEP_CAP_GETNEXTCACERT |
-                     SCEP_CAP_POSTPKIOPERATION | SCEP_CAP_RENEWAL | SCEP_CAP_SHA1 | SCEP_CAP_SHA256 |
-                     SCEP_CAP_SHA384 | SCEP_CAP_SHA512 | SCEP_CAP_SCEPSTANDARD | SCEP_CAP_UPDATE);
+                                  SCEP_CAP_POSTPKIOPERATION | SCEP_CAP_RENEWAL | SCEP_CAP_SHA1 |
+                                  SCEP_CAP_SHA256 | SCEP_CAP_SHA384 | SCEP_CAP_SHA512 |
+                                  SCEP_CAP_SCEPSTANDARD | SCEP_CAP_UPDATE);
     assert_int_equal(c.unknown_count, 0);
     char out[256];
     scep_caps_format(&c, out, sizeof out);
@@ -298,7 +304,7 @@ static void expect_ra_roles(fixture *f, scep_ca_certs *c)
     for (int i = 0; i < 3; i++) {
         X509 *x = sk_X509_value(c->all, i);
         scep_cert_role want = !X509_cmp(x, f->ca)       ? SCEP_ROLE_CA
-                            : !X509_cmp(x, f->ra_enc)   ? SCEP_ROLE_RA_ENCRYPT
+                              : !X509_cmp(x, f->ra_enc) ? SCEP_ROLE_RA_ENCRYPT
                                                         : SCEP_ROLE_RA_SIGN;
         assert_int_equal(scep_ca_certs_role(c, x), want);
     }
@@ -383,7 +389,8 @@ static void cacert_ca_without_key_encipherment(void **state)
     (void)state;
     /* like AD CS roots (cryptlib/scep_ca8.der): DS, keyCertSign, cRLSign, no KE */
     EVP_PKEY *k = h_key_rsa(2048);
-    h_cert_spec spec = {.subject = "CN=qa-like root", .ca = true,
+    h_cert_spec spec = {.subject = "CN=qa-like root",
+                        .ca = true,
                         .key_usage = KU_DIGITAL_SIGNATURE | KU_KEY_CERT_SIGN | KU_CRL_SIGN};
     X509 *root = h_cert_make(&spec, k, NULL, NULL);
     size_t len = 0;
@@ -491,7 +498,8 @@ static void certs_only_round_trip(void **state)
     assert_int_equal(scep_certs_only_parse(der, len, &certs, &crls, &err), 0);
     /* certificates is a SET OF: DER sorts it, so compare as a set */
     assert_int_equal(sk_X509_num(certs), 2);
-    assert_true(!X509_cmp(sk_X509_value(certs, 0), f->issued) || !X509_cmp(sk_X509_value(certs, 1), f->issued));
+    assert_true(!X509_cmp(sk_X509_value(certs, 0), f->issued) ||
+                !X509_cmp(sk_X509_value(certs, 1), f->issued));
     assert_true(!X509_cmp(sk_X509_value(certs, 0), f->ca) || !X509_cmp(sk_X509_value(certs, 1), f->ca));
     assert_int_equal(sk_X509_CRL_num(crls), 1);
     assert_int_equal(X509_CRL_cmp(sk_X509_CRL_value(crls, 0), crl), 0);
@@ -511,8 +519,9 @@ static void pkcsreq_rsa_round_trip(void **state)
 {
     fixture *f = *state;
     STACK_OF(X509) *rcpt = h_stack(f->ra_enc, NULL);
-    static const struct { const char *cipher, *cipher_ln; } ciphers[] = {
-        {"aes", "aes-128-cbc"}, {"des3", "des-ede3-cbc"}, {"aes256", "aes-256-cbc"}};
+    static const struct {
+        const char *cipher, *cipher_ln;
+    } ciphers[] = {{"aes", "aes-128-cbc"}, {"des3", "des-ede3-cbc"}, {"aes256", "aes-256-cbc"}};
     const char *digests[] = {"sha1", "sha256", "sha512"};
     for (size_t ci = 0; ci < 3; ci++) {
         for (size_t di = 0; di < 3; di++) {
@@ -542,15 +551,17 @@ static void pkcsreq_rsa_round_trip(void **state)
             assert_int_equal(sk_X509_num(m->certs), 1); /* the signer, included */
             char cipher[64], kt[64];
             util_error err = {0};
-            assert_int_equal(scep_envelope_describe(m->content, m->content_len, cipher, sizeof cipher,
-                                                    kt, sizeof kt, &err), 0);
+            assert_int_equal(scep_envelope_describe(m->content, m->content_len, cipher, sizeof cipher, kt,
+                                                    sizeof kt, &err),
+                             0);
             assert_string_equal(cipher, ciphers[ci].cipher_ln);
             assert_string_equal(kt, "rsaEncryption");
             uint8_t *plain = NULL;
             size_t plain_len = 0;
             char used[64] = "";
-            assert_int_equal(scep_envelope_open(m->content, m->content_len, f->ra_enc, f->ra_enc_key,
-                                                &plain, &plain_len, used, sizeof used, &err), 0);
+            assert_int_equal(scep_envelope_open(m->content, m->content_len, f->ra_enc, f->ra_enc_key, &plain,
+                                                &plain_len, used, sizeof used, &err),
+                             0);
             assert_int_equal(plain_len, sizeof CSR_STANDIN);
             assert_memory_equal(plain, CSR_STANDIN, sizeof CSR_STANDIN);
             assert_string_equal(used, ciphers[ci].cipher_ln);
@@ -558,7 +569,8 @@ static void pkcsreq_rsa_round_trip(void **state)
             /* not openable with another key */
             plain = NULL;
             assert_int_equal(scep_envelope_open(m->content, m->content_len, f->ra_sign, f->ra_sign_key,
-                                                &plain, &plain_len, NULL, 0, &err), -1);
+                                                &plain, &plain_len, NULL, 0, &err),
+                             -1);
             assert_int_equal(err.code, UTIL_ERR_RESPONSE_DECRYPT);
             assert_null(plain);
             scep_pki_message_free(m);
@@ -616,8 +628,10 @@ static uint8_t *success_reply(fixture *f, scep_key_transport kt, const EVP_CIPHE
 static void certrep_success(void **state)
 {
     fixture *f = *state;
-    static const struct { scep_key_transport kt; const char *kt_name; } cases[] = {
-        {SCEP_KT_DEFAULT, "rsaEncryption"}, {SCEP_KT_RSA_OAEP, "rsaesOaep"}};
+    static const struct {
+        scep_key_transport kt;
+        const char *kt_name;
+    } cases[] = {{SCEP_KT_DEFAULT, "rsaEncryption"}, {SCEP_KT_RSA_OAEP, "rsaesOaep"}};
     STACK_OF(X509) *expected = h_stack(f->ra_sign, f->ca, NULL);
     for (size_t i = 0; i < 2; i++) {
         size_t len = 0;
@@ -633,18 +647,21 @@ static void certrep_success(void **state)
         assert_int_equal(m->signing_time, 0); /* none asked for */
         assert_int_equal(sk_X509_num(m->certs), 2);
         char cipher[64], kt[64];
-        assert_int_equal(scep_envelope_describe(m->content, m->content_len, cipher, sizeof cipher, kt,
-                                                sizeof kt, &err), 0);
+        assert_int_equal(
+            scep_envelope_describe(m->content, m->content_len, cipher, sizeof cipher, kt, sizeof kt, &err),
+            0);
         assert_string_equal(cipher, "aes-128-cbc");
         assert_string_equal(kt, cases[i].kt_name);
         uint8_t *plain = NULL;
         size_t plain_len = 0;
         assert_int_equal(scep_envelope_open(m->content, m->content_len, f->client, f->client_key, &plain,
-                                            &plain_len, NULL, 0, &err), 0);
+                                            &plain_len, NULL, 0, &err),
+                         0);
         X509 *issued = NULL;
         STACK_OF(X509) *chain = NULL;
         X509_CRL *crl = (X509_CRL *)1;
-        assert_int_equal(scep_certrep_content(plain, plain_len, f->client_key, &issued, &chain, &crl, &err), 0);
+        assert_int_equal(scep_certrep_content(plain, plain_len, f->client_key, &issued, &chain, &crl, &err),
+                         0);
         assert_int_equal(X509_cmp(issued, f->issued), 0); /* picked by key although the CA came first */
         assert_int_equal(sk_X509_num(chain), 1);
         assert_int_equal(X509_cmp(sk_X509_value(chain, 0), f->ca), 0);
@@ -680,14 +697,15 @@ static void certrep_ec_key_agreement(void **state)
     assert_int_equal(check(m, expected, &err), 0);
     assert_string_equal(m->signature_alg_name, "ecdsa-with-SHA256");
     char cipher[64], kt[64];
-    assert_int_equal(scep_envelope_describe(m->content, m->content_len, cipher, sizeof cipher, kt,
-                                            sizeof kt, &err), 0);
+    assert_int_equal(
+        scep_envelope_describe(m->content, m->content_len, cipher, sizeof cipher, kt, sizeof kt, &err), 0);
     assert_string_equal(cipher, "aes-128-cbc");
     assert_string_equal(kt, "key agreement");
     uint8_t *plain = NULL;
     size_t plain_len = 0;
-    assert_int_equal(scep_envelope_open(m->content, m->content_len, f->ec_client, f->ec_client_key,
-                                        &plain, &plain_len, NULL, 0, &err), 0);
+    assert_int_equal(scep_envelope_open(m->content, m->content_len, f->ec_client, f->ec_client_key, &plain,
+                                        &plain_len, NULL, 0, &err),
+                     0);
     X509 *issued = NULL;
     assert_int_equal(scep_certrep_content(plain, plain_len, f->ec_client_key, &issued, NULL, NULL, &err), 0);
     assert_int_equal(X509_cmp(issued, f->ec_issued), 0);
@@ -737,8 +755,9 @@ static void envelope_des_legacy(void **state)
     uint8_t *plain = NULL;
     size_t plain_len = 0;
     char used[64] = "";
-    assert_int_equal(scep_envelope_open(env, (size_t)n, f->client, f->client_key, &plain, &plain_len,
-                                        used, sizeof used, &err), 0);
+    assert_int_equal(scep_envelope_open(env, (size_t)n, f->client, f->client_key, &plain, &plain_len, used,
+                                        sizeof used, &err),
+                     0);
     assert_int_equal(plain_len, sizeof CSR_STANDIN);
     assert_memory_equal(plain, CSR_STANDIN, plain_len);
     assert_string_equal(used, "des-cbc");
@@ -783,8 +802,8 @@ static void pending_and_failure_content(void **state)
             /* a 00 byte is not an envelope */
             if (one) {
                 char c[32], k[32];
-                assert_int_equal(scep_envelope_describe(m->content, m->content_len, c, sizeof c, k,
-                                                        sizeof k, &err), -1);
+                assert_int_equal(
+                    scep_envelope_describe(m->content, m->content_len, c, sizeof c, k, sizeof k, &err), -1);
                 assert_int_equal(err.code, UTIL_ERR_RESPONSE_PARSE);
             }
             scep_pki_message_free(m);
@@ -998,8 +1017,8 @@ static void check_tampered(void **state)
     scep_pki_message_free(m);
     OPENSSL_free(re);
     /* pkiStatus changed to FAILURE and re-signed with another key */
-    re = h_resign(der, len, "2.16.840.1.113733.1.9.3", V_ASN1_PRINTABLESTRING, "2", 1, f->other_key,
-                  NULL, NULL, &rlen);
+    re = h_resign(der, len, "2.16.840.1.113733.1.9.3", V_ASN1_PRINTABLESTRING, "2", 1, f->other_key, NULL,
+                  NULL, &rlen);
     m = parse(re, rlen, f->getcacert);
     assert_true(m->signature_checked);
     assert_false(m->signature_valid);
@@ -1020,8 +1039,8 @@ static void check_tampered(void **state)
                         .serial = ASN1_INTEGER_get(X509_get0_serialNumber(f->ra_sign)),
                         .key_usage = KU_DIGITAL_SIGNATURE};
     X509 *forged = h_cert_make(&spec, f->other_key, f->ca, f->other_key);
-    re = h_resign(der, len, "2.16.840.1.113733.1.9.3", V_ASN1_PRINTABLESTRING, "0", 1, f->other_key,
-                  NULL, forged, &rlen);
+    re = h_resign(der, len, "2.16.840.1.113733.1.9.3", V_ASN1_PRINTABLESTRING, "0", 1, f->other_key, NULL,
+                  forged, &rlen);
     m = parse(re, rlen, f->getcacert);
     assert_true(m->signature_valid);
     assert_int_equal(X509_cmp(m->signer, forged), 0);
@@ -1098,8 +1117,8 @@ static void check_type_and_status(void **state)
     /* string types other than PrintableString, padded with blanks (old servers) */
     certrep_params(f, &p, SCEP_STATUS_PENDING);
     der = encode(&p, &len);
-    re = h_resign(der, len, "2.16.840.1.113733.1.9.7", V_ASN1_IA5STRING, " " TID " ", 66,
-                  f->ra_sign_key, NULL, NULL, &rlen);
+    re = h_resign(der, len, "2.16.840.1.113733.1.9.7", V_ASN1_IA5STRING, " " TID " ", 66, f->ra_sign_key,
+                  NULL, NULL, &rlen);
     m = parse(re, rlen, NULL);
     assert_string_equal(m->transaction_id, TID);
     assert_int_equal(check(m, NULL, &err), 0);
@@ -1111,7 +1130,11 @@ static void check_type_and_status(void **state)
 static void failure_error_mapping(void **state)
 {
     (void)state;
-    static const struct { int fail_info; const char *hresult; util_err want; } cases[] = {
+    static const struct {
+        int fail_info;
+        const char *hresult;
+        util_err want;
+    } cases[] = {
         {SCEP_FAIL_BAD_ALG, NULL, UTIL_ERR_FAIL_BAD_ALG},
         {SCEP_FAIL_BAD_MESSAGE_CHECK, NULL, UTIL_ERR_FAIL_BAD_MESSAGE_CHECK},
         {SCEP_FAIL_BAD_REQUEST, NULL, UTIL_ERR_FAIL_BAD_REQUEST},
@@ -1127,7 +1150,7 @@ static void failure_error_mapping(void **state)
         {SCEP_FAIL_BAD_REQUEST, "-2146875375", UTIL_ERR_FAIL_KEY_TOO_SHORT},    /* 0x80094811 */
         {SCEP_FAIL_BAD_REQUEST, "-2147024809", UTIL_ERR_FAIL_NOT_SUPPORTED},    /* 0x80070057 */
         {SCEP_FAIL_BAD_REQUEST, "0x80070057", UTIL_ERR_FAIL_NOT_SUPPORTED},
-        {SCEP_FAIL_BAD_REQUEST, "-2147467259", UTIL_ERR_FAIL_BAD_REQUEST},      /* E_FAIL: no refinement */
+        {SCEP_FAIL_BAD_REQUEST, "-2147467259", UTIL_ERR_FAIL_BAD_REQUEST}, /* E_FAIL: no refinement */
         {SCEP_FAIL_BAD_REQUEST, "not a number", UTIL_ERR_FAIL_BAD_REQUEST},
         {SCEP_FAIL_BAD_TIME, "", UTIL_ERR_FAIL_BAD_TIME},
     };
@@ -1161,7 +1184,8 @@ static void message_data_round_trip(void **state)
     size_t len = 0;
     X509_NAME *issuer = NULL, *subject = NULL;
     assert_int_equal(scep_issuer_and_subject_encode(X509_get_subject_name(f->ca),
-                                                    X509_get_subject_name(f->client), &der, &len, &err), 0);
+                                                    X509_get_subject_name(f->client), &der, &len, &err),
+                     0);
     assert_int_equal(scep_issuer_and_subject_decode(der, len, &issuer, &subject, &err), 0);
     assert_int_equal(X509_NAME_cmp(issuer, X509_get_subject_name(f->ca)), 0);
     assert_int_equal(X509_NAME_cmp(subject, X509_get_subject_name(f->client)), 0);
@@ -1195,8 +1219,9 @@ static void message_data_round_trip(void **state)
     assert_int_equal(ASN1_INTEGER_cmp(serial, big), 0);
     X509_NAME_free(issuer);
     ASN1_INTEGER_free(serial);
-    assert_int_equal(scep_issuer_and_serial_decode((const uint8_t *)"\x30\x03\x02\x01\x01", 5, &issuer,
-                                                   &serial, &err), -1);
+    assert_int_equal(
+        scep_issuer_and_serial_decode((const uint8_t *)"\x30\x03\x02\x01\x01", 5, &issuer, &serial, &err),
+        -1);
     assert_int_equal(err.code, UTIL_ERR_RESPONSE_PARSE);
     OPENSSL_free(der);
     ASN1_INTEGER_free(big);
@@ -1278,7 +1303,8 @@ static void certrep_content_selection(void **state)
     assert_non_null(got_crl);
     X509_CRL_free(got_crl);
     /* not a certs-only */
-    assert_int_equal(scep_certrep_content((const uint8_t *)"\x04\x01\x00", 3, NULL, &issued, NULL, NULL, &err), -1);
+    assert_int_equal(
+        scep_certrep_content((const uint8_t *)"\x04\x01\x00", 3, NULL, &issued, NULL, NULL, &err), -1);
     assert_int_equal(err.code, UTIL_ERR_RESPONSE_PARSE);
     OPENSSL_free(der);
     h_stack_free(s);

@@ -24,7 +24,6 @@
 
 #include "tempdir.h"
 
-
 static char *join(const char *dir, const char *name)
 {
     size_t n = strlen(dir) + strlen(name) + 2;
@@ -265,8 +264,8 @@ static void hex_rejects_bad_input(void **state)
 {
     (void)state;
     uint8_t back[4];
-    assert_int_equal(util_unhex("abc", back, sizeof back), -1);        /* odd */
-    assert_int_equal(util_unhex("zz", back, sizeof back), -1);         /* not hex */
+    assert_int_equal(util_unhex("abc", back, sizeof back), -1); /* odd */
+    assert_int_equal(util_unhex("zz", back, sizeof back), -1);  /* not hex */
     assert_int_equal(util_unhex("0g", back, sizeof back), -1);
     assert_int_equal(util_unhex("0011223344", back, sizeof back), -1); /* 5 > 4 */
     assert_int_equal(util_unhex("00112233", back, sizeof back), 4);    /* exactly 4 */
@@ -388,7 +387,8 @@ static void errors_md_matches_catalogue(void **state)
         while (i < doc_len && i < gen_len && doc[i] == (uint8_t)gen[i])
             i++;
         fail_msg("docs/errors.md differs from `scepctl errors --markdown` at byte %zu; "
-                 "regenerate it", i);
+                 "regenerate it",
+                 i);
     }
     free(gen);
     free(doc);

@@ -63,7 +63,7 @@ static EVP_PKEY *vector_key(const char *rel)
     return k;
 }
 
-static scep_pki_message *parse_vector(const char *rel, STACK_OF(X509) *signers)
+static scep_pki_message *parse_vector(const char *rel, STACK_OF(X509) * signers)
 {
     uint8_t *data = NULL;
     size_t len = 0;
@@ -87,8 +87,8 @@ static void describe(const scep_pki_message *m, char *cipher, char *kt)
 
 static time_t utc(int y, int mo, int d, int h, int mi, int s)
 {
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
-                    .tm_hour = h, .tm_min = mi, .tm_sec = s};
+    struct tm tm = {
+        .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi, .tm_sec = s};
     return timegm(&tm);
 }
 
@@ -127,8 +127,9 @@ static void ndes_certrep_fields(void **state)
     assert_string_equal(h_subject(m->signer, name, sizeof name), "CN=CERT-PROV-CA-MSCEP-RA,C=US");
     /* the checks a client runs, with the values it sent */
     util_error err = {0};
-    assert_int_equal(scep_certrep_check(m, signers, m->transaction_id, m->recipient_nonce,
-                                        m->recipient_nonce_len, &err), 0);
+    assert_int_equal(
+        scep_certrep_check(m, signers, m->transaction_id, m->recipient_nonce, m->recipient_nonce_len, &err),
+        0);
     char cipher[64], kt[64];
     describe(m, cipher, kt);
     assert_string_equal(cipher, "aes-128-cbc");
@@ -137,7 +138,8 @@ static void ndes_certrep_fields(void **state)
     EVP_PKEY *k = h_key_rsa(2048);
     uint8_t *plain = NULL;
     size_t plain_len = 0;
-    assert_int_equal(scep_envelope_open(m->content, m->content_len, ra, k, &plain, &plain_len, NULL, 0, &err), -1);
+    assert_int_equal(scep_envelope_open(m->content, m->content_len, ra, k, &plain, &plain_len, NULL, 0, &err),
+                     -1);
     assert_int_equal(err.code, UTIL_ERR_RESPONSE_DECRYPT);
     EVP_PKEY_free(k);
     scep_pki_message_free(m);
@@ -153,8 +155,8 @@ static void ndes_certrep_needs_external_signer(void **state)
     assert_false(m->signature_valid);
     assert_null(m->signer);
     util_error err = {0};
-    assert_int_equal(scep_certrep_check(m, NULL, m->transaction_id, m->recipient_nonce,
-                                        m->recipient_nonce_len, &err), -1);
+    assert_int_equal(
+        scep_certrep_check(m, NULL, m->transaction_id, m->recipient_nonce, m->recipient_nonce_len, &err), -1);
     assert_int_equal(err.code, UTIL_ERR_RESPONSE_SIGNER);
     scep_pki_message_free(m);
     /* another certificate does not help */
@@ -162,8 +164,9 @@ static void ndes_certrep_needs_external_signer(void **state)
     STACK_OF(X509) *wrong = h_stack(other, NULL);
     m = parse_vector(V_NDES, wrong);
     assert_false(m->signature_checked);
-    assert_int_equal(scep_certrep_check(m, wrong, m->transaction_id, m->recipient_nonce,
-                                        m->recipient_nonce_len, &err), -1);
+    assert_int_equal(
+        scep_certrep_check(m, wrong, m->transaction_id, m->recipient_nonce, m->recipient_nonce_len, &err),
+        -1);
     assert_int_equal(err.code, UTIL_ERR_RESPONSE_SIGNER);
     scep_pki_message_free(m);
     h_stack_free(wrong);
@@ -171,7 +174,8 @@ static void ndes_certrep_needs_external_signer(void **state)
     /* the RA certificate is classified as an RA signer */
     X509 *ra = h_vector_cert(V_NDES_RA);
     assert_false(crypto_cert_is_ca(ra));
-    assert_int_equal(X509_get_key_usage(ra) & (KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT), KU_DIGITAL_SIGNATURE);
+    assert_int_equal(X509_get_key_usage(ra) & (KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT),
+                     KU_DIGITAL_SIGNATURE);
     X509_free(ra);
 }
 
@@ -194,8 +198,8 @@ static void ndes_failure_pem(void **state)
     /* the signer certificate is not included: it cannot be verified */
     assert_false(m->signature_checked);
     util_error err = {0};
-    assert_int_equal(scep_certrep_check(m, NULL, m->transaction_id, m->recipient_nonce,
-                                        m->recipient_nonce_len, &err), -1);
+    assert_int_equal(
+        scep_certrep_check(m, NULL, m->transaction_id, m->recipient_nonce, m->recipient_nonce_len, &err), -1);
     assert_int_equal(err.code, UTIL_ERR_RESPONSE_SIGNER);
     scep_pki_message_free(m);
 }
@@ -243,10 +247,12 @@ static void jscep_resp2_certrep(void **state)
     /* it answers scep_req2: the client's checks pass with that request's values */
     util_error err = {0};
     STACK_OF(X509) *expected = h_stack(m->signer, NULL);
-    assert_int_equal(scep_certrep_check(m, expected, req->transaction_id, req->sender_nonce,
-                                        req->sender_nonce_len, &err), 0);
-    assert_int_equal(scep_certrep_check(m, expected, "7XXEY-ERLPU-2JDR8", req->sender_nonce,
-                                        req->sender_nonce_len, &err), -1);
+    assert_int_equal(
+        scep_certrep_check(m, expected, req->transaction_id, req->sender_nonce, req->sender_nonce_len, &err),
+        0);
+    assert_int_equal(
+        scep_certrep_check(m, expected, "7XXEY-ERLPU-2JDR8", req->sender_nonce, req->sender_nonce_len, &err),
+        -1);
     assert_int_equal(err.code, UTIL_ERR_RESPONSE_TRANSACTION);
     h_stack_free(expected);
     char cipher[64], kt[64];
@@ -290,7 +296,8 @@ static void jscep_unsigned_samples(void **state)
     scep_ca_certs *ca = NULL;
     assert_int_equal(scep_ca_certs_parse(d, len, &ca, &err), 0);
     assert_int_equal(sk_X509_num(ca->all), 1);
-    assert_int_equal(X509_cmp(ca->ca, sk_X509_value(certs, 0)), 0); /* a lone certificate is taken as the CA */
+    assert_int_equal(X509_cmp(ca->ca, sk_X509_value(certs, 0)),
+                     0); /* a lone certificate is taken as the CA */
     X509 *issued = NULL;
     assert_int_equal(scep_certrep_content(d, len, NULL, &issued, NULL, NULL, &err), 0);
     assert_false(crypto_cert_is_ca(issued));
@@ -330,7 +337,8 @@ static void cryptlib_seed_pair(void **state)
         assert_true(rep->signature_valid);
         util_error err = {0};
         assert_int_equal(scep_certrep_check(rep, NULL, req->transaction_id, req->sender_nonce,
-                                            req->sender_nonce_len, &err), 0);
+                                            req->sender_nonce_len, &err),
+                         0);
     }
     assert_int_equal(rep->recipient_nonce_len, req->sender_nonce_len);
     assert_memory_equal(rep->recipient_nonce, req->sender_nonce, req->sender_nonce_len);
@@ -362,7 +370,8 @@ static void apple_pkcsreq_opens(void **state)
     size_t csr_len = 0;
     char used[64] = "";
     util_error err = {0};
-    if (scep_envelope_open(m->content, m->content_len, ca, ca_key, &csr, &csr_len, used, sizeof used, &err) != 0)
+    if (scep_envelope_open(m->content, m->content_len, ca, ca_key, &csr, &csr_len, used, sizeof used, &err) !=
+        0)
         fail_msg("open: %s", err.detail);
     assert_string_equal(used, "des-ede3-cbc");
     const unsigned char *p = csr;
@@ -386,7 +395,8 @@ static void apple_pkcsreq_opens(void **state)
     /* the wrong key fails cleanly */
     EVP_PKEY *wrong = h_key_rsa(2048);
     csr = NULL;
-    assert_int_equal(scep_envelope_open(m->content, m->content_len, ca, wrong, &csr, &csr_len, NULL, 0, &err), -1);
+    assert_int_equal(scep_envelope_open(m->content, m->content_len, ca, wrong, &csr, &csr_len, NULL, 0, &err),
+                     -1);
     assert_int_equal(err.code, UTIL_ERR_RESPONSE_DECRYPT);
     assert_null(csr);
     EVP_PKEY_free(wrong);
@@ -408,8 +418,8 @@ static void micromdm_certrep(void **state)
     assert_true(sk_X509_num(m->certs) >= 2);
     util_error err = {0};
     /* the reply to the Apple request: same transactionID, its nonce echoed */
-    assert_int_equal(scep_certrep_check(m, NULL, req->transaction_id, req->sender_nonce,
-                                        req->sender_nonce_len, &err), 0);
+    assert_int_equal(
+        scep_certrep_check(m, NULL, req->transaction_id, req->sender_nonce, req->sender_nonce_len, &err), 0);
     uint8_t other[8];
     memcpy(other, req->sender_nonce, 8);
     other[0] ^= 0x80;
@@ -423,8 +433,9 @@ static void micromdm_certrep(void **state)
     EVP_PKEY *client = vector_key(V_CLIENT_KEY);
     uint8_t *plain = NULL;
     size_t plain_len = 0;
-    assert_int_equal(scep_envelope_open(m->content, m->content_len, req->signer, client, &plain,
-                                        &plain_len, NULL, 0, &err), -1);
+    assert_int_equal(scep_envelope_open(m->content, m->content_len, req->signer, client, &plain, &plain_len,
+                                        NULL, 0, &err),
+                     -1);
     assert_int_equal(err.code, UTIL_ERR_RESPONSE_DECRYPT);
     EVP_PKEY_free(client);
     scep_pki_message_free(m);
@@ -462,14 +473,14 @@ typedef enum outcome {
     O_COUNT
 } outcome;
 
-static const char *const outcome_names[] = {"parse error", "unknown signer", "bad signature",
-                                            "other signer", "accepted"};
+static const char *const outcome_names[] = {"parse error", "unknown signer", "bad signature", "other signer",
+                                            "accepted"};
 
 typedef struct vector_ctx {
     const char *name;
-    scep_pki_message *ref;      /* the unmodified message */
-    STACK_OF(X509) *signers;    /* external signer certificates (NDES) */
-    STACK_OF(X509) *expected;   /* the original signer; NULL when unverifiable */
+    scep_pki_message *ref;     /* the unmodified message */
+    STACK_OF(X509) * signers;  /* external signer certificates (NDES) */
+    STACK_OF(X509) * expected; /* the original signer; NULL when unverifiable */
     bool certrep;
 } vector_ctx;
 
@@ -522,8 +533,8 @@ static outcome judge(const vector_ctx *v, const uint8_t *d, size_t len, const ch
         int rc = scep_certrep_check(m, v->expected, r->transaction_id ? r->transaction_id : "",
                                     r->recipient_nonce, r->recipient_nonce_len, &cerr);
         util_err want = o == O_BAD_SIGNATURE ? UTIL_ERR_RESPONSE_SIGNATURE
-                      : o == O_ACCEPTED     ? UTIL_ERR_NONE
-                                            : UTIL_ERR_RESPONSE_SIGNER;
+                        : o == O_ACCEPTED    ? UTIL_ERR_NONE
+                                             : UTIL_ERR_RESPONSE_SIGNER;
         if ((want == UTIL_ERR_NONE) != (rc == 0) || (rc != 0 && cerr.code != want))
             fail_msg("%s, %s at %zu: %s, but scep_certrep_check gave %d %s (%s)", v->name, what, at,
                      outcome_names[o], rc, util_err_code(cerr.code), cerr.detail);
@@ -596,10 +607,10 @@ static void mutate_signed(const char *rel, const char *signer_file, bool certrep
         uint8_t *flipped = h_flip_bit(d, len, bit);
         outcome o = judge(&v, flipped, len, "bit flip", bit);
         free(flipped);
-        enum region r = (long)i >= sig && (long)i < sig + (long)sig_len           ? R_SIGNATURE
-                      : (long)i >= content && (long)i < content + (long)v.ref->content_len ? R_CONTENT
-                      : (long)i >= attrs + 4 && (long)i < attrs + (long)attrs_len  ? R_ATTRS
-                                                                                   : R_OTHER;
+        enum region r = (long)i >= sig && (long)i < sig + (long)sig_len                      ? R_SIGNATURE
+                        : (long)i >= content && (long)i < content + (long)v.ref->content_len ? R_CONTENT
+                        : (long)i >= attrs + 4 && (long)i < attrs + (long)attrs_len          ? R_ATTRS
+                                                                                             : R_OTHER;
         counts[r][o]++;
         /* what the signature covers cannot change and still verify */
         if ((r == R_SIGNATURE || r == R_CONTENT) && o != O_BAD_SIGNATURE)
@@ -620,14 +631,14 @@ static void mutate_signed(const char *rel, const char *signer_file, bool certrep
     /* re-signed: another transactionID under another key */
     EVP_PKEY *attacker = h_key_rsa(2048);
     size_t rlen = 0;
-    uint8_t *re = h_resign(d, len, "2.16.840.1.113733.1.9.7", V_ASN1_PRINTABLESTRING, "FORGED", 6,
-                           attacker, NULL, NULL, &rlen);
+    uint8_t *re = h_resign(d, len, "2.16.840.1.113733.1.9.7", V_ASN1_PRINTABLESTRING, "FORGED", 6, attacker,
+                           NULL, NULL, &rlen);
     assert_int_equal(judge(&v, re, rlen, "re-signed", 0), O_BAD_SIGNATURE);
     OPENSSL_free(re);
     /* ... with a forged certificate bearing the signer's issuer and serial */
     X509 *forged = forge(v.ref->signer, attacker);
-    re = h_resign(d, len, "2.16.840.1.113733.1.9.7", V_ASN1_PRINTABLESTRING, "FORGED", 6, attacker,
-                  NULL, forged, &rlen);
+    re = h_resign(d, len, "2.16.840.1.113733.1.9.7", V_ASN1_PRINTABLESTRING, "FORGED", 6, attacker, NULL,
+                  forged, &rlen);
     outcome o = judge(&v, re, rlen, "re-signed with a forged certificate", 0);
     if (sk_X509_num(v.ref->certs) > 0) /* the genuine certificate may be found first */
         assert_true(o == O_BAD_SIGNATURE || o == O_OTHER_SIGNER);
@@ -717,8 +728,10 @@ static void mutate_ndes_failure(void **state)
 static void mutate_unsigned(void **state)
 {
     (void)state;
-    static const struct { const char *rel; int kind; } files[] = {
-        {V_REQ1, 0}, {V_RESP1, 0}, {V_RESP0, 1}, {V_REQ0, 2}, {V_CA8, 3}};
+    static const struct {
+        const char *rel;
+        int kind;
+    } files[] = {{V_REQ1, 0}, {V_RESP1, 0}, {V_RESP0, 1}, {V_REQ0, 2}, {V_CA8, 3}};
     for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
         uint8_t *d = NULL;
         size_t len = 0;
@@ -763,7 +776,8 @@ static void mutate_unsigned(void **state)
                     scep_ca_certs *c = NULL;
                     rc = scep_ca_certs_parse(buf, blen, &c, &err);
                     scep_ca_certs_free(c);
-                    fail_code = err.code == UTIL_ERR_CACERT_NO_CA ? UTIL_ERR_CACERT_NO_CA : UTIL_ERR_CACERT_PARSE;
+                    fail_code =
+                        err.code == UTIL_ERR_CACERT_NO_CA ? UTIL_ERR_CACERT_NO_CA : UTIL_ERR_CACERT_PARSE;
                     break;
                 }
                 }
@@ -776,7 +790,8 @@ static void mutate_unsigned(void **state)
                 }
                 assert_int_equal(merr.code, UTIL_ERR_RESPONSE_PARSE);
                 if (rc != 0 && err.code != fail_code)
-                    fail_msg("%s: variant %zu/%d failed with %s", files[f].rel, i, pass, util_err_code(err.code));
+                    fail_msg("%s: variant %zu/%d failed with %s", files[f].rel, i, pass,
+                             util_err_code(err.code));
                 if (pass == 0 && rc == 0)
                     fail_msg("%s truncated to %zu bytes was accepted", files[f].rel, i);
                 /* a CSR's signature covers all but itself */
@@ -798,22 +813,14 @@ static void mutate_unsigned(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(ndes_certrep_fields),
-        cmocka_unit_test(ndes_certrep_needs_external_signer),
-        cmocka_unit_test(ndes_failure_pem),
-        cmocka_unit_test(jscep_req2_pkcsreq),
-        cmocka_unit_test(jscep_resp2_certrep),
-        cmocka_unit_test(jscep_unsigned_samples),
-        cmocka_unit_test(cryptlib_seed_pair),
-        cmocka_unit_test(apple_pkcsreq_opens),
-        cmocka_unit_test(micromdm_certrep),
-        cmocka_unit_test(cryptlib_ca_without_key_encipherment),
-        cmocka_unit_test(mutate_ndes_certrep),
-        cmocka_unit_test(mutate_micromdm_certrep),
-        cmocka_unit_test(mutate_jscep_certrep),
-        cmocka_unit_test(mutate_requests),
-        cmocka_unit_test(mutate_ndes_failure),
-        cmocka_unit_test(mutate_unsigned),
+        cmocka_unit_test(ndes_certrep_fields),  cmocka_unit_test(ndes_certrep_needs_external_signer),
+        cmocka_unit_test(ndes_failure_pem),     cmocka_unit_test(jscep_req2_pkcsreq),
+        cmocka_unit_test(jscep_resp2_certrep),  cmocka_unit_test(jscep_unsigned_samples),
+        cmocka_unit_test(cryptlib_seed_pair),   cmocka_unit_test(apple_pkcsreq_opens),
+        cmocka_unit_test(micromdm_certrep),     cmocka_unit_test(cryptlib_ca_without_key_encipherment),
+        cmocka_unit_test(mutate_ndes_certrep),  cmocka_unit_test(mutate_micromdm_certrep),
+        cmocka_unit_test(mutate_jscep_certrep), cmocka_unit_test(mutate_requests),
+        cmocka_unit_test(mutate_ndes_failure),  cmocka_unit_test(mutate_unsigned),
     };
     return cmocka_run_group_tests_name("vectors", tests, NULL, NULL);
 }
