@@ -40,7 +40,7 @@ run: build
 	@tools/run.sh
 
 format:
-	@clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c')
+	@clang-format -i $$(find src tests -name node_modules -prune -o \( -name '*.c' -o -name '*.h' \) -print)
 
 clean:
 	rm -rf $(BUILD) $(TESTBUILD) $(FUZZBUILD)
