@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "agent/agent_internal.h"
+#include "util/codec.h"
 #include "util/log.h"
 
 #define DAY 86400
@@ -77,21 +78,24 @@ int agent_auto_load(agent *a, util_error *err)
         rc = agent_parse_auto(config, &cur, &a->autoreq, err);
         json_decref(config);
         const char *b64 = json_string_value(sealed);
+        if (rc == 0 && sealed && !b64)
+            rc = util_error_set(err, UTIL_ERR_STORE, "auto_request: challenge_sealed is not a string");
         if (rc == 0 && b64) {
-            size_t len = strlen(b64);
-            uint8_t *raw = malloc(len + 1), *pw = NULL;
-            size_t pw_len = 0;
-            int n = raw ? EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)len) : -1;
-            if (n > 0) {
-                n -= (len > 0 && b64[len - 1] == '=') + (len > 1 && b64[len - 2] == '=');
-                if (crypto_unseal(a->seal_key, raw, (size_t)n, &pw, &pw_len, err) == 0) {
-                    snprintf(a->autoreq.key.challenge, sizeof a->autoreq.key.challenge, "%.*s", (int)pw_len,
-                             (char *)pw);
-                    OPENSSL_cleanse(pw, pw_len);
-                } else {
-                    rc = -1;
-                }
-            }
+            uint8_t *raw = NULL, *pw = NULL;
+            size_t raw_len = 0, pw_len = 0;
+            /* a challenge that cannot be read back is an error, never "no challenge" */
+            if (util_base64_decode(b64, strlen(b64), &raw, &raw_len) != 0 || raw_len == 0)
+                rc =
+                    util_error_set(err, UTIL_ERR_STORE, "auto_request: challenge_sealed is not valid base64");
+            else if (crypto_unseal(a->seal_key, raw, raw_len, &pw, &pw_len, err) != 0)
+                rc = -1;
+            else if (pw_len >= sizeof a->autoreq.key.challenge)
+                rc = util_error_set(err, UTIL_ERR_STORE, "auto_request: the sealed challenge is too long");
+            else
+                snprintf(a->autoreq.key.challenge, sizeof a->autoreq.key.challenge, "%.*s", (int)pw_len,
+                         (char *)pw);
+            if (pw)
+                OPENSSL_cleanse(pw, pw_len);
             free(pw);
             free(raw);
         }
@@ -131,13 +135,16 @@ static json_t *auto_doc(agent *a, const agent_auto *cfg, util_error *err)
             json_decref(doc);
             return NULL;
         }
-        char *b64 = malloc(4 * ((len + 2) / 3) + 1);
-        if (b64) {
-            EVP_EncodeBlock((unsigned char *)b64, sealed, (int)len);
-            json_object_set_new(doc, "challenge_sealed", json_string(b64));
+        char *b64 = util_base64_encode(sealed, len);
+        free(sealed);
+        /* storing the request without its challenge would silently drop it */
+        if (!b64 || json_object_set_new(doc, "challenge_sealed", json_string(b64)) != 0) {
+            free(b64);
+            json_decref(doc);
+            util_error_set(err, UTIL_ERR_INTERNAL, "out of memory sealing the challenge");
+            return NULL;
         }
         free(b64);
-        free(sealed);
     }
     return doc;
 }

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "api/internal.h"
+#include "util/codec.h"
 
 #define BASIC_MAX 1024 /* base64 of "user:password" */
 
@@ -63,20 +64,9 @@ static unsigned char *basic_decode(const char *b64, size_t *len)
     size_t n = strlen(b64);
     while (n > 0 && (b64[n - 1] == ' ' || b64[n - 1] == '\t'))
         n--;
-    if (n == 0 || n > BASIC_MAX || n % 4 != 0)
+    uint8_t *out = NULL;
+    if (n == 0 || n > BASIC_MAX || util_base64_decode(b64, n, &out, len) != 0)
         return NULL;
-    unsigned char *out = malloc(n / 4 * 3 + 1);
-    if (!out)
-        return NULL;
-    int got = EVP_DecodeBlock(out, (const unsigned char *)b64, (int)n);
-    if (got < 0) {
-        free(out);
-        return NULL;
-    }
-    /* EVP_DecodeBlock counts the bytes that padding stands for */
-    size_t pad = b64[n - 1] == '=' ? (b64[n - 2] == '=' ? 2 : 1) : 0;
-    *len = (size_t)got - pad;
-    out[*len] = '\0';
     return out;
 }
 

@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "ca/internal.h"
+#include "util/codec.h"
 #include "util/file.h"
 #include "ca/profile.h"
 #include "crypto/crypto.h"
@@ -188,9 +189,8 @@ int ca_base64_decode(const char *text, uint8_t **out, size_t *out_len)
     if (n > CA_MAX_MESSAGE * 2)
         return -1;
     char *clean = malloc(n + 4);
-    uint8_t *bin = malloc(n + 4);
-    if (!clean || !bin)
-        goto fail;
+    if (!clean)
+        return -1;
     for (size_t i = 0; i < n; i++) {
         char c = text[i];
         if (c == '\r' || c == '\n' || c == '\t')
@@ -199,23 +199,9 @@ int ca_base64_decode(const char *text, uint8_t **out, size_t *out_len)
     }
     while (o % 4)
         clean[o++] = '=';
-    clean[o] = '\0';
-    size_t pad = 0;
-    if (o >= 1 && clean[o - 1] == '=')
-        pad++;
-    if (o >= 2 && clean[o - 2] == '=')
-        pad++;
-    int len = o ? EVP_DecodeBlock(bin, (const unsigned char *)clean, (int)o) : 0;
-    if (len < 0 || (size_t)len < pad)
-        goto fail;
+    int rc = util_base64_decode(clean, o, out, out_len);
     free(clean);
-    *out = bin;
-    *out_len = (size_t)len - pad;
-    return 0;
-fail:
-    free(clean);
-    free(bin);
-    return -1;
+    return rc;
 }
 
 /* ---- operations ---- */

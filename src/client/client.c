@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "util/codec.h"
 #include "util/log.h"
 #include "util/ossl.h"
 
@@ -242,17 +243,9 @@ void client_choose(const client_config *cfg, const client_server *srv, client_ch
         out->post = scep_caps_has(c, SCEP_CAP_POSTPKIOPERATION) && !(srv->iis_major && srv->iis_major < 8);
 }
 
-static char *base64(const uint8_t *data, size_t len)
-{
-    char *out = malloc(4 * ((len + 2) / 3) + 1);
-    if (out)
-        EVP_EncodeBlock((unsigned char *)out, data, (int)len);
-    return out;
-}
-
 char *client_pki_get_url(const client_config *cfg, const uint8_t *msg, size_t len, size_t *query_len)
 {
-    char *b64 = base64(msg, len);
+    char *b64 = util_base64_encode(msg, len);
     char *escaped = b64 ? http_url_escape(b64) : NULL;
     char *url = escaped ? http_scep_url(cfg->url, "PKIOperation", b64) : NULL;
     if (url && query_len)

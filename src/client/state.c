@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "client/client.h"
+#include "util/codec.h"
 #include "util/file.h"
 #include "util/ossl.h"
 
@@ -29,12 +30,8 @@ static json_t *name_json(const X509_NAME *name)
     int n = i2d_X509_NAME(name, &der);
     if (n <= 0)
         return NULL;
-    char *b64 = malloc(4 * (((size_t)n + 2) / 3) + 1);
-    json_t *j = NULL;
-    if (b64) {
-        EVP_EncodeBlock((unsigned char *)b64, der, n);
-        j = json_string(b64);
-    }
+    char *b64 = util_base64_encode(der, (size_t)n);
+    json_t *j = b64 ? json_string(b64) : NULL;
     free(b64);
     OPENSSL_free(der);
     return j;
@@ -42,14 +39,12 @@ static json_t *name_json(const X509_NAME *name)
 
 static X509_NAME *name_from_json(const char *b64)
 {
-    size_t len = strlen(b64);
-    unsigned char *der = malloc(len + 1);
+    uint8_t *der = NULL;
+    size_t len = 0;
     X509_NAME *name = NULL;
-    int n = der ? EVP_DecodeBlock(der, (const unsigned char *)b64, (int)len) : -1;
-    if (n > 0) {
-        n -= (len > 0 && b64[len - 1] == '=') + (len > 1 && b64[len - 2] == '=');
+    if (util_base64_decode(b64, strlen(b64), &der, &len) == 0 && len > 0) {
         const unsigned char *p = der;
-        name = d2i_X509_NAME(NULL, &p, n);
+        name = d2i_X509_NAME(NULL, &p, (long)len);
     }
     free(der);
     return name;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "crypto/crypto.h"
+#include "util/codec.h"
 #include "util/file.h"
 
 #define SCRYPT_LOG_N 15
@@ -47,37 +48,38 @@ static int scrypt(const char *password, const uint8_t *salt, size_t salt_len, in
 int crypto_password_hash(const char *password, char **out, util_error *err)
 {
     uint8_t salt[SALT_LEN], hash[HASH_LEN];
-    char salt64[32], hash64[64];
     if (RAND_bytes(salt, sizeof salt) != 1 ||
         scrypt(password, salt, sizeof salt, SCRYPT_LOG_N, SCRYPT_R, SCRYPT_P, hash, sizeof hash) != 0)
         return util_error_ossl(err, UTIL_ERR_INTERNAL, "hashing the password");
-    EVP_EncodeBlock((unsigned char *)salt64, salt, sizeof salt);
-    EVP_EncodeBlock((unsigned char *)hash64, hash, sizeof hash);
+    char *salt64 = util_base64_encode(salt, sizeof salt);
+    char *hash64 = util_base64_encode(hash, sizeof hash);
     OPENSSL_cleanse(hash, sizeof hash);
-    size_t len = strlen(salt64) + strlen(hash64) + 32;
-    char *s = malloc(len);
+    size_t len = salt64 && hash64 ? strlen(salt64) + strlen(hash64) + 32 : 0;
+    char *s = len ? malloc(len) : NULL;
+    if (s)
+        snprintf(s, len, "scrypt$%d$%d$%d$%s$%s", SCRYPT_LOG_N, SCRYPT_R, SCRYPT_P, salt64, hash64);
+    if (hash64)
+        OPENSSL_cleanse(hash64, strlen(hash64));
+    free(salt64);
+    free(hash64);
     if (!s)
         return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
-    snprintf(s, len, "scrypt$%d$%d$%d$%s$%s", SCRYPT_LOG_N, SCRYPT_R, SCRYPT_P, salt64, hash64);
     *out = s;
     return 0;
 }
 
 static int decode64(const char *in, size_t in_len, uint8_t *out, size_t max)
 {
-    if (in_len == 0 || in_len % 4 || in_len / 4 * 3 > max + 2)
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    if (in_len == 0 || in_len / 4 * 3 > max + 2 || util_base64_decode(in, in_len, &buf, &n) != 0)
         return -1;
-    uint8_t buf[128];
-    if (in_len / 4 * 3 > sizeof buf)
-        return -1;
-    int n = EVP_DecodeBlock(buf, (const unsigned char *)in, (int)in_len);
-    if (n < 0)
-        return -1;
-    n -= (in[in_len - 1] == '=') + (in[in_len - 2] == '=');
-    if ((size_t)n > max)
-        return -1;
-    memcpy(out, buf, (size_t)n);
-    return n;
+    int rc = n <= max ? (int)n : -1;
+    if (rc > 0)
+        memcpy(out, buf, n);
+    OPENSSL_cleanse(buf, n);
+    free(buf);
+    return rc;
 }
 
 bool crypto_password_verify(const char *password, const char *stored)

@@ -10,6 +10,7 @@
 #include "scep/scep.h"
 #include "scep/scep_internal.h"
 #include "util/buf.h"
+#include "util/codec.h"
 #include "util/ossl.h"
 
 #define TEXT_INPUT_MAX (4u << 20)
@@ -32,7 +33,6 @@ static CMS_ContentInfo *decode_any(const uint8_t *data, size_t len)
         return NULL;
     /* base64: keep the alphabet, undo %XX escapes, drop white space */
     unsigned char *clean = malloc(len + 1);
-    unsigned char *raw = malloc(len + 1);
     size_t n = 0;
     for (size_t i = 0; clean && i < len; i++) {
         unsigned char c = data[i];
@@ -44,13 +44,11 @@ static CMS_ContentInfo *decode_any(const uint8_t *data, size_t len)
         if (isalnum(c) || c == '+' || c == '/' || c == '=')
             clean[n++] = c;
     }
-    if (clean && raw && n >= 4 && n % 4 == 0) {
-        int out = EVP_DecodeBlock(raw, clean, (int)n);
-        if (out > 0) {
-            size_t pad = (clean[n - 1] == '=') + (clean[n - 2] == '=');
-            const unsigned char *q = raw;
-            cms = d2i_CMS_ContentInfo(NULL, &q, (long)((size_t)out - pad));
-        }
+    uint8_t *raw = NULL;
+    size_t raw_len = 0;
+    if (clean && n >= 4 && util_base64_decode((const char *)clean, n, &raw, &raw_len) == 0) {
+        const unsigned char *q = raw;
+        cms = d2i_CMS_ContentInfo(NULL, &q, (long)raw_len);
     }
     free(clean);
     free(raw);

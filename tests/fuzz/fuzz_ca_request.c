@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "ca/ca.h"
+#include "util/codec.h"
 #include "util/log.h"
 
 static ca_config configs[4];
@@ -81,12 +82,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ca_http_request req = {.path = "/scep", .peer = "fuzz"};
     ca_http_response resp;
     if (get) {
-        size_t b64_len = 4 * ((size - 1 + 2) / 3) + 1;
-        query = malloc(b64_len + 64);
+        char *b64 = util_base64_encode(data + 1, size - 1);
+        size_t b64_len = b64 ? strlen(b64) + 64 : 0;
+        query = b64 ? malloc(b64_len) : NULL;
+        if (query)
+            snprintf(query, b64_len, "operation=PKIOperation&message=%s", b64);
+        free(b64);
         if (!query)
             return 0;
-        int n = snprintf(query, 64, "operation=PKIOperation&message=");
-        EVP_EncodeBlock((unsigned char *)query + n, data + 1, (int)(size - 1));
         req.method = "GET";
         req.query = query;
         req.path = "/certsrv/mscep/mscep.dll";

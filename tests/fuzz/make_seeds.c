@@ -16,6 +16,7 @@
 #include "crypto/crypto.h"
 #include "fixture.h"
 #include "scep/scep.h"
+#include "util/codec.h"
 #include "util/ossl.h"
 
 static const char *root;
@@ -202,9 +203,10 @@ int main(int argc, char **argv)
                 die("parse", &err);
             put("inspect", "envelope", m->content, m->content_len);
             scep_pki_message_free(m);
-            char *b64 = malloc(4 * ((len + 2) / 3) + 1);
-            int n = EVP_EncodeBlock((unsigned char *)b64, der, (int)len);
-            put("certrep", "success-base64", b64, (size_t)n);
+            char *b64 = util_base64_encode(der, len);
+            if (!b64)
+                return 1;
+            put("certrep", "success-base64", b64, strlen(b64));
             free(b64);
         }
         OPENSSL_free(der);

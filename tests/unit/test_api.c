@@ -26,6 +26,7 @@
 
 #include "api/api.h"
 #include "fake_agent.h"
+#include "util/codec.h"
 #include "util/log.h"
 
 #define JSON_TYPE "application/json; charset=utf-8"
@@ -63,8 +64,10 @@ static void basic(char *out, size_t outlen, const char *user, const char *passwo
     char plain[128];
     snprintf(plain, sizeof plain, "%s:%s", user, password);
     assert_true(outlen > 6 + 4 * (strlen(plain) + 2) / 3 + 1);
-    memcpy(out, "Basic ", 6);
-    EVP_EncodeBlock((unsigned char *)out + 6, (const unsigned char *)plain, (int)strlen(plain));
+    char *b64 = util_base64_encode((const uint8_t *)plain, strlen(plain));
+    assert_non_null(b64);
+    snprintf(out, outlen, "Basic %s", b64);
+    free(b64);
 }
 
 static int setup_with(void **state, const api_config *cfg)

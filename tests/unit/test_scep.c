@@ -14,6 +14,7 @@
 
 #include "crypto/crypto.h"
 #include "scep/scep.h"
+#include "util/codec.h"
 #include "util/file.h"
 
 #define TID "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08"
@@ -1333,8 +1334,9 @@ static void parse_text_forms_and_wrong_types(void **state)
     BIO_free(bio);
     CMS_ContentInfo_free(cms);
     /* base64 with line breaks and URL escapes, as in a GET query */
-    char *b64 = malloc(4 * ((len + 2) / 3) + 1);
-    int n = EVP_EncodeBlock((unsigned char *)b64, der, (int)len);
+    char *b64 = util_base64_encode(der, len);
+    assert_non_null(b64);
+    int n = (int)strlen(b64);
     char *escaped = malloc((size_t)n * 3 + 64);
     size_t e = 0;
     for (int i = 0; i < n; i++) {

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "util/buf.h"
+#include "util/codec.h"
 #include "util/error.h"
 #include "util/file.h"
 
@@ -394,6 +395,55 @@ static void errors_md_matches_catalogue(void **state)
     free(doc);
 }
 
+/* RFC 4648 section 10 vectors, both ways. */
+static void base64_vectors(void **state)
+{
+    (void)state;
+    static const char *plain[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+    static const char *coded[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+    for (size_t i = 0; i < 7; i++) {
+        char *b64 = util_base64_encode((const uint8_t *)plain[i], strlen(plain[i]));
+        assert_non_null(b64);
+        assert_string_equal(b64, coded[i]);
+        free(b64);
+        uint8_t *raw = NULL;
+        size_t len = 99;
+        assert_int_equal(util_base64_decode(coded[i], strlen(coded[i]), &raw, &len), 0);
+        assert_int_equal(len, strlen(plain[i]));
+        assert_string_equal((char *)raw, plain[i]); /* NUL-terminated */
+        free(raw);
+    }
+}
+
+/* Strict: no white space, no missing or misplaced padding, no foreign letters. */
+static void base64_rejects_loose_input(void **state)
+{
+    (void)state;
+    static const char *bad[] = {"Zg",    "Zg=",  "Zg=a",  "Z===", "====",     "Zm9v\n",
+                                " Zm9v", "Zm-_", "Zm9v=", "Zm=v", "Zg==Zg==", "Zm9\0"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        uint8_t *raw = (uint8_t *)"untouched";
+        size_t len = 7;
+        size_t n = i == sizeof bad / sizeof bad[0] - 1 ? 4 : strlen(bad[i]);
+        assert_int_equal(util_base64_decode(bad[i], n, &raw, &len), -1);
+        assert_string_equal((char *)raw, "untouched");
+        assert_int_equal(len, 7);
+    }
+    /* every byte value survives a round trip */
+    uint8_t all[256];
+    for (int i = 0; i < 256; i++)
+        all[i] = (uint8_t)i;
+    char *b64 = util_base64_encode(all, sizeof all);
+    assert_non_null(b64);
+    uint8_t *raw = NULL;
+    size_t len = 0;
+    assert_int_equal(util_base64_decode(b64, strlen(b64), &raw, &len), 0);
+    assert_int_equal(len, sizeof all);
+    assert_memory_equal(raw, all, sizeof all);
+    free(raw);
+    free(b64);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -405,6 +455,8 @@ int main(void)
         cmocka_unit_test(file_write_atomic_empty),
         cmocka_unit_test(hex_round_trip),
         cmocka_unit_test(hex_rejects_bad_input),
+        cmocka_unit_test(base64_vectors),
+        cmocka_unit_test(base64_rejects_loose_input),
         cmocka_unit_test(catalogue_entries_complete),
         cmocka_unit_test(catalogue_codes_unique_and_round_trip),
         cmocka_unit_test(error_set_and_ossl),
