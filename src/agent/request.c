@@ -186,86 +186,70 @@ static void step_keygen(agent_run *run)
 
 /* ---- the CSR and the signer ---- */
 
-static int build_csr(agent_run *run, util_error *err)
+/* The request's parameters as the CSR's; they borrow from run->params. */
+static void csr_params(const agent_run *run, crypto_csr_params *c)
 {
     const agent_key_params *p = &run->params;
-    crypto_csr_params c;
-    memset(&c, 0, sizeof c);
-    c.common_name = p->common_name;
-    c.organization = p->organization[0] ? p->organization : NULL;
+    memset(c, 0, sizeof *c);
+    c->common_name = p->common_name;
+    c->organization = p->organization[0] ? p->organization : NULL;
     for (size_t i = 0; i < p->san_count; i++)
-        c.sans[c.san_count++] = p->sans[i];
+        c->sans[c->san_count++] = p->sans[i];
     for (size_t i = 0; i < p->eku_count; i++)
-        c.ekus[c.eku_count++] = p->ekus[i];
-    c.key_usage_set = true;
-    c.key_usage = !strcmp(p->key_usage, "digital_signature")  ? CRYPTO_KU_DIGITAL_SIGNATURE
-                  : !strcmp(p->key_usage, "key_encipherment") ? CRYPTO_KU_KEY_ENCIPHERMENT
-                  : !strcmp(p->key_usage, "both")             ? CRYPTO_KU_BOTH
-                                                              : CRYPTO_KU_NONE;
-    c.challenge_password = p->challenge[0] ? p->challenge : NULL;
-    c.digest = run->t.choice.digest;
-    X509_REQ *req = NULL;
-    if (crypto_csr_build(&c, run->t.new_key, &req, err) != 0)
-        return -1;
-    unsigned char *der = NULL;
-    int n = i2d_X509_REQ(req, &der);
-    X509_NAME_free(run->t.subject);
-    run->t.subject = X509_NAME_dup(X509_REQ_get_subject_name(req));
-    X509_REQ_free(req);
-    if (n <= 0 || !run->t.subject) {
-        OPENSSL_free(der);
-        return util_error_ossl(err, UTIL_ERR_CSR_BUILD, "encoding the request");
-    }
-    OPENSSL_free(run->csr);
-    run->csr = der;
-    run->csr_len = (size_t)n;
-    return 0;
+        c->ekus[c->eku_count++] = p->ekus[i];
+    c->key_usage_set = true;
+    c->key_usage = !strcmp(p->key_usage, "digital_signature")  ? CRYPTO_KU_DIGITAL_SIGNATURE
+                   : !strcmp(p->key_usage, "key_encipherment") ? CRYPTO_KU_KEY_ENCIPHERMENT
+                   : !strcmp(p->key_usage, "both")             ? CRYPTO_KU_BOTH
+                                                               : CRYPTO_KU_NONE;
+    c->challenge_password = p->challenge[0] ? p->challenge : NULL;
 }
 
-/* First enrollment: a self-signed certificate over the new key. Renewal:
- * the old certificate and key stored with the request. */
-static int prepare_signer(agent_run *run, util_error *err)
+static int load_pem_cert(const char *pem, X509 **out, util_error *err)
 {
-    X509_free(run->t.signer_cert);
-    EVP_PKEY_free(run->t.signer_key);
-    run->t.signer_cert = NULL;
-    run->t.signer_key = NULL;
-    if (run->row.signer_key_pem && run->row.signer_cert_pem) {
-        if (crypto_key_load((const uint8_t *)run->row.signer_key_pem, strlen(run->row.signer_key_pem),
-                            &run->t.signer_key, err) != 0 ||
-            crypto_cert_load((const uint8_t *)run->row.signer_cert_pem, strlen(run->row.signer_cert_pem),
-                             &run->t.signer_cert, err) != 0)
-            return -1;
-        bool renewal = scep_caps_has(&run->srv.caps, SCEP_CAP_RENEWAL) && !run->t.choice.is_ndes;
-        run->t.request_type = renewal ? SCEP_MSG_RENEWALREQ : SCEP_MSG_PKCSREQ;
-        return 0;
-    }
-    run->t.request_type = SCEP_MSG_PKCSREQ;
-    run->t.signer_key = run->t.new_key;
-    EVP_PKEY_up_ref(run->t.signer_key);
-    /* a resumed request keeps the certificate that signed its PKCSReq, so
-     * its CertPolls come from the same signer */
+    return crypto_cert_load((const uint8_t *)pem, strlen(pem), out, err);
+}
+
+/* The CSR, the signer and the message type through the one recipe in
+ * src/client. Renewal signs with the old pair stored with the request; a
+ * first enrollment keeps the self-signed certificate it was sent with, so
+ * a resumed request's CertPolls come from the same signer. */
+static int prepare(agent_run *run, util_error *err)
+{
+    client_enrollment e = {.now = (time_t)agent_now(run->a)};
     X509 *stored = NULL;
-    util_error ignored;
-    if (run->row.signer_cert_pem &&
-        crypto_cert_load((const uint8_t *)run->row.signer_cert_pem, strlen(run->row.signer_cert_pem), &stored,
-                         &ignored) == 0 &&
-        crypto_cert_matches_key(stored, run->t.new_key) &&
-        X509_NAME_cmp(X509_get_subject_name(stored), run->t.subject) == 0) {
-        run->t.signer_cert = stored;
-        return 0;
+    int rc = -1;
+    csr_params(run, &e.csr);
+    bool renewal = run->row.signer_key_pem && run->row.signer_cert_pem;
+    if (renewal) {
+        if (crypto_key_load((const uint8_t *)run->row.signer_key_pem, strlen(run->row.signer_key_pem),
+                            &e.renew_key, err) != 0 ||
+            load_pem_cert(run->row.signer_cert_pem, &e.renew_cert, err) != 0)
+            goto out;
+    } else if (run->row.signer_cert_pem) {
+        util_error ignored; /* an unreadable earlier signer is replaced */
+        if (load_pem_cert(run->row.signer_cert_pem, &stored, &ignored) == 0)
+            e.earlier_signer = stored;
     }
+    OPENSSL_clear_free(run->csr, run->csr_len);
+    run->csr = NULL;
+    run->csr_len = 0;
+    if (client_enrollment_prepare(&run->srv, &e, &run->t, &run->csr, &run->csr_len, err) != 0)
+        goto out;
+    if (!renewal && run->t.signer_cert != stored) {
+        char *pem = NULL;
+        size_t len = 0;
+        if (crypto_cert_to_pem(run->t.signer_cert, &pem, &len, err) != 0)
+            goto out;
+        free(run->row.signer_cert_pem);
+        run->row.signer_cert_pem = pem;
+    }
+    rc = 0;
+out:
     X509_free(stored);
-    if (crypto_selfsigned_build(run->t.new_key, run->t.subject, run->t.choice.digest, agent_now(run->a), 30,
-                                &run->t.signer_cert, err) != 0)
-        return -1;
-    char *pem = NULL;
-    size_t len = 0;
-    if (crypto_cert_to_pem(run->t.signer_cert, &pem, &len, err) != 0)
-        return -1;
-    free(run->row.signer_cert_pem);
-    run->row.signer_cert_pem = pem;
-    return 0;
+    X509_free(e.renew_cert);
+    EVP_PKEY_free(e.renew_key);
+    return rc;
 }
 
 /* ---- discovery ---- */
@@ -341,8 +325,7 @@ static void on_discovered(void *arg, int rc, const util_error *net)
     run->t.choice.digest = scep_digest_by_name(run->params.signature_algorithm);
     json_decref(run->row.server);
     run->row.server = server_snapshot(&run->srv, &err);
-    if (!run->row.server || build_csr(run, &err) != 0 || prepare_signer(run, &err) != 0 ||
-        scep_transaction_id(run->t.new_key, run->t.transaction_id, &err) != 0) {
+    if (!run->row.server || prepare(run, &err) != 0) {
         fail(run, &err);
         return;
     }
@@ -399,6 +382,10 @@ static void on_reply(void *arg, int rc, const util_error *net)
     agent_run *run = arg;
     util_error err;
     run->op = NULL;
+    /* the CSR carries the challenge: gone once sent (a resend builds it again) */
+    OPENSSL_clear_free(run->csr, run->csr_len);
+    run->csr = NULL;
+    run->csr_len = 0;
     if (rc != 0) {
         /* no answer to the request itself: send it again; to a poll: poll again */
         retry_or_fail(run, net, !strcmp(run->row.state, "sent") ? "contacting_server" : "pending");
@@ -483,8 +470,7 @@ static int load_params(agent_run *run, util_error *err)
                           &len, err) != 0)
             return -1;
         snprintf(run->params.challenge, sizeof run->params.challenge, "%.*s", (int)len, (char *)pw);
-        OPENSSL_cleanse(pw, len);
-        free(pw);
+        OPENSSL_clear_free(pw, len);
     }
     return 0;
 }
@@ -531,14 +517,14 @@ static int begin(agent_run *run)
             fail(run, &err);
             return 0;
         }
-        snprintf(run->t.transaction_id, sizeof run->t.transaction_id, "%s", run->row.transaction_id);
         client_choose(&run->cfg, &run->srv, &run->t.choice);
         run->t.choice.digest = scep_digest_by_name(run->params.signature_algorithm);
-        /* the CSR first: it gives the subject of CertPoll and of the self-signed signer */
-        if (build_csr(run, &err) != 0 || prepare_signer(run, &err) != 0) {
+        /* the CSR gives the subject of CertPoll; the transactionID is the one sent */
+        if (prepare(run, &err) != 0) {
             fail(run, &err);
             return 0;
         }
+        snprintf(run->t.transaction_id, sizeof run->t.transaction_id, "%s", run->row.transaction_id);
         run->due = run->row.next_attempt_at ? run->row.next_attempt_at : agent_now(run->a);
         agent_schedule(run->a);
         return 0;
@@ -593,7 +579,7 @@ void agent_run_free(agent_run *run)
     client_server_clear(&run->srv);
     client_transaction_clear(&run->t);
     client_result_clear(&run->r);
-    OPENSSL_free(run->csr);
+    OPENSSL_clear_free(run->csr, run->csr_len);
     free(run->url);
     free(run);
 }

@@ -70,6 +70,32 @@ typedef struct client_transaction {
 
 void client_transaction_clear(client_transaction *t);
 
+/* ---- preparing an enrollment ---- */
+
+typedef enum client_renewal_mode {
+    CLIENT_RENEWAL_AUTO = 0,   /* RenewalReq when listed and not NDES, else PKCSReq */
+    CLIENT_RENEWAL_RENEWALREQ, /* always RenewalReq */
+    CLIENT_RENEWAL_PKCSREQ,    /* always a PKCSReq signed by the old certificate */
+} client_renewal_mode;
+
+typedef struct client_enrollment {
+    crypto_csr_params csr; /* what the CSR says (borrowed); its digest is t->choice.digest */
+    X509 *renew_cert;      /* renewal: the certificate being renewed, NULL otherwise (borrowed) */
+    EVP_PKEY *renew_key;   /* and its key (borrowed) */
+    client_renewal_mode mode;
+    X509 *earlier_signer; /* first enrollment resumed: the certificate that signed it, or NULL */
+    time_t now;           /* validity of a new self-signed signer */
+} client_enrollment;
+
+/* The message a renewal sends: the one rule for scepctl and the agent. */
+int client_request_type(const client_server *srv, client_renewal_mode mode);
+/* Prepares an enrollment. Expects t->new_key and t->choice; sets t->subject,
+ * t->signer_cert, t->signer_key, t->request_type and t->transaction_id, and
+ * returns the CSR's DER in *csr. The CSR carries the challenge: free it with
+ * OPENSSL_clear_free as soon as it is sent. */
+int client_enrollment_prepare(const client_server *srv, const client_enrollment *e, client_transaction *t,
+                              uint8_t **csr, size_t *csr_len, util_error *err) MUST_CHECK;
+
 typedef struct client_result {
     int status;               /* scep_pki_status */
     util_err failure;         /* FAILURE: the catalogue code */

@@ -416,25 +416,6 @@ static int fill_csr_params(const options *o, crypto_csr_params *p, const char *c
     return 0;
 }
 
-static int build_request(const crypto_csr_params *csr, EVP_PKEY *key, uint8_t **der, size_t *len,
-                         X509_NAME **subject, util_error *err)
-{
-    X509_REQ *req = NULL;
-    if (crypto_csr_build(csr, key, &req, err) != 0)
-        return -1;
-    unsigned char *buf = NULL;
-    int n = i2d_X509_REQ(req, &buf);
-    *subject = X509_NAME_dup(X509_REQ_get_subject_name(req));
-    X509_REQ_free(req);
-    if (n <= 0 || !*subject) {
-        OPENSSL_free(buf);
-        return util_error_ossl(err, UTIL_ERR_CSR_BUILD, "encoding the request");
-    }
-    *der = buf;
-    *len = (size_t)n;
-    return 0;
-}
-
 static int saved_init(client_saved *s, const options *o)
 {
     s->url = strdup(o->cfg.url);
@@ -456,19 +437,35 @@ static void explain_choice(const options *o, const client_saved *s)
             scep_digest_short_name(c->digest), scep_cipher_short_name(c->cipher), c->post ? "POST" : "GET");
 }
 
+/* Discovers the server, prepares the request (src/client), sends it, then
+ * polls or saves the state. The CSR is wiped as soon as it is sent. */
+static int send_enrollment(options *o, client_saved *s, const client_enrollment *e, client_result *r,
+                           util_error *err)
+{
+    uint8_t *csr = NULL;
+    size_t csr_len = 0;
+    if (client_discover(&o->cfg, &s->server, time(NULL), err) != 0)
+        return -1;
+    client_choose(&o->cfg, &s->server, &s->txn.choice);
+    if (client_enrollment_prepare(&s->server, e, &s->txn, &csr, &csr_len, err) != 0)
+        return -1;
+    explain_choice(o, s);
+    int rc = client_enroll(&o->cfg, &s->server, &s->txn, csr, csr_len, r, err);
+    OPENSSL_clear_free(csr, csr_len);
+    return rc != 0 ? -1 : finish(o, s, r, err);
+}
+
 static int cmd_enroll(options *o, util_error *err)
 {
     client_saved s = {0};
     client_result r = {0};
     char *challenge = NULL;
-    uint8_t *csr = NULL;
-    size_t csr_len = 0;
-    crypto_csr_params params;
+    client_enrollment e = {.now = time(NULL)};
     int rc = -1;
     if (need(o->cfg.url, "-u URL", err) || need(o->key_out, "--key-out", err) ||
         need(o->cert_out, "--cert-out", err) || (!o->subject && need(o->cn, "--cn", err)))
         return -1;
-    if (read_challenge(o, &challenge, err) != 0 || fill_csr_params(o, &params, challenge, err) != 0)
+    if (read_challenge(o, &challenge, err) != 0 || fill_csr_params(o, &e.csr, challenge, err) != 0)
         goto out;
     if (saved_init(&s, o) != 0) {
         util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
@@ -483,41 +480,24 @@ static int cmd_enroll(options *o, util_error *err)
             crypto_key_generate(&spec, &s.txn.new_key, err) != 0)
             goto out;
     }
-    if (client_discover(&o->cfg, &s.server, time(NULL), err) != 0)
-        goto out;
-    client_choose(&o->cfg, &s.server, &s.txn.choice);
-    params.digest = s.txn.choice.digest;
-    if (build_request(&params, s.txn.new_key, &csr, &csr_len, &s.txn.subject, err) != 0 ||
-        scep_transaction_id(s.txn.new_key, s.txn.transaction_id, err) != 0 ||
-        crypto_selfsigned_build(s.txn.new_key, s.txn.subject, s.txn.choice.digest, time(NULL), 30,
-                                &s.txn.signer_cert, err) != 0)
-        goto out;
-    s.txn.signer_key = s.txn.new_key;
-    EVP_PKEY_up_ref(s.txn.signer_key);
-    s.txn.request_type = SCEP_MSG_PKCSREQ;
-    explain_choice(o, &s);
-    if (client_enroll(&o->cfg, &s.server, &s.txn, csr, csr_len, &r, err) != 0)
-        goto out;
-    rc = finish(o, &s, &r, err);
+    rc = send_enrollment(o, &s, &e, &r, err);
 out:
     if (challenge)
         crypto_secret_free(challenge, strlen(challenge));
-    OPENSSL_free(csr);
     client_result_clear(&r);
     client_saved_clear(&s);
     return rc;
 }
 
-static int renewal_type(const options *o, const client_server *srv, int *type, util_error *err)
+static int renewal_mode(const options *o, client_renewal_mode *mode, util_error *err)
 {
-    const char *mode = o->mode ? o->mode : "auto";
-    if (!strcmp(mode, "renewalreq"))
-        *type = SCEP_MSG_RENEWALREQ;
-    else if (!strcmp(mode, "pkcsreq"))
-        *type = SCEP_MSG_PKCSREQ;
-    else if (!strcmp(mode, "auto"))
-        *type = scep_caps_has(&srv->caps, SCEP_CAP_RENEWAL) && !srv->iis_major ? SCEP_MSG_RENEWALREQ
-                                                                               : SCEP_MSG_PKCSREQ;
+    const char *text = o->mode ? o->mode : "auto";
+    if (!strcmp(text, "renewalreq"))
+        *mode = CLIENT_RENEWAL_RENEWALREQ;
+    else if (!strcmp(text, "pkcsreq"))
+        *mode = CLIENT_RENEWAL_PKCSREQ;
+    else if (!strcmp(text, "auto"))
+        *mode = CLIENT_RENEWAL_AUTO;
     else
         return util_error_set(err, UTIL_ERR_USAGE, "--mode is auto, renewalreq or pkcsreq");
     return 0;
@@ -528,58 +508,49 @@ static int cmd_renew(options *o, util_error *err)
     client_saved s = {0};
     client_result r = {0};
     char *challenge = NULL;
-    uint8_t *csr = NULL;
-    size_t csr_len = 0;
-    crypto_csr_params params;
+    client_enrollment e = {.now = time(NULL)};
+    X509 *old_cert = NULL;
+    EVP_PKEY *old_key = NULL;
     int rc = -1;
     if (need(o->cfg.url, "-u URL", err) || need(o->key, "--key OLD.key", err) ||
         need(o->cert, "--cert OLD.crt", err) || need(o->key_out, "--key-out", err) ||
         need(o->cert_out, "--cert-out", err))
         return -1;
-    if (read_challenge(o, &challenge, err) != 0 || fill_csr_params(o, &params, challenge, err) != 0)
+    if (renewal_mode(o, &e.mode, err) != 0 || read_challenge(o, &challenge, err) != 0 ||
+        fill_csr_params(o, &e.csr, challenge, err) != 0)
         goto out;
-    if (saved_init(&s, o) != 0 || crypto_key_load_file(o->key, &s.txn.signer_key, err) != 0 ||
-        crypto_cert_load_file(o->cert, &s.txn.signer_cert, err) != 0)
+    if (saved_init(&s, o) != 0 || crypto_key_load_file(o->key, &old_key, err) != 0 ||
+        crypto_cert_load_file(o->cert, &old_cert, err) != 0)
         goto out;
-    if (!crypto_cert_matches_key(s.txn.signer_cert, s.txn.signer_key)) {
+    if (!crypto_cert_matches_key(old_cert, old_key)) {
         util_error_set(err, UTIL_ERR_KEY_MISMATCH, "%s and %s", o->key, o->cert);
         goto out;
     }
     if (o->reuse_key) {
-        s.txn.new_key = s.txn.signer_key;
+        s.txn.new_key = old_key;
         EVP_PKEY_up_ref(s.txn.new_key);
     } else {
         crypto_key_spec spec;
         char same[32];
         if (!o->new_key_type) {
-            EVP_PKEY *old = s.txn.signer_key;
-            if (EVP_PKEY_get_base_id(old) == EVP_PKEY_EC)
-                snprintf(same, sizeof same, "ec:%d", EVP_PKEY_get_bits(old));
+            if (EVP_PKEY_get_base_id(old_key) == EVP_PKEY_EC)
+                snprintf(same, sizeof same, "ec:%d", EVP_PKEY_get_bits(old_key));
             else
-                snprintf(same, sizeof same, "rsa:%d", EVP_PKEY_get_bits(old));
+                snprintf(same, sizeof same, "rsa:%d", EVP_PKEY_get_bits(old_key));
         }
         if (crypto_key_spec_parse(o->new_key_type ? o->new_key_type : same, &spec, err) != 0 ||
             crypto_key_generate(&spec, &s.txn.new_key, err) != 0)
             goto out;
     }
-    if (client_discover(&o->cfg, &s.server, time(NULL), err) != 0)
-        goto out;
-    client_choose(&o->cfg, &s.server, &s.txn.choice);
-    if (renewal_type(o, &s.server, &s.txn.request_type, err) != 0)
-        goto out;
-    params.renew_from = s.txn.signer_cert; /* NDES: the subject must equal the old one's */
-    params.digest = s.txn.choice.digest;
-    if (build_request(&params, s.txn.new_key, &csr, &csr_len, &s.txn.subject, err) != 0 ||
-        scep_transaction_id(s.txn.new_key, s.txn.transaction_id, err) != 0)
-        goto out;
-    explain_choice(o, &s);
-    if (client_enroll(&o->cfg, &s.server, &s.txn, csr, csr_len, &r, err) != 0)
-        goto out;
-    rc = finish(o, &s, &r, err);
+    e.csr.renew_from = old_cert; /* NDES: the subject must equal the old one's */
+    e.renew_cert = old_cert;
+    e.renew_key = old_key;
+    rc = send_enrollment(o, &s, &e, &r, err);
 out:
     if (challenge)
         crypto_secret_free(challenge, strlen(challenge));
-    OPENSSL_free(csr);
+    X509_free(old_cert);
+    EVP_PKEY_free(old_key);
     client_result_clear(&r);
     client_saved_clear(&s);
     return rc;

@@ -387,6 +387,80 @@ static void choose_overrides_win(void **state)
     assert_true(c.is_ndes);
 }
 
+/* The renewal rule, once: RenewalReq only where listed and not NDES. */
+static void renewal_request_type(void **state)
+{
+    (void)state;
+    client_server srv;
+    memset(&srv, 0, sizeof srv);
+    scep_caps_parse((const uint8_t *)"Renewal\nSHA-256\n", 16, &srv.caps);
+    assert_int_equal(client_request_type(&srv, CLIENT_RENEWAL_AUTO), SCEP_MSG_RENEWALREQ);
+    assert_int_equal(client_request_type(&srv, CLIENT_RENEWAL_PKCSREQ), SCEP_MSG_PKCSREQ);
+    srv.iis_major = 10; /* NDES lists Renewal but means a PKCSReq signed by the old certificate */
+    assert_int_equal(client_request_type(&srv, CLIENT_RENEWAL_AUTO), SCEP_MSG_PKCSREQ);
+    assert_int_equal(client_request_type(&srv, CLIENT_RENEWAL_RENEWALREQ), SCEP_MSG_RENEWALREQ);
+    scep_caps_clear(&srv.caps);
+    memset(&srv.caps, 0, sizeof srv.caps);
+    srv.iis_major = 0;
+    assert_int_equal(client_request_type(&srv, CLIENT_RENEWAL_AUTO), SCEP_MSG_PKCSREQ);
+}
+
+/* First enrollment: self-signed signer over the new key, or the earlier one
+ * when it still fits; renewal: the old pair signs; the CSR carries the subject. */
+static void enrollment_prepare(void **state)
+{
+    fixture *f = *state;
+    client_server srv;
+    memset(&srv, 0, sizeof srv);
+    util_error err = {0};
+    client_transaction t;
+    memset(&t, 0, sizeof t);
+    t.new_key = f->new_key;
+    EVP_PKEY_up_ref(t.new_key);
+    t.choice.digest = EVP_sha256();
+    client_enrollment e = {.now = time(NULL)};
+    e.csr.common_name = "device-17";
+    e.csr.organization = "Example";
+    uint8_t *csr = NULL;
+    size_t csr_len = 0;
+    assert_int_equal(client_enrollment_prepare(&srv, &e, &t, &csr, &csr_len, &err), 0);
+    assert_true(csr_len > 0);
+    assert_int_equal(t.request_type, SCEP_MSG_PKCSREQ);
+    assert_true(t.signer_key == t.new_key);
+    assert_true(crypto_cert_matches_key(t.signer_cert, t.new_key));
+    assert_int_equal(X509_NAME_cmp(X509_get_subject_name(t.signer_cert), t.subject), 0);
+    char tid[80];
+    assert_int_equal(scep_transaction_id(f->new_key, tid, &err), 0);
+    assert_string_equal(t.transaction_id, tid);
+    OPENSSL_clear_free(csr, csr_len);
+    /* resumed: the earlier signer is kept */
+    X509 *earlier = t.signer_cert;
+    X509_up_ref(earlier);
+    e.earlier_signer = earlier;
+    assert_int_equal(client_enrollment_prepare(&srv, &e, &t, &csr, &csr_len, &err), 0);
+    assert_ptr_equal(t.signer_cert, earlier);
+    OPENSSL_clear_free(csr, csr_len);
+    /* a different subject does not fit the earlier signer: a new one */
+    e.csr.common_name = "device-18";
+    assert_int_equal(client_enrollment_prepare(&srv, &e, &t, &csr, &csr_len, &err), 0);
+    assert_ptr_not_equal(t.signer_cert, earlier);
+    OPENSSL_clear_free(csr, csr_len);
+    X509_free(earlier);
+    /* renewal on a server listing Renewal: RenewalReq signed by the old pair */
+    scep_caps_parse((const uint8_t *)"Renewal\n", 8, &srv.caps);
+    e.earlier_signer = NULL;
+    e.renew_cert = f->signer;
+    e.renew_key = f->signer_key;
+    assert_int_equal(client_enrollment_prepare(&srv, &e, &t, &csr, &csr_len, &err), 0);
+    assert_int_equal(t.request_type, SCEP_MSG_RENEWALREQ);
+    assert_ptr_equal(t.signer_cert, f->signer);
+    assert_ptr_equal(t.signer_key, f->signer_key);
+    assert_string_equal(t.transaction_id, tid); /* the new key's, not the signer's */
+    OPENSSL_clear_free(csr, csr_len);
+    client_transaction_clear(&t);
+    client_server_clear(&srv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -398,6 +472,8 @@ int main(void)
         cmocka_unit_test(choose_old_servers),
         cmocka_unit_test(choose_ndes),
         cmocka_unit_test(choose_overrides_win),
+        cmocka_unit_test(renewal_request_type),
+        cmocka_unit_test(enrollment_prepare),
     };
     return cmocka_run_group_tests_name("client", tests, setup, teardown);
 }
