@@ -182,15 +182,16 @@ static int resume_requests(agent *a, util_error *err)
     bool auto_acquired = false;
     /* the oldest unfinished request resumes; newer ones wait their turn */
     for (size_t i = n; i-- > 0;) {
-        if (!strcmp(rows[i].state, "acquired"))
+        if (rows[i].state == STORE_STATE_ACQUIRED)
             auto_acquired |= !strcmp(rows[i].kind, "auto");
-        if (!strcmp(rows[i].state, "acquired") || a->run)
+        if (rows[i].state == STORE_STATE_ACQUIRED || a->run)
             continue;
         util_error e;
         if (agent_run_start(a, &rows[i], &e) != 0)
             log_error("request %lld could not resume: %s", (long long)rows[i].id, e.detail);
         else
-            log_info("request %lld resumes in state %s", (long long)rows[i].id, rows[i].state);
+            log_info("request %lld resumes in state %s", (long long)rows[i].id,
+                     store_state_name(rows[i].state));
     }
     for (size_t i = 0; i < n; i++)
         store_request_clear(&rows[i]);
@@ -288,7 +289,7 @@ static json_t *latest_request(agent *a)
     return out;
 }
 
-static int count_state(agent *a, const char *state)
+static int count_state(agent *a, store_state state)
 {
     store_key *keys = NULL;
     size_t n = 0;
@@ -297,7 +298,7 @@ static int count_state(agent *a, const char *state)
     if (store_key_list(a->st, &keys, &n, &err) != 0)
         return 0;
     for (size_t i = 0; i < n; i++) {
-        if (!state || !strcmp(keys[i].state, state))
+        if (keys[i].state == state)
             count++;
         store_key_clear(&keys[i]);
     }
@@ -317,8 +318,9 @@ json_t *agent_status(agent *a)
         "last_request_id", s->last_request_id ? json_integer(s->last_request_id) : json_null());
     return json_pack("{s:s, s:s, s:o, s:o, s:i, s:i, s:i, s:b}", "version", SCEPD_VERSION, "time", now,
                      "latest_request", latest_request(a), "auto_request", auto_status, "pending_registration",
-                     count_state(a, "acquired"), "registered_keys", count_state(a, "registered"), "max_keys",
-                     a->cfg.max_keys, "scep_configured", a->settings.url[0] != '\0');
+                     count_state(a, STORE_STATE_ACQUIRED), "registered_keys",
+                     count_state(a, STORE_STATE_REGISTERED), "max_keys", a->cfg.max_keys, "scep_configured",
+                     a->settings.url[0] != '\0');
 }
 
 static int metric(util_buf *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -334,11 +336,13 @@ static int metric(util_buf *out, const char *fmt, ...)
 
 int agent_metrics(agent *a, util_buf *out)
 {
-    static const char *outcomes[] = {"acquired", "failed", "pending", "registered"};
+    /* the order of metric_requests */
+    static const store_state outcomes[] = {STORE_STATE_ACQUIRED, STORE_STATE_FAILED, STORE_STATE_PENDING,
+                                           STORE_STATE_REGISTERED};
     int rc = metric(out, "# HELP scepd_requests_total Issuance request outcomes since start.\n"
                          "# TYPE scepd_requests_total counter\n");
     for (int i = 0; i < 4; i++)
-        rc |= metric(out, "scepd_requests_total{outcome=\"%s\"} %lld\n", outcomes[i],
+        rc |= metric(out, "scepd_requests_total{outcome=\"%s\"} %lld\n", store_state_name(outcomes[i]),
                      (long long)a->metric_requests[i]);
     rc |= metric(out,
                  "# HELP scepd_auto_request_next_run_timestamp_seconds Next automatic request, 0 when none.\n"
@@ -357,7 +361,7 @@ int agent_metrics(agent *a, util_buf *out)
         X509 *cert = NULL;
         if (crypto_cert_load((const uint8_t *)keys[i].cert_pem, strlen(keys[i].cert_pem), &cert, &err) == 0)
             rc |= metric(out, "scepd_certificate_expiry_timestamp_seconds{key=\"%s\",state=\"%s\"} %lld\n",
-                         keys[i].name, keys[i].state,
+                         keys[i].name, store_state_name(keys[i].state),
                          (long long)crypto_asn1_time_to_time(X509_get0_notAfter(cert)));
         X509_free(cert);
         store_key_clear(&keys[i]);

@@ -84,7 +84,7 @@ typedef struct agent_auto_state {
     int jitter_s;     /* drawn once per run */
     int64_t next_run; /* base + jitter; 0: none */
     int attempts_left;
-    char last_result[48]; /* "acquired", "registered", or an error code */
+    char last_result[48]; /* a state's name (ACQUIRED, REGISTERED) or an error code */
     int64_t last_request_id;
     char current_key[AGENT_NAME_MAX + 1]; /* the pair the last auto request produced */
 } agent_auto_state;
@@ -141,14 +141,14 @@ void agent_reap_runs(agent *a);
 /* A request row as the API shows it. */
 json_t *agent_request_json(const store_request *r);
 /* Called by request.c when a run ends (acquired or failed). */
-void agent_run_finished(agent *a, int64_t request_id, const char *state, const util_error *err);
+void agent_run_finished(agent *a, int64_t request_id, store_state state, const util_error *err);
 
 /* schedule.c */
 int agent_auto_load(agent *a, util_error *err) MUST_CHECK;
 int agent_auto_save_state(agent *a, util_error *err) MUST_CHECK;
 /* The base time of the run after `base`, or 0 when the timer is one-shot. */
 int64_t agent_schedule_following(const agent_auto *cfg, int64_t base, int64_t now);
-void agent_auto_request_done(agent *a, int64_t id, const char *state, const util_error *err);
+void agent_auto_request_done(agent *a, int64_t id, store_state state, const util_error *err);
 int agent_auto_fire(agent *a, util_error *err) MUST_CHECK;
 
 /* keys.c */

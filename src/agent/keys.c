@@ -52,7 +52,7 @@ static json_t *key_json(const store_key *k, const store_binding *b, size_t nb, b
 {
     json_t *j = cert_summary(k->cert_pem);
     json_object_set_new(j, "name", json_string(k->name));
-    json_object_set_new(j, "state", json_string(k->state));
+    json_object_set_new(j, "state", json_string(store_state_name(k->state)));
     json_object_set_new(j, "functions", functions_of(b, nb, k->name));
     json_object_set_new(j, "created_at", agent_time_json(k->created_at));
     json_object_set_new(j, "registered_at", agent_time_json(k->registered_at));
@@ -223,7 +223,7 @@ int agent_binding_put(agent *a, const char *function, const json_t *in, const ch
     store_key k;
     if (store_key_get(a->st, key, &k, err) != 0)
         return -1;
-    bool registered = !strcmp(k.state, "registered");
+    bool registered = k.state == STORE_STATE_REGISTERED;
     store_key_clear(&k);
     if (!registered)
         return util_error_set(err, UTIL_ERR_INVALID_FIELD,
@@ -342,7 +342,7 @@ int agent_ensure_tls_key(agent *a, util_error *err)
         crypto_cert_to_pem(cert, &k.cert_pem, &len, err) != 0)
         goto out;
     snprintf(k.name, sizeof k.name, "DefaultTLS");
-    snprintf(k.state, sizeof k.state, "registered");
+    k.state = STORE_STATE_REGISTERED;
     k.chain_pem = strdup("");
     store_key existing;
     util_error e;

@@ -51,13 +51,20 @@ static void step_poll(agent_run *run);
 
 /* ---- persistence ---- */
 
-static void set_state(agent_run *run, const char *state)
+static void finish(agent_run *run, store_state state, const util_error *err);
+
+/* Writes the state before the next step starts. A write that fails ends
+ * the run with that error: no step may run on a state the store lacks.
+ * Returns 0, or -1 when the run has ended. */
+static int set_state(agent_run *run, store_state state)
 {
-    snprintf(run->row.state, sizeof run->row.state, "%s", state);
+    run->row.state = state;
     run->row.updated_at = agent_now(run->a);
     util_error err;
-    if (store_request_update(run->a->st, &run->row, &err) != 0)
-        log_error("request %lld: could not save state %s: %s", (long long)run->row.id, state, err.detail);
+    if (store_request_update(run->a->st, &run->row, &err) == 0)
+        return 0;
+    finish(run, STORE_STATE_FAILED, &err);
+    return -1;
 }
 
 static void wipe_challenge(agent_run *run)
@@ -70,7 +77,7 @@ static void wipe_challenge(agent_run *run)
     OPENSSL_cleanse(run->params.challenge, sizeof run->params.challenge);
 }
 
-static void finish(agent_run *run, const char *state, const util_error *err)
+static void finish(agent_run *run, store_state state, const util_error *err)
 {
     run->due = 0;
     run->row.next_attempt_at = 0; /* an ended request is not attempted again */
@@ -81,13 +88,23 @@ static void finish(agent_run *run, const char *state, const util_error *err)
                  err->detail);
     }
     wipe_challenge(run);
-    set_state(run, state);
+    run->row.state = state;
+    run->row.updated_at = agent_now(run->a);
+    util_error store_err;
+    if (store_request_update(run->a->st, &run->row, &store_err) != 0) {
+        /* the run ends all the same; the store's error is its outcome, and
+         * the request resumes from its last saved state at the next start */
+        log_error("request %lld: could not save state %s: %s: %s", (long long)run->row.id,
+                  store_state_name(state), util_err_code(store_err.code), store_err.detail);
+        agent_run_finished(run->a, run->row.id, STORE_STATE_FAILED, &store_err);
+        return;
+    }
     agent_run_finished(run->a, run->row.id, state, err);
 }
 
 static void fail(agent_run *run, const util_error *err)
 {
-    finish(run, "failed", err);
+    finish(run, STORE_STATE_FAILED, err);
 }
 
 static void fail_code(agent_run *run, util_err code, const char *detail)
@@ -98,7 +115,7 @@ static void fail_code(agent_run *run, util_err code, const char *detail)
 }
 
 /* Communication errors and deferrals are retried while attempts remain. */
-static void retry_or_fail(agent_run *run, const util_error *err, const char *state)
+static void retry_or_fail(agent_run *run, const util_error *err, store_state state)
 {
     /* manual requests poll while deferred; auto requests also retry unreachable servers */
     bool retryable = err->code == UTIL_ERR_PENDING || (run->is_auto && util_err_exit_class(err->code) == 4);
@@ -114,7 +131,8 @@ static void retry_or_fail(agent_run *run, const util_error *err, const char *sta
     snprintf(run->row.error_code, sizeof run->row.error_code, "%s", util_err_code(err->code));
     snprintf(run->row.error_detail, sizeof run->row.error_detail, "%s", err->detail);
     run->due = run->row.next_attempt_at;
-    set_state(run, state);
+    if (set_state(run, state) != 0)
+        return;
     if (err->code == UTIL_ERR_PENDING)
         run->a->metric_requests[2]++;
     log_info("request %lld: %s; attempt %d of %d in %d s", (long long)run->row.id, util_err_code(err->code),
@@ -156,8 +174,8 @@ static void on_keygen_done(evutil_socket_t fd, short what, void *arg)
     run->row.key_pem = pem;
     run->t.new_key = run->generated;
     run->generated = NULL;
-    set_state(run, "contacting_server");
-    step_discover(run);
+    if (set_state(run, STORE_STATE_CONTACTING_SERVER) == 0)
+        step_discover(run);
 }
 
 static void step_keygen(agent_run *run)
@@ -170,7 +188,8 @@ static void step_keygen(agent_run *run)
         fail(run, &err);
         return;
     }
-    set_state(run, "generating_key");
+    if (set_state(run, STORE_STATE_GENERATING_KEY) != 0)
+        return;
     if (pipe2(run->pipe_fd, O_CLOEXEC) != 0) {
         fail_code(run, UTIL_ERR_INTERNAL, "creating a pipe");
         return;
@@ -317,7 +336,7 @@ static void on_discovered(void *arg, int rc, const util_error *net)
     util_error err;
     run->op = NULL;
     if (rc != 0) {
-        retry_or_fail(run, net, "contacting_server");
+        retry_or_fail(run, net, STORE_STATE_CONTACTING_SERVER);
         return;
     }
     store_ca_certs(run);
@@ -330,8 +349,8 @@ static void on_discovered(void *arg, int rc, const util_error *net)
         return;
     }
     snprintf(run->row.transaction_id, sizeof run->row.transaction_id, "%s", run->t.transaction_id);
-    set_state(run, "sent");
-    step_send(run);
+    if (set_state(run, STORE_STATE_SENT) == 0)
+        step_send(run);
 }
 
 static void step_discover(agent_run *run)
@@ -353,7 +372,7 @@ static int acquire(agent_run *run, util_error *err)
     size_t len;
     int rc = -1;
     snprintf(k.name, sizeof k.name, "%s", run->row.key_name);
-    snprintf(k.state, sizeof k.state, "acquired");
+    k.state = STORE_STATE_ACQUIRED;
     snprintf(k.replaces, sizeof k.replaces, "%s", run->row.replaces);
     k.request_id = run->row.id;
     k.key_pem = run->row.key_pem;
@@ -366,7 +385,7 @@ static int acquire(agent_run *run, util_error *err)
     if (chain_rc != 0)
         goto out;
     wipe_challenge(run);
-    snprintf(run->row.state, sizeof run->row.state, "acquired");
+    run->row.state = STORE_STATE_ACQUIRED;
     run->row.error_code[0] = run->row.error_detail[0] = '\0';
     run->row.next_attempt_at = 0;
     run->row.updated_at = agent_now(run->a);
@@ -388,7 +407,9 @@ static void on_reply(void *arg, int rc, const util_error *net)
     run->csr_len = 0;
     if (rc != 0) {
         /* no answer to the request itself: send it again; to a poll: poll again */
-        retry_or_fail(run, net, !strcmp(run->row.state, "sent") ? "contacting_server" : "pending");
+        retry_or_fail(run, net,
+                      run->row.state == STORE_STATE_SENT ? STORE_STATE_CONTACTING_SERVER
+                                                         : STORE_STATE_PENDING);
         return;
     }
     switch (run->r.status) {
@@ -398,13 +419,13 @@ static void on_reply(void *arg, int rc, const util_error *net)
             return;
         }
         log_info("request %lld acquired \"%s\"", (long long)run->row.id, run->row.key_name);
-        agent_run_finished(run->a, run->row.id, "acquired", NULL);
+        agent_run_finished(run->a, run->row.id, STORE_STATE_ACQUIRED, NULL);
         return;
     case SCEP_STATUS_PENDING:
         wipe_challenge(run); /* the server has it: a new PKCSReq would need a new one */
         util_error_set(&err, UTIL_ERR_PENDING, "waiting for approval (transactionID %s)",
                        run->t.transaction_id);
-        retry_or_fail(run, &err, "pending");
+        retry_or_fail(run, &err, STORE_STATE_PENDING);
         return;
     default:
         client_result_error(&run->r, &err);
@@ -453,7 +474,7 @@ void agent_run_wake(agent_run *run)
     if (run->op || !run->due)
         return;
     run->due = 0;
-    if (!strcmp(run->row.state, "pending"))
+    if (run->row.state == STORE_STATE_PENDING)
         step_poll(run);
     else
         step_discover(run);
@@ -475,7 +496,10 @@ static int load_params(agent_run *run, util_error *err)
     return 0;
 }
 
-static int copy_row(store_request *dst, const store_request *src)
+/* A copy that lacks a field it should have would change the request: a
+ * missing key a new transactionID, a missing challenge a request without
+ * it. Any allocation that fails fails the copy. */
+static int copy_row(store_request *dst, const store_request *src, util_error *err)
 {
     *dst = *src;
     dst->params = json_deep_copy(src->params);
@@ -483,10 +507,17 @@ static int copy_row(store_request *dst, const store_request *src)
     dst->key_pem = src->key_pem ? strdup(src->key_pem) : NULL;
     dst->signer_cert_pem = src->signer_cert_pem ? strdup(src->signer_cert_pem) : NULL;
     dst->signer_key_pem = src->signer_key_pem ? strdup(src->signer_key_pem) : NULL;
-    dst->challenge_sealed = NULL;
-    if (src->challenge_sealed && (dst->challenge_sealed = malloc(src->challenge_sealed_len)))
+    dst->challenge_sealed = src->challenge_sealed ? malloc(src->challenge_sealed_len) : NULL;
+    if (dst->challenge_sealed)
         memcpy(dst->challenge_sealed, src->challenge_sealed, src->challenge_sealed_len);
-    return dst->params ? 0 : -1;
+    if (!dst->params || (src->server && !dst->server) || (src->key_pem && !dst->key_pem) ||
+        (src->signer_cert_pem && !dst->signer_cert_pem) || (src->signer_key_pem && !dst->signer_key_pem) ||
+        (src->challenge_sealed && !dst->challenge_sealed)) {
+        store_request_clear(dst);
+        return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory copying request %lld",
+                              (long long)src->id);
+    }
+    return 0;
 }
 
 static int begin(agent_run *run)
@@ -497,7 +528,7 @@ static int begin(agent_run *run)
         fail(run, &err);
         return 0;
     }
-    if (keys >= run->a->cfg.max_keys && !strcmp(run->row.state, "queued")) {
+    if (keys >= run->a->cfg.max_keys && run->row.state == STORE_STATE_QUEUED) {
         util_error_set(&err, UTIL_ERR_KEY_STORE_FULL, "%d of %d key pairs stored", keys,
                        run->a->cfg.max_keys);
         fail(run, &err);
@@ -512,7 +543,7 @@ static int begin(agent_run *run)
         fail(run, &err);
         return 0;
     }
-    if (!strcmp(run->row.state, "pending")) {
+    if (run->row.state == STORE_STATE_PENDING) {
         if (restore_server(run, &err) != 0) {
             fail(run, &err);
             return 0;
@@ -530,8 +561,8 @@ static int begin(agent_run *run)
         return 0;
     }
     /* queued with a key, contacting_server or sent: (re)send the request */
-    set_state(run, "contacting_server");
-    step_discover(run);
+    if (set_state(run, STORE_STATE_CONTACTING_SERVER) == 0)
+        step_discover(run);
     return 0;
 }
 
@@ -545,7 +576,7 @@ int agent_run_start(agent *a, const store_request *row, util_error *err)
         return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
     run->a = a;
     run->pipe_fd[0] = run->pipe_fd[1] = -1;
-    if (copy_row(&run->row, row) != 0 || load_params(run, err) != 0 ||
+    if (copy_row(&run->row, row, err) != 0 || load_params(run, err) != 0 ||
         agent_client_config(a, &run->cfg, &run->url, err) != 0) {
         agent_run_free(run);
         return -1;

@@ -18,24 +18,18 @@ static json_t *error_json(const char *code, const char *detail)
                      util_err_remedy(e), "detail", detail ? detail : "");
 }
 
-static const char *state_text(const char *state)
+/* What the Remote UI shows for each state (the names are store_state_name's). */
+static const char *state_text(store_state state)
 {
-    static const struct {
-        const char *state, *text;
-    } texts[] = {
-        {"queued", "queued"},
-        {"generating_key", "generating the key pair"},
-        {"contacting_server", "contacting the SCEP server"},
-        {"sent", "request sent, waiting for the answer"},
-        {"pending", "deferred by the server; polling"},
-        {"acquired", "acquired; restart to register"},
-        {"registered", "registered"},
-        {"failed", "failed"},
+    static const char *const texts[STORE_STATE_COUNT] = {
+        [STORE_STATE_GENERATING_KEY] = "generating the key pair",
+        [STORE_STATE_CONTACTING_SERVER] = "contacting the SCEP server",
+        [STORE_STATE_SENT] = "request sent, waiting for the answer",
+        [STORE_STATE_PENDING] = "deferred by the server; polling",
+        [STORE_STATE_ACQUIRED] = "acquired; restart to register",
     };
-    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
-        if (!strcmp(texts[i].state, state))
-            return texts[i].text;
-    return state;
+    /* states without a text of their own are shown by name */
+    return (unsigned)state < STORE_STATE_COUNT && texts[state] ? texts[state] : store_state_name(state);
 }
 
 json_t *agent_request_json(const store_request *r)
@@ -43,12 +37,13 @@ json_t *agent_request_json(const store_request *r)
     json_t *params = r->params ? json_deep_copy(r->params) : json_object();
     /* a pending or failed request keeps its last error for display */
     json_t *error = error_json(r->error_code, r->error_detail);
-    return json_pack(
-        "{s:I, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:i, s:o, s:o, s:o}", "id", (json_int_t)r->id, "kind",
-        r->kind, "state", r->state, "status_text", state_text(r->state), "key_name", r->key_name,
-        "transaction_id", r->transaction_id[0] ? json_string(r->transaction_id) : json_null(), "created_at",
-        agent_time_json(r->created_at), "updated_at", agent_time_json(r->updated_at), "attempts", r->attempts,
-        "next_attempt_at", agent_time_json(r->next_attempt_at), "error", error, "params", params);
+    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:i, s:o, s:o, s:o}", "id", (json_int_t)r->id,
+                     "kind", r->kind, "state", store_state_name(r->state), "status_text",
+                     state_text(r->state), "key_name", r->key_name, "transaction_id",
+                     r->transaction_id[0] ? json_string(r->transaction_id) : json_null(), "created_at",
+                     agent_time_json(r->created_at), "updated_at", agent_time_json(r->updated_at), "attempts",
+                     r->attempts, "next_attempt_at", agent_time_json(r->next_attempt_at), "error", error,
+                     "params", params);
 }
 
 json_t *agent_request_get(agent *a, int64_t id, util_error *err)
@@ -86,7 +81,7 @@ int agent_request_insert(agent *a, const char *kind, const agent_key_params *p, 
     memset(&r, 0, sizeof r);
     int rc = -1;
     snprintf(r.kind, sizeof r.kind, "%s", kind);
-    snprintf(r.state, sizeof r.state, "queued");
+    r.state = STORE_STATE_QUEUED;
     snprintf(r.key_name, sizeof r.key_name, "%s", key_name);
     snprintf(r.replaces, sizeof r.replaces, "%s", replaces ? replaces : "");
     agent_key_params stored = *p;
@@ -146,7 +141,7 @@ void agent_reap_runs(agent *a)
     a->finished_count = 0;
 }
 
-void agent_run_finished(agent *a, int64_t request_id, const char *state, const util_error *err)
+void agent_run_finished(agent *a, int64_t request_id, store_state state, const util_error *err)
 {
     agent_run *run = a->run;
     a->run = NULL;
@@ -162,7 +157,7 @@ void agent_run_finished(agent *a, int64_t request_id, const char *state, const u
         struct timeval now = {0, 0};
         event_add(a->reaper, &now);
     }
-    bool acquired = !strcmp(state, "acquired");
+    bool acquired = state == STORE_STATE_ACQUIRED;
     a->metric_requests[acquired ? 0 : 1]++;
     store_request r;
     util_error e;

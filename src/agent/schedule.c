@@ -245,7 +245,7 @@ int agent_auto_fire(agent *a, util_error *err)
     store_key old;
     memset(&old, 0, sizeof old);
     bool renew = (key_exists(a, s->current_key, &old) || key_exists(a, cfg->key.key_name, &old)) &&
-                 !strcmp(old.state, "registered");
+                 old.state == STORE_STATE_REGISTERED;
     char name[AGENT_NAME_MAX + 1];
     int64_t id = 0;
     int rc = unique_name(a, cfg->key.key_name, name, sizeof name);
@@ -277,16 +277,17 @@ int agent_auto_fire(agent *a, util_error *err)
     return rc;
 }
 
-void agent_auto_request_done(agent *a, int64_t id, const char *state, const util_error *err)
+void agent_auto_request_done(agent *a, int64_t id, store_state state, const util_error *err)
 {
     agent_auto_state *s = &a->auto_state;
     store_request r;
     util_error e;
-    if (!strcmp(state, "acquired") && store_request_get(a->st, id, &r, &e) == 0) {
+    if (state == STORE_STATE_ACQUIRED && store_request_get(a->st, id, &r, &e) == 0) {
         snprintf(s->current_key, sizeof s->current_key, "%.24s", r.key_name);
         store_request_clear(&r);
     }
-    snprintf(s->last_result, sizeof s->last_result, "%s", err ? util_err_code(err->code) : state);
+    snprintf(s->last_result, sizeof s->last_result, "%s",
+             err ? util_err_code(err->code) : store_state_name(state));
     s->attempts_left = 0;
     if (agent_auto_save_state(a, &e) != 0)
         log_error("could not save the auto request state: %s", e.detail);

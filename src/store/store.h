@@ -47,10 +47,30 @@ int store_docs_put(store *st, const char *const *names, const json_t *const *val
 
 /* ---- issuance requests ---- */
 
+/* A request's persisted state (docs/architecture.md). Keys use ACQUIRED
+ * (waits for restart) and REGISTERED. The names are the schema's values,
+ * and the API and the logs show them; store_state_name is their one table. */
+typedef enum store_state {
+    STORE_STATE_QUEUED = 0,
+    STORE_STATE_GENERATING_KEY,
+    STORE_STATE_CONTACTING_SERVER,
+    STORE_STATE_SENT,
+    STORE_STATE_PENDING,
+    STORE_STATE_ACQUIRED,
+    STORE_STATE_REGISTERED,
+    STORE_STATE_FAILED,
+} store_state;
+#define STORE_STATE_COUNT 8
+
+/* The state's name; "?" for a value outside the enum. */
+const char *store_state_name(store_state state);
+/* 0 with *out set, or -1 for a name that is not a state. */
+int store_state_parse(const char *name, store_state *out) MUST_CHECK;
+
 typedef struct store_request {
     int64_t id;
-    char kind[16];  /* "manual" | "auto" */
-    char state[24]; /* queued generating_key contacting_server sent pending acquired registered failed */
+    char kind[16]; /* "manual" | "auto" */
+    store_state state;
     char key_name[32];
     json_t *params;            /* request parameters without secrets (owned) */
     uint8_t *challenge_sealed; /* sealed challenge password, NULL when none or wiped (owned) */
@@ -87,7 +107,7 @@ int store_request_list(store *st, int limit, bool only_active, store_request **o
 
 typedef struct store_key {
     char name[32];
-    char state[16];     /* "acquired" (waits for restart) | "registered" */
+    store_state state;  /* ACQUIRED (waits for restart) or REGISTERED */
     char *key_pem;      /* secret (owned) */
     char *cert_pem;     /* the certificate (owned) */
     char *chain_pem;    /* the rest of the chain, may be "" (owned) */
@@ -97,8 +117,8 @@ typedef struct store_key {
 } store_key;
 
 void store_key_clear(store_key *k);
-/* One transaction: the request becomes "acquired" (fields as given in r) and
- * the key pair is inserted with state "acquired". Fails with KEY_STORE_FULL
+/* One transaction: the request becomes ACQUIRED (fields as given in r) and
+ * the key pair is inserted as ACQUIRED. Fails with KEY_STORE_FULL
  * when max_keys pairs (acquired + registered) already exist, KEY_NAME_TAKEN
  * when the name is used. */
 int store_acquire(store *st, const store_request *r, const store_key *k, int max_keys,
@@ -114,7 +134,7 @@ typedef struct store_registration {
 
 /* One transaction: every acquired key becomes registered; where it replaces
  * an old key, the old key's bindings move to it and the old key is deleted;
- * its request becomes "registered". Returns what changed (free(*out)). */
+ * its request becomes REGISTERED. Returns what changed (free(*out)). */
 int store_register_all(store *st, const char *user, store_registration **out, size_t *n,
                        util_error *err) MUST_CHECK;
 int store_key_get(store *st, const char *name, store_key *out, util_error *err) MUST_CHECK;

@@ -21,6 +21,44 @@
     " signer_key_pem, server, attempts, next_attempt_at, error_code, error_detail, replaces,"                \
     " created_at, updated_at"
 
+static const char *const state_names[STORE_STATE_COUNT] = {
+    [STORE_STATE_QUEUED] = "queued",
+    [STORE_STATE_GENERATING_KEY] = "generating_key",
+    [STORE_STATE_CONTACTING_SERVER] = "contacting_server",
+    [STORE_STATE_SENT] = "sent",
+    [STORE_STATE_PENDING] = "pending",
+    [STORE_STATE_ACQUIRED] = "acquired",
+    [STORE_STATE_REGISTERED] = "registered",
+    [STORE_STATE_FAILED] = "failed",
+};
+
+const char *store_state_name(store_state state)
+{
+    return (unsigned)state < STORE_STATE_COUNT ? state_names[state] : "?";
+}
+
+int store_state_parse(const char *name, store_state *out)
+{
+    for (int i = 0; name && i < STORE_STATE_COUNT; i++)
+        if (!strcmp(name, state_names[i])) {
+            *out = (store_state)i;
+            return 0;
+        }
+    return -1;
+}
+
+/* Reads a state column; a value the schema's CHECK should have kept out is
+ * reported, not guessed. */
+static int col_state(sqlite3_stmt *s, int col, const char *what, const char *name, store_state *out,
+                     util_error *err)
+{
+    const char *text = (const char *)sqlite3_column_text(s, col);
+    if (store_state_parse(text, out) != 0)
+        return util_error_set(err, UTIL_ERR_STORE, "%s %s: unknown state \"%s\"", what, name,
+                              text ? text : "");
+    return 0;
+}
+
 void store_request_clear(store_request *r)
 {
     if (!r)
@@ -41,7 +79,6 @@ static int request_from_row(sqlite3_stmt *s, store_request *r, util_error *err)
     memset(r, 0, sizeof *r);
     r->id = sqlite3_column_int64(s, 0);
     STORE_COL_FIXED(s, 1, r->kind);
-    STORE_COL_FIXED(s, 2, r->state);
     STORE_COL_FIXED(s, 3, r->key_name);
     STORE_COL_FIXED(s, 6, r->transaction_id);
     r->attempts = sqlite3_column_int(s, 11);
@@ -51,6 +88,10 @@ static int request_from_row(sqlite3_stmt *s, store_request *r, util_error *err)
     STORE_COL_FIXED(s, 15, r->replaces);
     r->created_at = sqlite3_column_int64(s, 16);
     r->updated_at = sqlite3_column_int64(s, 17);
+    char id_text[24];
+    snprintf(id_text, sizeof id_text, "%" PRId64, r->id);
+    if (col_state(s, 2, "request", id_text, &r->state, err) != 0)
+        return -1;
     if (store_col_json(s, 4, &r->params) != 0 ||
         store_col_blob(s, 5, &r->challenge_sealed, &r->challenge_sealed_len) != 0 ||
         store_col_dup(s, 7, &r->key_pem) != 0 || store_col_dup(s, 8, &r->signer_cert_pem) != 0 ||
@@ -64,12 +105,12 @@ static int request_from_row(sqlite3_stmt *s, store_request *r, util_error *err)
     return 0;
 }
 
-/* Binds ?1..?15 in the column order of the INSERT and UPDATE below; state,
- * when not NULL, replaces r->state. */
-static int bind_request(sqlite3_stmt *s, const store_request *r, const char *state)
+/* Binds ?1..?15 in the column order of the INSERT and UPDATE below, with
+ * `state` in place of r->state. */
+static int bind_request(sqlite3_stmt *s, const store_request *r, store_state state)
 {
     int b = STORE_BIND_FIXED(s, 1, r->kind);
-    b |= state ? store_bind_str(s, 2, state) : STORE_BIND_FIXED(s, 2, r->state);
+    b |= (unsigned)state < STORE_STATE_COUNT ? store_bind_str(s, 2, store_state_name(state)) : SQLITE_MISUSE;
     b |= STORE_BIND_FIXED(s, 3, r->key_name);
     b |= store_bind_json(s, 4, r->params);
     b |= store_bind_blob(s, 5, r->challenge_sealed, r->challenge_sealed_len);
@@ -87,7 +128,7 @@ static int bind_request(sqlite3_stmt *s, const store_request *r, const char *sta
 }
 
 /* Every field but id and created_at; updated_at from the clock. */
-static int request_write(store *st, const store_request *r, const char *state, util_error *err)
+static int request_write(store *st, const store_request *r, store_state state, util_error *err)
 {
     sqlite3_stmt *s = NULL;
     int rc = -1;
@@ -129,7 +170,7 @@ static int request_add(store *st, const store_request *r, int64_t now, const cha
                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16)",
                       &s, err) != 0)
         return -1;
-    if ((bind_request(s, r, NULL) | sqlite3_bind_int64(s, 16, now)) != SQLITE_OK) {
+    if ((bind_request(s, r, r->state) | sqlite3_bind_int64(s, 16, now)) != SQLITE_OK) {
         store_bind_fail(err, "insert request");
         goto out;
     }
@@ -183,7 +224,7 @@ int store_request_update(store *st, const store_request *r, util_error *err)
         return util_error_set(err, UTIL_ERR_INTERNAL, "store_request_update: no request");
     if (store_tx_begin(st, true, err) != 0)
         return -1;
-    return store_tx_end(st, request_write(st, r, NULL, err), err);
+    return store_tx_end(st, request_write(st, r, r->state, err), err);
 }
 
 int store_request_get(store *st, int64_t id, store_request *out, util_error *err)
@@ -277,11 +318,12 @@ static int key_from_row(sqlite3_stmt *s, store_key *k, util_error *err)
 {
     memset(k, 0, sizeof *k);
     STORE_COL_FIXED(s, 0, k->name);
-    STORE_COL_FIXED(s, 1, k->state);
     k->request_id = sqlite3_column_int64(s, 5);
     STORE_COL_FIXED(s, 6, k->replaces);
     k->created_at = sqlite3_column_int64(s, 7);
     k->registered_at = sqlite3_column_int64(s, 8);
+    if (col_state(s, 1, "key", k->name, &k->state, err) != 0)
+        return -1;
     if (store_col_dup(s, 2, &k->key_pem) != 0 || store_col_dup(s, 3, &k->cert_pem) != 0 ||
         store_col_dup(s, 4, &k->chain_pem) != 0) {
         store_key_clear(k);
@@ -304,20 +346,21 @@ static int key_name_free(store *st, const char *name, util_error *err)
 }
 
 /* Inserts k with the given state and request (0: none). */
-static int key_add(store *st, const store_key *k, const char *state, int64_t request_id, const char *replaces,
+static int key_add(store *st, const store_key *k, store_state state, int64_t request_id, const char *replaces,
                    util_error *err)
 {
     sqlite3_stmt *s = NULL;
     int64_t now = store_now(st);
     int rc = -1;
-    bool registered = strcmp(state, "registered") == 0;
+    bool registered = state == STORE_STATE_REGISTERED;
     if (store_prepare(st,
                       "INSERT INTO keys (name, state, key_pem, cert_pem, chain_pem, request_id, replaces,"
                       " created_at, registered_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                       &s, err) != 0)
         return -1;
-    if ((STORE_BIND_FIXED(s, 1, k->name) | store_bind_str(s, 2, state) | store_bind_str(s, 3, k->key_pem) |
-         store_bind_str(s, 4, k->cert_pem) | store_bind_str(s, 5, k->chain_pem ? k->chain_pem : "") |
+    if ((STORE_BIND_FIXED(s, 1, k->name) | store_bind_str(s, 2, store_state_name(state)) |
+         store_bind_str(s, 3, k->key_pem) | store_bind_str(s, 4, k->cert_pem) |
+         store_bind_str(s, 5, k->chain_pem ? k->chain_pem : "") |
          (request_id ? sqlite3_bind_int64(s, 6, request_id) : sqlite3_bind_null(s, 6)) |
          store_bind_str(s, 7, replaces) | sqlite3_bind_int64(s, 8, now) |
          sqlite3_bind_int64(s, 9, registered ? now : 0)) != SQLITE_OK) {
@@ -350,9 +393,9 @@ static int acquire(store *st, const store_request *r, const store_key *k, int ma
     if (count >= max_keys)
         return util_error_set(err, UTIL_ERR_KEY_STORE_FULL, "%" PRId64 " key pairs stored, at most %d", count,
                               max_keys);
-    if (key_name_free(st, k->name, err) != 0 || request_write(st, r, "acquired", err) != 0)
+    if (key_name_free(st, k->name, err) != 0 || request_write(st, r, STORE_STATE_ACQUIRED, err) != 0)
         return -1;
-    return key_add(st, k, "acquired", r->id, k->replaces[0] ? k->replaces : r->replaces, err);
+    return key_add(st, k, STORE_STATE_ACQUIRED, r->id, k->replaces[0] ? k->replaces : r->replaces, err);
 }
 
 int store_acquire(store *st, const store_request *r, const store_key *k, int max_keys, util_error *err)
@@ -373,7 +416,7 @@ int store_key_insert_registered(store *st, const store_key *k, util_error *err)
     if (check_key_input(k, err) != 0 || store_tx_begin(st, true, err) != 0)
         return -1;
     if (key_name_free(st, k->name, err) == 0 &&
-        key_add(st, k, "registered", k->request_id, k->replaces, err) == 0)
+        key_add(st, k, STORE_STATE_REGISTERED, k->request_id, k->replaces, err) == 0)
         rc = 0;
     return store_tx_end(st, rc, err);
 }
@@ -457,7 +500,7 @@ int store_key_count(store *st, int *out, util_error *err)
 }
 
 /* A request whose acquired key is deleted before registration can no
- * longer complete: it fails, so that no request stays "acquired" without
+ * longer complete: it fails, so that no request stays ACQUIRED without
  * its key. */
 static int key_remove(store *st, const char *name, const char *user, util_error *err)
 {

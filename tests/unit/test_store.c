@@ -98,7 +98,7 @@ static store_request new_request(const char *kind, const char *state, const char
 {
     store_request r = {0};
     snprintf(r.kind, sizeof r.kind, "%s", kind);
-    snprintf(r.state, sizeof r.state, "%s", state);
+    assert_int_equal(store_state_parse(state, &r.state), 0);
     snprintf(r.key_name, sizeof r.key_name, "%s", key_name);
     return r;
 }
@@ -133,7 +133,7 @@ static void assert_key_state(fixture *f, const char *name, const char *state)
     util_error err = {0};
     store_key k = {0};
     assert_int_equal(store_key_get(f->st, name, &k, &err), 0);
-    assert_string_equal(k.state, state);
+    assert_string_equal(store_state_name(k.state), state);
     store_key_clear(&k);
 }
 
@@ -142,7 +142,7 @@ static void assert_request_state(fixture *f, int64_t id, const char *state)
     util_error err = {0};
     store_request r = {0};
     assert_int_equal(store_request_get(f->st, id, &r, &err), 0);
-    assert_string_equal(r.state, state);
+    assert_string_equal(store_state_name(r.state), state);
     store_request_clear(&r);
 }
 
@@ -317,7 +317,7 @@ static void test_request_insert_get_update(void **state)
 
     assert_int_equal(store_request_get(f->st, r.id, &got, &err), 0);
     assert_string_equal(got.kind, "manual");
-    assert_string_equal(got.state, "queued");
+    assert_string_equal(store_state_name(got.state), "queued");
     assert_string_equal(got.key_name, "web1");
     assert_true(json_equal(got.params, r.params));
     assert_int_equal(got.challenge_sealed_len, strlen(SECRET_CHALLENGE));
@@ -328,7 +328,7 @@ static void test_request_insert_get_update(void **state)
     store_request_clear(&got);
 
     f->now += 60;
-    snprintf(r.state, sizeof r.state, "pending");
+    r.state = STORE_STATE_PENDING;
     snprintf(r.transaction_id, sizeof r.transaction_id, "ABCDEF0123");
     r.key_pem = (char *)SECRET_KEY_PEM;
     r.signer_cert_pem = (char *)CERT_PEM;
@@ -343,7 +343,7 @@ static void test_request_insert_get_update(void **state)
     assert_int_equal(store_request_update(f->st, &r, &err), 0);
 
     assert_int_equal(store_request_get(f->st, r.id, &got, &err), 0);
-    assert_string_equal(got.state, "pending");
+    assert_string_equal(store_state_name(got.state), "pending");
     assert_string_equal(got.transaction_id, "ABCDEF0123");
     assert_string_equal(got.key_pem, SECRET_KEY_PEM);
     assert_string_equal(got.signer_cert_pem, CERT_PEM);
@@ -394,8 +394,8 @@ static void test_request_list(void **state)
 
     assert_int_equal(store_request_list(f->st, 10, true, &list, &n, &err), 0);
     assert_int_equal(n, 2);
-    assert_string_equal(list[0].state, "queued");
-    assert_string_equal(list[1].state, "pending");
+    assert_string_equal(store_state_name(list[0].state), "queued");
+    assert_string_equal(store_state_name(list[1].state), "pending");
     for (size_t i = 0; i < n; i++)
         store_request_clear(&list[i]);
     free(list);
@@ -411,10 +411,11 @@ static void test_request_rejects_bad_state(void **state)
 {
     fixture *f = *state;
     util_error err = {0};
-    store_request r = new_request("manual", "bogus", "k");
+    store_request r = new_request("manual", "queued", "k");
+    r.state = (store_state)STORE_STATE_COUNT; /* no such state: nothing is written */
     assert_int_equal(store_request_insert(f->st, &r, NULL, &err), -1);
     assert_int_equal(err.code, UTIL_ERR_STORE);
-    assert_non_null(strstr(err.detail, "CHECK"));
+    assert_non_null(strstr(err.detail, "insert request"));
     assert_int_equal(r.id, 0);
 }
 
@@ -434,13 +435,13 @@ static void test_acquire(void **state)
 
     store_request got = {0};
     assert_int_equal(store_request_get(f->st, r.id, &got, &err), 0);
-    assert_string_equal(got.state, "acquired");
+    assert_string_equal(store_state_name(got.state), "acquired");
     assert_string_equal(got.transaction_id, "T1");
     store_request_clear(&got);
 
     store_key key = {0};
     assert_int_equal(store_key_get(f->st, "web1", &key, &err), 0);
-    assert_string_equal(key.state, "acquired");
+    assert_string_equal(store_state_name(key.state), "acquired");
     assert_string_equal(key.key_pem, SECRET_KEY_PEM);
     assert_string_equal(key.cert_pem, CERT_PEM);
     assert_string_equal(key.chain_pem, "");
@@ -474,7 +475,7 @@ static void test_acquire_store_full(void **state)
     /* Nothing written: the request is as it was, the key does not exist. */
     store_request got = {0};
     assert_int_equal(store_request_get(f->st, r.id, &got, &err), 0);
-    assert_string_equal(got.state, "pending");
+    assert_string_equal(store_state_name(got.state), "pending");
     assert_string_equal(got.transaction_id, "");
     store_request_clear(&got);
     store_key key = {0};
@@ -541,7 +542,7 @@ static void test_register_all_replaces(void **state)
     assert_int_equal(store_key_get(f->st, "old", &k, &err), -1);
     assert_int_equal(err.code, UTIL_ERR_NOT_FOUND);
     assert_int_equal(store_key_get(f->st, "new", &k, &err), 0);
-    assert_string_equal(k.state, "registered");
+    assert_string_equal(store_state_name(k.state), "registered");
     assert_int_equal(k.registered_at, f->now);
     store_key_clear(&k);
     assert_request_state(f, rid, "registered");
@@ -914,10 +915,27 @@ static void test_two_threads(void **state)
     json_decref(audit);
 }
 
+/* One name table: every state's name reads back as that state. */
+static void state_names_round_trip(void **state)
+{
+    (void)state;
+    for (int i = 0; i < STORE_STATE_COUNT; i++) {
+        store_state back = STORE_STATE_FAILED;
+        assert_int_equal(store_state_parse(store_state_name((store_state)i), &back), 0);
+        assert_int_equal(back, i);
+    }
+    store_state untouched = STORE_STATE_SENT;
+    assert_int_equal(store_state_parse("Pending", &untouched), -1);
+    assert_int_equal(store_state_parse(NULL, &untouched), -1);
+    assert_int_equal(untouched, STORE_STATE_SENT);
+    assert_string_equal(store_state_name((store_state)STORE_STATE_COUNT), "?");
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(state_names_round_trip),
         T(test_open_modes),
         T(test_open_tightens_loose_modes),
         T(test_open_fails_on_file_as_dir),
