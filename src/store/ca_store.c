@@ -1,307 +1,158 @@
-/* scepca's SQLite state (see ca_store.h). */
+/* scepca's SQLite state (see ca_store.h), over the shared layer in db.c. */
 #include "store/ca_store.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <openssl/crypto.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "store/store_internal.h"
+
 struct store_ca {
-    sqlite3 *db;
+    store *st;
 };
 
-/* No store-specific catalogue code yet: INTERNAL, with the SQLite detail. */
-#define STORE_ERR UTIL_ERR_CA_STORE
-
-static const char *const schema[] = {
-    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+/* Migration i takes scepca's schema from version i to i + 1. Version 1 is
+ * the schema scepca created before it had migrations (IF NOT EXISTS, so it
+ * applies cleanly to such a file); schema_version stays for older scepca
+ * binaries, which read it. */
+static const char *const ca_migrations[STORE_CA_SCHEMA_VERSION] = {
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);"
+    "INSERT INTO schema_version (version) SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM schema_version);"
+    "CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS material (role TEXT PRIMARY KEY, cert_pem TEXT NOT NULL,"
-    " key_pem TEXT NOT NULL)",
+    " key_pem TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS certs (serial TEXT PRIMARY KEY, subject TEXT NOT NULL,"
     " transaction_id TEXT NOT NULL, issued_at INTEGER NOT NULL, not_before INTEGER NOT NULL,"
     " not_after INTEGER NOT NULL, revoked_at INTEGER NOT NULL DEFAULT 0,"
-    " cert_pem TEXT NOT NULL)",
+    " cert_pem TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS requests (id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " transaction_id TEXT NOT NULL, subject TEXT NOT NULL, status INTEGER NOT NULL,"
     " renewal INTEGER NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
-    " serial TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '', csr BLOB NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS requests_tid ON requests (transaction_id)",
+    " serial TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '', csr BLOB NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS requests_tid ON requests (transaction_id);"
     "CREATE TABLE IF NOT EXISTS otps (hash TEXT PRIMARY KEY, created_at INTEGER NOT NULL,"
-    " expires_at INTEGER NOT NULL, used_at INTEGER NOT NULL DEFAULT 0)",
+    " expires_at INTEGER NOT NULL, used_at INTEGER NOT NULL DEFAULT 0);",
 };
 
-/* SQLite's default busy handler sleeps up to 100 ms between tries; with
- * several connections in one server (scepca's workers) that sleep becomes
- * the latency. Retry every 0.2-1 ms instead, for at most about 5 s. */
-static int busy_wait(void *arg, int count)
-{
-    (void)arg;
-    if (count >= 5000)
-        return 0;
-    usleep(count < 20 ? 200 : 1000);
-    return 1;
-}
+static const store_spec ca_spec = {
+    .file = STORE_CA_DB_NAME,
+    .migrations = ca_migrations,
+    .version = STORE_CA_SCHEMA_VERSION,
+    .program = "scepca",
+    .code = UTIL_ERR_CA_STORE,
+    .label = "scepca database: ",
+    .fast_busy_retry = true,
+};
 
-static int db_fail(store_ca *s, util_error *err, const char *what)
-{
-    return util_error_set(err, STORE_ERR, "scepca database: %s: %s", what,
-                          s && s->db ? sqlite3_errmsg(s->db) : "not open");
-}
-
-static int exec(store_ca *s, const char *sql, util_error *err)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        util_error_set(err, STORE_ERR, "scepca database: %s: %s", sql, msg ? msg : "?");
-        sqlite3_free(msg);
-        return -1;
-    }
-    return 0;
-}
-
-static int begin(store_ca *s, util_error *err)
-{
-    return exec(s, "BEGIN IMMEDIATE", err);
-}
-
-static int commit(store_ca *s, util_error *err)
-{
-    return exec(s, "COMMIT", err);
-}
-
-static void rollback(store_ca *s)
-{
-    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-}
-
-static int prepare(store_ca *s, const char *sql, sqlite3_stmt **st, util_error *err)
-{
-    if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK)
-        return db_fail(s, err, "prepare");
-    return 0;
-}
-
-static int step_done(store_ca *s, sqlite3_stmt *st, util_error *err)
-{
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return db_fail(s, err, "write");
-    return 0;
-}
-
-static void copy_text(char *dst, size_t len, sqlite3_stmt *st, int col)
-{
-    const unsigned char *t = sqlite3_column_text(st, col);
-    snprintf(dst, len, "%s", t ? (const char *)t : "");
-}
-
-static char *dup_text(sqlite3_stmt *st, int col)
-{
-    const unsigned char *t = sqlite3_column_text(st, col);
-    return strdup(t ? (const char *)t : "");
-}
-
-static int make_dir(const char *dir, bool create, util_error *err)
+/* Without create, the directory and the database must exist already: the
+ * remedy is `scepca init`, not an empty CA. */
+static int check_exists(const char *dir, util_error *err)
 {
     struct stat sb;
-    if (stat(dir, &sb) == 0) {
-        if (!S_ISDIR(sb.st_mode))
-            return util_error_set(err, UTIL_ERR_INPUT_FILE, "%s is not a directory", dir);
-        if (create && (sb.st_mode & 077) && chmod(dir, 0700) != 0)
-            return util_error_set(err, UTIL_ERR_OUTPUT_FILE, "chmod 0700 %s: %s", dir, strerror(errno));
-        return 0;
-    }
-    if (!create)
+    char path[4096];
+    if (stat(dir, &sb) != 0)
         return util_error_set(err, UTIL_ERR_INPUT_FILE, "%s does not exist (run 'scepca init --dir %s')", dir,
                               dir);
-    if (mkdir(dir, 0700) != 0)
-        return util_error_set(err, UTIL_ERR_OUTPUT_FILE, "mkdir %s: %s", dir, strerror(errno));
+    if (!S_ISDIR(sb.st_mode))
+        return util_error_set(err, UTIL_ERR_INPUT_FILE, "%s is not a directory", dir);
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, STORE_CA_DB_NAME) >= sizeof path)
+        return util_error_set(err, UTIL_ERR_USAGE, "directory name too long");
+    if (access(path, R_OK | W_OK) != 0)
+        return util_error_set(err, UTIL_ERR_INPUT_FILE, "%s: %s (run 'scepca init' first)", path,
+                              strerror(errno));
     return 0;
-}
-
-/* Creates the database file 0600 before SQLite opens it (and its -wal and
- * -shm files inherit the mode from it). */
-static int make_db_file(const char *path, bool create, util_error *err)
-{
-    if (!create) {
-        if (access(path, R_OK | W_OK) != 0)
-            return util_error_set(err, UTIL_ERR_INPUT_FILE, "%s: %s (run 'scepca init' first)", path,
-                                  strerror(errno));
-        return 0;
-    }
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return util_error_set(err, UTIL_ERR_OUTPUT_FILE, "%s: %s", path, strerror(errno));
-    int rc = fchmod(fd, 0600);
-    close(fd);
-    if (rc != 0)
-        return util_error_set(err, UTIL_ERR_OUTPUT_FILE, "chmod %s: %s", path, strerror(errno));
-    return 0;
-}
-
-static int check_schema(store_ca *s, util_error *err)
-{
-    sqlite3_stmt *st = NULL;
-    int version = -1;
-    if (prepare(s, "SELECT version FROM schema_version", &st, err) != 0)
-        return -1;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        version = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    if (version == STORE_CA_SCHEMA_VERSION)
-        return 0;
-    if (version != -1)
-        return util_error_set(err, STORE_ERR, "scepca database has schema version %d, this scepca knows %d",
-                              version, STORE_CA_SCHEMA_VERSION);
-    if (prepare(s, "INSERT INTO schema_version (version) VALUES (?)", &st, err) != 0)
-        return -1;
-    sqlite3_bind_int(st, 1, STORE_CA_SCHEMA_VERSION);
-    return step_done(s, st, err);
-}
-
-static int init_schema(store_ca *s, util_error *err)
-{
-    if (begin(s, err) != 0)
-        return -1;
-    for (size_t i = 0; i < sizeof schema / sizeof schema[0]; i++)
-        if (exec(s, schema[i], err) != 0)
-            goto fail;
-    if (check_schema(s, err) != 0)
-        goto fail;
-    return commit(s, err);
-fail:
-    rollback(s);
-    return -1;
 }
 
 int store_ca_open(const char *dir, bool create, store_ca **out, util_error *err)
 {
-    int rc = -1;
-    char path[PATH_MAX];
+    if (!create && check_exists(dir, err) != 0)
+        return -1;
     store_ca *s = calloc(1, sizeof *s);
     if (!s)
         return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
-    if (snprintf(path, sizeof path, "%s/%s", dir, STORE_CA_DB_NAME) >= (int)sizeof path) {
-        util_error_set(err, UTIL_ERR_USAGE, "directory name too long");
-        goto out;
+    if (store_open_spec(dir, &ca_spec, &s->st, err) != 0) {
+        free(s);
+        return -1;
     }
-    if (make_dir(dir, create, err) != 0 || make_db_file(path, create, err) != 0)
-        goto out;
-    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
-        db_fail(s, err, path);
-        goto out;
-    }
-    sqlite3_busy_handler(s->db, busy_wait, NULL);
-    if (exec(s, "PRAGMA journal_mode=WAL", err) != 0 || exec(s, "PRAGMA synchronous=FULL", err) != 0 ||
-        exec(s, "PRAGMA foreign_keys=ON", err) != 0 || init_schema(s, err) != 0)
-        goto out;
     *out = s;
-    s = NULL;
-    rc = 0;
-out:
-    store_ca_close(s);
-    return rc;
+    return 0;
 }
 
 void store_ca_close(store_ca *s)
 {
     if (!s)
         return;
-    sqlite3_close(s->db);
+    store_close(s->st);
     free(s);
 }
 
 int store_ca_setting_set(store_ca *s, const char *name, const char *value, util_error *err)
 {
-    sqlite3_stmt *st = NULL;
-    if (prepare(s, "INSERT OR REPLACE INTO settings (name, value) VALUES (?, ?)", &st, err))
-        return -1;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, value, -1, SQLITE_TRANSIENT);
-    return step_done(s, st, err);
+    return store_run(s->st, err, "write setting",
+                     "INSERT OR REPLACE INTO settings (name, value) VALUES (?1, ?2)", "tt", name, value) < 0
+               ? -1
+               : 0;
 }
 
 int store_ca_setting_get(store_ca *s, const char *name, char **value, util_error *err)
 {
     sqlite3_stmt *st = NULL;
-    if (prepare(s, "SELECT value FROM settings WHERE name = ?", &st, err) != 0)
+    if (store_prepare_bound(s->st, err, &st, "SELECT value FROM settings WHERE name = ?1", "t", name) != 0)
         return -1;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    int result = 1;
-    if (rc == SQLITE_ROW) {
-        *value = dup_text(st, 0);
-        result = *value ? 0 : util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
-    } else if (rc != SQLITE_DONE) {
-        result = db_fail(s, err, "read setting");
-    }
+    int rc = store_step_row(s->st, st, "read setting", err);
+    if (rc == 1)
+        rc = store_col_dup(st, 0, value) == 0 && *value ? 0 : store_oom(err);
+    else if (rc == 0)
+        rc = 1;
     sqlite3_finalize(st);
-    return result;
+    return rc;
 }
 
 int store_ca_material_put(store_ca *s, const store_ca_material *m, size_t count, util_error *err)
 {
-    if (begin(s, err) != 0)
+    if (store_tx_begin(s->st, true, err) != 0)
         return -1;
-    for (size_t i = 0; i < count; i++) {
-        sqlite3_stmt *st = NULL;
-        if (prepare(s,
-                    "INSERT OR REPLACE INTO material (role, cert_pem, key_pem)"
-                    " VALUES (?, ?, ?)",
-                    &st, err) != 0)
-            goto fail;
-        sqlite3_bind_text(st, 1, m[i].role, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 2, m[i].cert_pem, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 3, m[i].key_pem, -1, SQLITE_TRANSIENT);
-        if (step_done(s, st, err) != 0)
-            goto fail;
-    }
-    return commit(s, err);
-fail:
-    rollback(s);
-    return -1;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < count; i++)
+        if (store_run(s->st, err, "write material",
+                      "INSERT OR REPLACE INTO material (role, cert_pem, key_pem) VALUES (?1, ?2, ?3)", "ttt",
+                      m[i].role, m[i].cert_pem, m[i].key_pem) < 0)
+            rc = -1;
+    return store_tx_end(s->st, rc, err);
 }
 
 int store_ca_material_get(store_ca *s, const char *role, char **cert_pem, char **key_pem, util_error *err)
 {
     sqlite3_stmt *st = NULL;
-    if (prepare(s, "SELECT cert_pem, key_pem FROM material WHERE role = ?", &st, err) != 0)
+    if (store_prepare_bound(s->st, err, &st, "SELECT cert_pem, key_pem FROM material WHERE role = ?1", "t",
+                            role) != 0)
         return -1;
-    sqlite3_bind_text(st, 1, role, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    int result = 1;
-    if (rc == SQLITE_ROW) {
-        char *c = dup_text(st, 0), *k = dup_text(st, 1);
-        if (!c || !k) {
+    int rc = store_step_row(s->st, st, "read material", err);
+    if (rc == 1) {
+        char *c = NULL, *k = NULL;
+        if (store_col_dup(st, 0, &c) != 0 || store_col_dup(st, 1, &k) != 0 || !c || !k) {
             free(c);
             store_ca_secret_free(k);
-            result = util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+            rc = store_oom(err);
         } else {
             *cert_pem = c;
             *key_pem = k;
-            result = 0;
+            rc = 0;
         }
-    } else if (rc != SQLITE_DONE) {
-        result = db_fail(s, err, "read material");
+    } else if (rc == 0) {
+        rc = 1;
     }
     sqlite3_finalize(st);
-    return result;
+    return rc;
 }
 
 void store_ca_secret_free(char *s)
 {
-    if (!s)
-        return;
-    OPENSSL_cleanse(s, strlen(s));
-    free(s);
+    store_free_secret(s);
 }
 
 /* ---- certificates ---- */
@@ -311,9 +162,9 @@ void store_ca_secret_free(char *s)
 static void read_cert_row(sqlite3_stmt *st, store_ca_cert *c)
 {
     memset(c, 0, sizeof *c);
-    copy_text(c->serial, sizeof c->serial, st, 0);
-    copy_text(c->subject, sizeof c->subject, st, 1);
-    copy_text(c->transaction_id, sizeof c->transaction_id, st, 2);
+    STORE_COL_FIXED(st, 0, c->serial);
+    STORE_COL_FIXED(st, 1, c->subject);
+    STORE_COL_FIXED(st, 2, c->transaction_id);
     c->issued_at = sqlite3_column_int64(st, 3);
     c->not_before = sqlite3_column_int64(st, 4);
     c->not_after = sqlite3_column_int64(st, 5);
@@ -322,38 +173,29 @@ static void read_cert_row(sqlite3_stmt *st, store_ca_cert *c)
 
 static int insert_cert(store_ca *s, const store_ca_cert *c, util_error *err)
 {
-    sqlite3_stmt *st = NULL;
-    if (prepare(s,
-                "INSERT INTO certs (" CERT_COLUMNS ", cert_pem)"
-                " VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
-                &st, err) != 0)
-        return -1;
-    sqlite3_bind_text(st, 1, c->serial, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, c->subject, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 3, c->transaction_id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 4, c->issued_at);
-    sqlite3_bind_int64(st, 5, c->not_before);
-    sqlite3_bind_int64(st, 6, c->not_after);
-    sqlite3_bind_text(st, 7, c->cert_pem ? c->cert_pem : "", -1, SQLITE_TRANSIENT);
-    return step_done(s, st, err);
+    return store_run(s->st, err, "write certificate",
+                     "INSERT INTO certs (" CERT_COLUMNS ", cert_pem) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)",
+                     "tttiiit", c->serial, c->subject, c->transaction_id, c->issued_at, c->not_before,
+                     c->not_after, c->cert_pem ? c->cert_pem : "") < 0
+               ? -1
+               : 0;
 }
 
 int store_ca_cert_get(store_ca *s, const char *serial, store_ca_cert *out, util_error *err)
 {
     sqlite3_stmt *st = NULL;
-    if (prepare(s, "SELECT " CERT_COLUMNS ", cert_pem FROM certs WHERE serial = ?", &st, err))
+    if (store_prepare_bound(s->st, err, &st, "SELECT " CERT_COLUMNS ", cert_pem FROM certs WHERE serial = ?1",
+                            "t", serial) != 0)
         return -1;
-    sqlite3_bind_text(st, 1, serial, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st), result = 1;
-    if (rc == SQLITE_ROW) {
+    int rc = store_step_row(s->st, st, "read certificate", err);
+    if (rc == 1) {
         read_cert_row(st, out);
-        out->cert_pem = dup_text(st, 7);
-        result = out->cert_pem ? 0 : util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
-    } else if (rc != SQLITE_DONE) {
-        result = db_fail(s, err, "read certificate");
+        rc = store_col_dup(st, 7, &out->cert_pem) == 0 && out->cert_pem ? 0 : store_oom(err);
+    } else if (rc == 0) {
+        rc = 1;
     }
     sqlite3_finalize(st);
-    return result;
+    return rc;
 }
 
 void store_ca_cert_clear(store_ca_cert *c)
@@ -366,20 +208,24 @@ void store_ca_cert_clear(store_ca_cert *c)
 
 int store_ca_cert_revoke(store_ca *s, const char *serial, int64_t when, util_error *err)
 {
-    sqlite3_stmt *st = NULL;
-    store_ca_cert c;
-    int found = store_ca_cert_get(s, serial, &c, err);
-    if (found != 0)
-        return found;
-    int64_t revoked = c.revoked_at;
-    store_ca_cert_clear(&c);
-    if (revoked != 0)
-        return 2;
-    if (prepare(s, "UPDATE certs SET revoked_at = ? WHERE serial = ? AND revoked_at = 0", &st, err) != 0)
+    if (store_tx_begin(s->st, true, err) != 0)
         return -1;
-    sqlite3_bind_int64(st, 1, when > 0 ? when : 1);
-    sqlite3_bind_text(st, 2, serial, -1, SQLITE_TRANSIENT);
-    return step_done(s, st, err);
+    int64_t revoked = 0;
+    int rc = store_query_int(s->st, err, "read certificate", &revoked,
+                             "SELECT revoked_at FROM certs WHERE serial = ?1", "t", serial);
+    if (rc == 0)
+        rc = 1; /* unknown serial */
+    else if (rc == 1 && revoked != 0)
+        rc = 2;
+    else if (rc == 1)
+        rc = store_run(s->st, err, "revoke certificate",
+                       "UPDATE certs SET revoked_at = ?1 WHERE serial = ?2 AND revoked_at = 0", "it",
+                       when > 0 ? when : (int64_t)1, serial) < 0
+                 ? -1
+                 : 0;
+    /* 1 and 2 change nothing: commit the empty transaction */
+    int end = store_tx_end(s->st, rc < 0 ? -1 : 0, err);
+    return end != 0 ? -1 : rc;
 }
 
 int store_ca_cert_each(store_ca *s, bool revoked_only, size_t max, store_ca_cert_cb cb, void *arg,
@@ -387,22 +233,19 @@ int store_ca_cert_each(store_ca *s, bool revoked_only, size_t max, store_ca_cert
 {
     sqlite3_stmt *st = NULL;
     const char *sql = revoked_only ? "SELECT " CERT_COLUMNS
-                                     " FROM certs WHERE revoked_at != 0 ORDER BY issued_at LIMIT ?"
-                                   : "SELECT " CERT_COLUMNS " FROM certs ORDER BY issued_at LIMIT ?";
-    if (prepare(s, sql, &st, err) != 0)
+                                     " FROM certs WHERE revoked_at != 0 ORDER BY issued_at LIMIT ?1"
+                                   : "SELECT " CERT_COLUMNS " FROM certs ORDER BY issued_at LIMIT ?1";
+    if (store_prepare_bound(s->st, err, &st, sql, "i", (int64_t)max) != 0)
         return -1;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
-    int rc, result = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    int rc;
+    while ((rc = store_step_row(s->st, st, "list certificates", err)) == 1) {
         store_ca_cert c;
         read_cert_row(st, &c);
         if (cb(&c, arg) != 0)
             break;
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        result = db_fail(s, err, "list certificates");
     sqlite3_finalize(st);
-    return result;
+    return rc < 0 ? -1 : 0;
 }
 
 /* ---- requests ---- */
@@ -423,95 +266,87 @@ static void read_request_row(sqlite3_stmt *st, store_ca_request *r)
 {
     memset(r, 0, sizeof *r);
     r->id = sqlite3_column_int64(st, 0);
-    copy_text(r->transaction_id, sizeof r->transaction_id, st, 1);
-    copy_text(r->subject, sizeof r->subject, st, 2);
+    STORE_COL_FIXED(st, 1, r->transaction_id);
+    STORE_COL_FIXED(st, 2, r->subject);
     r->status = sqlite3_column_int(st, 3);
     r->renewal = sqlite3_column_int(st, 4) != 0;
     r->created_at = sqlite3_column_int64(st, 5);
     r->updated_at = sqlite3_column_int64(st, 6);
-    copy_text(r->serial, sizeof r->serial, st, 7);
-    copy_text(r->reason, sizeof r->reason, st, 8);
+    STORE_COL_FIXED(st, 7, r->serial);
+    STORE_COL_FIXED(st, 8, r->reason);
 }
 
 static int insert_request(store_ca *s, store_ca_request *r, util_error *err)
 {
     sqlite3_stmt *st = NULL;
-    if (prepare(s,
-                "INSERT INTO requests (transaction_id, subject, status, renewal, created_at,"
-                " updated_at, serial, reason, csr) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                &st, err) != 0)
+    if (store_prepare_bound(s->st, err, &st,
+                            "INSERT INTO requests (transaction_id, subject, status, renewal, created_at,"
+                            " updated_at, serial, reason, csr) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                            "ttiiiitt", r->transaction_id, r->subject, (int64_t)r->status,
+                            (int64_t)(r->renewal ? 1 : 0), r->created_at, r->updated_at, r->serial,
+                            r->reason) != 0)
         return -1;
-    sqlite3_bind_text(st, 1, r->transaction_id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, r->subject, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int(st, 3, r->status);
-    sqlite3_bind_int(st, 4, r->renewal ? 1 : 0);
-    sqlite3_bind_int64(st, 5, r->created_at);
-    sqlite3_bind_int64(st, 6, r->updated_at);
-    sqlite3_bind_text(st, 7, r->serial, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 8, r->reason, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_blob(st, 9, r->csr_der ? (const void *)r->csr_der : "", (int)r->csr_len, SQLITE_TRANSIENT);
-    if (step_done(s, st, err) != 0)
-        return -1;
-    r->id = sqlite3_last_insert_rowid(s->db);
-    return 0;
+    /* csr is NOT NULL: an empty one is a zero-length blob */
+    int b = r->csr_der && r->csr_len ? store_bind_blob(st, 9, r->csr_der, r->csr_len)
+                                     : sqlite3_bind_zeroblob(st, 9, 0);
+    int rc = b != SQLITE_OK ? store_bind_fail(s->st, err, "write request")
+                            : store_step_done(s->st, st, "write request", err);
+    sqlite3_finalize(st);
+    if (rc == 0)
+        r->id = sqlite3_last_insert_rowid(s->st->db);
+    return rc;
 }
 
 int store_ca_request_add(store_ca *s, store_ca_request *req, const store_ca_cert *cert, util_error *err)
 {
-    if (begin(s, err) != 0)
+    if (store_tx_begin(s->st, true, err) != 0)
         return -1;
-    if (cert && insert_cert(s, cert, err) != 0)
-        goto fail;
-    if (insert_request(s, req, err) != 0)
-        goto fail;
-    return commit(s, err);
-fail:
-    rollback(s);
-    return -1;
+    int rc = (cert && insert_cert(s, cert, err) != 0) || insert_request(s, req, err) != 0 ? -1 : 0;
+    return store_tx_end(s->st, rc, err);
 }
 
-static int request_query(store_ca *s, const char *sql, sqlite3_stmt *st, store_ca_request *out,
+/* 0 with *out filled (csr_der owned), 1 when there is no row, -1 on error. */
+static int request_query(store_ca *s, const char *what, sqlite3_stmt *st, store_ca_request *out,
                          util_error *err)
 {
-    int rc = sqlite3_step(st), result = 1;
-    if (rc == SQLITE_ROW) {
+    int rc = store_step_row(s->st, st, what, err);
+    if (rc == 1) {
         read_request_row(st, out);
         const void *blob = sqlite3_column_blob(st, 9);
         int n = sqlite3_column_bytes(st, 9);
         out->csr_der = malloc(n > 0 ? (size_t)n : 1);
         if (!out->csr_der) {
-            result = util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+            rc = store_oom(err);
         } else {
             if (n > 0)
                 memcpy(out->csr_der, blob, (size_t)n);
             out->csr_len = (size_t)n;
-            result = 0;
+            rc = 0;
         }
-    } else if (rc != SQLITE_DONE) {
-        result = db_fail(s, err, sql);
+    } else if (rc == 0) {
+        rc = 1;
     }
     sqlite3_finalize(st);
-    return result;
+    return rc;
 }
 
 int store_ca_request_get(store_ca *s, int64_t id, store_ca_request *out, util_error *err)
 {
     sqlite3_stmt *st = NULL;
-    if (prepare(s, "SELECT " REQUEST_COLUMNS ", csr FROM requests WHERE id = ?", &st, err))
+    if (store_prepare_bound(s->st, err, &st, "SELECT " REQUEST_COLUMNS ", csr FROM requests WHERE id = ?1",
+                            "i", id) != 0)
         return -1;
-    sqlite3_bind_int64(st, 1, id);
     return request_query(s, "read request", st, out, err);
 }
 
 int store_ca_request_find(store_ca *s, const char *transaction_id, store_ca_request *out, util_error *err)
 {
     sqlite3_stmt *st = NULL;
-    if (prepare(s,
-                "SELECT " REQUEST_COLUMNS ", csr FROM requests WHERE transaction_id = ?"
-                " ORDER BY id DESC LIMIT 1",
-                &st, err) != 0)
+    if (store_prepare_bound(s->st, err, &st,
+                            "SELECT " REQUEST_COLUMNS ", csr FROM requests WHERE transaction_id = ?1"
+                            " ORDER BY id DESC LIMIT 1",
+                            "t", transaction_id) != 0)
         return -1;
-    sqlite3_bind_text(st, 1, transaction_id, -1, SQLITE_TRANSIENT);
     return request_query(s, "find request", st, out, err);
 }
 
@@ -528,44 +363,33 @@ void store_ca_request_clear(store_ca_request *r)
 static int finish_request(store_ca *s, int64_t id, int status, const char *serial, const char *reason,
                           int64_t now, util_error *err)
 {
-    sqlite3_stmt *st = NULL;
-    if (prepare(s,
-                "UPDATE requests SET status = ?, serial = ?, reason = ?, updated_at = ?"
-                " WHERE id = ? AND status = 0",
-                &st, err) != 0)
+    int changed = store_run(s->st, err, "update request",
+                            "UPDATE requests SET status = ?1, serial = ?2, reason = ?3, updated_at = ?4"
+                            " WHERE id = ?5 AND status = 0",
+                            "ittii", (int64_t)status, serial ? serial : "", reason ? reason : "", now, id);
+    if (changed < 0)
         return -1;
-    sqlite3_bind_int(st, 1, status);
-    sqlite3_bind_text(st, 2, serial ? serial : "", -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 3, reason ? reason : "", -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 4, now);
-    sqlite3_bind_int64(st, 5, id);
-    if (step_done(s, st, err) != 0)
-        return -1;
-    return sqlite3_changes(s->db) == 1 ? 0 : 1;
+    return changed == 1 ? 0 : 1;
 }
 
 int store_ca_request_issue(store_ca *s, int64_t id, const store_ca_cert *cert, int64_t now, util_error *err)
 {
-    if (begin(s, err) != 0)
+    if (store_tx_begin(s->st, true, err) != 0)
         return -1;
     int rc = finish_request(s, id, STORE_CA_ISSUED, cert->serial, NULL, now, err);
-    if (rc != 0 || insert_cert(s, cert, err) != 0) {
-        rollback(s);
-        return rc == 1 ? 1 : -1;
-    }
-    return commit(s, err);
+    if (rc == 0 && insert_cert(s, cert, err) != 0)
+        rc = -1;
+    int end = store_tx_end(s->st, rc == 0 ? 0 : -1, err);
+    return rc != 0 ? rc : end;
 }
 
 int store_ca_request_reject(store_ca *s, int64_t id, const char *reason, int64_t now, util_error *err)
 {
-    if (begin(s, err) != 0)
+    if (store_tx_begin(s->st, true, err) != 0)
         return -1;
     int rc = finish_request(s, id, STORE_CA_REJECTED, NULL, reason, now, err);
-    if (rc != 0) {
-        rollback(s);
-        return rc;
-    }
-    return commit(s, err);
+    int end = store_tx_end(s->st, rc == 0 ? 0 : -1, err);
+    return rc != 0 ? rc : end;
 }
 
 int store_ca_request_each(store_ca *s, int status, size_t max, store_ca_request_cb cb, void *arg,
@@ -573,102 +397,76 @@ int store_ca_request_each(store_ca *s, int status, size_t max, store_ca_request_
 {
     sqlite3_stmt *st = NULL;
     const char *sql = status >= 0
-                          ? "SELECT " REQUEST_COLUMNS " FROM requests WHERE status = ? ORDER BY id LIMIT ?"
-                          : "SELECT " REQUEST_COLUMNS " FROM requests WHERE ? < 0 ORDER BY id LIMIT ?";
-    if (prepare(s, sql, &st, err) != 0)
+                          ? "SELECT " REQUEST_COLUMNS " FROM requests WHERE status = ?1 ORDER BY id LIMIT ?2"
+                          : "SELECT " REQUEST_COLUMNS " FROM requests WHERE ?1 < 0 ORDER BY id LIMIT ?2";
+    if (store_prepare_bound(s->st, err, &st, sql, "ii", (int64_t)status, (int64_t)max) != 0)
         return -1;
-    sqlite3_bind_int(st, 1, status);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
-    int rc, result = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    int rc;
+    while ((rc = store_step_row(s->st, st, "list requests", err)) == 1) {
         store_ca_request r;
         read_request_row(st, &r);
         if (cb(&r, arg) != 0)
             break;
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        result = db_fail(s, err, "list requests");
     sqlite3_finalize(st);
-    return result;
+    return rc < 0 ? -1 : 0;
 }
 
 /* ---- one-time passwords ---- */
 
-static int count_outstanding(store_ca *s, int64_t now, int *count, util_error *err)
-{
-    sqlite3_stmt *st = NULL;
-    if (prepare(s, "SELECT count(*) FROM otps WHERE used_at = 0 AND expires_at > ?", &st, err))
-        return -1;
-    sqlite3_bind_int64(st, 1, now);
-    int rc = sqlite3_step(st);
-    *count = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
-    sqlite3_finalize(st);
-    return rc == SQLITE_ROW ? 0 : db_fail(s, err, "count passwords");
-}
-
 int store_ca_otp_add(store_ca *s, const char *hash, int64_t now, int64_t expires_at, int max_outstanding,
                      store_ca_otp_result *result, util_error *err)
 {
-    sqlite3_stmt *st = NULL;
-    int count = 0;
-    if (begin(s, err) != 0)
+    int64_t count = 0;
+    if (store_tx_begin(s->st, true, err) != 0)
         return -1;
-    if (count_outstanding(s, now, &count, err) != 0)
-        goto fail;
-    if (count >= max_outstanding) {
-        *result = STORE_CA_OTP_FULL;
-        rollback(s);
-        return 0;
+    int rc = store_query_int(s->st, err, "count passwords", &count,
+                             "SELECT count(*) FROM otps WHERE used_at = 0 AND expires_at > ?1", "i", now) == 1
+                 ? 0
+                 : -1;
+    store_ca_otp_result outcome = STORE_CA_OTP_FULL;
+    if (rc == 0 && count < max_outstanding) {
+        outcome = STORE_CA_OTP_OK;
+        if (store_run(s->st, err, "write password",
+                      "INSERT INTO otps (hash, created_at, expires_at) VALUES (?1, ?2, ?3)", "tii", hash, now,
+                      expires_at) < 0)
+            rc = -1;
     }
-    if (prepare(s, "INSERT INTO otps (hash, created_at, expires_at) VALUES (?, ?, ?)", &st, err))
-        goto fail;
-    sqlite3_bind_text(st, 1, hash, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 2, now);
-    sqlite3_bind_int64(st, 3, expires_at);
-    if (step_done(s, st, err) != 0)
-        goto fail;
-    *result = STORE_CA_OTP_OK;
-    return commit(s, err);
-fail:
-    rollback(s);
-    return -1;
+    if (store_tx_end(s->st, rc, err) != 0)
+        return -1;
+    *result = outcome;
+    return 0;
 }
 
 int store_ca_otp_consume(store_ca *s, const char *hash, int64_t now, store_ca_otp_result *result,
                          util_error *err)
 {
     sqlite3_stmt *st = NULL;
-    if (begin(s, err) != 0)
+    if (store_tx_begin(s->st, true, err) != 0)
         return -1;
-    if (prepare(s, "SELECT expires_at, used_at FROM otps WHERE hash = ?", &st, err) != 0)
-        goto fail;
-    sqlite3_bind_text(st, 1, hash, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    int64_t expires = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    int64_t used = rc == SQLITE_ROW ? sqlite3_column_int64(st, 1) : 0;
-    sqlite3_finalize(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        db_fail(s, err, "read password");
-        goto fail;
+    store_ca_otp_result outcome = STORE_CA_OTP_UNKNOWN;
+    int rc = store_prepare_bound(s->st, err, &st, "SELECT expires_at, used_at FROM otps WHERE hash = ?1", "t",
+                                 hash);
+    if (rc == 0) {
+        int row = store_step_row(s->st, st, "read password", err);
+        if (row < 0)
+            rc = -1;
+        else if (row == 0)
+            outcome = STORE_CA_OTP_UNKNOWN;
+        else if (sqlite3_column_int64(st, 1) != 0)
+            outcome = STORE_CA_OTP_USED;
+        else if (sqlite3_column_int64(st, 0) <= now)
+            outcome = STORE_CA_OTP_EXPIRED;
+        else
+            outcome = STORE_CA_OTP_OK;
+        sqlite3_finalize(st);
     }
-    if (rc == SQLITE_DONE)
-        *result = STORE_CA_OTP_UNKNOWN;
-    else if (used != 0)
-        *result = STORE_CA_OTP_USED;
-    else if (expires <= now)
-        *result = STORE_CA_OTP_EXPIRED;
-    else
-        *result = STORE_CA_OTP_OK;
-    if (*result == STORE_CA_OTP_OK) {
-        if (prepare(s, "UPDATE otps SET used_at = ? WHERE hash = ?", &st, err) != 0)
-            goto fail;
-        sqlite3_bind_int64(st, 1, now > 0 ? now : 1);
-        sqlite3_bind_text(st, 2, hash, -1, SQLITE_TRANSIENT);
-        if (step_done(s, st, err) != 0)
-            goto fail;
-    }
-    return commit(s, err);
-fail:
-    rollback(s);
-    return -1;
+    if (rc == 0 && outcome == STORE_CA_OTP_OK &&
+        store_run(s->st, err, "use password", "UPDATE otps SET used_at = ?1 WHERE hash = ?2", "it",
+                  now > 0 ? now : (int64_t)1, hash) < 0)
+        rc = -1;
+    if (store_tx_end(s->st, rc, err) != 0)
+        return -1;
+    *result = outcome;
+    return 0;
 }

@@ -1,6 +1,7 @@
 /*
- * Shared by the store's source files (store.c, store_keys.c, store_users.c,
- * store_schema.c). Nothing outside src/store includes it.
+ * Shared by the store's source files (db.c, the SQLite layer; store.c,
+ * store_keys.c, store_users.c, store_schema.c; ca_store.c). Nothing outside
+ * src/store includes it.
  */
 #ifndef SCEPD_STORE_INTERNAL_H
 #define SCEPD_STORE_INTERNAL_H
@@ -18,7 +19,28 @@ struct store {
     store_clock_fn clock;
     void *clock_arg;
     int schema_version;
+    util_err code;     /* the catalogue code of every error: STORE or CA_STORE */
+    const char *label; /* put before each error's detail ("" for scepd's store) */
 };
+
+/* What differs between the databases that share this layer (db.c). */
+typedef struct store_spec {
+    const char *file;              /* the database's name inside the directory */
+    const char *const *migrations; /* migrations[i]: schema version i to i + 1 */
+    int version;                   /* how many there are: the current version */
+    const char *program;           /* named when a newer one wrote the file */
+    util_err code;                 /* see struct store */
+    const char *label;             /* see struct store; NULL: "" */
+    bool fast_busy_retry;          /* retry a busy database every 0.2-1 ms instead of
+                                      busy_timeout's sleeps (many connections) */
+} store_spec;
+
+/* Creates the directory 0700 and the file 0600 when missing (O_NOFOLLOW;
+ * looser modes of our own files are tightened, others' left alone), opens
+ * it with SQLITE_OPEN_NOFOLLOW, sets WAL, synchronous=FULL, foreign keys
+ * and secure_delete (answers read back) and applies missing migrations,
+ * each in its own transaction. */
+int store_open_spec(const char *dir, const store_spec *spec, store **out, util_error *err) MUST_CHECK;
 
 /* Migration i takes the schema from version i to version i + 1. */
 extern const char *const store_migrations[STORE_SCHEMA_VERSION];
@@ -27,7 +49,7 @@ int64_t store_now(store *st);
 
 /* Each sets err and returns -1. */
 int store_fail(store *st, util_error *err, const char *what);
-int store_bind_fail(util_error *err, const char *what);
+int store_bind_fail(store *st, util_error *err, const char *what);
 int store_oom(util_error *err);
 /* Rejects NULL, "" (unless allow_empty) and values that do not fit in a
  * char[size] field (INVALID_FIELD). Safe on unterminated char arrays. */

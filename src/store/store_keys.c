@@ -142,7 +142,7 @@ static int request_write(store *st, const store_request *r, store_state state, u
         return -1;
     if ((bind_request(s, r, state) | sqlite3_bind_int64(s, 16, store_now(st)) |
          sqlite3_bind_int64(s, 17, r->id)) != SQLITE_OK) {
-        store_bind_fail(err, "write request");
+        store_bind_fail(st, err, "write request");
         goto out;
     }
     if (store_step_done(st, s, "write request", err) != 0)
@@ -171,7 +171,7 @@ static int request_add(store *st, const store_request *r, int64_t now, const cha
                       &s, err) != 0)
         return -1;
     if ((bind_request(s, r, r->state) | sqlite3_bind_int64(s, 16, now)) != SQLITE_OK) {
-        store_bind_fail(err, "insert request");
+        store_bind_fail(st, err, "insert request");
         goto out;
     }
     if (store_step_done(st, s, "insert request", err) != 0)
@@ -364,7 +364,7 @@ static int key_add(store *st, const store_key *k, store_state state, int64_t req
          (request_id ? sqlite3_bind_int64(s, 6, request_id) : sqlite3_bind_null(s, 6)) |
          store_bind_str(s, 7, replaces) | sqlite3_bind_int64(s, 8, now) |
          sqlite3_bind_int64(s, 9, registered ? now : 0)) != SQLITE_OK) {
-        store_bind_fail(err, "insert key");
+        store_bind_fail(st, err, "insert key");
         goto out;
     }
     rc = store_step_done(st, s, "insert key", err);

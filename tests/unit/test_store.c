@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "tempdir.h"
+#include "store/ca_store.h"
 #include "store/store.h"
 
 #define SECRET_KEY_PEM "-----BEGIN PRIVATE KEY-----\nSECRET-KEY-MARKER-4711\n-----END PRIVATE KEY-----\n"
@@ -84,13 +85,19 @@ static void raw_exec(sqlite3 *db, const char *sql)
         fail_msg("%s: %s", sql, msg ? msg : "?");
 }
 
+static int raw_int_row(void *arg, int n, char **values, char **names)
+{
+    (void)names;
+    if (n > 0 && values[0])
+        *(int64_t *)arg = strtoll(values[0], NULL, 10);
+    return 0;
+}
+
+/* The first column of the first row; -1 when there is none. */
 static int64_t raw_int(sqlite3 *db, const char *sql)
 {
-    sqlite3_stmt *s = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
+    int64_t v = -1;
+    assert_int_equal(sqlite3_exec(db, sql, raw_int_row, &v, NULL), SQLITE_OK);
     return v;
 }
 
@@ -931,11 +938,168 @@ static void state_names_round_trip(void **state)
     assert_string_equal(store_state_name((store_state)STORE_STATE_COUNT), "?");
 }
 
+/* ---- scepca's store: the same layer ---- */
+
+static void ca_store_open_modes_and_migration(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    store_ca *ca = NULL;
+    char dir[128], path[160];
+    struct stat sb;
+    snprintf(dir, sizeof dir, "%s/ca", f->base);
+    snprintf(path, sizeof path, "%s/%s", dir, STORE_CA_DB_NAME);
+    /* without create a missing CA is an input error that names scepca init */
+    assert_int_equal(store_ca_open(dir, false, &ca, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_INPUT_FILE);
+    assert_non_null(strstr(err.detail, "scepca init"));
+    assert_int_equal(store_ca_open(dir, true, &ca, &err), 0);
+    assert_int_equal(stat(dir, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0700);
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0600);
+    assert_int_equal(store_ca_setting_set(ca, "serial", "0A", &err), 0);
+    store_ca_close(ca);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(raw_int(db, "SELECT value FROM meta WHERE key = 'schema_version'"),
+                     STORE_CA_SCHEMA_VERSION);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM schema_version"), 1);
+    raw_exec(db, "UPDATE meta SET value = 7 WHERE key = 'schema_version'");
+    sqlite3_close(db);
+    assert_int_equal(store_ca_open(dir, false, &ca, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_CA_STORE);
+    assert_non_null(strstr(err.detail, "newer scepca"));
+}
+
+/* A scepca.db written before migrations existed (schema_version table
+ * only) opens and keeps its rows. */
+static void ca_store_old_file_migrates(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    char dir[128], path[160];
+    snprintf(dir, sizeof dir, "%s/oldca", f->base);
+    snprintf(path, sizeof path, "%s/%s", dir, STORE_CA_DB_NAME);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    raw_exec(db, "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+                 "INSERT INTO schema_version VALUES (1);"
+                 "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                 "INSERT INTO settings VALUES ('serial', '2A');");
+    sqlite3_close(db);
+    store_ca *ca = NULL;
+    char *value = NULL;
+    assert_int_equal(store_ca_open(dir, false, &ca, &err), 0);
+    assert_int_equal(store_ca_setting_get(ca, "serial", &value, &err), 0);
+    assert_string_equal(value, "2A");
+    free(value);
+    assert_int_equal(store_ca_setting_get(ca, "absent", &value, &err), 1);
+    store_ca_close(ca);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM schema_version"), 1);
+    assert_int_equal(raw_int(db, "SELECT value FROM meta WHERE key = 'schema_version'"), 1);
+    sqlite3_close(db);
+}
+
+/* Both stores refuse a database file that is a symbolic link. */
+static void stores_refuse_symlinked_file(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    char dir[128], path[160], target[160];
+    snprintf(dir, sizeof dir, "%s/linked", f->base);
+    snprintf(target, sizeof target, "%s/elsewhere.db", f->base);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    FILE *fp = fopen(target, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    snprintf(path, sizeof path, "%s/%s", dir, STORE_DB_NAME);
+    assert_int_equal(symlink(target, path), 0);
+    snprintf(path, sizeof path, "%s/%s", dir, STORE_CA_DB_NAME);
+    assert_int_equal(symlink(target, path), 0);
+    store *st = NULL;
+    assert_int_equal(store_open(dir, &st, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_STORE);
+    assert_non_null(strstr(err.detail, "not a regular file"));
+    store_ca *ca = NULL;
+    assert_int_equal(store_ca_open(dir, true, &ca, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_CA_STORE);
+    assert_non_null(strstr(err.detail, "not a regular file"));
+}
+
+static int count_cert(const store_ca_cert *c, void *arg)
+{
+    (void)c;
+    (*(int *)arg)++;
+    return 0;
+}
+
+/* Requests, certificates and one-time passwords through the shared helpers;
+ * a second connection of the same process sees every change. */
+static void ca_store_operations(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/ops", f->base);
+    store_ca *ca = NULL, *other = NULL;
+    assert_int_equal(store_ca_open(dir, true, &ca, &err), 0);
+    assert_int_equal(store_ca_open(dir, false, &other, &err), 0);
+    store_ca_otp_result res = STORE_CA_OTP_UNKNOWN;
+    assert_int_equal(store_ca_otp_add(ca, "h1", 100, 200, 1, &res, &err), 0);
+    assert_int_equal(res, STORE_CA_OTP_OK);
+    assert_int_equal(store_ca_otp_add(ca, "h2", 100, 200, 1, &res, &err), 0);
+    assert_int_equal(res, STORE_CA_OTP_FULL);
+    assert_int_equal(store_ca_otp_consume(other, "h1", 150, &res, &err), 0);
+    assert_int_equal(res, STORE_CA_OTP_OK);
+    assert_int_equal(store_ca_otp_consume(ca, "h1", 150, &res, &err), 0);
+    assert_int_equal(res, STORE_CA_OTP_USED);
+    assert_int_equal(store_ca_otp_consume(ca, "nope", 150, &res, &err), 0);
+    assert_int_equal(res, STORE_CA_OTP_UNKNOWN);
+
+    store_ca_request req = {.status = STORE_CA_PENDING, .created_at = 5, .updated_at = 5};
+    snprintf(req.transaction_id, sizeof req.transaction_id, "TID-1");
+    snprintf(req.subject, sizeof req.subject, "CN=dev");
+    assert_int_equal(store_ca_request_add(ca, &req, NULL, &err), 0);
+    assert_true(req.id > 0);
+    store_ca_cert cert = {.issued_at = 6, .not_before = 6, .not_after = 600, .cert_pem = (char *)CERT_PEM};
+    snprintf(cert.serial, sizeof cert.serial, "0A");
+    snprintf(cert.subject, sizeof cert.subject, "CN=dev");
+    snprintf(cert.transaction_id, sizeof cert.transaction_id, "TID-1");
+    assert_int_equal(store_ca_request_issue(other, req.id, &cert, 6, &err), 0);
+    assert_int_equal(store_ca_request_issue(ca, req.id, &cert, 7, &err), 1); /* no longer pending */
+    store_ca_request got;
+    assert_int_equal(store_ca_request_find(ca, "TID-1", &got, &err), 0);
+    assert_int_equal(got.status, STORE_CA_ISSUED);
+    assert_string_equal(got.serial, "0A");
+    assert_int_equal(got.csr_len, 0);
+    store_ca_request_clear(&got);
+    assert_int_equal(store_ca_cert_revoke(ca, "0A", 9, &err), 0);
+    assert_int_equal(store_ca_cert_revoke(ca, "0A", 9, &err), 2);
+    assert_int_equal(store_ca_cert_revoke(ca, "0B", 9, &err), 1);
+    int n = 0;
+    assert_int_equal(store_ca_cert_each(other, true, 10, count_cert, &n, &err), 0);
+    assert_int_equal(n, 1);
+    store_ca_cert back;
+    assert_int_equal(store_ca_cert_get(other, "0A", &back, &err), 0);
+    assert_string_equal(back.cert_pem, CERT_PEM);
+    assert_int_equal(back.revoked_at, 9);
+    store_ca_cert_clear(&back);
+    store_ca_close(other);
+    store_ca_close(ca);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(state_names_round_trip),
+        T(ca_store_open_modes_and_migration),
+        T(ca_store_old_file_migrates),
+        T(stores_refuse_symlinked_file),
+        T(ca_store_operations),
         T(test_open_modes),
         T(test_open_tightens_loose_modes),
         T(test_open_fails_on_file_as_dir),
