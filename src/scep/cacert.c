@@ -53,10 +53,10 @@ int scep_certs_only_parse(const uint8_t *der, size_t len, STACK_OF(X509) * *cert
     const unsigned char *p = der;
     CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &p, (long)len);
     if (!cms)
-        return util_error_ossl(err, UTIL_ERR_RESPONSE_PARSE, "certs-only SignedData");
+        return util_error_ossl(err, UTIL_ERR_RESPONSE_PARSE, "certs-only SignedData (RFC 8894 section 3.4)");
     int rc = -1;
     if (OBJ_obj2nid(CMS_get0_type(cms)) != NID_pkcs7_signed) {
-        util_error_set(err, UTIL_ERR_RESPONSE_PARSE, "content is not a SignedData");
+        util_error_set(err, UTIL_ERR_RESPONSE_PARSE, "content is not a SignedData (RFC 8894 section 3.4)");
         goto out;
     }
     if (certs) {
@@ -181,11 +181,13 @@ static X509 *find_ra(STACK_OF(X509) * all, X509 *ca, uint32_t want, uint32_t fal
 static int classify(STACK_OF(X509) * all, scep_ca_certs **out, util_error *err)
 {
     if (sk_X509_num(all) == 0)
-        return util_error_set(err, UTIL_ERR_CACERT_NO_CA, "the reply holds no certificate");
+        return util_error_set(err, UTIL_ERR_CACERT_NO_CA,
+                              "the reply holds no certificate (RFC 8894 section 4.2.1)");
     X509 *ca = find_issuing_ca(all);
     if (!ca)
         return util_error_set(err, UTIL_ERR_CACERT_NO_CA,
-                              "%d certificates, none with basicConstraints cA=TRUE", sk_X509_num(all));
+                              "%d certificates, none with basicConstraints cA=TRUE (RFC 8894 section 4.2.1)",
+                              sk_X509_num(all));
     scep_ca_certs *c = calloc(1, sizeof *c);
     if (!c)
         return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
@@ -214,7 +216,7 @@ int scep_ca_certs_parse(const uint8_t *der, size_t len, scep_ca_certs **out, uti
 {
     STACK_OF(X509) *all = NULL;
     if (len == 0)
-        return util_error_set(err, UTIL_ERR_CACERT_PARSE, "empty reply");
+        return util_error_set(err, UTIL_ERR_CACERT_PARSE, "empty reply (RFC 8894 section 4.2.1)");
     if (looks_like_pem(der, len)) {
         all = sk_X509_new_null();
         if (!all || parse_pem_certs(der, len, all) != 0) {
@@ -237,7 +239,8 @@ int scep_ca_certs_parse(const uint8_t *der, size_t len, scep_ca_certs **out, uti
             util_error inner;
             if (scep_certs_only_parse(der, len, &all, NULL, &inner) != 0)
                 return util_error_set(err, UTIL_ERR_CACERT_PARSE,
-                                      "neither a DER certificate nor a PKCS#7 (%s)", inner.detail);
+                                      "neither a DER certificate nor a PKCS#7 (%s; RFC 8894 section 4.2.1)",
+                                      inner.detail);
         }
     }
     if (classify(all, out, err) != 0) {

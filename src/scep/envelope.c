@@ -108,7 +108,8 @@ int scep_envelope_describe(const uint8_t *env, size_t env_len, char *cipher_name
         else
             snprintf(kt_name, kt_len, "unknown");
     } else {
-        util_error_set(err, UTIL_ERR_RESPONSE_PARSE, "the content is not an EnvelopedData");
+        util_error_set(err, UTIL_ERR_RESPONSE_PARSE,
+                       "the content is not an EnvelopedData (RFC 8894 section 3.2.2)");
     }
     ASN1_OBJECT_free(cipher);
     ASN1_OBJECT_free(kt);
@@ -151,7 +152,8 @@ static int open_envelope(const uint8_t *env, size_t env_len, X509 *cert, EVP_PKE
     char cipher[64] = "", kt[64] = "";
     util_error ignored;
     if (scep_envelope_describe(env, env_len, cipher, sizeof cipher, kt, sizeof kt, &ignored) != 0)
-        return util_error_set(err, UTIL_ERR_RESPONSE_PARSE, "the content is not an EnvelopedData");
+        return util_error_set(err, UTIL_ERR_RESPONSE_PARSE,
+                              "the content is not an EnvelopedData (RFC 8894 section 3.2.2)");
     BIO *mem = BIO_new(BIO_s_mem());
     if (!mem)
         return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
@@ -161,7 +163,9 @@ static int open_envelope(const uint8_t *env, size_t env_len, X509 *cert, EVP_PKE
                                             : decrypt_in(NULL, env, env_len, cert, key, mem, flags);
     if (!ok) {
         BIO_free(mem);
-        return util_error_ossl(err, UTIL_ERR_RESPONSE_DECRYPT, "%s, %s", cipher, kt);
+        return util_error_ossl(err, UTIL_ERR_RESPONSE_DECRYPT,
+                               "%s, %s (RFC 8894 section 3.2.2; NDES answers AES requests with RSA-OAEP)",
+                               cipher, kt);
     }
     char *data = NULL;
     long n = BIO_get_mem_data(mem, &data);
@@ -211,7 +215,8 @@ int scep_certrep_content(const uint8_t *der, size_t len, EVP_PKEY *key, X509 **i
             leaf = x;
     }
     if (issued && !leaf) {
-        util_error_set(err, UTIL_ERR_RESPONSE_NO_CERT, "%d certificates in the reply, none for this key",
+        util_error_set(err, UTIL_ERR_RESPONSE_NO_CERT,
+                       "%d certificates in the reply, none for this key (RFC 8894 section 3.3.2.1)",
                        sk_X509_num(certs));
         goto out;
     }

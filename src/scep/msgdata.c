@@ -64,7 +64,7 @@ int scep_issuer_and_subject_decode(const uint8_t *der, size_t len, X509_NAME **i
     SCEP_ISSUER_AND_SUBJECT *v = d2i_SCEP_ISSUER_AND_SUBJECT(NULL, &p, (long)len);
     if (!v || p != der + len) {
         SCEP_ISSUER_AND_SUBJECT_free(v);
-        return util_error_ossl(err, UTIL_ERR_RESPONSE_PARSE, "IssuerAndSubject");
+        return util_error_ossl(err, UTIL_ERR_RESPONSE_PARSE, "IssuerAndSubject (RFC 8894 section 3.3.3)");
     }
     *issuer = v->issuer;
     *subject = v->subject;
@@ -80,7 +80,8 @@ int scep_issuer_and_serial_decode(const uint8_t *der, size_t len, X509_NAME **is
     SCEP_ISSUER_AND_SERIAL *v = d2i_SCEP_ISSUER_AND_SERIAL(NULL, &p, (long)len);
     if (!v || p != der + len) {
         SCEP_ISSUER_AND_SERIAL_free(v);
-        return util_error_ossl(err, UTIL_ERR_RESPONSE_PARSE, "IssuerAndSerialNumber");
+        return util_error_ossl(err, UTIL_ERR_RESPONSE_PARSE,
+                               "IssuerAndSerialNumber (RFC 8894 section 3.3.4)");
     }
     *issuer = v->issuer;
     *serial = v->serial;

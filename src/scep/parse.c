@@ -202,17 +202,20 @@ int scep_pki_message_parse(const uint8_t *data, size_t len, STACK_OF(X509) * sig
         return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
     m->cms = decode_any(data, len);
     if (!m->cms) {
-        util_error_ossl(err, UTIL_ERR_RESPONSE_PARSE, "not a CMS/PKCS#7 message");
+        util_error_ossl(err, UTIL_ERR_RESPONSE_PARSE,
+                        "not a CMS/PKCS#7 message; a pkiMessage is a CMS SignedData (RFC 8894 section 3)");
         goto fail;
     }
     if (OBJ_obj2nid(CMS_get0_type(m->cms)) != NID_pkcs7_signed) {
-        util_error_set(err, UTIL_ERR_RESPONSE_PARSE, "the message is a %s, not a SignedData",
+        util_error_set(err, UTIL_ERR_RESPONSE_PARSE,
+                       "the message is a %s, not a SignedData (RFC 8894 section 3.2)",
                        OBJ_nid2sn(OBJ_obj2nid(CMS_get0_type(m->cms))));
         goto fail;
     }
     STACK_OF(CMS_SignerInfo) *sis = CMS_get0_SignerInfos(m->cms);
     if (!sis || sk_CMS_SignerInfo_num(sis) < 1) {
-        util_error_set(err, UTIL_ERR_RESPONSE_PARSE, "the SignedData has no SignerInfo");
+        util_error_set(err, UTIL_ERR_RESPONSE_PARSE,
+                       "the SignedData has no SignerInfo (RFC 8894 section 3.2)");
         goto fail;
     }
     CMS_SignerInfo *si = sk_CMS_SignerInfo_value(sis, 0);
@@ -267,34 +270,46 @@ int scep_certrep_check(const scep_pki_message *m, STACK_OF(X509) * expected_sign
     if (!m->signature_checked)
         return util_error_set(
             err, UTIL_ERR_RESPONSE_SIGNER,
-            "the reply's signer certificate is neither in the reply nor among the CA/RA certificates");
+            "the reply's signer certificate is neither in the reply nor among the CA/RA certificates "
+            "(RFC 8894 section 3.3.2: the CA or RA signs CertRep)");
     if (!m->signature_valid)
-        return util_error_set(err, UTIL_ERR_RESPONSE_SIGNATURE, "CMS signature check failed");
+        return util_error_set(err, UTIL_ERR_RESPONSE_SIGNATURE,
+                              "CMS signature check failed (RFC 8894 section 3.2)");
     if (expected_signers && !in_stack(expected_signers, m->signer)) {
         char name[256];
         X509_NAME_oneline(X509_get_subject_name(m->signer), name, sizeof name);
-        return util_error_set(err, UTIL_ERR_RESPONSE_SIGNER, "signed by %s", name);
+        return util_error_set(err, UTIL_ERR_RESPONSE_SIGNER,
+                              "signed by %s, not by the CA or RA (RFC 8894 section 3.3.2)", name);
     }
     if (m->type != SCEP_MSG_CERTREP)
-        return util_error_set(err, UTIL_ERR_RESPONSE_TYPE, "messageType %d, expected 3 (CertRep)", m->type);
+        return util_error_set(err, UTIL_ERR_RESPONSE_TYPE,
+                              "messageType %d, expected 3 (CertRep) (RFC 8894 section 3.2.1.2)", m->type);
     if (!m->transaction_id || strcmp(m->transaction_id, transaction_id) != 0)
-        return util_error_set(err, UTIL_ERR_RESPONSE_TRANSACTION, "got \"%s\", sent \"%s\"",
-                              m->transaction_id ? m->transaction_id : "(none)", transaction_id);
+        return util_error_set(
+            err, UTIL_ERR_RESPONSE_TRANSACTION,
+            "got \"%s\", sent \"%s\"; CertRep repeats the request's (RFC 8894 section 3.2.1.1)",
+            m->transaction_id ? m->transaction_id : "(none)", transaction_id);
     if (m->recipient_nonce_len != nonce_len || memcmp(m->recipient_nonce, nonce, nonce_len) != 0)
-        return util_error_set(err, UTIL_ERR_RESPONSE_NONCE, "%s",
-                              m->recipient_nonce_len ? "recipientNonce differs" : "no recipientNonce");
+        return util_error_set(
+            err, UTIL_ERR_RESPONSE_NONCE, "%s",
+            m->recipient_nonce_len
+                ? "recipientNonce differs from the senderNonce sent (RFC 8894 section 3.2.1.5)"
+                : "no recipientNonce (RFC 8894 section 3.2.1.5)");
     switch (m->pki_status) {
     case SCEP_STATUS_SUCCESS:
         if (!m->content)
-            return util_error_set(err, UTIL_ERR_RESPONSE_PARSE, "SUCCESS without content");
+            return util_error_set(err, UTIL_ERR_RESPONSE_PARSE,
+                                  "SUCCESS without content (RFC 8894 section 3.3.2.1)");
         return 0;
     case SCEP_STATUS_PENDING: return 0;
     case SCEP_STATUS_FAILURE:
         if (m->fail_info == SCEP_FAIL_NONE || m->fail_info == -2)
-            return util_error_set(err, UTIL_ERR_RESPONSE_TYPE, "FAILURE without a valid failInfo");
+            return util_error_set(err, UTIL_ERR_RESPONSE_TYPE,
+                                  "FAILURE without a valid failInfo (RFC 8894 section 3.2.1.4)");
         return 0;
     default:
-        return util_error_set(err, UTIL_ERR_RESPONSE_TYPE, "pkiStatus %d is not 0, 2 or 3", m->pki_status);
+        return util_error_set(err, UTIL_ERR_RESPONSE_TYPE,
+                              "pkiStatus %d is not 0, 2 or 3 (RFC 8894 section 3.2.1.3)", m->pki_status);
     }
 }
 
