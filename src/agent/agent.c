@@ -267,7 +267,8 @@ void agent_free(agent *a)
     OPENSSL_cleanse(a->login_key, sizeof a->login_key);
     OPENSSL_cleanse(a->login_cache, sizeof a->login_cache);
     OPENSSL_cleanse(&a->autoreq.key.challenge, sizeof a->autoreq.key.challenge);
-    free(a->auto_challenge_sealed);
+    if (a->auto_challenge_sealed)
+        OPENSSL_clear_free(a->auto_challenge_sealed, a->auto_challenge_sealed_len);
     free(a);
 }
 

@@ -108,6 +108,8 @@ struct agent {
     uint8_t login_key[32];
     agent_settings settings;
     agent_auto autoreq;
+    /* the auto request's challenge, sealed with seal_key; NULL: none. It
+     * is opened only when a run starts (autoreq.key.challenge stays ""). */
     uint8_t *auto_challenge_sealed;
     size_t auto_challenge_sealed_len;
     agent_auto_state auto_state;

@@ -56,6 +56,36 @@ static void defaults(agent_auto *a)
     a->interval_days = 30;
 }
 
+/* The auto request's challenge stays sealed in memory (a->auto_challenge_sealed)
+ * and is opened only when a run starts (agent_auto_fire). */
+static void replace_sealed(agent *a, uint8_t *sealed, size_t len)
+{
+    if (a->auto_challenge_sealed)
+        OPENSSL_clear_free(a->auto_challenge_sealed, a->auto_challenge_sealed_len);
+    a->auto_challenge_sealed = sealed;
+    a->auto_challenge_sealed_len = sealed ? len : 0;
+}
+
+/* Opens the sealed challenge into params->challenge; nothing sealed: "". */
+static int unseal_challenge(agent *a, agent_key_params *params, util_error *err)
+{
+    uint8_t *pw = NULL;
+    size_t pw_len = 0;
+    params->challenge[0] = '\0';
+    if (!a->auto_challenge_sealed)
+        return 0;
+    if (crypto_unseal(a->seal_key, a->auto_challenge_sealed, a->auto_challenge_sealed_len, &pw, &pw_len,
+                      err) != 0)
+        return -1;
+    int rc = 0;
+    if (pw_len >= sizeof params->challenge)
+        rc = util_error_set(err, UTIL_ERR_STORE, "auto_request: the sealed challenge is too long");
+    else
+        snprintf(params->challenge, sizeof params->challenge, "%.*s", (int)pw_len, (char *)pw);
+    OPENSSL_clear_free(pw, pw_len);
+    return rc;
+}
+
 int agent_auto_load(agent *a, util_error *err)
 {
     json_t *doc = NULL, *state = NULL;
@@ -81,23 +111,21 @@ int agent_auto_load(agent *a, util_error *err)
         if (rc == 0 && sealed && !b64)
             rc = util_error_set(err, UTIL_ERR_STORE, "auto_request: challenge_sealed is not a string");
         if (rc == 0 && b64) {
-            uint8_t *raw = NULL, *pw = NULL;
-            size_t raw_len = 0, pw_len = 0;
+            uint8_t *raw = NULL;
+            size_t raw_len = 0;
             /* a challenge that cannot be read back is an error, never "no challenge" */
-            if (util_base64_decode(b64, strlen(b64), &raw, &raw_len) != 0 || raw_len == 0)
+            if (util_base64_decode(b64, strlen(b64), &raw, &raw_len) != 0 || raw_len == 0) {
+                free(raw);
                 rc =
                     util_error_set(err, UTIL_ERR_STORE, "auto_request: challenge_sealed is not valid base64");
-            else if (crypto_unseal(a->seal_key, raw, raw_len, &pw, &pw_len, err) != 0)
-                rc = -1;
-            else if (pw_len >= sizeof a->autoreq.key.challenge)
-                rc = util_error_set(err, UTIL_ERR_STORE, "auto_request: the sealed challenge is too long");
-            else
-                snprintf(a->autoreq.key.challenge, sizeof a->autoreq.key.challenge, "%.*s", (int)pw_len,
-                         (char *)pw);
-            if (pw)
-                OPENSSL_cleanse(pw, pw_len);
-            free(pw);
-            free(raw);
+            } else {
+                replace_sealed(a, raw, raw_len);
+                /* opened once here so that a seal that does not open fails the start,
+                 * not the first run; the plaintext is wiped at once */
+                agent_key_params probe;
+                rc = unseal_challenge(a, &probe, err);
+                OPENSSL_cleanse(probe.challenge, sizeof probe.challenge);
+            }
         }
     }
     if (state)
@@ -111,6 +139,8 @@ json_t *agent_auto_get(agent *a, util_error *err)
 {
     (void)err;
     json_t *j = agent_auto_json(&a->autoreq);
+    json_object_set_new(json_object_get(j, "key"), "challenge_password_set",
+                        json_boolean(a->auto_challenge_sealed != NULL));
     const agent_auto_state *s = &a->auto_state;
     json_object_set_new(j, "next_run", a->autoreq.enabled ? agent_time_json(s->next_run) : json_null());
     json_object_set_new(j, "jitter_s", json_integer(s->jitter_s));
@@ -122,21 +152,13 @@ json_t *agent_auto_get(agent *a, util_error *err)
 }
 
 /* The stored document: the configuration plus the sealed challenge. */
-static json_t *auto_doc(agent *a, const agent_auto *cfg, util_error *err)
+static json_t *auto_doc(const agent_auto *cfg, const uint8_t *sealed, size_t len, util_error *err)
 {
     json_t *doc = agent_auto_json(cfg);
     if (!doc)
         return NULL;
-    if (cfg->key.challenge[0]) {
-        uint8_t *sealed = NULL;
-        size_t len = 0;
-        if (crypto_seal(a->seal_key, (const uint8_t *)cfg->key.challenge, strlen(cfg->key.challenge), &sealed,
-                        &len, err) != 0) {
-            json_decref(doc);
-            return NULL;
-        }
+    if (sealed) {
         char *b64 = util_base64_encode(sealed, len);
-        free(sealed);
         /* storing the request without its challenge would silently drop it */
         if (!b64 || json_object_set_new(doc, "challenge_sealed", json_string(b64)) != 0) {
             free(b64);
@@ -166,9 +188,27 @@ int agent_auto_put(agent *a, const json_t *in, const char *user, util_error *err
     /* As on the device, switching periodic requests on resets the start to now. */
     if (next.periodic && !a->autoreq.periodic && next.enabled)
         next.start = now - now % 60;
-    json_t *doc = auto_doc(a, &next, err);
-    if (!doc)
+    /* the challenge: a new one sealed now, removed, or the sealed one kept */
+    uint8_t *sealed = NULL;
+    size_t sealed_len = 0;
+    if (next.key.challenge_set && next.key.challenge[0]) {
+        int sealed_rc = crypto_seal(a->seal_key, (const uint8_t *)next.key.challenge,
+                                    strlen(next.key.challenge), &sealed, &sealed_len, err);
+        OPENSSL_cleanse(next.key.challenge, sizeof next.key.challenge);
+        if (sealed_rc != 0)
+            return -1;
+    } else if (!next.key.challenge_set && a->auto_challenge_sealed) {
+        if (!(sealed = malloc(a->auto_challenge_sealed_len)))
+            return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+        memcpy(sealed, a->auto_challenge_sealed, a->auto_challenge_sealed_len);
+        sealed_len = a->auto_challenge_sealed_len;
+    }
+    OPENSSL_cleanse(next.key.challenge, sizeof next.key.challenge);
+    json_t *doc = auto_doc(&next, sealed, sealed_len, err);
+    if (!doc) {
+        free(sealed);
         return -1;
+    }
     char detail[200];
     snprintf(detail, sizeof detail, "enabled=%d periodic=%d interval_days=%d auto_restart=%d delete_old=%d",
              next.enabled, next.periodic, next.interval_days, next.auto_restart, next.delete_old);
@@ -188,10 +228,13 @@ int agent_auto_put(agent *a, const json_t *in, const char *user, util_error *err
     if (rc != 0) {
         a->autoreq = previous;
         a->auto_state = saved;
+        free(sealed);
     } else {
-        OPENSSL_cleanse(previous.key.challenge, sizeof previous.key.challenge);
+        replace_sealed(a, sealed, sealed_len);
+        /* the kept configuration carries no challenge: a later update without
+         * one keeps the sealed copy */
+        a->autoreq.key.challenge_set = false;
     }
-    OPENSSL_cleanse(next.key.challenge, sizeof next.key.challenge);
     agent_schedule(a);
     return rc;
 }
@@ -259,11 +302,15 @@ int agent_auto_fire(agent *a, util_error *err)
         log_info("auto request starts for key \"%s\"%s%s", name, renew ? ", renewing " : "",
                  renew ? old.name : "");
         json_t *state = state_json(s);
-        rc = state ? agent_request_insert(a, "auto", &cfg->key, name,
-                                          renew && cfg->delete_old ? old.name : NULL,
-                                          renew ? old.cert_pem : NULL, renew ? old.key_pem : NULL,
-                                          "auto-request", state, &id, err)
-                   : util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+        /* the challenge is opened for the moment the request row seals it again */
+        agent_key_params key = cfg->key;
+        if (!state)
+            rc = util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+        else if ((rc = unseal_challenge(a, &key, err)) == 0)
+            rc = agent_request_insert(a, "auto", &key, name, renew && cfg->delete_old ? old.name : NULL,
+                                      renew ? old.cert_pem : NULL, renew ? old.key_pem : NULL, "auto-request",
+                                      state, &id, err);
+        OPENSSL_cleanse(key.challenge, sizeof key.challenge);
         json_decref(state);
     }
     if (id)
