@@ -318,6 +318,24 @@ static bool signer_allowed(op_ctx *c, X509_REQ *req, bool *renewal, reply *r)
     return password_allowed(c, req, r);
 }
 
+/* Who sent a request, for resend detection. A self-signed signer proves
+ * only that the sender holds its key, and clients (scepd after a restart,
+ * certmonger) make a new one for the same key: the key is the sender. A
+ * certificate of this CA (a renewal) is the sender itself. */
+static int signer_identity(X509 *signer, char out[72], util_error *err)
+{
+    char hex[65];
+    if (crypto_issue_self_signed(signer)) {
+        if (scep_transaction_id(X509_get0_pubkey(signer), hex, err) != 0)
+            return -1;
+        snprintf(out, 72, "key:%s", hex);
+    } else {
+        crypto_cert_fingerprint(signer, EVP_sha256(), hex, sizeof hex, false);
+        snprintf(out, 72, "cert:%s", hex);
+    }
+    return 0;
+}
+
 static void handle_enroll(op_ctx *c, reply *r)
 {
     const unsigned char *p = c->data;
@@ -334,16 +352,44 @@ static void handle_enroll(op_ctx *c, reply *r)
         fail(r, SCEP_FAIL_BAD_MESSAGE_CHECK, NULL, "%s", err.detail);
         goto out;
     }
-    /* the same request again (a retransmission): answer as a poll would */
-    if (store_ca_request_find(c->srv->store, c->m->transaction_id, &prev, &err) == 0 &&
-        prev.csr_len == c->data_len && memcmp(prev.csr_der, c->data, c->data_len) == 0) {
+    /* A resend has the same message type, signer and CSR: answer it as a poll
+     * would. The same sender reusing the transactionID for another CSR is an
+     * error; anything else (a renewal with the same key, a RenewalReq after a
+     * PKCSReq) is a new request. */
+    char signer[72];
+    if (signer_identity(c->m->signer, signer, &err) != 0) {
+        fail(r, SCEP_FAIL_BAD_MESSAGE_CHECK, NULL, "%s", err.detail);
+        goto out;
+    }
+    int found = store_ca_request_find_sender(c->srv->store, c->m->transaction_id, (int)c->m->type, signer,
+                                             &prev, &err);
+    if (found < 0) {
+        log_error("%s: %s", c->peer, err.detail);
+        fail(r, SCEP_FAIL_BAD_REQUEST, NULL, "the request could not be checked%s", NULL);
+        goto out;
+    }
+    if (found == 0 && prev.csr_len == c->data_len && memcmp(prev.csr_der, c->data, c->data_len) == 0) {
         reply_for_request(c, &prev, r);
+        goto out;
+    }
+    if (found == 0) {
+        log_warn("%s: transactionID %s reused for a different CSR (request %lld)", c->peer,
+                 c->m->transaction_id, (long long)prev.id);
+        fail(r, SCEP_FAIL_BAD_REQUEST, HR_INVALID_ARG,
+             "transactionID %s was already used for a different CSR from this signer", c->m->transaction_id);
         goto out;
     }
     if (!signer_allowed(c, req, &renewal, r))
         goto out;
-    ca_issue_input in = {
-        req, c->data, c->data_len, c->m->transaction_id, renewal, 0, c->srv->cfg->validity_days};
+    ca_issue_input in = {req,
+                         c->data,
+                         c->data_len,
+                         c->m->transaction_id,
+                         renewal,
+                         0,
+                         c->srv->cfg->validity_days,
+                         (int)c->m->type,
+                         signer};
     if (c->srv->cfg->pending || c->faults.on[CA_FAULT_PENDING_FOREVER]) {
         int64_t id = 0;
         if (ca_defer(c->srv->store, &in, c->now, &id, &err) != 0) {
@@ -376,11 +422,22 @@ static void handle_poll(op_ctx *c, reply *r)
              NULL);
         goto out;
     }
-    int found = store_ca_request_find(c->srv->store, c->m->transaction_id, &rq, &err);
-    if (found != 0)
-        fail(r, SCEP_FAIL_BAD_CERT_ID, NULL, "no request has transactionID %s", c->m->transaction_id);
-    else
+    char subject_text[512];
+    crypto_name_oneline(subject, subject_text, sizeof subject_text);
+    if (X509_NAME_cmp(issuer, X509_get_subject_name(c->srv->ca_cert)) != 0) {
+        fail(r, SCEP_FAIL_BAD_CERT_ID, NULL, "CertPoll names another issuer than this CA%s", NULL);
+        goto out;
+    }
+    int found = store_ca_request_find_subject(c->srv->store, c->m->transaction_id, subject_text, &rq, &err);
+    if (found < 0) {
+        log_error("%s: %s", c->peer, err.detail);
+        fail(r, SCEP_FAIL_BAD_REQUEST, NULL, "the request could not be looked up%s", NULL);
+    } else if (found != 0) {
+        fail(r, SCEP_FAIL_BAD_CERT_ID, NULL, "no request has this transactionID and subject %s",
+             subject_text);
+    } else {
         reply_for_request(c, &rq, r);
+    }
 out:
     store_ca_request_clear(&rq);
     X509_NAME_free(issuer);

@@ -31,7 +31,8 @@ static const char *const schema[] = {
     "CREATE TABLE IF NOT EXISTS requests (id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " transaction_id TEXT NOT NULL, subject TEXT NOT NULL, status INTEGER NOT NULL,"
     " renewal INTEGER NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
-    " serial TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '', csr BLOB NOT NULL)",
+    " serial TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '', csr BLOB NOT NULL,"
+    " message_type INTEGER NOT NULL DEFAULT 0, signer TEXT NOT NULL DEFAULT '')",
     "CREATE INDEX IF NOT EXISTS requests_tid ON requests (transaction_id)",
     "CREATE TABLE IF NOT EXISTS otps (hash TEXT PRIMARY KEY, created_at INTEGER NOT NULL,"
     " expires_at INTEGER NOT NULL, used_at INTEGER NOT NULL DEFAULT 0)",
@@ -158,6 +159,16 @@ static int check_schema(store_ca *s, util_error *err)
     sqlite3_finalize(st);
     if (version == STORE_CA_SCHEMA_VERSION)
         return 0;
+    if (version == 1) {
+        /* version 2 records who sent each request, so a resend can be told
+         * from a new request with the same transactionID */
+        if (exec(s, "ALTER TABLE requests ADD COLUMN message_type INTEGER NOT NULL DEFAULT 0", err) != 0 ||
+            exec(s, "ALTER TABLE requests ADD COLUMN signer TEXT NOT NULL DEFAULT ''", err) != 0 ||
+            prepare(s, "UPDATE schema_version SET version = ?", &st, err) != 0)
+            return -1;
+        sqlite3_bind_int(st, 1, STORE_CA_SCHEMA_VERSION);
+        return step_done(s, st, err);
+    }
     if (version != -1)
         return util_error_set(err, STORE_ERR, "scepca database has schema version %d, this scepca knows %d",
                               version, STORE_CA_SCHEMA_VERSION);
@@ -417,7 +428,10 @@ const char *store_ca_request_status_name(store_ca_request_status st)
     return "unknown";
 }
 
-#define REQUEST_COLUMNS "id, transaction_id, subject, status, renewal, created_at, updated_at, serial, reason"
+#define REQUEST_COLUMNS                                                                                      \
+    "id, transaction_id, subject, status, renewal, created_at, updated_at, serial, reason, message_type, "   \
+    "signer"
+#define REQUEST_CSR_COLUMN 11
 
 static void read_request_row(sqlite3_stmt *st, store_ca_request *r)
 {
@@ -431,6 +445,8 @@ static void read_request_row(sqlite3_stmt *st, store_ca_request *r)
     r->updated_at = sqlite3_column_int64(st, 6);
     copy_text(r->serial, sizeof r->serial, st, 7);
     copy_text(r->reason, sizeof r->reason, st, 8);
+    r->message_type = sqlite3_column_int(st, 9);
+    copy_text(r->signer, sizeof r->signer, st, 10);
 }
 
 static int insert_request(store_ca *s, store_ca_request *r, util_error *err)
@@ -438,7 +454,8 @@ static int insert_request(store_ca *s, store_ca_request *r, util_error *err)
     sqlite3_stmt *st = NULL;
     if (prepare(s,
                 "INSERT INTO requests (transaction_id, subject, status, renewal, created_at,"
-                " updated_at, serial, reason, csr) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " updated_at, serial, reason, csr, message_type, signer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                "?, ?)",
                 &st, err) != 0)
         return -1;
     sqlite3_bind_text(st, 1, r->transaction_id, -1, SQLITE_TRANSIENT);
@@ -450,6 +467,8 @@ static int insert_request(store_ca *s, store_ca_request *r, util_error *err)
     sqlite3_bind_text(st, 7, r->serial, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 8, r->reason, -1, SQLITE_TRANSIENT);
     sqlite3_bind_blob(st, 9, r->csr_der ? (const void *)r->csr_der : "", (int)r->csr_len, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 10, r->message_type);
+    sqlite3_bind_text(st, 11, r->signer, -1, SQLITE_TRANSIENT);
     if (step_done(s, st, err) != 0)
         return -1;
     r->id = sqlite3_last_insert_rowid(s->db);
@@ -476,8 +495,8 @@ static int request_query(store_ca *s, const char *sql, sqlite3_stmt *st, store_c
     int rc = sqlite3_step(st), result = 1;
     if (rc == SQLITE_ROW) {
         read_request_row(st, out);
-        const void *blob = sqlite3_column_blob(st, 9);
-        int n = sqlite3_column_bytes(st, 9);
+        const void *blob = sqlite3_column_blob(st, REQUEST_CSR_COLUMN);
+        int n = sqlite3_column_bytes(st, REQUEST_CSR_COLUMN);
         out->csr_der = malloc(n > 0 ? (size_t)n : 1);
         if (!out->csr_der) {
             result = util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
@@ -513,6 +532,35 @@ int store_ca_request_find(store_ca *s, const char *transaction_id, store_ca_requ
         return -1;
     sqlite3_bind_text(st, 1, transaction_id, -1, SQLITE_TRANSIENT);
     return request_query(s, "find request", st, out, err);
+}
+
+int store_ca_request_find_sender(store_ca *s, const char *transaction_id, int message_type,
+                                 const char *signer, store_ca_request *out, util_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    if (prepare(s,
+                "SELECT " REQUEST_COLUMNS ", csr FROM requests WHERE transaction_id = ?"
+                " AND message_type = ? AND signer = ? ORDER BY id DESC LIMIT 1",
+                &st, err) != 0)
+        return -1;
+    sqlite3_bind_text(st, 1, transaction_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 2, message_type);
+    sqlite3_bind_text(st, 3, signer, -1, SQLITE_TRANSIENT);
+    return request_query(s, "find request by sender", st, out, err);
+}
+
+int store_ca_request_find_subject(store_ca *s, const char *transaction_id, const char *subject,
+                                  store_ca_request *out, util_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    if (prepare(s,
+                "SELECT " REQUEST_COLUMNS ", csr FROM requests WHERE transaction_id = ?"
+                " AND subject = ? ORDER BY id DESC LIMIT 1",
+                &st, err) != 0)
+        return -1;
+    sqlite3_bind_text(st, 1, transaction_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, subject, -1, SQLITE_TRANSIENT);
+    return request_query(s, "find request by subject", st, out, err);
 }
 
 void store_ca_request_clear(store_ca_request *r)
