@@ -148,6 +148,15 @@ code=$(curl -s -o "$WORK/post.body" -w '%{http_code}' --data-binary @/dev/null \
 expect_exit 0 "ndes2012r2: enroll --method auto uses GET" \
     "$SCEPCTL" enroll -u "$URL" --cn iis-2 --challenge pw --key-out "$WORK/i2.key" --cert-out "$WORK/i2.crt"
 stop_server
+start_server iis2012-limit --dir "$D" --profile ndes2012r2 --challenge pw
+URL=$URL_BASE/certsrv/mscep/mscep.dll
+expect_exit 4 "ndes2012r2 with the default maxQueryString: POST refused, then the GET is too long" \
+    "$SCEPCTL" enroll -u "$URL" --cn iis-3 --challenge pw --method post \
+    --key-out "$WORK/i3.key" --cert-out "$WORK/i3.crt"
+expect_error http_url_too_long_post_refused "ndes2012r2: GET too long after POST"
+grep -q "^remedy:.*POST\|--method" "$WORK/last.err" && not_ok "the hint suggests POST after POST failed" ||
+    ok "the hint does not suggest POST after POST failed"
+stop_server
 start_server iis2008 --dir "$D" --profile ndes2008r2 --challenge pw
 URL=$URL_BASE/certsrv/mscep/mscep.dll
 code=$(curl -s -o /dev/null -w '%{http_code}' --data-binary x "$URL?operation=PKIOperation")
