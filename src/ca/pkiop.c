@@ -318,24 +318,6 @@ static bool signer_allowed(op_ctx *c, X509_REQ *req, bool *renewal, reply *r)
     return password_allowed(c, req, r);
 }
 
-/* Who sent a request, for resend detection. A self-signed signer proves
- * only that the sender holds its key, and clients (scepd after a restart,
- * certmonger) make a new one for the same key: the key is the sender. A
- * certificate of this CA (a renewal) is the sender itself. */
-static int signer_identity(X509 *signer, char out[72], util_error *err)
-{
-    char hex[65];
-    if (crypto_issue_self_signed(signer)) {
-        if (scep_transaction_id(X509_get0_pubkey(signer), hex, err) != 0)
-            return -1;
-        snprintf(out, 72, "key:%s", hex);
-    } else {
-        crypto_cert_fingerprint(signer, EVP_sha256(), hex, sizeof hex, false);
-        snprintf(out, 72, "cert:%s", hex);
-    }
-    return 0;
-}
-
 static void handle_enroll(op_ctx *c, reply *r)
 {
     const unsigned char *p = c->data;
@@ -352,15 +334,14 @@ static void handle_enroll(op_ctx *c, reply *r)
         fail(r, SCEP_FAIL_BAD_MESSAGE_CHECK, NULL, "%s", err.detail);
         goto out;
     }
-    /* A resend has the same message type, signer and CSR: answer it as a poll
-     * would. The same sender reusing the transactionID for another CSR is an
-     * error; anything else (a renewal with the same key, a RenewalReq after a
-     * PKCSReq) is a new request. */
+    /* A resend has the same message type, signer certificate and CSR: answer
+     * it as a poll would. The same signer certificate reusing the
+     * transactionID for another CSR is an error. Anything else is a new
+     * request: a renewal with the same key, a RenewalReq after a PKCSReq, or
+     * a client that makes a new self-signed certificate for a key it used
+     * before (certmonger's resubmit). */
     char signer[72];
-    if (signer_identity(c->m->signer, signer, &err) != 0) {
-        fail(r, SCEP_FAIL_BAD_MESSAGE_CHECK, NULL, "%s", err.detail);
-        goto out;
-    }
+    crypto_cert_fingerprint(c->m->signer, EVP_sha256(), signer, sizeof signer, false);
     int found = store_ca_request_find_sender(c->srv->store, c->m->transaction_id, (int)c->m->type, signer,
                                              &prev, &err);
     if (found < 0) {

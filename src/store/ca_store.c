@@ -555,7 +555,8 @@ int store_ca_request_find_subject(store_ca *s, const char *transaction_id, const
     sqlite3_stmt *st = NULL;
     if (prepare(s,
                 "SELECT " REQUEST_COLUMNS ", csr FROM requests WHERE transaction_id = ?"
-                " AND subject = ? ORDER BY id DESC LIMIT 1",
+                " AND subject = ? ORDER BY CASE status WHEN 1 THEN 0 WHEN 0 THEN 1 ELSE 2 END, id DESC"
+                " LIMIT 1",
                 &st, err) != 0)
         return -1;
     sqlite3_bind_text(st, 1, transaction_id, -1, SQLITE_TRANSIENT);

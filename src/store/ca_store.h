@@ -90,7 +90,7 @@ typedef struct store_ca_request {
     uint8_t *csr_der; /* owned when read back */
     size_t csr_len;
     int message_type; /* scep_message_type of the request that created the row */
-    char signer[72];  /* who signed it: "key:HEX" (self-signed) or "cert:HEX" */
+    char signer[72];  /* SHA-256 hex of the signer certificate */
 } store_ca_request;
 
 /* Records a request; with cert (status ISSUED) also the certificate, in the
@@ -106,8 +106,9 @@ int store_ca_request_find(store_ca *s, const char *transaction_id, store_ca_requ
  * message type and signer (a resend, when the CSR is also the same). */
 int store_ca_request_find_sender(store_ca *s, const char *transaction_id, int message_type,
                                  const char *signer, store_ca_request *out, util_error *err) MUST_CHECK;
-/* The newest request with this transactionID and subject (one-line form of
- * crypto_name_oneline), as a CertPoll names it. */
+/* The request a CertPoll names by transactionID and subject (one-line form
+ * of crypto_name_oneline). A key used twice has several: an issued one
+ * first, then a pending one, then the newest. */
 int store_ca_request_find_subject(store_ca *s, const char *transaction_id, const char *subject,
                                   store_ca_request *out, util_error *err) MUST_CHECK;
 void store_ca_request_clear(store_ca_request *r);
