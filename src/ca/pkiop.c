@@ -335,11 +335,11 @@ static void handle_enroll(op_ctx *c, reply *r)
         goto out;
     }
     /* A resend has the same message type, signer certificate and CSR: answer
-     * it as a poll would. The same signer certificate reusing the
-     * transactionID for another CSR is an error. Anything else is a new
-     * request: a renewal with the same key, a RenewalReq after a PKCSReq, or
-     * a client that makes a new self-signed certificate for a key it used
-     * before (certmonger's resubmit). */
+     * it as a poll would. Another CSR from the same signer under the
+     * transactionID of a request still pending is an error: one transaction
+     * cannot carry two requests. Anything else is a new request: a renewal
+     * with the same key, a RenewalReq after a PKCSReq, a new CSR for a key
+     * whose earlier request was issued or rejected (certmonger's resubmit). */
     char signer[72];
     crypto_cert_fingerprint(c->m->signer, EVP_sha256(), signer, sizeof signer, false);
     int found = store_ca_request_find_sender(c->srv->store, c->m->transaction_id, (int)c->m->type, signer,
@@ -353,11 +353,12 @@ static void handle_enroll(op_ctx *c, reply *r)
         reply_for_request(c, &prev, r);
         goto out;
     }
-    if (found == 0) {
+    if (found == 0 && prev.status == STORE_CA_PENDING) {
         log_warn("%s: transactionID %s reused for a different CSR (request %lld)", c->peer,
                  c->m->transaction_id, (long long)prev.id);
         fail(r, SCEP_FAIL_BAD_REQUEST, HR_INVALID_ARG,
-             "transactionID %s was already used for a different CSR from this signer", c->m->transaction_id);
+             "transactionID %s belongs to a pending request with a different CSR from this signer",
+             c->m->transaction_id);
         goto out;
     }
     if (!signer_allowed(c, req, &renewal, r))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scepca tells a resend from a new request with the same transactionID: a
 # resend has the same message type, signer certificate and CSR; the same
-# signer with another CSR is refused (badRequest); a key used again under a
+# signer with another CSR is refused (badRequest) while the first request is
+# pending, and a new request once it is finished; a key used again under a
 # new self-signed certificate, and a renewal with the same key, are new
 # requests; a RenewalReq to ndes2016 is refused even when the CSR is the
 # earlier one's. CertPoll finds the request named by issuer and subject, the
@@ -69,6 +70,13 @@ grep -q "reused for a different CSR" "$SRV_LOG" && ok "the server log says the t
     not_ok "no 'reused' line in the server log"
 [ "$(requests "$D")" = 3 ] && ok "the refused request is not recorded" || not_ok "requests: $(requests "$D")"
 expect_exit 3 "polling the renewal is pending" "$SCEPCTL" poll --state "$WORK/s3" --poll-count 0
+ID=$("$SCEPCA" list --dir "$D" --pending | sed -n 's/^request \([0-9]*\) .*CN=resend-b.*/\1/p')
+check "reject request $ID" "$SCEPCA" reject --dir "$D" "$ID"
+expect_exit 1 "polling the rejected renewal: FAILURE" "$SCEPCTL" poll --state "$WORK/s3" --poll-count 0
+expect_exit 3 "once the request is rejected, another CSR under its transactionID is a new request" \
+    "$SCEPCTL" renew -u "$U" --key "$WORK/k1.pem" --cert "$WORK/c1.first" --reuse-key --cn resend-c \
+    --key-out "$WORK/k4.pem" --cert-out "$WORK/c4.pem" --poll-count 0
+[ "$(requests "$D")" = 4 ] && ok "the new request is recorded" || not_ok "requests: $(requests "$D")"
 kill "$REC_PID" 2>/dev/null
 wait "$REC_PID" 2>/dev/null
 stop_server
