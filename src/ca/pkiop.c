@@ -394,6 +394,17 @@ out:
     X509_REQ_free(req);
 }
 
+/* The issuer a CertPoll names: RFC 8894 says the CA's name; strongSwan's
+ * pki sends the RA certificate's subject, as it does to NDES. */
+static bool names_this_ca(const ca_server *srv, const X509_NAME *issuer)
+{
+    X509 *known[] = {srv->ca_cert, srv->ra_enc_cert, srv->ra_sign_cert};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (known[i] && X509_NAME_cmp(issuer, X509_get_subject_name(known[i])) == 0)
+            return true;
+    return false;
+}
+
 static void handle_poll(op_ctx *c, reply *r)
 {
     X509_NAME *issuer = NULL, *subject = NULL;
@@ -406,8 +417,8 @@ static void handle_poll(op_ctx *c, reply *r)
     }
     char subject_text[512];
     crypto_name_oneline(subject, subject_text, sizeof subject_text);
-    if (X509_NAME_cmp(issuer, X509_get_subject_name(c->srv->ca_cert)) != 0) {
-        fail(r, SCEP_FAIL_BAD_CERT_ID, NULL, "CertPoll names another issuer than this CA%s", NULL);
+    if (!names_this_ca(c->srv, issuer)) {
+        fail(r, SCEP_FAIL_BAD_CERT_ID, NULL, "CertPoll names another issuer than this CA or its RA%s", NULL);
         goto out;
     }
     int found = store_ca_request_find_subject(c->srv->store, c->m->transaction_id, subject_text, &rq, &err);

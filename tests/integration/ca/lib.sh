@@ -67,7 +67,7 @@ stop_server() {
 
 cleanup() {
     for p in $T_PIDS; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-    rm -rf "$WORK"
+    if [ "${KEEP_TMP:-}" = 1 ]; then echo "# kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 
