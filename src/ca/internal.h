@@ -67,6 +67,8 @@ typedef struct ca_issue_input {
     bool renewal;
     int64_t pending_id;
     int validity_days;
+    int message_type;   /* of the pkiMessage, recorded to recognise a resend */
+    const char *signer; /* SHA-256 hex of the signer certificate, same purpose */
 } ca_issue_input;
 
 int ca_issue(store_ca *store, X509 *ca_cert, EVP_PKEY *ca_key, const ca_issue_input *in, time_t now,

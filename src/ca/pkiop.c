@@ -334,16 +334,44 @@ static void handle_enroll(op_ctx *c, reply *r)
         fail(r, SCEP_FAIL_BAD_MESSAGE_CHECK, NULL, "%s", err.detail);
         goto out;
     }
-    /* the same request again (a retransmission): answer as a poll would */
-    if (store_ca_request_find(c->srv->store, c->m->transaction_id, &prev, &err) == 0 &&
-        prev.csr_len == c->data_len && memcmp(prev.csr_der, c->data, c->data_len) == 0) {
+    /* A resend has the same message type, signer certificate and CSR: answer
+     * it as a poll would. Another CSR from the same signer under the
+     * transactionID of a request still pending is an error: one transaction
+     * cannot carry two requests. Anything else is a new request: a renewal
+     * with the same key, a RenewalReq after a PKCSReq, a new CSR for a key
+     * whose earlier request was issued or rejected (certmonger's resubmit). */
+    char signer[72];
+    crypto_cert_fingerprint(c->m->signer, EVP_sha256(), signer, sizeof signer, false);
+    int found = store_ca_request_find_sender(c->srv->store, c->m->transaction_id, (int)c->m->type, signer,
+                                             &prev, &err);
+    if (found < 0) {
+        log_error("%s: %s", c->peer, err.detail);
+        fail(r, SCEP_FAIL_BAD_REQUEST, NULL, "the request could not be checked%s", NULL);
+        goto out;
+    }
+    if (found == 0 && prev.csr_len == c->data_len && memcmp(prev.csr_der, c->data, c->data_len) == 0) {
         reply_for_request(c, &prev, r);
+        goto out;
+    }
+    if (found == 0 && prev.status == STORE_CA_PENDING) {
+        log_warn("%s: transactionID %s reused for a different CSR (request %lld)", c->peer,
+                 c->m->transaction_id, (long long)prev.id);
+        fail(r, SCEP_FAIL_BAD_REQUEST, HR_INVALID_ARG,
+             "transactionID %s belongs to a pending request with a different CSR from this signer",
+             c->m->transaction_id);
         goto out;
     }
     if (!signer_allowed(c, req, &renewal, r))
         goto out;
-    ca_issue_input in = {
-        req, c->data, c->data_len, c->m->transaction_id, renewal, 0, c->srv->cfg->validity_days};
+    ca_issue_input in = {req,
+                         c->data,
+                         c->data_len,
+                         c->m->transaction_id,
+                         renewal,
+                         0,
+                         c->srv->cfg->validity_days,
+                         (int)c->m->type,
+                         signer};
     if (c->srv->cfg->pending || c->faults.on[CA_FAULT_PENDING_FOREVER]) {
         int64_t id = 0;
         if (ca_defer(c->srv->store, &in, c->now, &id, &err) != 0) {
@@ -366,6 +394,17 @@ out:
     X509_REQ_free(req);
 }
 
+/* The issuer a CertPoll names: RFC 8894 says the CA's name; strongSwan's
+ * pki sends the RA certificate's subject, as it does to NDES. */
+static bool names_this_ca(const ca_server *srv, const X509_NAME *issuer)
+{
+    X509 *known[] = {srv->ca_cert, srv->ra_enc_cert, srv->ra_sign_cert};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (known[i] && X509_NAME_cmp(issuer, X509_get_subject_name(known[i])) == 0)
+            return true;
+    return false;
+}
+
 static void handle_poll(op_ctx *c, reply *r)
 {
     X509_NAME *issuer = NULL, *subject = NULL;
@@ -376,11 +415,22 @@ static void handle_poll(op_ctx *c, reply *r)
              NULL);
         goto out;
     }
-    int found = store_ca_request_find(c->srv->store, c->m->transaction_id, &rq, &err);
-    if (found != 0)
-        fail(r, SCEP_FAIL_BAD_CERT_ID, NULL, "no request has transactionID %s", c->m->transaction_id);
-    else
+    char subject_text[512];
+    crypto_name_oneline(subject, subject_text, sizeof subject_text);
+    if (!names_this_ca(c->srv, issuer)) {
+        fail(r, SCEP_FAIL_BAD_CERT_ID, NULL, "CertPoll names another issuer than this CA or its RA%s", NULL);
+        goto out;
+    }
+    int found = store_ca_request_find_subject(c->srv->store, c->m->transaction_id, subject_text, &rq, &err);
+    if (found < 0) {
+        log_error("%s: %s", c->peer, err.detail);
+        fail(r, SCEP_FAIL_BAD_REQUEST, NULL, "the request could not be looked up%s", NULL);
+    } else if (found != 0) {
+        fail(r, SCEP_FAIL_BAD_CERT_ID, NULL, "no request has this transactionID and subject %s",
+             subject_text);
+    } else {
         reply_for_request(c, &rq, r);
+    }
 out:
     store_ca_request_clear(&rq);
     X509_NAME_free(issuer);

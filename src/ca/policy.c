@@ -117,6 +117,8 @@ static void fill_request(store_ca_request *r, const ca_issue_input *in, int stat
     r->created_at = r->updated_at = now;
     r->csr_der = (uint8_t *)in->csr_der;
     r->csr_len = in->csr_len;
+    r->message_type = in->message_type;
+    snprintf(r->signer, sizeof r->signer, "%s", in->signer ? in->signer : "");
 }
 
 int ca_issue(store_ca *store, X509 *ca_cert, EVP_PKEY *ca_key, const ca_issue_input *in, time_t now,

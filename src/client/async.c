@@ -105,7 +105,8 @@ static void on_response(void *arg, int rc, http_response *resp, const util_error
             return;
         }
         if (client_check_http(resp, op->step == STEP_POST ? "PKIOperation (POST)" : "PKIOperation (GET)",
-                              op->step == STEP_GET ? op->query_len : 0, &err) != 0) {
+                              op->step == STEP_GET ? op->query_len : 0,
+                              op->step == STEP_GET && op->t->choice.post, &err) != 0) {
             done(op, -1, &err);
             return;
         }

@@ -47,8 +47,10 @@ static bool is_html(const http_response *r)
             (strncasecmp((char *)r->body, "<!DOC", 5) == 0 || strncasecmp((char *)r->body, "<html", 5) == 0));
 }
 
-/* Judges an HTTP reply to a SCEP operation; query_len > 0 for GETs. */
-static int check_http(const http_response *r, const char *operation, size_t query_len, util_error *err)
+/* Judges an HTTP reply to a SCEP operation; query_len > 0 for GETs;
+ * post_refused when the GET is the fallback after a refused POST. */
+static int check_http(const http_response *r, const char *operation, size_t query_len, bool post_refused,
+                      util_error *err)
 {
     if (r->status == 200) {
         if (r->body_len == 0)
@@ -58,6 +60,12 @@ static int check_http(const http_response *r, const char *operation, size_t quer
                                   r->content_type ? r->content_type : "text/html");
         return 0;
     }
+    if ((r->status == 404 || r->status == 414 || r->status == 400) && query_len > IIS_MAX_QUERY_STRING &&
+        post_refused)
+        return util_error_set(err, UTIL_ERR_HTTP_URL_TOO_LONG_POST_REFUSED,
+                              "%s: HTTP %ld for a GET with %zu characters of query string, after the server "
+                              "refused the POST",
+                              operation, r->status, query_len);
     if ((r->status == 404 || r->status == 414 || r->status == 400) && query_len > IIS_MAX_QUERY_STRING)
         return util_error_set(err, UTIL_ERR_HTTP_URL_TOO_LONG,
                               "%s: HTTP %ld for a GET with %zu characters of query string", operation,
@@ -153,7 +161,7 @@ int client_ca_handle(const client_config *cfg, client_server *srv, const http_re
                      util_error *err)
 {
     scep_ca_certs *ca = NULL;
-    if (check_http(resp, "GetCACert", 0, err) != 0 ||
+    if (check_http(resp, "GetCACert", 0, false, err) != 0 ||
         scep_ca_certs_parse(resp->body, resp->body_len, &ca, err) != 0)
         return -1;
     if (cfg->ca_fingerprint && !crypto_cert_matches_fingerprint(ca->ca, cfg->ca_fingerprint)) {
@@ -196,7 +204,7 @@ int client_get_next_ca(const client_config *cfg, const client_server *srv, STACK
     int rc = -1;
     if (get_operation(cfg, "GetNextCACert", cfg->ca_identifier, &resp, err) != 0)
         return -1;
-    if (check_http(&resp, "GetNextCACert", 0, err) != 0)
+    if (check_http(&resp, "GetNextCACert", 0, false, err) != 0)
         goto out;
     if (scep_pki_message_parse(resp.body, resp.body_len, srv->ca->all, &m, err) != 0)
         goto out;
@@ -260,9 +268,10 @@ bool client_post_needs_get(const http_response *resp)
     return (resp->status == 200 && resp->body_len == 0) || resp->status == 405;
 }
 
-int client_check_http(const http_response *resp, const char *operation, size_t query_len, util_error *err)
+int client_check_http(const http_response *resp, const char *operation, size_t query_len, bool post_refused,
+                      util_error *err)
 {
-    return check_http(resp, operation, query_len, err);
+    return check_http(resp, operation, query_len, post_refused, err);
 }
 
 /* POST when chosen; GET otherwise, or when a POST gets an empty 200 (NDES
@@ -279,7 +288,7 @@ static int transmit(const client_config *cfg, bool post, const uint8_t *msg, siz
         if (rc != 0)
             return -1;
         if (!client_post_needs_get(resp))
-            return check_http(resp, "PKIOperation (POST)", 0, err);
+            return check_http(resp, "PKIOperation (POST)", 0, false, err);
         if (cfg->verbose)
             log_info("POST answered HTTP %ld%s; retrying with GET", resp->status,
                      resp->body_len ? "" : " with an empty body");
@@ -293,7 +302,7 @@ static int transmit(const client_config *cfg, bool post, const uint8_t *msg, siz
     free(url);
     if (rc != 0)
         return -1;
-    return check_http(resp, "PKIOperation (GET)", query_len, err);
+    return check_http(resp, "PKIOperation (GET)", query_len, post, err);
 }
 
 static STACK_OF(X509) * expected_signers(const scep_ca_certs *ca)

@@ -129,7 +129,8 @@ int client_poll(const client_config *cfg, const client_server *srv, const client
 void client_caps_handle(client_server *srv, const http_response *resp); /* resp NULL: closed */
 int client_ca_handle(const client_config *cfg, client_server *srv, const http_response *resp, time_t now,
                      util_error *err) MUST_CHECK;
-int client_check_http(const http_response *resp, const char *operation, size_t query_len,
+/* post_refused: the reply is to the GET sent after the server refused a POST. */
+int client_check_http(const http_response *resp, const char *operation, size_t query_len, bool post_refused,
                       util_error *err) MUST_CHECK;
 int client_pki_prepare(const client_server *srv, const client_transaction *t, int type,
                        const uint8_t *message_data, size_t message_data_len, time_t now,

@@ -56,6 +56,7 @@ enum {
     OPT_TEMPLATE,
     OPT_EMAIL,
     OPT_MARKDOWN,
+    OPT_DECIMAL,
 };
 
 static const struct option long_options[] = {
@@ -94,6 +95,7 @@ static const struct option long_options[] = {
     {"reuse-key", no_argument, NULL, OPT_REUSE_KEY},
     {"mode", required_argument, NULL, OPT_MODE},
     {"serial", required_argument, NULL, OPT_SERIAL},
+    {"decimal", no_argument, NULL, OPT_DECIMAL},
     {"signer", required_argument, NULL, OPT_SIGNER},
     {"tls-ca", required_argument, NULL, OPT_TLS_CA},
     {"tls-pin", required_argument, NULL, OPT_TLS_PIN},
@@ -191,6 +193,7 @@ static int parse_option(options *o, int c, const char *arg, util_error *err)
     case OPT_REUSE_KEY: o->reuse_key = true; break;
     case OPT_MODE: o->mode = arg; break;
     case OPT_SERIAL: o->serial = arg; break;
+    case OPT_DECIMAL: o->decimal = true; break;
     case OPT_SIGNER: o->signer = arg; break;
     case OPT_TLS_CA: o->cfg.http.ca_file = arg; break;
     case OPT_TLS_PIN:
@@ -586,22 +589,15 @@ static int signed_query(options *o, int type, client_result *r, util_error *err)
     if (need(o->cfg.url, "-u URL", err) || need(o->key, "--key", err) || need(o->cert, "--cert", err) ||
         need(o->out, "-o", err) || (type == SCEP_MSG_GETCERT && need(o->serial, "--serial", err)))
         return -1;
+    /* a malformed serial is a usage error before anything is sent */
+    if (type == SCEP_MSG_GETCERT && crypto_serial_parse(o->serial, o->decimal, &serial, err) != 0)
+        return -1;
     if (crypto_key_load_file(o->key, &s.txn.signer_key, err) != 0 ||
         crypto_cert_load_file(o->cert, &s.txn.signer_cert, err) != 0 ||
         client_discover(&o->cfg, &s.server, time(NULL), err) != 0)
         goto out;
     client_choose(&o->cfg, &s.server, &s.txn.choice);
     if (type == SCEP_MSG_GETCERT) {
-        BIGNUM *bn = NULL;
-        const char *hex = o->serial;
-        int ok = (!strncasecmp(hex, "0x", 2) ? BN_hex2bn(&bn, hex + 2) : BN_dec2bn(&bn, hex)) > 0;
-        serial = ok ? BN_to_ASN1_INTEGER(bn, NULL) : NULL;
-        BN_free(bn);
-        if (!serial) {
-            util_error_set(err, UTIL_ERR_USAGE, "--serial \"%s\" is not a decimal or 0x-hex number",
-                           o->serial);
-            goto out;
-        }
         if (scep_issuer_and_serial_encode(X509_get_subject_name(s.server.ca->ca), serial, &data, &len, err) !=
             0)
             goto out;
@@ -629,16 +625,39 @@ out:
     return rc;
 }
 
+/* The certificate in the reply whose serial is the one asked for; a
+ * GetCert reply may also carry the CA and other certificates. */
+static X509 *asked_cert(const options *o, STACK_OF(X509) * chain)
+{
+    ASN1_INTEGER *want = NULL;
+    util_error ignored = {0};
+    X509 *found = NULL;
+    if (crypto_serial_parse(o->serial, o->decimal, &want, &ignored) != 0)
+        return NULL;
+    for (int i = 0; chain && i < sk_X509_num(chain) && !found; i++)
+        if (ASN1_INTEGER_cmp(X509_get0_serialNumber(sk_X509_value(chain, i)), want) == 0)
+            found = sk_X509_value(chain, i);
+    ASN1_INTEGER_free(want);
+    return found;
+}
+
 static int cmd_getcert(options *o, util_error *err)
 {
     client_result r = {0};
+    STACK_OF(X509) *one = NULL;
     int rc = signed_query(o, SCEP_MSG_GETCERT, &r, err);
-    if (rc == 0 && (!r.chain || sk_X509_num(r.chain) == 0))
-        rc = util_error_set(err, UTIL_ERR_RESPONSE_NO_CERT, "the reply holds no certificate");
+    X509 *cert = rc == 0 ? asked_cert(o, r.chain) : NULL;
+    if (rc == 0 && !cert)
+        rc = util_error_set(err, UTIL_ERR_RESPONSE_NO_CERT,
+                            "the reply holds %d certificate(s), none with serial %s",
+                            r.chain ? sk_X509_num(r.chain) : 0, o->serial);
+    if (rc == 0 && (!(one = sk_X509_new_null()) || !sk_X509_push(one, cert)))
+        rc = util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
     if (rc == 0) {
-        print_cert_line(sk_X509_value(r.chain, 0), "certificate");
-        rc = crypto_certs_write_file(o->out, r.chain, err);
+        print_cert_line(cert, "certificate");
+        rc = crypto_certs_write_file(o->out, one, err);
     }
+    sk_X509_free(one); /* the certificate belongs to r.chain */
     client_result_clear(&r);
     return rc;
 }
@@ -699,7 +718,7 @@ static const struct command {
      "renew     -u URL --key OLD.key --cert OLD.crt [--new-key-type T | --reuse-key]\n"
      "                    [--mode auto|renewalreq|pkcsreq] [--challenge PW] --key-out K --cert-out C"},
     {"poll", cmd_poll, "poll      --state FILE [--poll-interval S --poll-count N]"},
-    {"getcert", cmd_getcert, "getcert   -u URL --key K --cert C --serial N -o OUT.pem"},
+    {"getcert", cmd_getcert, "getcert   -u URL --key K --cert C --serial HEX [--decimal] -o OUT.pem"},
     {"getcrl", cmd_getcrl, "getcrl    -u URL --key K --cert C -o OUT.crl"},
     {"getnextca", cmd_getnextca, "getnextca -u URL -o OUT.pem"},
     {"inspect", scepctl_inspect, "inspect   FILE [--signer CERT.pem] [--key KEY.pem]"},

@@ -14,7 +14,7 @@ typedef struct options {
     const char *ekus[CRYPTO_MAX_EKUS];
     size_t eku_count;
     long poll_interval, poll_count;
-    bool reuse_key, markdown, help;
+    bool reuse_key, markdown, help, decimal;
     const char *positional;
 } options;
 

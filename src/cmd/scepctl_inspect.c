@@ -1,7 +1,9 @@
 /* scepctl inspect: decode any SCEP message for troubleshooting. */
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cmd/scepctl.h"
@@ -170,6 +172,92 @@ static void print_message(const scep_pki_message *m)
         print_name("signer:", X509_get_subject_name(m->signer));
 }
 
+/* PEM input (any label) becomes its DER; DER input is left as it is. */
+static int pem_to_der(uint8_t **data, size_t *len, char label[64], util_error *err)
+{
+    label[0] = '\0';
+    if (*len < 11 || memcmp(*data, "-----BEGIN", 10) != 0)
+        return 0;
+    BIO *bio = BIO_new_mem_buf(*data, (int)*len);
+    char *name = NULL, *header = NULL;
+    unsigned char *der = NULL;
+    long der_len = 0;
+    int rc = -1;
+    if (!bio || !PEM_read_bio(bio, &name, &header, &der, &der_len) || der_len <= 0) {
+        util_error_ossl(err, UTIL_ERR_INPUT_FILE, "the PEM block could not be decoded");
+        goto out;
+    }
+    uint8_t *copy = malloc((size_t)der_len);
+    if (!copy) {
+        util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+        goto out;
+    }
+    memcpy(copy, der, (size_t)der_len);
+    free(*data);
+    *data = copy;
+    *len = (size_t)der_len;
+    snprintf(label, 64, "%s", name);
+    rc = 0;
+out:
+    OPENSSL_free(name);
+    OPENSSL_free(header);
+    OPENSSL_free(der);
+    BIO_free(bio);
+    return rc;
+}
+
+/* A bare certificate: what GetCACert returns as application/x-x509-ca-cert. */
+static bool print_if_certificate(const uint8_t *data, size_t len)
+{
+    const unsigned char *p = data;
+    X509 *x = d2i_X509(NULL, &p, (long)len);
+    if (!x || p != data + len) {
+        X509_free(x);
+        ERR_clear_error();
+        return false;
+    }
+    crypto_cert_info info;
+    crypto_cert_info_get(x, &info);
+    printf("%-16s X.509 certificate%s\n",
+           "type:", info.is_ca ? " of a CA (a GetCACert reply, application/x-x509-ca-cert)" : "");
+    printf("%-16s %s\n%-16s %s\n%-16s %s\n%-16s %s\n", "subject:", info.subject, "issuer:", info.issuer,
+           "serial:", info.serial, "key:", info.key);
+    printf("%-16s %s\n%-16s %s\n", "key usage:", info.key_usage[0] ? info.key_usage : "(absent)",
+           "sha256:", info.sha256);
+    X509_free(x);
+    return true;
+}
+
+/* A SignedData without signers: what GetCACert returns with RA certificates
+ * (application/x-x509-ca-ra-cert), GetNextCACert's content, or the inner
+ * part of a CertRep. */
+static bool print_if_certs_only(const uint8_t *data, size_t len)
+{
+    STACK_OF(X509) *certs = NULL;
+    STACK_OF(X509_CRL) *crls = NULL;
+    util_error ignored;
+    if (scep_certs_only_parse(data, len, &certs, &crls, &ignored) != 0) {
+        ERR_clear_error();
+        return false;
+    }
+    printf("%-16s certs-only SignedData (degenerate PKCS#7): %d certificate(s), %d CRL(s); the form of a "
+           "GetCACert reply with RA certificates (application/x-x509-ca-ra-cert)\n",
+           "type:", certs ? sk_X509_num(certs) : 0, crls ? sk_X509_CRL_num(crls) : 0);
+    print_certs("certificates:", certs);
+    util_x509_stack_free(certs);
+    util_crl_stack_free(crls);
+    return true;
+}
+
+/* Whether one of the --signer certificates signed the message. */
+static bool signed_by_given(const scep_pki_message *m, STACK_OF(X509) * signers)
+{
+    for (int i = 0; m->signer && i < sk_X509_num(signers); i++)
+        if (X509_cmp(m->signer, sk_X509_value(signers, i)) == 0)
+            return true;
+    return false;
+}
+
 int scepctl_inspect(options *o, util_error *err)
 {
     uint8_t *data = NULL;
@@ -184,6 +272,15 @@ int scepctl_inspect(options *o, util_error *err)
         (o->signer && crypto_certs_load_file(o->signer, &signers, err) != 0) ||
         (o->key && crypto_key_load_file(o->key, &key, err) != 0))
         goto out;
+    char pem_label[64];
+    if (pem_to_der(&data, &len, pem_label, err) != 0)
+        goto out;
+    if (pem_label[0])
+        printf("%-16s PEM \"%s\"\n", "encoding:", pem_label);
+    if (print_if_certificate(data, len)) {
+        rc = 0;
+        goto out;
+    }
     /* Not every SCEP object is a pkiMessage: a bare CSR, envelope or certs-only too. */
     const unsigned char *p = data;
     X509_REQ *req = d2i_X509_REQ(NULL, &p, (long)len);
@@ -197,7 +294,9 @@ int scepctl_inspect(options *o, util_error *err)
     util_error first;
     if (scep_pki_message_parse(data, len, signers, &m, &first) != 0) {
         util_error env_err;
-        if (print_envelope(data, len, key, signers, &env_err) == 0) {
+        if (print_if_certs_only(data, len)) {
+            rc = 0;
+        } else if (print_envelope(data, len, key, signers, &env_err) == 0) {
             rc = 0;
         } else {
             *err = first;
@@ -218,6 +317,15 @@ int scepctl_inspect(options *o, util_error *err)
     }
     if (m->signature_checked && !m->signature_valid) {
         util_error_set(err, UTIL_ERR_RESPONSE_SIGNATURE, "%s", o->positional);
+        goto out;
+    }
+    if (signers && !signed_by_given(m, signers)) {
+        char who[512] = "a certificate that is not in the message";
+        if (m->signer)
+            crypto_name_oneline(X509_get_subject_name(m->signer), who, sizeof who);
+        fprintf(stderr, "warning: %s did not sign %s; it was signed by %s\n", o->signer, o->positional, who);
+        util_error_set(err, UTIL_ERR_RESPONSE_SIGNER, "%s is not signed by the certificate in %s",
+                       o->positional, o->signer);
         goto out;
     }
     rc = 0;

@@ -357,6 +357,60 @@ static void san_text(X509 *cert, char *out, size_t len)
     GENERAL_NAMES_free(names);
 }
 
+#define SERIAL_MAX_DIGITS 128 /* RFC 5280 allows 20 octets; leave room for odd CAs */
+
+/* Copies the digits of a serial into digits (without colons); false when
+ * the text is not exactly one of the accepted forms. */
+static bool serial_digits(const char *t, bool decimal, char *digits, size_t cap)
+{
+    size_t n = 0;
+    if (decimal) {
+        for (; *t; t++) {
+            if (!isdigit((unsigned char)*t) || n + 1 >= cap)
+                return false;
+            digits[n++] = *t;
+        }
+    } else {
+        if (t[0] == '0' && (t[1] == 'x' || t[1] == 'X'))
+            t += 2;
+        bool colons = strchr(t, ':') != NULL;
+        for (size_t group = 0; *t; t++) {
+            if (*t == ':') {
+                if (group != 2 || !t[1])
+                    return false; /* colons separate byte pairs only */
+                group = 0;
+                continue;
+            }
+            if (!isxdigit((unsigned char)*t) || n + 1 >= cap || (colons && ++group > 2))
+                return false;
+            digits[n++] = *t;
+        }
+        if (colons && n % 2)
+            return false;
+    }
+    digits[n] = '\0';
+    return n > 0;
+}
+
+int crypto_serial_parse(const char *text, bool decimal, ASN1_INTEGER **out, util_error *err)
+{
+    char digits[SERIAL_MAX_DIGITS + 1];
+    BIGNUM *bn = NULL;
+    if (!text || !serial_digits(text, decimal, digits, sizeof digits))
+        return util_error_set(err, UTIL_ERR_USAGE,
+                              decimal ? "serial \"%s\" is not a decimal number"
+                                      : "serial \"%s\" is not hex (as printed by scepctl or openssl: 4BCB8D, "
+                                        "0x4BCB8D or 4b:cb:8d; decimal needs --decimal)",
+                              text ? text : "");
+    int used = decimal ? BN_dec2bn(&bn, digits) : BN_hex2bn(&bn, digits);
+    ASN1_INTEGER *a = used == (int)strlen(digits) ? BN_to_ASN1_INTEGER(bn, NULL) : NULL;
+    BN_free(bn);
+    if (!a)
+        return util_error_ossl(err, UTIL_ERR_USAGE, "serial \"%s\"", text);
+    *out = a;
+    return 0;
+}
+
 void crypto_cert_info_get(X509 *cert, crypto_cert_info *info)
 {
     memset(info, 0, sizeof *info);

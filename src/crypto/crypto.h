@@ -81,6 +81,11 @@ typedef struct crypto_cert_info {
 } crypto_cert_info;
 
 void crypto_cert_info_get(X509 *cert, crypto_cert_info *info);
+/* Parses a certificate serial number as scepctl and openssl print it: hex,
+ * with or without "0x" and with or without colons between byte pairs
+ * ("4BCB8D", "0x4BCB8D", "4b:cb:8d"); with decimal, only decimal digits.
+ * Anything else (spaces, trailing characters, empty) is UTIL_ERR_USAGE. */
+int crypto_serial_parse(const char *text, bool decimal, ASN1_INTEGER **out, util_error *err) MUST_CHECK;
 /* ASN1 time to time_t (UTC). */
 time_t crypto_asn1_time_to_time(const ASN1_TIME *t);
 

@@ -257,6 +257,14 @@ static bool set_proxy(http_xfer *x, const http_options *o)
     if (!*o->proxy)
         return SET(x, CURLOPT_PROXY, "") && SET(x, CURLOPT_NOPROXY, "*");
     x->explicit_proxy = true;
+    /* errors name the proxy, never its password */
+    const char *p = o->proxy, *scheme = strstr(p, "://");
+    const char *host = scheme ? scheme + 3 : p;
+    const char *at = strchr(host, '@'), *slash = strchr(host, '/');
+    if (at && (!slash || at < slash))
+        snprintf(x->proxy_name, sizeof x->proxy_name, "%.*s%s", (int)(host - p), p, at + 1);
+    else
+        snprintf(x->proxy_name, sizeof x->proxy_name, "%s", p);
     return SET(x, CURLOPT_PROXY, o->proxy);
 }
 
@@ -383,7 +391,10 @@ static int fail(http_xfer *x, CURLcode rc, util_error *err)
         return util_error_set(err, UTIL_ERR_NET_TLS,
                               "%s: the chain does not verify up to the pinned certificate: %s", x->host,
                               X509_verify_cert_error_string(x->pin_verify_error));
-    return util_error_set(err, map_curl(x, rc), "%s: %s", x->host, why);
+    util_err code = map_curl(x, rc);
+    if (code == UTIL_ERR_HTTP_PROXY && x->explicit_proxy)
+        return util_error_set(err, code, "proxy %s (to reach %s): %s", x->proxy_name, x->host, why);
+    return util_error_set(err, code, "%s: %s", x->host, why);
 }
 
 int http_xfer_finish(http_xfer *x, CURLcode rc, http_response *out, util_error *err)
@@ -396,6 +407,21 @@ int http_xfer_finish(http_xfer *x, CURLcode rc, http_response *out, util_error *
     if (curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &r.status) != CURLE_OK ||
         curl_easy_getinfo(x->easy, CURLINFO_CONTENT_TYPE, &ctype) != CURLE_OK) {
         util_error_set(err, UTIL_ERR_INTERNAL, "%s: curl gave no response data", x->host);
+        goto out;
+    }
+    /* A plain-HTTP request through a proxy gets the proxy's refusal as an
+     * ordinary reply: 407, or 401 from proxies such as tinyproxy that answer
+     * wrong credentials that way. */
+    if (x->explicit_proxy && r.status == 407) {
+        util_error_set(err, UTIL_ERR_HTTP_PROXY, "proxy %s (to reach %s) requires authentication: HTTP 407",
+                       x->proxy_name, x->host);
+        goto out;
+    }
+    if (x->explicit_proxy && r.status == 401) {
+        util_error_set(err, UTIL_ERR_HTTP_PROXY,
+                       "HTTP 401 through proxy %s: the proxy refused the user name or password, or %s asks "
+                       "for HTTP authentication",
+                       x->proxy_name, x->host);
         goto out;
     }
     if ((ctype && !(r.content_type = strdup(ctype))) || !(r.body = util_buf_take(&x->body, &r.body_len))) {

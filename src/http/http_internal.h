@@ -34,6 +34,7 @@ typedef struct http_xfer {
     bool too_large;
     bool oom;
     bool explicit_proxy;
+    char proxy_name[256]; /* the configured proxy without user and password */
     bool has_pin;
     uint8_t pin[HTTP_PIN_LEN];
     http_pin_state pin_state;

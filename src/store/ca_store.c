@@ -36,6 +36,11 @@ static const char *const ca_migrations[STORE_CA_SCHEMA_VERSION] = {
     "CREATE INDEX IF NOT EXISTS requests_tid ON requests (transaction_id);"
     "CREATE TABLE IF NOT EXISTS otps (hash TEXT PRIMARY KEY, created_at INTEGER NOT NULL,"
     " expires_at INTEGER NOT NULL, used_at INTEGER NOT NULL DEFAULT 0);",
+    /* 2: who sent each request, so that a resend can be told from a new
+     * request with the same transactionID */
+    "ALTER TABLE requests ADD COLUMN message_type INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE requests ADD COLUMN signer TEXT NOT NULL DEFAULT '';"
+    "UPDATE schema_version SET version = 2;",
 };
 
 static const store_spec ca_spec = {
@@ -260,7 +265,10 @@ const char *store_ca_request_status_name(store_ca_request_status st)
     return "unknown";
 }
 
-#define REQUEST_COLUMNS "id, transaction_id, subject, status, renewal, created_at, updated_at, serial, reason"
+#define REQUEST_COLUMNS                                                                                      \
+    "id, transaction_id, subject, status, renewal, created_at, updated_at, serial, reason, message_type, "   \
+    "signer"
+#define REQUEST_CSR_COLUMN 11
 
 static void read_request_row(sqlite3_stmt *st, store_ca_request *r)
 {
@@ -274,6 +282,8 @@ static void read_request_row(sqlite3_stmt *st, store_ca_request *r)
     r->updated_at = sqlite3_column_int64(st, 6);
     STORE_COL_FIXED(st, 7, r->serial);
     STORE_COL_FIXED(st, 8, r->reason);
+    r->message_type = sqlite3_column_int(st, 9);
+    STORE_COL_FIXED(st, 10, r->signer);
 }
 
 static int insert_request(store_ca *s, store_ca_request *r, util_error *err)
@@ -281,7 +291,8 @@ static int insert_request(store_ca *s, store_ca_request *r, util_error *err)
     sqlite3_stmt *st = NULL;
     if (store_prepare_bound(s->st, err, &st,
                             "INSERT INTO requests (transaction_id, subject, status, renewal, created_at,"
-                            " updated_at, serial, reason, csr) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                            " updated_at, serial, reason, csr, message_type, signer)"
+                            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                             "ttiiiitt", r->transaction_id, r->subject, (int64_t)r->status,
                             (int64_t)(r->renewal ? 1 : 0), r->created_at, r->updated_at, r->serial,
                             r->reason) != 0)
@@ -289,6 +300,10 @@ static int insert_request(store_ca *s, store_ca_request *r, util_error *err)
     /* csr is NOT NULL: an empty one is a zero-length blob */
     int b = r->csr_der && r->csr_len ? store_bind_blob(st, 9, r->csr_der, r->csr_len)
                                      : sqlite3_bind_zeroblob(st, 9, 0);
+    if (b == SQLITE_OK)
+        b = sqlite3_bind_int(st, 10, r->message_type);
+    if (b == SQLITE_OK)
+        b = sqlite3_bind_text(st, 11, r->signer, -1, SQLITE_TRANSIENT);
     int rc = b != SQLITE_OK ? store_bind_fail(s->st, err, "write request")
                             : store_step_done(s->st, st, "write request", err);
     sqlite3_finalize(st);
@@ -312,8 +327,8 @@ static int request_query(store_ca *s, const char *what, sqlite3_stmt *st, store_
     int rc = store_step_row(s->st, st, what, err);
     if (rc == 1) {
         read_request_row(st, out);
-        const void *blob = sqlite3_column_blob(st, 9);
-        int n = sqlite3_column_bytes(st, 9);
+        const void *blob = sqlite3_column_blob(st, REQUEST_CSR_COLUMN);
+        int n = sqlite3_column_bytes(st, REQUEST_CSR_COLUMN);
         out->csr_der = malloc(n > 0 ? (size_t)n : 1);
         if (!out->csr_der) {
             rc = store_oom(err);
@@ -348,6 +363,33 @@ int store_ca_request_find(store_ca *s, const char *transaction_id, store_ca_requ
                             "t", transaction_id) != 0)
         return -1;
     return request_query(s, "find request", st, out, err);
+}
+
+int store_ca_request_find_sender(store_ca *s, const char *transaction_id, int message_type,
+                                 const char *signer, store_ca_request *out, util_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    if (store_prepare_bound(s->st, err, &st,
+                            "SELECT " REQUEST_COLUMNS ", csr FROM requests WHERE transaction_id = ?1"
+                            " AND message_type = ?2 AND signer = ?3 ORDER BY id DESC LIMIT 1",
+                            "tit", transaction_id, (int64_t)message_type, signer) != 0)
+        return -1;
+    return request_query(s, "find request by sender", st, out, err);
+}
+
+int store_ca_request_find_subject(store_ca *s, const char *transaction_id, const char *subject,
+                                  store_ca_request *out, util_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    /* an issued request first, then a pending one, then the newest */
+    if (store_prepare_bound(s->st, err, &st,
+                            "SELECT " REQUEST_COLUMNS ", csr FROM requests WHERE transaction_id = ?1"
+                            " AND subject = ?2 ORDER BY CASE status WHEN ?3 THEN 0 WHEN ?4 THEN 1 ELSE 2 END,"
+                            " id DESC LIMIT 1",
+                            "ttii", transaction_id, subject, (int64_t)STORE_CA_ISSUED,
+                            (int64_t)STORE_CA_PENDING) != 0)
+        return -1;
+    return request_query(s, "find request by subject", st, out, err);
 }
 
 void store_ca_request_clear(store_ca_request *r)

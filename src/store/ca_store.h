@@ -14,7 +14,7 @@
 
 #include "util/error.h"
 
-#define STORE_CA_SCHEMA_VERSION 1
+#define STORE_CA_SCHEMA_VERSION 2
 #define STORE_CA_DB_NAME "scepca.db"
 
 typedef struct store_ca store_ca;
@@ -89,6 +89,8 @@ typedef struct store_ca_request {
     char reason[256]; /* once rejected */
     uint8_t *csr_der; /* owned when read back */
     size_t csr_len;
+    int message_type; /* scep_message_type of the request that created the row */
+    char signer[72];  /* SHA-256 hex of the signer certificate */
 } store_ca_request;
 
 /* Records a request; with cert (status ISSUED) also the certificate, in the
@@ -100,6 +102,15 @@ int store_ca_request_get(store_ca *s, int64_t id, store_ca_request *out, util_er
 /* The newest request with this transactionID. */
 int store_ca_request_find(store_ca *s, const char *transaction_id, store_ca_request *out,
                           util_error *err) MUST_CHECK;
+/* The newest request with this transactionID from this sender: the same
+ * message type and signer (a resend, when the CSR is also the same). */
+int store_ca_request_find_sender(store_ca *s, const char *transaction_id, int message_type,
+                                 const char *signer, store_ca_request *out, util_error *err) MUST_CHECK;
+/* The request a CertPoll names by transactionID and subject (one-line form
+ * of crypto_name_oneline). A key used twice has several: an issued one
+ * first, then a pending one, then the newest. */
+int store_ca_request_find_subject(store_ca *s, const char *transaction_id, const char *subject,
+                                  store_ca_request *out, util_error *err) MUST_CHECK;
 void store_ca_request_clear(store_ca_request *r);
 /* PENDING -> ISSUED with the certificate (one transaction). 1: not pending. */
 int store_ca_request_issue(store_ca *s, int64_t id, const store_ca_cert *cert, int64_t now,

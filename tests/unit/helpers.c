@@ -180,12 +180,15 @@ int h_vector_read(const char *rel, uint8_t **data, size_t *len)
     const char *dir = getenv("SCEP_VECTORS");
     struct stat st;
     if (!dir || !*dir || stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return 1;
+        fail_msg(
+            "SCEP_VECTORS (%s) is not a folder: run the tests through meson or tests/run, which point it "
+            "at tests/vectors",
+            dir ? dir : "unset");
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, rel);
     util_error err = {0};
     if (util_file_read(path, 1u << 20, data, len, &err) != 0)
-        fail_msg("vector %s: %s", rel, err.detail);
+        fail_msg("vector %s missing or unreadable (%s): restore tests/vectors from git", rel, err.detail);
     return 0;
 }
 
@@ -193,13 +196,13 @@ X509 *h_vector_cert(const char *rel)
 {
     uint8_t *data = NULL;
     size_t len = 0;
-    H_VECTOR_OR_SKIP(rel, &data, &len);
+    H_VECTOR_READ(rel, &data, &len);
     X509 *x = NULL;
     util_error err = {0};
     int rc = crypto_cert_load(data, len, &x, &err);
     free(data);
     if (rc != 0)
-        fail_msg("vector %s: %s", rel, err.detail);
+        fail_msg("vector %s missing or unreadable (%s): restore tests/vectors from git", rel, err.detail);
     return x;
 }
 

@@ -62,16 +62,12 @@ const char *h_subject(X509 *x, char *buf, size_t len);
 
 /* ---- interop vectors ($SCEP_VECTORS) ---- */
 
-/* Reads `rel` under $SCEP_VECTORS into a malloc'd, NUL-terminated buffer.
- * Returns 1 when the folder is absent (the caller skips), 0 on success; a
- * file missing from a present folder fails the test. */
+/* Reads `rel` under $SCEP_VECTORS (tests/vectors) into a malloc'd,
+ * NUL-terminated buffer. The vectors are part of the repository: a missing
+ * folder or file fails the test. Returns 0. */
 int h_vector_read(const char *rel, uint8_t **data, size_t *len);
-#define H_VECTOR_OR_SKIP(rel, data, len)                                                                     \
-    do {                                                                                                     \
-        if (h_vector_read((rel), (data), (len)) != 0)                                                        \
-            skip();                                                                                          \
-    } while (0)
-/* Loads the first certificate of a PEM/DER vector file (skips if absent). */
+#define H_VECTOR_READ(rel, data, len) (void)h_vector_read((rel), (data), (len))
+/* Loads the first certificate of a PEM/DER vector file (fails if absent). */
 X509 *h_vector_cert(const char *rel);
 
 /* ---- files ---- */

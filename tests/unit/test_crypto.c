@@ -638,6 +638,57 @@ static void selfsigned_signer(void **state)
     X509_NAME_free(subject);
 }
 
+/* ---- serial numbers as printed by scepctl and openssl ---- */
+
+static void assert_serial(const char *text, bool decimal, const char *want_hex)
+{
+    ASN1_INTEGER *a = NULL;
+    util_error err = {0};
+    if (crypto_serial_parse(text, decimal, &a, &err) != 0)
+        fail_msg("serial \"%s\" refused: %s", text, err.detail);
+    BIGNUM *bn = ASN1_INTEGER_to_BN(a, NULL);
+    char *hex = BN_bn2hex(bn);
+    assert_string_equal(hex, want_hex);
+    OPENSSL_free(hex);
+    BN_free(bn);
+    ASN1_INTEGER_free(a);
+}
+
+static void assert_serial_refused(const char *text, bool decimal)
+{
+    ASN1_INTEGER *a = NULL;
+    util_error err = {0};
+    if (crypto_serial_parse(text, decimal, &a, &err) == 0)
+        fail_msg("serial \"%s\" (decimal %d) accepted", text, decimal);
+    assert_int_equal(err.code, UTIL_ERR_USAGE);
+    assert_null(a);
+}
+
+static void serial_forms(void **state)
+{
+    (void)state;
+    assert_serial("4BCB8DD1DC25B611F8FB7D262982C767", false, "4BCB8DD1DC25B611F8FB7D262982C767");
+    assert_serial("0x4bcb8d", false, "4BCB8D");
+    assert_serial("0X4BCB8D", false, "4BCB8D");
+    assert_serial("47:00:00:00:02:f5:40:0d", false, "4700000002F5400D");
+    assert_serial("0x4b:cb:8d", false, "4BCB8D");
+    assert_serial("10", false, "10");
+    assert_serial("4660", true, "1234");
+    /* trailing or embedded garbage, half bytes between colons, empty */
+    const char *bad_hex[] = {"",         "0x",     "4BCB8Dz", "4BCB 8D",   "4B:CB:8",
+                             "4B::CB",   "4B:CB:", ":4B:CB",  "4BC:B8D",   "-4BCB8D",
+                             "4BCB8D\n", "0x0x12", "12.5",    "sha256:AB", "4B:CB8D"};
+    for (size_t i = 0; i < sizeof bad_hex / sizeof bad_hex[0]; i++)
+        assert_serial_refused(bad_hex[i], false);
+    const char *bad_dec[] = {"", "12a", "0x12", "12 ", "-3", "1:2"};
+    for (size_t i = 0; i < sizeof bad_dec / sizeof bad_dec[0]; i++)
+        assert_serial_refused(bad_dec[i], true);
+    char longest[200];
+    memset(longest, 'A', 129);
+    longest[129] = '\0';
+    assert_serial_refused(longest, false);
+}
+
 /* ---- fingerprints and inspection ---- */
 
 static void fingerprint_formats(void **state)
@@ -892,6 +943,7 @@ int main(void)
         cmocka_unit_test(name_parse_forms),
         cmocka_unit_test(name_parse_bad),
         cmocka_unit_test(selfsigned_signer),
+        cmocka_unit_test(serial_forms),
         cmocka_unit_test(fingerprint_formats),
         cmocka_unit_test(cert_info_fields),
         cmocka_unit_test(cert_load_forms),

@@ -1000,7 +1000,13 @@ static void ca_store_old_file_migrates(void **state)
     store_ca_close(ca);
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     assert_int_equal(raw_int(db, "SELECT count(*) FROM schema_version"), 1);
-    assert_int_equal(raw_int(db, "SELECT value FROM meta WHERE key = 'schema_version'"), 1);
+    assert_int_equal(raw_int(db, "SELECT version FROM schema_version"), STORE_CA_SCHEMA_VERSION);
+    assert_int_equal(raw_int(db, "SELECT value FROM meta WHERE key = 'schema_version'"),
+                     STORE_CA_SCHEMA_VERSION);
+    /* version 2's columns are there */
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM pragma_table_info('requests')"
+                                 " WHERE name IN ('message_type', 'signer')"),
+                     2);
     sqlite3_close(db);
 }
 

@@ -1,11 +1,11 @@
 /*
- * src/scep against real-world messages in $SCEP_VECTORS (see its README):
+ * src/scep against real-world messages in tests/vectors (see PROVENANCE.md):
  * a Microsoft NDES CertRep without certificates, an NDES FAILURE, the
  * jscep/cryptlib samples of RFC 8894, an Apple PKCSReq and a micromdm
  * CertRep. Then every vector again, truncated, bit-flipped and re-signed:
  * each variant must be rejected with the right code, or (for a flip in a
  * part no signature covers) read back with exactly the authenticated values
- * of the original. Each test skips when the vectors folder is absent.
+ * of the original. A missing vector fails its test.
  */
 #include "helpers.h"
 
@@ -53,7 +53,7 @@ static EVP_PKEY *vector_key(const char *rel)
 {
     uint8_t *data = NULL;
     size_t len = 0;
-    H_VECTOR_OR_SKIP(rel, &data, &len);
+    H_VECTOR_READ(rel, &data, &len);
     BIO *bio = BIO_new_mem_buf(data, (int)len);
     EVP_PKEY *k = PEM_read_bio_PrivateKey(bio, NULL, empty_passphrase, NULL);
     BIO_free(bio);
@@ -67,7 +67,7 @@ static scep_pki_message *parse_vector(const char *rel, STACK_OF(X509) * signers)
 {
     uint8_t *data = NULL;
     size_t len = 0;
-    H_VECTOR_OR_SKIP(rel, &data, &len);
+    H_VECTOR_READ(rel, &data, &len);
     scep_pki_message *m = NULL;
     util_error err = {0};
     int rc = scep_pki_message_parse(data, len, signers, &m, &err);
@@ -270,7 +270,7 @@ static void jscep_unsigned_samples(void **state)
     util_error err = {0};
     char cipher[64], kt[64];
     /* scep_req1: the EnvelopedData of the request */
-    H_VECTOR_OR_SKIP(V_REQ1, &d, &len);
+    H_VECTOR_READ(V_REQ1, &d, &len);
     assert_int_equal(scep_envelope_describe(d, len, cipher, sizeof cipher, kt, sizeof kt, &err), 0);
     assert_string_equal(cipher, "aes-128-cbc");
     assert_string_equal(kt, "rsaEncryption");
@@ -279,13 +279,13 @@ static void jscep_unsigned_samples(void **state)
     assert_int_equal(err.code, UTIL_ERR_RESPONSE_PARSE);
     free(d);
     /* scep_resp1: the reply's envelope */
-    H_VECTOR_OR_SKIP(V_RESP1, &d, &len);
+    H_VECTOR_READ(V_RESP1, &d, &len);
     assert_int_equal(scep_envelope_describe(d, len, cipher, sizeof cipher, kt, sizeof kt, &err), 0);
     assert_string_equal(cipher, "aes-128-cbc");
     free(d);
     /* scep_resp0: the degenerate certs-only inside the reply; it holds the
      * issued certificate only (not also the CA's, as its README says) */
-    H_VECTOR_OR_SKIP(V_RESP0, &d, &len);
+    H_VECTOR_READ(V_RESP0, &d, &len);
     STACK_OF(X509) *certs = NULL;
     STACK_OF(X509_CRL) *crls = NULL;
     assert_int_equal(scep_certs_only_parse(d, len, &certs, &crls, &err), 0);
@@ -312,7 +312,7 @@ static void jscep_unsigned_samples(void **state)
     sk_X509_CRL_pop_free(crls, X509_CRL_free);
     free(d);
     /* scep_req0: the PKCS#10 itself */
-    H_VECTOR_OR_SKIP(V_REQ0, &d, &len);
+    H_VECTOR_READ(V_REQ0, &d, &len);
     const unsigned char *p = d;
     X509_REQ *req = d2i_X509_REQ(NULL, &p, (long)len);
     assert_non_null(req);
@@ -447,7 +447,7 @@ static void cryptlib_ca_without_key_encipherment(void **state)
     (void)state;
     uint8_t *d = NULL;
     size_t len = 0;
-    H_VECTOR_OR_SKIP(V_CA8, &d, &len);
+    H_VECTOR_READ(V_CA8, &d, &len);
     scep_ca_certs *c = NULL;
     util_error err = {0};
     assert_int_equal(scep_ca_certs_parse(d, len, &c, &err), 0);
@@ -574,7 +574,7 @@ static void mutate_signed(const char *rel, const char *signer_file, bool certrep
 {
     uint8_t *d = NULL;
     size_t len = 0;
-    H_VECTOR_OR_SKIP(rel, &d, &len);
+    H_VECTOR_READ(rel, &d, &len);
     vector_ctx v = {.name = rel, .certrep = certrep};
     X509 *ext = signer_file ? h_vector_cert(signer_file) : NULL;
     if (ext)
@@ -692,7 +692,7 @@ static void mutate_ndes_failure(void **state)
     (void)state;
     uint8_t *pem = NULL;
     size_t pem_len = 0;
-    H_VECTOR_OR_SKIP(V_NDES_FAIL, &pem, &pem_len);
+    H_VECTOR_READ(V_NDES_FAIL, &pem, &pem_len);
     vector_ctx v = {.name = V_NDES_FAIL, .certrep = true};
     util_error err = {0};
     assert_int_equal(scep_pki_message_parse(pem, pem_len, NULL, &v.ref, &err), 0);
@@ -735,7 +735,7 @@ static void mutate_unsigned(void **state)
     for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
         uint8_t *d = NULL;
         size_t len = 0;
-        H_VECTOR_OR_SKIP(files[f].rel, &d, &len);
+        H_VECTOR_READ(files[f].rel, &d, &len);
         size_t accepted = 0, refused = 0;
         for (int pass = 0; pass < 2; pass++) {
             size_t n = pass == 0 ? len : len / 2; /* truncations, then flips */

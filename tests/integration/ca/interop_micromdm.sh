@@ -8,6 +8,7 @@ D=$WORK/ca
 start_server generic --dir "$D" --profile generic --challenge s3cret
 URL=$URL_BASE/scep
 
+cell_begin
 mkdir -p "$WORK/c1" && cd "$WORK/c1" || exit 1
 check "micromdm scepclient enrolls with the static challenge" \
     timeout 60 scepclient -server-url "$URL" -private-key key.pem -certificate cert.pem \
@@ -27,6 +28,7 @@ timeout 60 scepclient -server-url "$URL" -private-key key.pem -certificate cert.
 if [ ! -s cert.pem ] && grep -q "badRequest" "$SRV_LOG"; then
     ok "a wrong challenge is refused with FAILURE badRequest"
 else not_ok "a wrong challenge was not refused"; sed 's/^/#   /' out.txt | tail -5; fi
+cell_end "micromdm scepclient" generic "enroll (static challenge)"
 stop_server
 
 # one-time passwords
@@ -35,6 +37,7 @@ URL=$URL_BASE/scep
 OTP=$("$SCEPCA" otp --dir "$D")
 case $OTP in [0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F])
     ok "scepca otp prints 16 uppercase hex characters";; *) not_ok "otp format: '$OTP'";; esac
+cell_begin
 mkdir -p "$WORK/c3" && cd "$WORK/c3" || exit 1
 check "micromdm scepclient enrolls with a one-time password" \
     timeout 60 scepclient -server-url "$URL" -private-key key.pem -certificate cert.pem \
@@ -45,5 +48,6 @@ timeout 60 scepclient -server-url "$URL" -private-key key.pem -certificate cert.
 if [ ! -s cert.pem ] && grep -q "already been used" "$SRV_LOG"; then
     ok "the same one-time password is refused the second time"
 else not_ok "a reused one-time password was accepted"; fi
+cell_end "micromdm scepclient" generic "enroll (one-time password)"
 stop_server
 finish

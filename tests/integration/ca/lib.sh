@@ -67,9 +67,25 @@ stop_server() {
 
 cleanup() {
     for p in $T_PIDS; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-    rm -rf "$WORK"
+    if [ "${KEEP_TMP:-}" = 1 ]; then echo "# kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
+
+# Interop matrix cells (tools/interop-matrix prints docs/interop.md from them):
+# cell_begin, then checks, then cell_end PEER PROFILE OPERATION [RESULT [NOTE]].
+# The cell says RESULT (default "works") when every check in between passed.
+INTEROP_DIR=${INTEROP_RESULTS:-${SCEPD_BUILD_ROOT:+$SCEPD_BUILD_ROOT/interop-results}}
+INTEROP_FILE=""
+if [ -n "$INTEROP_DIR" ] && mkdir -p "$INTEROP_DIR"; then
+    INTEROP_FILE=$INTEROP_DIR/$(basename "$0" .sh).tsv
+    : >"$INTEROP_FILE"
+fi
+cell_begin() { CELL_FAILED=$T_FAILED; }
+cell_end() {
+    local result=${4:-works}
+    [ "$T_FAILED" = "${CELL_FAILED:-x}" ] || result="FAILED"
+    [ -z "$INTEROP_FILE" ] || printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$result" "${5:-}" >>"$INTEROP_FILE"
+}
 
 finish() {
     echo "1..$T_NUM"

@@ -32,6 +32,7 @@ run_profile() {
     URL=$URL_BASE$(profile_path "$prof")
     check_caps "$prof" "$server" "$caps"
 
+    cell_begin
     OTP=$("$SCEPCA" otp --dir "$D")
     expect_exit 0 "$prof: enroll with a one-time password" \
         "$SCEPCTL" enroll -u "$URL" --cn "$prof-1" --challenge "$OTP" \
@@ -56,6 +57,8 @@ run_profile() {
         expect_error fail_password_unknown "$prof: unknown password (HRESULT 0x80070490)"
     fi
 
+    cell_end scepctl "$prof" "enroll (one-time password)"
+    cell_begin
     expect_exit 0 "$prof: renew" "$SCEPCTL" renew -u "$URL" --key "$P/k1.pem" --cert "$P/c1.pem" \
         --key-out "$P/k1b.pem" --cert-out "$P/c1b.pem"
     check "$prof: the renewed certificate has a new key" \
@@ -65,6 +68,8 @@ run_profile() {
             ok "$prof: renewal went as a PKCSReq signed by the old certificate"
     fi
 
+    cell_end scepctl "$prof" renewal
+    cell_begin
     if [ "$prof" = generic ]; then
         SERIAL=$(openssl x509 -in "$P/c1.pem" -noout -serial | cut -d= -f2)
         check "$prof: scepca revoke $SERIAL" "$SCEPCA" revoke --dir "$D" "$SERIAL"
@@ -80,14 +85,19 @@ run_profile() {
         expect_error fail_not_supported "$prof: GetCRL (HRESULT 0x80070057)"
     fi
 
+    if [ "$prof" = generic ]; then cell_end scepctl "$prof" GetCRL
+    else cell_end scepctl "$prof" GetCRL "refused, as NDES does"; fi
+    cell_begin
     check "$prof: scepca rollover" "$SCEPCA" rollover --dir "$D"
     expect_exit 0 "$prof: getnextca after rollover" "$SCEPCTL" getnextca -u "$URL" -o "$P/next.pem"
     curl -s "$URL?operation=GetCACert" -o "$P/cacert.der"
     check "$prof: the next CA is a different CA certificate" \
         sh -c "openssl x509 -in '$P/next.pem' -noout -ext basicConstraints | grep -q CA:TRUE && [ \"\$(openssl x509 -in '$P/next.pem' -noout -pubkey)\" != \"\$(openssl x509 -in '$P/c1.pem' -noout -pubkey)\" ]"
+    cell_end scepctl "$prof" GetNextCACert
     stop_server
 
     # --- pending: approve, a restart in between, then reject ---
+    cell_begin
     start_server "$prof-pending" --dir "$D" --profile "$prof" --otp --pending "${extra[@]}"
     URL=$URL_BASE$(profile_path "$prof")
     OTP=$("$SCEPCA" otp --dir "$D")
@@ -118,6 +128,7 @@ run_profile() {
         "$SCEPCTL" poll --state "$P/p2.state"
     expect_error fail_bad_request "$prof: rejected"
     stop_server
+    cell_end scepctl "$prof" "pending, then approval"
 }
 
 run_profile generic "scepca/0.1.0" "$caps_generic"
@@ -147,6 +158,15 @@ code=$(curl -s -o "$WORK/post.body" -w '%{http_code}' --data-binary @/dev/null \
     not_ok "ndes2012r2: POST got HTTP $code"
 expect_exit 0 "ndes2012r2: enroll --method auto uses GET" \
     "$SCEPCTL" enroll -u "$URL" --cn iis-2 --challenge pw --key-out "$WORK/i2.key" --cert-out "$WORK/i2.crt"
+stop_server
+start_server iis2012-limit --dir "$D" --profile ndes2012r2 --challenge pw
+URL=$URL_BASE/certsrv/mscep/mscep.dll
+expect_exit 4 "ndes2012r2 with the default maxQueryString: POST refused, then the GET is too long" \
+    "$SCEPCTL" enroll -u "$URL" --cn iis-3 --challenge pw --method post \
+    --key-out "$WORK/i3.key" --cert-out "$WORK/i3.crt"
+expect_error http_url_too_long_post_refused "ndes2012r2: GET too long after POST"
+grep -q "^remedy:.*POST\|--method" "$WORK/last.err" && not_ok "the hint suggests POST after POST failed" ||
+    ok "the hint does not suggest POST after POST failed"
 stop_server
 start_server iis2008 --dir "$D" --profile ndes2008r2 --challenge pw
 URL=$URL_BASE/certsrv/mscep/mscep.dll
