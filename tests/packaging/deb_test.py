@@ -184,7 +184,14 @@ def main():
 
 
 def install(root):
-    return in_root(root, 'apt-get install -y -q --no-install-recommends /tmp/scepd.deb', timeout=900)
+    cmd = 'apt-get install -y -q --no-install-recommends /tmp/scepd.deb'
+    p = in_root(root, cmd, timeout=900)
+    if p.returncode != 0:
+        # the cached root's package lists may name versions the mirror no
+        # longer has: refresh them once
+        in_root(root, 'apt-get update -q', timeout=600)
+        p = in_root(root, cmd, timeout=900)
+    return p
 
 
 def purge(root):
