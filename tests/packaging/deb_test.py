@@ -124,7 +124,8 @@ def main():
             '/usr/share/man/man1/scepctl.1.gz', '/usr/share/man/man1/scepca.1.gz',
             '/usr/share/man/man5/scepd.conf.5.gz', '/usr/share/man/man8/scepd.8.gz',
             '/usr/share/doc/scepd/README.md', '/usr/share/doc/scepd/copyright', '/usr/share/doc/scepd/packaging.md']
-    missing = [w for w in want if w not in files]
+    # dh_compress compresses documents above 4 kB, whatever their name
+    missing = [w for w in want if w not in files and w + '.gz' not in files]
     ok(not missing, 'the package holds the programs, man pages, unit, sysusers.d, tmpfiles.d, conffile and docs',
        'missing: ' + ' '.join(missing) + '\npackage: ' + ' '.join(sorted(files)))
     with tempfile.TemporaryDirectory(prefix='scepd-ctl-') as ctl:
