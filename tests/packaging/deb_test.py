@@ -240,6 +240,11 @@ def test_root(root, archives):
     ok(q.returncode == 0 and 'scepctl enroll' in q.stdout and 'scepca COMMAND' in q.stdout and 'usage: scepd' in q.stdout,
        'the installed programs find their libraries and run', q.stdout + q.stderr)
 
+    p = run(['systemd-analyze', 'verify', '--man=no', '--root=' + root, '/lib/systemd/system/scepd.service'],
+            timeout=120)
+    ok(p.returncode == 0 and not p.stderr.strip(), 'systemd-analyze verify accepts the installed unit',
+       p.stdout + p.stderr)
+
     it_runs(root, uid)
 
     # an administrator's own file in /etc/scepd, and a file scepd exported
@@ -271,8 +276,12 @@ def it_runs(root, uid):
     exec_start = re.search(r'^ExecStart=(.+)$', unit, re.M)
     user = re.search(r'^User=(\S+)$', unit, re.M)
     group = re.search(r'^Group=(\S+)$', unit, re.M)
-    if not ok(exec_start and user and group, 'the unit names ExecStart, User and Group', unit):
+    exec_reload = re.search(r'^ExecReload=(.+)$', unit, re.M)
+    if not ok(exec_start and exec_reload and user and group, 'the unit names ExecStart, ExecReload, User and Group',
+              unit):
         return
+    # systemd's "$$" is a literal "$"; its quoting of this line is the shell's
+    reload = exec_reload.group(1).replace('$$', '$')
     conf = read(os.path.join(root, 'etc/scepd/scepd.conf'))
     listen = re.search(r'^listen\s*=\s*(\S+)', conf, re.M)
     addr = listen.group(1) if listen else '127.0.0.1:8080'
@@ -292,6 +301,10 @@ while [ $i -lt 150 ]; do
     i=$((i + 1)); sleep 0.2
 done
 echo "uid: $(awk '/^Uid:/ {{print $2, $3}}' /proc/$pid/status)"
+MAINPID=$pid setpriv --reuid={user.group(1)} --regid={group.group(1)} --init-groups -- {reload}
+echo "reload: $?"
+i=0
+while [ $i -lt 100 ] && ! grep -q 'restart (SIGHUP)' /tmp/scepd.out; do i=$((i + 1)); sleep 0.1; done
 echo "state: $(stat -c '%u %a' /var/lib/scepd/* 2>/dev/null | sort -u | tr '\\n' ' ')"
 kill -TERM $pid 2>/dev/null; wait $pid; echo "exit: $?"
 echo "--- ui"; head -c 2000 /tmp/ui.html; echo; echo "--- scepd"; cat /tmp/scepd.out
@@ -307,6 +320,8 @@ echo "--- ui"; head -c 2000 /tmp/ui.html; echo; echo "--- scepd"; cat /tmp/scepd
     st = re.search(r'^state: (.*)$', out, re.M)
     owners = {x.split()[0] for x in re.findall(r'\d+ \d+', st.group(1))} if st else set()
     ok(owners == {str(uid)}, 'the files scepd made in /var/lib/scepd belong to scepd', out)
+    ok(re.search(r'^reload: 0$', out, re.M) and re.search(r'restart \(SIGHUP\)', out),
+       'the unit\'s ExecReload, run as scepd with MAINPID set, makes scepd register acquired keys (SIGHUP)', out)
     ok(re.search(r'^exit: 0$', out, re.M), 'scepd stops cleanly on SIGTERM', out)
 
 
