@@ -47,12 +47,18 @@ def run(cmd, timeout=600, **kw):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
 
 
-def in_root(root, script, net=True, timeout=600):
+def in_root(root, script, net=True, timeout=600, writable=None):
     """Runs a shell script chrooted into root, in a mount namespace of its own
-    with /proc mounted, optionally without network (only a loopback)."""
+    with /proc mounted, optionally without network (only a loopback), and
+    optionally with the whole root read-only but the directories in writable
+    (as ProtectSystem=strict does)."""
     outer = 'set -e; '
     if not net:
         outer += 'ip link set lo up; '
+    if writable is not None:
+        for d in writable:
+            outer += f'mount --bind "$1{d}" "$1{d}"; '
+        outer += 'mount --rbind "$1" "$1"; mount -o remount,bind,ro "$1"; '
     outer += 'mount -t proc proc "$1/proc"; exec chroot "$1" /bin/sh -c "$2"'
     cmd = ['unshare', '--mount', '--propagation', 'private'] + ([] if net else ['--net'])
     cmd += ['sh', '-c', outer, 'sh', root, script]
@@ -270,8 +276,9 @@ def test_root(root, archives):
 
 def it_runs(root, uid):
     """Starts scepd from the unit's own ExecStart line as the unit's User and
-    Group, in the throw-away root and a network namespace of its own, and
-    fetches the Remote UI over loopback."""
+    Group, in the throw-away root and a network namespace of its own, with
+    only the paths the unit leaves writable writable, and fetches the Remote
+    UI over loopback."""
     unit = read(os.path.join(root, 'lib/systemd/system/scepd.service'))
     exec_start = re.search(r'^ExecStart=(.+)$', unit, re.M)
     user = re.search(r'^User=(\S+)$', unit, re.M)
@@ -289,6 +296,7 @@ def it_runs(root, uid):
     # tries, 0.2 s apart), reports who runs it, then stops it
     script = f'''
 cd /
+if touch /usr/.scepd-probe 2>/dev/null; then echo "rootfs: writable"; rm -f /usr/.scepd-probe; else echo "rootfs: read-only"; fi
 setpriv --reuid={user.group(1)} --regid={group.group(1)} --init-groups -- {exec_start.group(1)} >/tmp/scepd.out 2>&1 &
 pid=$!
 i=0
@@ -309,11 +317,19 @@ echo "state: $(stat -c '%u %a' /var/lib/scepd/* 2>/dev/null | sort -u | tr '\\n'
 kill -TERM $pid 2>/dev/null; wait $pid; echo "exit: $?"
 echo "--- ui"; head -c 2000 /tmp/ui.html; echo; echo "--- scepd"; cat /tmp/scepd.out
 '''
-    p = in_root(root, script, net=False, timeout=120)
+    # what the unit leaves writable: StateDirectory, ReadWritePaths, PrivateTmp
+    writable = ['/var/lib/' + d for d in re.findall(r'^StateDirectory=(\S+)$', unit, re.M)]
+    writable += [w for line in re.findall(r'^ReadWritePaths=(.+)$', unit, re.M) for w in line.split()]
+    if re.search(r'^PrivateTmp=yes$', unit, re.M):
+        writable.append('/tmp')
+    p = in_root(root, script, net=False, timeout=120, writable=writable)
     out = p.stdout
     ui = out.split('--- ui', 1)[1].split('--- scepd', 1)[0] if '--- ui' in out else ''
     ok(re.match(r'\s*HTTP/1\.[01] 200', ui) and '<title>scepd Remote UI</title>' in ui,
-       f'scepd started from the unit\'s ExecStart serves its Remote UI at http://{addr}/ui/', out + p.stderr)
+       f'scepd started from the unit\'s ExecStart, on a root read-only but for {" ".join(writable)}, serves '
+       f'its Remote UI at http://{addr}/ui/', out + p.stderr)
+    ok(re.search(r'^rootfs: read-only$', out, re.M), 'the root is read-only around scepd, as under ProtectSystem=strict',
+       out)
     m = re.search(r'^uid: (\d+) (\d+)$', out, re.M)
     ok(m and int(m.group(1)) == uid and int(m.group(2)) == uid, f'scepd runs as the user {user.group(1)} (uid {uid})',
        out)
