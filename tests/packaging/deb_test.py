@@ -287,6 +287,13 @@ def it_runs(root, uid):
     if not ok(exec_start and exec_reload and user and group, 'the unit names ExecStart, ExecReload, User and Group',
               unit):
         return
+    # what setpriv can apply of the unit's confinement: the user, the group,
+    # no new privileges, an empty capability bounding set
+    priv = f'setpriv --reuid={user.group(1)} --regid={group.group(1)} --init-groups'
+    if re.search(r'^NoNewPrivileges=yes$', unit, re.M):
+        priv += ' --no-new-privs'
+    if re.search(r'^CapabilityBoundingSet=$', unit, re.M):
+        priv += ' --bounding-set=-all --inh-caps=-all'
     # systemd's "$$" is a literal "$"; its quoting of this line is the shell's
     reload = exec_reload.group(1).replace('$$', '$')
     conf = read(os.path.join(root, 'etc/scepd/scepd.conf'))
@@ -297,7 +304,7 @@ def it_runs(root, uid):
     script = f'''
 cd /
 if touch /usr/.scepd-probe 2>/dev/null; then echo "rootfs: writable"; rm -f /usr/.scepd-probe; else echo "rootfs: read-only"; fi
-setpriv --reuid={user.group(1)} --regid={group.group(1)} --init-groups -- {exec_start.group(1)} >/tmp/scepd.out 2>&1 &
+{priv} -- {exec_start.group(1)} >/tmp/scepd.out 2>&1 &
 pid=$!
 i=0
 while [ $i -lt 150 ]; do
@@ -309,7 +316,8 @@ while [ $i -lt 150 ]; do
     i=$((i + 1)); sleep 0.2
 done
 echo "uid: $(awk '/^Uid:/ {{print $2, $3}}' /proc/$pid/status)"
-MAINPID=$pid setpriv --reuid={user.group(1)} --regid={group.group(1)} --init-groups -- {reload}
+echo "confined: $(awk '/^(NoNewPrivs|CapBnd|CapEff):/ {{printf "%s %s ", $1, $2}}' /proc/$pid/status)"
+MAINPID=$pid {priv} -- {reload}
 echo "reload: $?"
 i=0
 while [ $i -lt 100 ] && ! grep -q 'restart (SIGHUP)' /tmp/scepd.out; do i=$((i + 1)); sleep 0.1; done
@@ -330,6 +338,10 @@ echo "--- ui"; head -c 2000 /tmp/ui.html; echo; echo "--- scepd"; cat /tmp/scepd
        f'its Remote UI at http://{addr}/ui/', out + p.stderr)
     ok(re.search(r'^rootfs: read-only$', out, re.M), 'the root is read-only around scepd, as under ProtectSystem=strict',
        out)
+    conf_line = re.search(r'^confined: (.*)$', out, re.M)
+    ok(conf_line and 'NoNewPrivs: 1' in conf_line.group(1) and 'CapBnd: 0000000000000000' in conf_line.group(1) and
+       'CapEff: 0000000000000000' in conf_line.group(1),
+       'scepd runs without capabilities and with no_new_privs, as the unit asks', out)
     m = re.search(r'^uid: (\d+) (\d+)$', out, re.M)
     ok(m and int(m.group(1)) == uid and int(m.group(2)) == uid, f'scepd runs as the user {user.group(1)} (uid {uid})',
        out)
