@@ -9,7 +9,7 @@ root, and scepd runs there in a network namespace of its own.
 The debootstrap result and the .debs apt fetched are cached in the build
 directory (pkgtest/), so only the first run needs the Debian mirror
 (SCEPD_DEBIAN_MIRROR, default http://deb.debian.org/debian)."""
-import os, re, shutil, subprocess, sys, tempfile, time
+import os, re, shutil, signal, subprocess, sys, tempfile
 
 ROOT = os.environ.get('SCEPD_SOURCE_ROOT') or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.path.abspath(os.environ.get('SCEPD_BUILD') or os.environ.get('SCEPD_BUILD_ROOT') or 'build-test')
@@ -44,7 +44,18 @@ def bail(desc, detail=''):
 
 
 def run(cmd, timeout=600, **kw):
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+    """Runs cmd in a process group of its own; on timeout the whole group
+    (a scepd started in the background included) is killed."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            **kw)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        err += f'\n{cmd[0]}: killed after {timeout} s'
+        proc.returncode = 124
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def in_root(root, script, net=True, timeout=600, writable=None):
@@ -299,15 +310,16 @@ def it_runs(root, uid):
     conf = read(os.path.join(root, 'etc/scepd/scepd.conf'))
     listen = re.search(r'^listen\s*=\s*(\S+)', conf, re.M)
     addr = listen.group(1) if listen else '127.0.0.1:8080'
-    # the shell inside the root starts scepd, waits for the UI (bounded: 150
-    # tries, 0.2 s apart), reports who runs it, then stops it
+    # the shell inside the root starts scepd, waits for the UI (bounded: 100
+    # tries, 0.2 s apart, each at most 2 s), reports who runs it, reloads it,
+    # then stops it
     script = f'''
 cd /
 if touch /usr/.scepd-probe 2>/dev/null; then echo "rootfs: writable"; rm -f /usr/.scepd-probe; else echo "rootfs: read-only"; fi
 {priv} -- {exec_start.group(1)} >/tmp/scepd.out 2>&1 &
 pid=$!
 i=0
-while [ $i -lt 150 ]; do
+while [ $i -lt 100 ]; do
     if perl -MIO::Socket::INET -e '
         my $s = IO::Socket::INET->new(PeerAddr => "{addr}", Timeout => 2) or exit 1;
         print $s "GET /ui/ HTTP/1.0\\r\\nHost: {addr}\\r\\n\\r\\n"; local $/; my $r = <$s>;
@@ -330,7 +342,7 @@ echo "--- ui"; head -c 2000 /tmp/ui.html; echo; echo "--- scepd"; cat /tmp/scepd
     writable += [w for line in re.findall(r'^ReadWritePaths=(.+)$', unit, re.M) for w in line.split()]
     if re.search(r'^PrivateTmp=yes$', unit, re.M):
         writable.append('/tmp')
-    p = in_root(root, script, net=False, timeout=120, writable=writable)
+    p = in_root(root, script, net=False, timeout=300, writable=writable)
     out = p.stdout
     ui = out.split('--- ui', 1)[1].split('--- scepd', 1)[0] if '--- ui' in out else ''
     ok(re.match(r'\s*HTTP/1\.[01] 200', ui) and '<title>scepd Remote UI</title>' in ui,
