@@ -4,9 +4,10 @@
 BUILD      ?= build
 TESTBUILD  ?= build-test
 FUZZBUILD  ?= build-fuzz
+DEBBUILD   ?= build-deb
 MESON      ?= meson
 
-.PHONY: all deps build test unit fuzz bench run clean docs format
+.PHONY: all deps build test unit fuzz bench run clean docs format deb
 
 all: build
 
@@ -39,8 +40,12 @@ bench: build
 run: build
 	@tools/run.sh
 
+# The Debian package, built from the working tree with dh and meson, no network.
+deb: deps
+	@tools/deb.sh $(DEBBUILD)
+
 format:
 	@clang-format -i $$(find src tests -name node_modules -prune -o \( -name '*.c' -o -name '*.h' \) -print)
 
 clean:
-	rm -rf $(BUILD) $(TESTBUILD) $(FUZZBUILD)
+	rm -rf $(BUILD) $(TESTBUILD) $(FUZZBUILD) $(DEBBUILD)

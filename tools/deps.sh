@@ -12,6 +12,10 @@ for p in $PKGS; do
 done
 # the browser tests need node and npm; any installation of them will do
 command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
+# `make deb`, the man pages and the packaging test (tests/packaging)
+for p in debhelper dpkg-dev build-essential lintian scdoc debootstrap systemd man-db; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
 [ -z "$missing" ] && exit 0
 echo "installing:$missing" >&2
 SUDO=""
