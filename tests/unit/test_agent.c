@@ -1054,8 +1054,30 @@ static void test_login_cache_and_lock(void **state)
     advance(f, 61);
     assert_int_equal(agent_login(f->a, "viewer", "viewer-password", &role, &err), 0);
     assert_int_equal(role, AGENT_ROLE_VIEWER);
-    /* the remembered admin login expires with the clock too */
+    /* the remembered admin login expires with the clock too. The stored
+     * hash is swapped behind the agent's back (the viewer's hash, so only
+     * "viewer-password" matches it): while remembered, the old password
+     * still logs in without a look at the store; once the minute is over,
+     * the store is asked again and the old password is refused. */
     assert_int_equal(agent_login(f->a, "admin", "admin-password-2", &role, &err), 0);
+    store_user admin, viewer;
+    assert_int_equal(store_user_get(f->a->st, "admin", &admin, &err), 0);
+    assert_int_equal(store_user_get(f->a->st, "viewer", &viewer, &err), 0);
+    char *keep = admin.password_hash;
+    admin.password_hash = viewer.password_hash;
+    assert_int_equal(store_user_put(f->a->st, &admin, &err), 0);
+    admin.password_hash = keep;
+    store_user_clear(&admin);
+    store_user_clear(&viewer);
+    advance(f, 59);
+    role = AGENT_ROLE_NONE;
+    assert_int_equal(agent_login(f->a, "admin", "admin-password-2", &role, &err), 0);
+    assert_int_equal(role, AGENT_ROLE_ADMIN);
+    advance(f, 2);
+    assert_int_equal(agent_login(f->a, "admin", "admin-password-2", &role, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_UNAUTHORIZED);
+    assert_int_equal(agent_login(f->a, "admin", "viewer-password", &role, &err), 0);
+    assert_int_equal(role, AGENT_ROLE_ADMIN);
     agent_close(f);
 }
 

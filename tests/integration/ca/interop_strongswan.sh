@@ -6,7 +6,7 @@
 # (strongswan#1607), so it refuses AES against our generic caps and DES3
 # against the NDES caps: these tests use the generic profile and --cipher des3.
 . "$(dirname "$0")/lib.sh"
-if ! command -v pki >/dev/null; then echo "1..0 # SKIP strongSwan pki not installed"; exit 0; fi
+if ! have_peer pki; then echo "1..0 # SKIP strongSwan pki not installed (tools/deps.sh installs strongswan-pki)"; exit 0; fi
 
 pki_quiet() { "$@" 2> >(grep -v -e TPM -e "plugin 'tpm'" >&2); }
 

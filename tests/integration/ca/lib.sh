@@ -76,6 +76,14 @@ finish() {
     [ "$T_FAILED" = 0 ]
 }
 
+# have_peer NAME: NAME (a peer program) is on PATH and not named in
+# SCEPD_TEST_MISSING (a comma-separated list), which lets a run act as if a
+# peer were not installed without touching the machine.
+have_peer() {
+    case ",${SCEPD_TEST_MISSING:-}," in *",$1,"*) return 1;; esac
+    command -v "$1" >/dev/null 2>&1
+}
+
 need_scepctl() {
     if [ -z "$SCEPCTL" ] || [ ! -x "$SCEPCTL" ]; then
         echo "1..0 # SKIP scepctl is not built"; exit 0
