@@ -759,6 +759,11 @@ def main():
         stop_all()
         bad = sanitizer_reports(work)
         ok(not bad, 'no sanitizer report in the logs of scepd and scepca', bad)
+        logs = os.environ.get('SCEPD_TEST_LOGS')
+        if logs and os.path.isdir(logs):  # tests/run scans them as well
+            for name in os.listdir(work):
+                if name.endswith(('.log', '.out')) and os.path.isfile(os.path.join(work, name)):
+                    shutil.copyfile(os.path.join(work, name), os.path.join(logs, name))
         if os.environ.get('KEEP_TMP') == '1':
             diag(f'kept {work}')
         else:

@@ -65,8 +65,17 @@ stop_server() {
     fi
 }
 
+# keep_logs: copies the daemons' logs to $SCEPD_TEST_LOGS (set by tests/run,
+# which scans them for sanitizer reports)
+keep_logs() {
+    [ -n "${SCEPD_TEST_LOGS:-}" ] && [ -d "$SCEPD_TEST_LOGS" ] || return 0
+    for f in "$WORK"/*.log; do [ -f "$f" ] && cp "$f" "$SCEPD_TEST_LOGS/"; done
+    return 0
+}
+
 cleanup() {
     for p in $T_PIDS; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    keep_logs
     rm -rf "$WORK"
 }
 trap cleanup EXIT
