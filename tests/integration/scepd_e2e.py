@@ -13,6 +13,7 @@ directory (logs of every server).
 """
 import base64
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -296,6 +297,46 @@ def served_sha256(port):
     return ':'.join(f'{b:02X}' for b in hashlib.sha256(der).digest())
 
 
+class OpenTls:
+    """A connection to the HTTPS listener kept open across a certificate swap:
+    `stage` is how far it got before the swap ('tcp': accepted, no
+    handshake; 'handshake': no request yet; 'request': one request done)."""
+
+    def __init__(self, port, stage):
+        self.stage = stage
+        self.raw = socket.create_connection(('127.0.0.1', port), timeout=10)
+        self.tls = None
+        self.sha256 = None
+        if stage in ('handshake', 'request'):
+            self.handshake()
+        self.answers = [self.get()] if stage == 'request' else []
+
+    def handshake(self):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        self.tls = ctx.wrap_socket(self.raw)
+        self.sha256 = ':'.join(f'{b:02X}' for b in hashlib.sha256(self.tls.getpeercert(binary_form=True)).digest())
+
+    def get(self):
+        """GET /api/v1/status on this connection (HTTP/1.1 keep-alive); the status code or the error."""
+        try:
+            if self.tls is None:
+                self.handshake()
+            auth = base64.b64encode(f'admin:{ADMIN_PW}'.encode()).decode()
+            self.tls.sendall(f'GET /api/v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\n'
+                             f'Authorization: Basic {auth}\r\n\r\n'.encode())
+            r = http.client.HTTPResponse(self.tls)
+            r.begin()
+            r.read()
+            return r.status
+        except (OSError, http.client.HTTPException) as e:
+            return f'{type(e).__name__}: {e}'
+
+    def close(self):
+        (self.tls or self.raw).close()
+
+
 def utc(t):
     return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(t))
 
@@ -353,9 +394,22 @@ def manual_and_bindings(d, ca, errors):
     # bindings: the HTTPS listener follows the tls binding
     before = served_sha256(d.tls_port)
     eq(before, d.key('DefaultTLS')['sha256'], 'HTTPS presents the self-signed DefaultTLS pair first')
+    # connections left open across the hot swap, at three stages
+    open_conns = [OpenTls(d.tls_port, stage) for stage in ('tcp', 'handshake', 'request', 'request')]
+    ok(all(c.answers == [200] for c in open_conns if c.stage == 'request'),
+       'before the swap: keep-alive HTTPS connections answer', [c.answers for c in open_conns])
     st, _, b = d.api('PUT', '/api/v1/bindings/tls', {'key_name': 'Web1'})
     ok(st == 200 and any(x['function'] == 'tls' and x['key_name'] == 'Web1' for x in b), 'tls bound to Web1', b)
     eq(served_sha256(d.tls_port), k['sha256'], "HTTPS presents Web1's certificate")
+    after = [(c.stage, c.get(), c.get()) for c in open_conns]
+    ok(all(a == 200 and b2 == 200 for _, a, b2 in after),
+       'connections open across the swap keep answering (accepted, handshaken, mid keep-alive)', after)
+    ok(all(c.sha256 == before for c in open_conns if c.stage != 'tcp') and
+       all(c.sha256 in (before, k['sha256']) for c in open_conns),
+       'they keep the certificate they were accepted with', [(c.stage, c.sha256) for c in open_conns])
+    for c in open_conns:
+        c.close()
+    eq(served_sha256(d.tls_port), k['sha256'], "new connections after them still get Web1's certificate")
     st, _, e = d.api('DELETE', '/api/v1/keys/Web1')
     err = (e or {}).get('error', {})
     ok(st == 409 and err.get('code') == 'key_in_use' and 'tls' in err.get('detail', '')
