@@ -32,7 +32,9 @@ until the end and exit 0. After every iteration the new part of every log
 TAP plan (iterations + 2) is printed first and every planned iteration runs.
 
 Environment: SCEPD, SCEPCA (binaries), CRASH_ITERATIONS (default 32),
-CRASH_SEED (default: from the clock; printed), CRASH_MAX_FAILURES (default
+CRASH_SEED (default: from the clock; printed), CRASH_WAIT_S (default 120:
+the bound of every wait for scepd; the slowest resume is printed),
+CRASH_MAX_FAILURES (default
 5: iterations whose restart did not resume properly before the test stops; it
 stops at once when the store itself is inconsistent), CRASH_KEEP=1 keeps the
 work directory. On a failure the work directory is kept and named; the logs
@@ -60,6 +62,11 @@ ACTIVE = ("queued", "generating_key", "contacting_server", "sent", "pending")
 ADMIN_PW = "crash-test-admin-pw"
 CHALLENGE = "crashpw"
 PHASES = ("keygen", "send", "pending", "register", "delete", "bind", "auto", "resume")
+# Upper bound of every wait for scepd to do something (start, resume, end a
+# request). Not a timing assertion: waits end as soon as the condition holds,
+# and the bound only has to be far above what a loaded machine needs (RSA
+# 4096 key generation under ASan on two busy cores takes tens of seconds).
+WAIT_S = float(os.environ.get("CRASH_WAIT_S", "120"))
 
 
 class Fail(Exception):
@@ -216,14 +223,14 @@ class Op(threading.Thread):
 
     def run(self):
         try:
-            self.status, self.doc, _ = self.api.raw(self.method, self.path, self.body, timeout=20)
+            self.status, self.doc, _ = self.api.raw(self.method, self.path, self.body, timeout=WAIT_S)
         except (OSError, http.client.HTTPException) as e:
             self.error = "%s: %s" % (type(e).__name__, e)
 
     def result(self):
-        self.join(25)
+        self.join(WAIT_S + 5)
         if self.is_alive():
-            raise Fail("%s %s: no end 25 s after the kill" % (self.method, self.path))
+            raise Fail("%s %s: no end %.0f s after the kill" % (self.method, self.path, WAIT_S + 5))
         return self.status
 
     def describe(self):
@@ -545,6 +552,8 @@ class CrashTest:
         self.outcomes = {}
         self.target = None
         self.name_seq = 0
+        self.slowest_resume = (0.0, "")
+        self.current = ""
         self.conf = os.path.join(self.work, "scepd.conf")
         with open(self.conf, "w") as f:
             f.write("[scepd]\nstate_dir = %s\nmax_keys = 100\nlog_level = info\n\n"
@@ -586,7 +595,7 @@ class CrashTest:
 
     def start(self):
         self.spawn()
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + WAIT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise Fail("scepd exited with %s at start: %s" % (self.proc.returncode, tail(self.scepd_log)))
@@ -599,7 +608,7 @@ class CrashTest:
                 except (OSError, http.client.HTTPException):
                     pass
             time.sleep(0.02)
-        raise Fail("scepd did not answer within 20 s: %s" % tail(self.scepd_log))
+        raise Fail("scepd did not answer within %.0f s: %s" % (WAIT_S, tail(self.scepd_log)))
 
     def kill(self):
         """SIGKILLs scepd, which must be running, and checks that this kill
@@ -675,7 +684,7 @@ class CrashTest:
         return {"key_name": name, "common_name": "crash-" + name, "challenge_password": CHALLENGE,
                 "key_algorithm": "rsa", "key_length": length, "sans": ["dns:%s.crash.test" % name]}
 
-    def wait_request(self, rid, states, seconds=30):
+    def wait_request(self, rid, states, seconds=WAIT_S):
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             reqs = read_requests(self.db)
@@ -783,7 +792,8 @@ class CrashTest:
         unfinished = sorted(r for r, x in base.reqs.items() if x["state"] in ACTIVE)
         auto_doc = base.docs.get("auto_request") or {}
         auto_on = auto_base is not None and auto_doc.get("enabled") is True
-        deadline = time.monotonic() + 30
+        t0 = time.monotonic()
+        deadline = t0 + WAIT_S
         last_approve = 0.0
         problems = []
         while True:
@@ -815,11 +825,14 @@ class CrashTest:
             if not waiting:
                 break
             if time.monotonic() > deadline:
-                return s, ["not resumed within 30 s: " + "; ".join(waiting)]
+                return s, ["not resumed within %.0f s: " % WAIT_S + "; ".join(waiting)]
             if time.monotonic() - last_approve > 0.5:
                 self.approve_all()
                 last_approve = time.monotonic()
             time.sleep(0.1)
+        took = time.monotonic() - t0
+        if took > self.slowest_resume[0]:
+            self.slowest_resume = (took, self.current)
         if auto_base is not None:
             # No waiting for a second run: the store must show that none can
             # start (the one-shot request's run disarms it in the transaction
@@ -834,7 +847,7 @@ class CrashTest:
             if len(autos) != (1 if auto_on else 0):
                 problems.append("the one-shot auto request ran %d times (%s); it was %s in the store at the kill"
                                 % (len(autos), autos, "enabled" if auto_on else "not enabled"))
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + WAIT_S
         while True:
             ex = self.check_exports(s)
             if not ex or time.monotonic() > deadline:
@@ -1028,14 +1041,15 @@ class CrashTest:
     # ---- one iteration
     def settle(self):
         """Waits (bounded) until no request runs, e.g. after a failed iteration."""
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + WAIT_S
         while any(r["state"] in ACTIVE for r in read_requests(self.db).values()):
             if time.monotonic() > deadline:
-                raise Fail("a request is still running 30 s after the iteration")
+                raise Fail("a request is still running %.0f s after the iteration" % WAIT_S)
             self.approve_all()
             time.sleep(0.2)
 
     def iteration(self, it, phase):
+        self.current = "iteration %d, %s" % (it, phase)
         self.settle()
         s = snapshot_live(self.db)
         self.tidy(s)
@@ -1124,6 +1138,8 @@ class CrashTest:
                     % ("an inconsistent store" if result == "stop" else "%d failed iterations" % failures,
                        self.seed, it, phase))
                 break
+        log("slowest resume after a restart: %.1f s (%s); the bound is %.0f s"
+            % (self.slowest_resume[0], self.slowest_resume[1], WAIT_S))
         for phase in PHASES:
             if phase in self.outcomes:
                 log("%-8s the call at the kill: %s" % (phase, ", ".join(
