@@ -1202,6 +1202,32 @@ static void test_jitter_per_periodic_run(void **state)
     }
 }
 
+/* Disabling an auto request that was never configured stores "key": null
+ * (as GET shows it); the daemon must start again on that document. */
+static void test_disable_unconfigured_auto_restarts(void **state)
+{
+    fx *f = *state;
+    agent_open(f);
+    auto_put_ok(f, json_pack("{s:b}", "enabled", 0));
+    util_error err = {0};
+    json_t *cfg = agent_auto_get(f->a, &err);
+    assert_non_null(cfg);
+    assert_true(json_is_null(json_object_get(cfg, "key")));
+    /* what GET shows can be sent back as it is */
+    json_t *back = json_deep_copy(cfg);
+    json_decref(cfg);
+    const char *shown_only[] = {"next_run", "jitter_s", "last_result", "attempts_left", "last_request_id"};
+    for (size_t i = 0; i < sizeof shown_only / sizeof shown_only[0]; i++)
+        json_object_del(back, shown_only[i]);
+    auto_put_ok(f, back);
+    agent_close(f);
+    agent_open(f);
+    cfg = agent_auto_get(f->a, &err);
+    assert_non_null(cfg);
+    assert_false(json_is_true(json_object_get(cfg, "enabled")));
+    json_decref(cfg);
+}
+
 /* ---- runs missed while the agent was down ---- */
 
 static void test_missed_run_after_restart(void **state)
@@ -1387,6 +1413,7 @@ int main(void)
         T(test_renewal_keeps_old_pair),
         T(test_polling_budget_survives_restart),
         T(test_jitter_per_periodic_run),
+        T(test_disable_unconfigured_auto_restarts),
     };
 #undef T
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
