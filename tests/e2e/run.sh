@@ -28,7 +28,7 @@ hidden() { case ",${SCEPD_TEST_MISSING:-}," in *",$1,"*) return 0 ;; esac; retur
 [ -n "${SCEPD:-}" ] && [ -x "$SCEPD" ] || bail "SCEPD must name the scepd binary"
 [ -n "${SCEPCA:-}" ] && [ -x "$SCEPCA" ] || bail "SCEPCA must name the scepca binary"
 node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' ||
-    skip "node $(node --version) is older than 20"
+    skip "host: node $(node --version) is older than 20 (Debian 12 ships 18; tools/deps.sh cannot install a newer one)"
 
 if [ ! -f "$HERE/node_modules/playwright-core/package.json" ]; then
     (cd "$HERE" && timeout 300 npm ci --no-audit --no-fund --loglevel=error) >&2 ||

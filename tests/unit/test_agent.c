@@ -725,9 +725,16 @@ static void test_pending_retries(void **state)
 /* The server cannot be reached: auto requests retry, manual ones do not. */
 static void test_connect_retries(void **state)
 {
-    fx *f = need_ca(state);
-    ca_serve(f, "--challenge", PW, NULL);
-    ca_stop(f); /* its port is now closed */
+    fx *f = *state;
+    /* a port bound but not listening, held for the whole test: connections
+     * are refused, and no other process can take the port meanwhile */
+    f->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(f->listen_fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    assert_int_equal(bind(f->listen_fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(getsockname(f->listen_fd, (struct sockaddr *)&sa, &len), 0);
+    snprintf(f->ca_url, sizeof f->ca_url, "http://127.0.0.1:%d/scep", ntohs(sa.sin_port));
     agent_open(f);
     set_url(f, f->ca_url, 5);
     char start[32];
