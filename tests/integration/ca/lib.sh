@@ -34,16 +34,26 @@ expect_error() {
 # start_server NAME ARGS...: runs `scepca serve` on a free port (or on
 # $LISTEN_PORT when set, to restart on the same address); sets URL_BASE
 # (http://127.0.0.1:PORT), SRV_PORT, SRV_PID and SRV_LOG.
+# A restart on $LISTEN_PORT is retried (bounded: 10 tries) while the port is
+# still in use; port 0 never needs a retry.
 start_server() {
     local name=$1; shift
     SRV_LOG="$WORK/$name.log"
-    "$SCEPCA" serve --listen "127.0.0.1:${LISTEN_PORT:-0}" "$@" >"$WORK/$name.addr" 2>"$SRV_LOG" &
-    SRV_PID=$!
-    T_PIDS="$T_PIDS $SRV_PID"
-    local i=0
-    while [ $i -lt 100 ] && ! grep -q "listening on" "$WORK/$name.addr" 2>/dev/null; do
-        sleep 0.1; i=$((i + 1))
-        kill -0 "$SRV_PID" 2>/dev/null || break
+    local try=0
+    while :; do
+        "$SCEPCA" serve --listen "127.0.0.1:${LISTEN_PORT:-0}" "$@" >"$WORK/$name.addr" 2>"$SRV_LOG" &
+        SRV_PID=$!
+        T_PIDS="$T_PIDS $SRV_PID"
+        local i=0
+        while [ $i -lt 100 ] && ! grep -q "listening on" "$WORK/$name.addr" 2>/dev/null; do
+            sleep 0.1; i=$((i + 1))
+            kill -0 "$SRV_PID" 2>/dev/null || break
+        done
+        try=$((try + 1))
+        grep -q "listening on" "$WORK/$name.addr" 2>/dev/null && break
+        [ -n "${LISTEN_PORT:-}" ] && [ $try -lt 10 ] && grep -qi "in use" "$SRV_LOG" || break
+        wait "$SRV_PID" 2>/dev/null
+        sleep 0.5
     done
     URL_BASE=$(sed -n 's/^listening on //p' "$WORK/$name.addr")
     SRV_PORT=${URL_BASE##*:}
