@@ -409,7 +409,7 @@ int agent_parse_auto(const json_t *in, const agent_auto *current, agent_auto *ou
         {"enabled", JSON_TRUE, false},     {"start", JSON_STRING, true},
         {"auto_adjust", JSON_TRUE, false}, {"polling", JSON_OBJECT, false},
         {"periodic", JSON_OBJECT, false},  {"auto_restart", JSON_TRUE, false},
-        {"delete_old", JSON_TRUE, false},  {"key", JSON_OBJECT, false},
+        {"delete_old", JSON_TRUE, false},  {"key", JSON_OBJECT, true},
     };
     agent_auto a = *current;
     if (check_fields(in, fields, sizeof fields / sizeof fields[0], "", err) != 0)
@@ -426,8 +426,11 @@ int agent_parse_auto(const json_t *in, const agent_auto *current, agent_auto *ou
     }
     if (parse_auto_sub(in, &a, err) != 0)
         return -1;
+    /* null is what agent_auto_json writes (and GET shows) while no key is
+     * configured: the stored document and a GET sent back as it is must
+     * parse, so null leaves the key as it is */
     json_t *key = json_object_get(in, "key");
-    if (key) {
+    if (key && !json_is_null(key)) {
         util_error inner;
         if (agent_parse_key_params(key, &a.key, &inner) != 0)
             return util_error_set(err, UTIL_ERR_INVALID_FIELD, "key.%s", inner.detail);

@@ -1,8 +1,10 @@
 /* scepd: the device agent. Wiring only: configuration, listeners, signals. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/util.h>
 #include <getopt.h>
 #include <ini.h>
 #include <openssl/crypto.h>
@@ -12,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
@@ -178,18 +181,40 @@ static int split_address(const char *text, char *host, size_t host_len, int *por
         return -1;
     memcpy(host, text, n);
     host[n] = '\0';
-    *port = atoi(colon + 1);
-    return *port > 0 && *port < 65536 ? 0 : -1;
+    const char *digits = colon + 1;
+    if (!*digits || strspn(digits, "0123456789") != strlen(digits) || strlen(digits) > 5)
+        return -1;
+    *port = atoi(digits);
+    return *port < 65536 ? 0 : -1;
 }
 
-static int bind_http(struct evhttp *http, const char *addr, util_error *err)
+/* Binds addr (port 0: one the kernel picks) and writes the address actually
+ * bound to bound, so that tests and scripts can take a free port without a
+ * race between choosing it and binding it. */
+static int bind_http(struct evhttp *http, const char *addr, char *bound, size_t bound_len, util_error *err)
 {
     char host[128];
     int port;
     if (split_address(addr, host, sizeof host, &port) != 0)
         return util_error_set(err, UTIL_ERR_CONFIG, "listen address \"%s\" is not HOST:PORT", addr);
-    if (evhttp_bind_socket(http, host, (ev_uint16_t)port) != 0)
+    struct evhttp_bound_socket *sock = evhttp_bind_socket_with_handle(http, host, (ev_uint16_t)port);
+    if (!sock)
         return util_error_set(err, UTIL_ERR_CONFIG, "cannot listen on %s: %s", addr, strerror(errno));
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char name[INET6_ADDRSTRLEN];
+    snprintf(bound, bound_len, "%s", addr);
+    if (getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&ss, &len) != 0)
+        return 0;
+    if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+        if (inet_ntop(AF_INET6, &in6->sin6_addr, name, sizeof name))
+            snprintf(bound, bound_len, "[%s]:%u", name, (unsigned)ntohs(in6->sin6_port));
+    } else if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *in4 = (const struct sockaddr_in *)&ss;
+        if (inet_ntop(AF_INET, &in4->sin_addr, name, sizeof name))
+            snprintf(bound, bound_len, "%s:%u", name, (unsigned)ntohs(in4->sin_port));
+    }
     return 0;
 }
 
@@ -274,6 +299,7 @@ static int run(options *o, util_error *err)
     char *generated = NULL, *password = NULL;
     struct event *sigs[3] = {NULL, NULL, NULL};
     signals sig = {base, NULL};
+    char bound[INET6_ADDRSTRLEN + 8] = "", bound_tls[INET6_ADDRSTRLEN + 8] = "";
     int rc = -1;
     if (!base) {
         util_error_set(err, UTIL_ERR_INTERNAL, "event loop");
@@ -297,11 +323,12 @@ static int run(options *o, util_error *err)
         goto out;
     }
     api_set_static(server, web_lookup);
-    if (api_attach(server, http, false) != 0 || bind_http(http, o->listen, err) != 0)
+    if (api_attach(server, http, false) != 0 || bind_http(http, o->listen, bound, sizeof bound, err) != 0)
         goto out;
     if (https) {
         evhttp_set_bevcb(https, tls_bevcb, &tls);
-        if (api_attach(server, https, true) != 0 || bind_http(https, o->listen_tls, err) != 0)
+        if (api_attach(server, https, true) != 0 ||
+            bind_http(https, o->listen_tls, bound_tls, sizeof bound_tls, err) != 0)
             goto out;
     }
     sigs[0] = evsignal_new(base, SIGINT, on_stop, &sig);
@@ -312,8 +339,8 @@ static int run(options *o, util_error *err)
             util_error_set(err, UTIL_ERR_INTERNAL, "signal handlers");
             goto out;
         }
-    printf("scepd %s: Remote UI at http://%s/ui/%s%s%s\n", SCEPD_VERSION, o->listen,
-           https ? " and https://" : "", https ? o->listen_tls : "", https ? "/ui/" : "");
+    printf("scepd %s: Remote UI at http://%s/ui/%s%s%s\n", SCEPD_VERSION, bound, https ? " and https://" : "",
+           https ? bound_tls : "", https ? "/ui/" : "");
     if (generated)
         printf("admin password (shown once): %s\n", generated);
     fflush(stdout);

@@ -20,13 +20,15 @@ bail() {
     exit 1
 }
 
-command -v node >/dev/null 2>&1 || skip "node is not installed (tools/deps.sh installs nodejs)"
-command -v npm >/dev/null 2>&1 || skip "npm is not installed (tools/deps.sh installs npm)"
-[ -x "$CHROMIUM" ] || skip "$CHROMIUM is not installed (tools/deps.sh installs chromium)"
+# SCEPD_TEST_MISSING (comma-separated) names peers to treat as absent
+hidden() { case ",${SCEPD_TEST_MISSING:-}," in *",$1,"*) return 0 ;; esac; return 1; }
+{ ! hidden node && command -v node >/dev/null 2>&1; } || skip "node is not installed (tools/deps.sh installs nodejs)"
+{ ! hidden npm && command -v npm >/dev/null 2>&1; } || skip "npm is not installed (tools/deps.sh installs npm)"
+{ ! hidden chromium && [ -x "$CHROMIUM" ]; } || skip "$CHROMIUM is not installed (tools/deps.sh installs chromium)"
 [ -n "${SCEPD:-}" ] && [ -x "$SCEPD" ] || bail "SCEPD must name the scepd binary"
 [ -n "${SCEPCA:-}" ] && [ -x "$SCEPCA" ] || bail "SCEPCA must name the scepca binary"
 node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' ||
-    skip "node $(node --version) is older than 20"
+    skip "host: node $(node --version) is older than 20 (Debian 12 ships 18; tools/deps.sh cannot install a newer one)"
 
 if [ ! -f "$HERE/node_modules/playwright-core/package.json" ]; then
     (cd "$HERE" && timeout 300 npm ci --no-audit --no-fund --loglevel=error) >&2 ||
@@ -51,6 +53,10 @@ stop() { # stop PID: TERM, then KILL after 5 s
 cleanup() {
     stop "$SD_PID"
     stop "$CA_PID"
+    # tests/run scans $SCEPD_TEST_LOGS for sanitizer reports
+    if [ -n "${SCEPD_TEST_LOGS:-}" ] && [ -d "$SCEPD_TEST_LOGS" ]; then
+        cp "$WORK"/*.log "$WORK"/*.out "$SCEPD_TEST_LOGS/" 2>/dev/null
+    fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -68,15 +74,6 @@ wait_for() {
     return 1
 }
 
-# two free loopback ports (the kernel picks; a race with another process
-# is possible but unlikely, and scepd failing to bind is retried)
-free_ports() {
-    node -e '
-      const net = require("net");
-      const get = () => new Promise((res) => { const s = net.createServer(); s.listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => res(p)); }); });
-      (async () => { const a = await get(); let b = await get(); while (b === a) b = await get(); console.log(a, b); })();'
-}
-
 "$SCEPCA" init --dir "$WORK/ca" >"$WORK/ca-init.log" 2>&1 || { cat "$WORK/ca-init.log" >&2; bail "scepca init failed"; }
 "$SCEPCA" serve --dir "$WORK/ca" --listen 127.0.0.1:0 --challenge secret --pending \
     >"$WORK/ca.out" 2>"$WORK/ca.log" &
@@ -85,16 +82,15 @@ wait_for "$WORK/ca.out" "listening on" "$CA_PID" || { cat "$WORK/ca.log" >&2; ba
 CA_URL=$(sed -n 's/^listening on //p' "$WORK/ca.out")
 
 ADMIN_PASSWORD="e2e-admin-$$"
-for attempt in 1 2 3; do
-    read -r PORT TLS_PORT < <(free_ports)
-    SCEPD_ADMIN_PASSWORD=$ADMIN_PASSWORD "$SCEPD" --state "$WORK/state" \
-        --listen "127.0.0.1:$PORT" --listen-tls "127.0.0.1:$TLS_PORT" >"$WORK/scepd.out" 2>"$WORK/scepd.log" &
-    SD_PID=$!
-    if wait_for "$WORK/scepd.out" "Remote UI at" "$SD_PID"; then break; fi
-    stop "$SD_PID"
-    SD_PID=""
-    [ $attempt = 3 ] && { cat "$WORK/scepd.log" >&2; bail "scepd did not start"; }
-done
+# ports the kernel picks, read back from scepd's first line: no race with
+# another process between choosing a port and binding it
+SCEPD_ADMIN_PASSWORD=$ADMIN_PASSWORD "$SCEPD" --state "$WORK/state" \
+    --listen 127.0.0.1:0 --listen-tls 127.0.0.1:0 >"$WORK/scepd.out" 2>"$WORK/scepd.log" &
+SD_PID=$!
+wait_for "$WORK/scepd.out" "Remote UI at" "$SD_PID" || { cat "$WORK/scepd.log" >&2; bail "scepd did not start"; }
+PORT=$(sed -n 's|.*Remote UI at http://127\.0\.0\.1:\([0-9]*\)/ui/.*|\1|p' "$WORK/scepd.out")
+TLS_PORT=$(sed -n 's|.* and https://127\.0\.0\.1:\([0-9]*\)/ui/.*|\1|p' "$WORK/scepd.out")
+[ -n "$PORT" ] && [ -n "$TLS_PORT" ] || bail "no ports in scepd's first line: $(head -1 "$WORK/scepd.out")"
 
 echo "# scepd on 127.0.0.1:$PORT (HTTPS $TLS_PORT), scepca on $CA_URL; screenshots in $SHOTS"
 E2E_BASE="http://127.0.0.1:$PORT" E2E_TLS="127.0.0.1:$TLS_PORT" E2E_CA_URL="$CA_URL" E2E_CA_DIR="$WORK/ca" \

@@ -49,10 +49,12 @@ def ok(cond, desc, detail=None):
     return bool(cond)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
+def closed_port():
+    """A port bound by this process but not listening: connections to it are
+    refused for as long as the socket stays open, and nobody else can take it."""
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    return s, s.getsockname()[1]
 
 
 class Reply:
@@ -121,35 +123,49 @@ def main():
         return 0
     work = tempfile.mkdtemp(prefix='scepd-auth.')
     proc = None
+    refuser, refused_port = closed_port()
     try:
-        port = free_port()
         env = dict(os.environ, SCEPD_ADMIN_PASSWORD=ADMIN_PW)
-        log = open(os.path.join(work, 'scepd.log'), 'w')
-        # a SCEP server nobody listens on: requests fail fast with net_connect
-        proc = subprocess.Popen([SCEPD, '--state', os.path.join(work, 'state'), '--listen', f'127.0.0.1:{port}',
-                                 '--scep-url', f'http://127.0.0.1:{free_port()}/scep'],
+        log_path = os.path.join(work, 'scepd.log')
+        log = open(log_path, 'w')
+        # a SCEP server nobody listens on: requests fail fast with net_connect.
+        # scepd takes a port the kernel picks and names it in its first line.
+        proc = subprocess.Popen([SCEPD, '--state', os.path.join(work, 'state'), '--listen', '127.0.0.1:0',
+                                 '--scep-url', f'http://127.0.0.1:{refused_port}/scep'],
                                 stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
-        api = Api(port)
+        api = None
         deadline = time.monotonic() + 15
         up = False
         while not up and time.monotonic() < deadline and proc.poll() is None:
+            if api is None:
+                with open(log_path, 'rb') as fp:
+                    m = re.search(rb'Remote UI at http://127\.0\.0\.1:(\d+)/', fp.read())
+                if m:
+                    api = Api(int(m.group(1)))
             try:
-                up = api.call('GET', '/api/v1/status').status == 401
+                up = api is not None and api.call('GET', '/api/v1/status').status == 401
             except OSError:
+                pass
+            if not up:
                 time.sleep(0.1)
         if not up:
             print('Bail out! scepd did not start')
             return 1
         run(api)
     finally:
-        if proc and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        refuser.close()
+        if proc:
+            early = proc.poll()
+            if early is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)
+            ok(early is None and proc.returncode == 0, 'scepd ran to the end and exited 0 on SIGTERM',
+               f'exit status {proc.returncode}' + (' before the SIGTERM' if early is not None else ''))
         with open(os.path.join(work, 'scepd.log'), errors='replace') as fp:
             log = fp.read()
         m = re.search(r'ERROR: (Address|Leak)Sanitizer|runtime error:', log)

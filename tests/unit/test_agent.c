@@ -58,6 +58,7 @@ typedef struct fx {
     pid_t ca_pid;
     char ca_url[160]; /* http://127.0.0.1:PORT/scep */
     int listen_fd;    /* a silent listener: counts connection attempts */
+    bool exports;     /* agent_open configures function "f1" exporting to dir/f1.key, dir/f1.crt */
 } fx;
 
 /* ---- clock and random ---- */
@@ -261,6 +262,12 @@ static void agent_open(fx *f)
     cfg.clock = fake_clock;
     cfg.random = f->real_random ? NULL : fake_random;
     cfg.hook_arg = f;
+    if (f->exports) {
+        agent_function *fn = &cfg.functions[cfg.function_count++];
+        snprintf(fn->name, sizeof fn->name, "f1");
+        snprintf(fn->export_key, sizeof fn->export_key, "%s/f1.key", f->dir);
+        snprintf(fn->export_cert, sizeof fn->export_cert, "%s/f1.crt", f->dir);
+    }
     util_error err = {0};
     if (agent_new(f->base, &cfg, "admin-password-1", NULL, &f->a, &err) != 0)
         fail_msg("agent_new: %s: %s", util_err_code(err.code), err.detail);
@@ -452,7 +459,8 @@ static fx *need_ca(void **state)
 {
     fx *f = *state;
     if (!find_scepca(f)) {
-        print_message("scepca not built: skipped\n");
+        /* tests/run fails any skip: make test always builds scepca */
+        print_message("scepca not built: skipped (set SCEPCA or SCEPD_BUILD_ROOT)\n");
         skip();
     }
     ca_init(f);
@@ -717,9 +725,16 @@ static void test_pending_retries(void **state)
 /* The server cannot be reached: auto requests retry, manual ones do not. */
 static void test_connect_retries(void **state)
 {
-    fx *f = need_ca(state);
-    ca_serve(f, "--challenge", PW, NULL);
-    ca_stop(f); /* its port is now closed */
+    fx *f = *state;
+    /* a port bound but not listening, held for the whole test: connections
+     * are refused, and no other process can take the port meanwhile */
+    f->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(f->listen_fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    assert_int_equal(bind(f->listen_fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(getsockname(f->listen_fd, (struct sockaddr *)&sa, &len), 0);
+    snprintf(f->ca_url, sizeof f->ca_url, "http://127.0.0.1:%d/scep", ntohs(sa.sin_port));
     agent_open(f);
     set_url(f, f->ca_url, 5);
     char start[32];
@@ -968,6 +983,258 @@ static void test_periodic_renewal_delete_old(void **state)
     store_key_clear(&old);
 }
 
+/* ---- renewal outcomes, polling budget, jitter per run ---- */
+
+/* A registered pair "Dev" bound to f1, whose files are exported. */
+static void registered_bound_dev(fx *f)
+{
+    util_error err = {0};
+    int64_t id = 0;
+    json_t *in = key_params("Dev", PW);
+    assert_int_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+    json_decref(in);
+    json_decref(wait_state(f, id, "acquired", 0));
+    json_t *res = NULL;
+    assert_int_equal(agent_restart(f->a, "test", &res, &err), 0);
+    json_decref(res);
+    json_t *b = json_pack("{s:s}", "key_name", "Dev");
+    assert_int_equal(agent_binding_put(f->a, "f1", b, "test", &err), 0);
+    json_decref(b);
+}
+
+static char *export_of(fx *f, const char *name)
+{
+    char path[200];
+    snprintf(path, sizeof path, "%s/%s", f->dir, name);
+    char *text = slurp(path);
+    assert_non_null(text);
+    return text;
+}
+
+static const char *binding_of(json_t *list, const char *function)
+{
+    for (size_t i = 0; i < json_array_size(list); i++)
+        if (!strcmp(sget(json_array_get(list, i), "function"), function))
+            return sget(json_array_get(list, i), "key_name");
+    return "";
+}
+
+/* delete-old acts only on a renewal that succeeded: when it fails, the old
+ * pair, its binding and its exported files stay, and a registration after
+ * the failure deletes nothing. */
+static void test_delete_old_renewal_fails(void **state)
+{
+    fx *f = need_ca(state);
+    f->exports = true;
+    ca_serve(f, "--challenge", PW, NULL);
+    agent_open(f);
+    registered_bound_dev(f);
+    char *cert_before = export_of(f, "f1.crt"), *key_before = export_of(f, "f1.key");
+    assert_non_null(strstr(cert_before, "BEGIN CERTIFICATE"));
+    /* the server now answers garbage: the renewal fails without polling */
+    ca_stop(f);
+    ca_serve(f, "--challenge", PW, "--fault", "garbage", NULL);
+    set_url(f, f->ca_url, 10);
+    char start[32];
+    fmt_time(f->now, start);
+    auto_put_ok(f, json_pack("{s:b, s:s, s:b, s:b, s:b, s:o}", "enabled", 1, "start", start, "auto_adjust", 0,
+                             "auto_restart", 1, "delete_old", 1, "key", key_params("Dev", PW)));
+    agent_tick(f->a);
+    int64_t id = latest_id(f);
+    util_error err = {0};
+    store_request row;
+    assert_int_equal(store_request_get(f->a->st, id, &row, &err), 0);
+    assert_string_equal(row.replaces, "Dev"); /* it was a delete-old renewal */
+    store_request_clear(&row);
+    json_t *r = wait_state(f, id, "failed", 0);
+    assert_string_equal(error_code(r), "response_parse");
+    json_decref(r);
+    json_t *res = NULL;
+    assert_int_equal(agent_restart(f->a, "test", &res, &err), 0);
+    assert_int_equal(json_array_size(json_object_get(res, "registered")), 0);
+    assert_int_equal(json_array_size(json_object_get(res, "deleted")), 0);
+    json_decref(res);
+    store_key k;
+    assert_int_equal(store_key_get(f->a->st, "Dev", &k, &err), 0);
+    assert_string_equal(store_state_name(k.state), "registered");
+    store_key_clear(&k);
+    json_t *bl = agent_binding_list(f->a, &err);
+    assert_string_equal(binding_of(bl, "f1"), "Dev");
+    json_decref(bl);
+    char *cert_after = export_of(f, "f1.crt"), *key_after = export_of(f, "f1.key");
+    assert_string_equal(cert_after, cert_before);
+    assert_string_equal(key_after, key_before);
+    free(cert_before);
+    free(key_before);
+    free(cert_after);
+    free(key_after);
+}
+
+/* delete_old=false: the renewal registers a second pair and keeps the
+ * first one, its binding and its exports. */
+static void test_renewal_keeps_old_pair(void **state)
+{
+    fx *f = need_ca(state);
+    f->exports = true;
+    ca_serve(f, "--challenge", PW, NULL);
+    agent_open(f);
+    registered_bound_dev(f);
+    char *cert_before = export_of(f, "f1.crt");
+    char start[32];
+    fmt_time(f->now, start);
+    auto_put_ok(f, json_pack("{s:b, s:s, s:b, s:b, s:b, s:o}", "enabled", 1, "start", start, "auto_adjust", 0,
+                             "auto_restart", 1, "delete_old", 0, "key", key_params("Dev", PW)));
+    agent_tick(f->a);
+    int64_t id = latest_id(f);
+    util_error err = {0};
+    store_request row;
+    assert_int_equal(store_request_get(f->a->st, id, &row, &err), 0);
+    assert_string_equal(row.key_name, "Dev2");
+    assert_string_equal(row.replaces, "");
+    store_request_clear(&row);
+    json_decref(wait_state(f, id, "registered", 0));
+    store_key k;
+    assert_int_equal(store_key_get(f->a->st, "Dev", &k, &err), 0);
+    assert_string_equal(store_state_name(k.state), "registered");
+    store_key_clear(&k);
+    assert_int_equal(store_key_get(f->a->st, "Dev2", &k, &err), 0);
+    assert_string_equal(store_state_name(k.state), "registered");
+    assert_string_equal(k.replaces, "");
+    store_key_clear(&k);
+    json_t *bl = agent_binding_list(f->a, &err);
+    assert_string_equal(binding_of(bl, "f1"), "Dev");
+    json_decref(bl);
+    char *cert_after = export_of(f, "f1.crt");
+    assert_string_equal(cert_after, cert_before);
+    free(cert_before);
+    free(cert_after);
+}
+
+/* A polling budget of 2 is used up once, however often the daemon restarts
+ * while the request waits: restarts neither refill it nor add polls. */
+static void test_polling_budget_survives_restart(void **state)
+{
+    fx *f = need_ca(state);
+    ca_serve(f, "--challenge", PW, "--pending", NULL);
+    agent_open(f);
+    char start[32];
+    fmt_time(f->now, start);
+    int64_t id = fire_now(f, auto_doc(start, true, 2, 30, key_params("Dev", PW)));
+    json_t *r = wait_state(f, id, "pending", 1);
+    int64_t next = time_of(json_object_get(r, "next_attempt_at"));
+    assert_int_equal(next, f->now + 30);
+    json_decref(r);
+    json_t *st = auto_status(f);
+    json_int_t left = json_integer_value(json_object_get(st, "attempts_left"));
+    json_decref(st);
+
+    /* restart while it waits: the same poll time, the same budget */
+    agent_close(f);
+    agent_open(f);
+    st = auto_status(f);
+    assert_int_equal(json_integer_value(json_object_get(st, "attempts_left")), left);
+    json_decref(st);
+    r = request_get(f, id);
+    assert_string_equal(sget(r, "state"), "pending");
+    assert_int_equal(json_integer_value(json_object_get(r, "attempts")), 1);
+    assert_int_equal(time_of(json_object_get(r, "next_attempt_at")), next);
+    json_decref(r);
+    advance(f, 29);
+    run_for(f, 100);
+    r = request_get(f, id);
+    assert_int_equal(json_integer_value(json_object_get(r, "attempts")), 1);
+    json_decref(r);
+    /* poll 1, then another restart before poll 2 */
+    advance(f, 1);
+    json_decref(wait_state(f, id, "pending", 2));
+    agent_close(f);
+    agent_open(f);
+    advance(f, 30);
+    r = wait_state(f, id, "failed", 2);
+    assert_string_equal(error_code(r), "pending");
+    assert_int_equal(json_integer_value(json_object_get(r, "attempts")), 2);
+    json_decref(r);
+    st = auto_status(f);
+    assert_string_equal(sget(st, "last_result"), "pending");
+    assert_int_equal(json_integer_value(json_object_get(st, "attempts_left")), 0);
+    json_decref(st);
+    /* used up: a further restart and an hour add nothing */
+    agent_close(f);
+    agent_open(f);
+    advance(f, 3600);
+    run_for(f, 100);
+    assert_int_equal(request_count(f), 1);
+    r = request_get(f, id);
+    assert_string_equal(sget(r, "state"), "failed");
+    assert_int_equal(json_integer_value(json_object_get(r, "attempts")), 2);
+    json_decref(r);
+}
+
+/* Every periodic run draws its own jitter for the run after it; the base
+ * stays on the interval grid (jitters do not add up). */
+static void test_jitter_per_periodic_run(void **state)
+{
+    fx *f = need_ca(state);
+    ca_serve(f, "--challenge", PW, NULL);
+    agent_open(f);
+    int64_t minute = f->now - f->now % 60;
+    f->rand_value = 100;
+    f->rand_calls = 0;
+    auto_put_ok(f,
+                json_pack("{s:b, s:s, s:b, s:{s:b, s:i}, s:b, s:b, s:o}", "enabled", 1, "start",
+                          "2020-01-01T00:00:00Z", "auto_adjust", 1, "periodic", "enabled", 1, "interval_days",
+                          1, "auto_restart", 0, "delete_old", 0, "key", key_params("Dev", PW)));
+    assert_int_equal(f->rand_calls, 1);
+    json_t *st = auto_status(f);
+    assert_int_equal(json_integer_value(json_object_get(st, "jitter_s")), 100);
+    assert_int_equal(time_of(json_object_get(st, "next_run")), minute + 100);
+    json_decref(st);
+    const uint32_t draws[] = {250, 7, 599};
+    for (int run = 0; run < 3; run++) {
+        int64_t due = run == 0 ? minute + 100 : minute + run * DAY + (int64_t)draws[run - 1];
+        int64_t before = latest_id(f);
+        advance(f, due - f->now - 1);
+        run_for(f, 20);
+        assert_int_equal(latest_id(f), before);
+        f->rand_value = draws[run];
+        advance(f, 1);
+        int64_t id = latest_id(f);
+        assert_true(id > before);
+        assert_int_equal(f->rand_calls, run + 2); /* one fresh draw per run */
+        st = auto_status(f);
+        assert_int_equal(json_integer_value(json_object_get(st, "jitter_s")), draws[run]);
+        assert_int_equal(time_of(json_object_get(st, "next_run")), minute + (run + 1) * DAY + draws[run]);
+        json_decref(st);
+        json_decref(wait_state(f, id, "acquired", 0));
+    }
+}
+
+/* Disabling an auto request that was never configured stores "key": null
+ * (as GET shows it); the daemon must start again on that document. */
+static void test_disable_unconfigured_auto_restarts(void **state)
+{
+    fx *f = *state;
+    agent_open(f);
+    auto_put_ok(f, json_pack("{s:b}", "enabled", 0));
+    util_error err = {0};
+    json_t *cfg = agent_auto_get(f->a, &err);
+    assert_non_null(cfg);
+    assert_true(json_is_null(json_object_get(cfg, "key")));
+    /* what GET shows can be sent back as it is */
+    json_t *back = json_deep_copy(cfg);
+    json_decref(cfg);
+    const char *shown_only[] = {"next_run", "jitter_s", "last_result", "attempts_left", "last_request_id"};
+    for (size_t i = 0; i < sizeof shown_only / sizeof shown_only[0]; i++)
+        json_object_del(back, shown_only[i]);
+    auto_put_ok(f, back);
+    agent_close(f);
+    agent_open(f);
+    cfg = agent_auto_get(f->a, &err);
+    assert_non_null(cfg);
+    assert_false(json_is_true(json_object_get(cfg, "enabled")));
+    json_decref(cfg);
+}
+
 /* ---- runs missed while the agent was down ---- */
 
 static void test_missed_run_after_restart(void **state)
@@ -1054,8 +1321,30 @@ static void test_login_cache_and_lock(void **state)
     advance(f, 61);
     assert_int_equal(agent_login(f->a, "viewer", "viewer-password", &role, &err), 0);
     assert_int_equal(role, AGENT_ROLE_VIEWER);
-    /* the remembered admin login expires with the clock too */
+    /* the remembered admin login expires with the clock too. The stored
+     * hash is swapped behind the agent's back (the viewer's hash, so only
+     * "viewer-password" matches it): while remembered, the old password
+     * still logs in without a look at the store; once the minute is over,
+     * the store is asked again and the old password is refused. */
     assert_int_equal(agent_login(f->a, "admin", "admin-password-2", &role, &err), 0);
+    store_user admin, viewer;
+    assert_int_equal(store_user_get(f->a->st, "admin", &admin, &err), 0);
+    assert_int_equal(store_user_get(f->a->st, "viewer", &viewer, &err), 0);
+    char *keep = admin.password_hash;
+    admin.password_hash = viewer.password_hash;
+    assert_int_equal(store_user_put(f->a->st, &admin, &err), 0);
+    admin.password_hash = keep;
+    store_user_clear(&admin);
+    store_user_clear(&viewer);
+    advance(f, 59);
+    role = AGENT_ROLE_NONE;
+    assert_int_equal(agent_login(f->a, "admin", "admin-password-2", &role, &err), 0);
+    assert_int_equal(role, AGENT_ROLE_ADMIN);
+    advance(f, 2);
+    assert_int_equal(agent_login(f->a, "admin", "admin-password-2", &role, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_UNAUTHORIZED);
+    assert_int_equal(agent_login(f->a, "admin", "viewer-password", &role, &err), 0);
+    assert_int_equal(role, AGENT_ROLE_ADMIN);
     agent_close(f);
 }
 
@@ -1115,12 +1404,23 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_login_cache_and_lock),     cmocka_unit_test(test_schedule_following),
-        T(test_start_time_and_jitter),    T(test_jitter_real_random),
-        T(test_pending_retries),          T(test_connect_retries),
-        T(test_no_poll_on_failure),       T(test_no_poll_key_store_full),
-        T(test_no_poll_bad_response),     T(test_periodic_renewal_delete_old),
-        T(test_missed_run_after_restart), T(test_manual_refusals),
+        T(test_login_cache_and_lock),
+        cmocka_unit_test(test_schedule_following),
+        T(test_start_time_and_jitter),
+        T(test_jitter_real_random),
+        T(test_pending_retries),
+        T(test_connect_retries),
+        T(test_no_poll_on_failure),
+        T(test_no_poll_key_store_full),
+        T(test_no_poll_bad_response),
+        T(test_periodic_renewal_delete_old),
+        T(test_missed_run_after_restart),
+        T(test_manual_refusals),
+        T(test_delete_old_renewal_fails),
+        T(test_renewal_keeps_old_pair),
+        T(test_polling_budget_survives_restart),
+        T(test_jitter_per_periodic_run),
+        T(test_disable_unconfigured_auto_restarts),
     };
 #undef T
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

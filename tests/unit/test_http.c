@@ -316,17 +316,21 @@ static void raw_stop(rawserver *s)
     close(s->stop[1]);
 }
 
-/* A port where nothing listens: bound, read back, closed. */
-static int closed_port(void)
+/* A port where nothing listens: bound and kept open without listen(), so
+ * connections are refused and no other process can take the port while the
+ * tests run. *fd_out is closed by the teardown. */
+static int closed_port(int *fd_out)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        if (fd >= 0)
+            close(fd);
         return -1;
-    int port = port_of(fd);
-    close(fd);
-    return port;
+    }
+    *fd_out = fd;
+    return port_of(fd);
 }
 
 /* ---- certificates ------------------------------------------------------- */
@@ -391,7 +395,7 @@ typedef struct fixture {
     SSL_CTX *ssl, *rogue_ssl;
     char ca_file[64];
     char ca_pin[160], leaf_pin[160];
-    int closed;
+    int closed, closed_fd;
 } fixture;
 
 static fixture *F;
@@ -458,13 +462,15 @@ static int group_setup(void **state)
         raw_start(&F->partial, partial_reply) < 0 || raw_start(&F->interim, interim_reply) < 0 ||
         raw_start(&F->interim_only, interim_only_reply) < 0 || raw_start(&F->forbid, forbid_reply) < 0)
         return -1;
-    F->closed = closed_port();
+    F->closed = closed_port(&F->closed_fd);
     return F->closed > 0 ? 0 : -1;
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
+    if (F->closed > 0)
+        close(F->closed_fd);
     server_stop(&F->plain);
     server_stop(&F->tls);
     server_stop(&F->rogue);

@@ -274,6 +274,105 @@ static void test_newer_schema_refused(void **state)
     assert_non_null(strstr(err.detail, "newer scepd"));
 }
 
+/* A store written by the first released schema (tests/unit/data/
+ * store-schema1.db, never regenerated) opens with this scepd: it is migrated
+ * to STORE_SCHEMA_VERSION in place and keeps every pair, binding, request,
+ * user, document and audit line. */
+static void test_upgrade_from_schema1(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    const char *root = getenv("SCEPD_SOURCE_ROOT");
+    if (!root)
+        fail_msg("SCEPD_SOURCE_ROOT is not set (run through meson test or tests/run)");
+    char src[512];
+    snprintf(src, sizeof src, "%s/tests/unit/data/store-schema1.db", root);
+    store_close(f->st);
+    f->st = NULL;
+    unlink(f->db_path);
+    char wal[160];
+    snprintf(wal, sizeof wal, "%s-wal", f->db_path);
+    unlink(wal);
+    snprintf(wal, sizeof wal, "%s-shm", f->db_path);
+    unlink(wal);
+    FILE *in = fopen(src, "rb"), *out = fopen(f->db_path, "wb");
+    if (!in)
+        fail_msg("%s is missing: it is checked in", src);
+    assert_non_null(out);
+    char buf[8192];
+    for (size_t n; (n = fread(buf, 1, sizeof buf, in)) > 0;)
+        assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+    assert_int_equal(chmod(f->db_path, 0600), 0);
+    sqlite3 *db = raw_open(f);
+    assert_int_equal(raw_int(db, "SELECT value FROM meta WHERE key = 'schema_version'"), 1);
+    sqlite3_close(db);
+
+    assert_int_equal(store_open(f->dir, &f->st, &err), 0);
+    store_set_clock(f->st, test_clock, f);
+    assert_int_equal(store_schema_version(f->st), STORE_SCHEMA_VERSION);
+    assert_int_equal(store_check_consistency(f->st, &err), 0);
+    db = raw_open(f);
+    assert_int_equal(raw_int(db, "SELECT value FROM meta WHERE key = 'schema_version'"),
+                     STORE_SCHEMA_VERSION);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM audit"), 9);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM requests"), 2);
+    sqlite3_close(db);
+
+    const char *names[] = {"DefaultTLS", "Legacy1", "Legacy2"};
+    const char *states[] = {"registered", "registered", "acquired"};
+    for (size_t i = 0; i < 3; i++) {
+        store_key k;
+        assert_int_equal(store_key_get(f->st, names[i], &k, &err), 0);
+        assert_string_equal(store_state_name(k.state), states[i]);
+        assert_non_null(strstr(k.key_pem, "PRIVATE KEY"));
+        assert_non_null(strstr(k.cert_pem, "BEGIN CERTIFICATE"));
+        store_key_clear(&k);
+    }
+    store_binding *b = NULL;
+    size_t nb = 0;
+    assert_int_equal(store_binding_list(f->st, &b, &nb, &err), 0);
+    int seen = 0;
+    for (size_t i = 0; i < nb; i++) {
+        if (!strcmp(b[i].function, "tls"))
+            seen += !strcmp(b[i].key_name, "DefaultTLS");
+        if (!strcmp(b[i].function, "f1"))
+            seen += !strcmp(b[i].key_name, "Legacy1");
+    }
+    free(b);
+    assert_int_equal(seen, 2);
+    store_request r;
+    assert_int_equal(store_request_get(f->st, 1, &r, &err), 0);
+    assert_string_equal(r.key_name, "Legacy1");
+    assert_string_equal(store_state_name(r.state), "registered");
+    store_request_clear(&r);
+    assert_int_equal(store_request_get(f->st, 2, &r, &err), 0);
+    assert_string_equal(store_state_name(r.state), "acquired");
+    store_request_clear(&r);
+    store_user u;
+    assert_int_equal(store_user_get(f->st, "admin", &u, &err), 0);
+    assert_string_equal(u.role, "admin");
+    store_user_clear(&u);
+    assert_int_equal(store_user_get(f->st, "viewer", &u, &err), 0);
+    assert_string_equal(u.role, "viewer");
+    store_user_clear(&u);
+    const char *docs[] = {"scep_settings", "auto_request", "auto_state"};
+    for (size_t i = 0; i < 3; i++) {
+        json_t *doc = NULL;
+        assert_int_equal(store_doc_get(f->st, docs[i], &doc, &err), 0);
+        assert_non_null(doc);
+        json_decref(doc);
+    }
+    /* and it stays writable */
+    assert_int_equal(store_binding_set(f->st, "f1", "DefaultTLS", "test", &err), 0);
+    store_close(f->st);
+    f->st = NULL;
+    assert_int_equal(store_open(f->dir, &f->st, &err), 0);
+    store_set_clock(f->st, test_clock, f);
+    assert_int_equal(store_check_consistency(f->st, &err), 0);
+}
+
 /* ---- documents ---- */
 
 static void test_docs(void **state)
@@ -1112,6 +1211,7 @@ int main(void)
         T(test_open_fails_on_file_as_dir),
         T(test_reopen_keeps_data),
         T(test_newer_schema_refused),
+        T(test_upgrade_from_schema1),
         T(test_docs),
         T(test_request_insert_get_update),
         T(test_request_list),

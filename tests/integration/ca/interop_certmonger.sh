@@ -13,7 +13,7 @@
 # which scepca answers as a resend with the approved certificate.
 . "$(dirname "$0")/lib.sh"
 for tool in certmonger getcert dbus-run-session; do
-    command -v "$tool" >/dev/null ||
+    have_peer "$tool" ||
         { echo "Bail out! $tool is not installed: run tools/deps.sh (make test installs it)"; exit 1; }
 done
 

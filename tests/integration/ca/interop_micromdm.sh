@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # micromdm's scepclient (Debian package `scep`) enrolls against scepca generic.
 . "$(dirname "$0")/lib.sh"
-if ! command -v scepclient >/dev/null; then echo "1..0 # SKIP scepclient not installed"; exit 0; fi
+if ! have_peer scepclient; then echo "1..0 # SKIP scepclient not installed (tools/deps.sh installs scep)"; exit 0; fi
 
 D=$WORK/ca
 "$SCEPCA" init --dir "$D" >/dev/null || { echo "Bail out! init failed"; exit 1; }

@@ -6,7 +6,7 @@
 # (strongswan#1607), so it refuses AES against our generic caps and DES3
 # against the NDES caps: these tests use the generic profile and --cipher des3.
 . "$(dirname "$0")/lib.sh"
-if ! command -v pki >/dev/null; then echo "1..0 # SKIP strongSwan pki not installed"; exit 0; fi
+if ! have_peer pki; then echo "1..0 # SKIP strongSwan pki not installed (tools/deps.sh installs strongswan-pki)"; exit 0; fi
 
 pki_quiet() { "$@" 2> >(grep -v -e TPM -e "plugin 'tpm'" >&2); }
 
@@ -78,7 +78,10 @@ while [ $i -lt 100 ] && ! "$SCEPCA" list --dir "$D2" --pending | grep -q "swan-p
     sleep 0.2; i=$((i + 1)); done
 ID=$("$SCEPCA" list --dir "$D2" --pending | sed -n 's/^request \([0-9]*\) .*swan-pending.*/\1/p' | head -1)
 [ -n "$ID" ] && ok "the request waits in the pending queue (id $ID)" || not_ok "no pending request"
-sleep 1.5
+# approve only after pki has polled once and been told PENDING (bounded: 30 s)
+i=0
+while [ $i -lt 150 ] && ! grep -q "CertPoll transaction .* -> PENDING" "$SRV_LOG"; do
+    sleep 0.2; i=$((i + 1)); done
 check "scepca approve $ID" "$SCEPCA" approve --dir "$D2" "$ID"
 wait $PKI_PID
 rc=$?

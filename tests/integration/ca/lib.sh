@@ -34,16 +34,26 @@ expect_error() {
 # start_server NAME ARGS...: runs `scepca serve` on a free port (or on
 # $LISTEN_PORT when set, to restart on the same address); sets URL_BASE
 # (http://127.0.0.1:PORT), SRV_PORT, SRV_PID and SRV_LOG.
+# A restart on $LISTEN_PORT is retried (bounded: 10 tries) while the port is
+# still in use; port 0 never needs a retry.
 start_server() {
     local name=$1; shift
     SRV_LOG="$WORK/$name.log"
-    "$SCEPCA" serve --listen "127.0.0.1:${LISTEN_PORT:-0}" "$@" >"$WORK/$name.addr" 2>"$SRV_LOG" &
-    SRV_PID=$!
-    T_PIDS="$T_PIDS $SRV_PID"
-    local i=0
-    while [ $i -lt 100 ] && ! grep -q "listening on" "$WORK/$name.addr" 2>/dev/null; do
-        sleep 0.1; i=$((i + 1))
-        kill -0 "$SRV_PID" 2>/dev/null || break
+    local try=0
+    while :; do
+        "$SCEPCA" serve --listen "127.0.0.1:${LISTEN_PORT:-0}" "$@" >"$WORK/$name.addr" 2>"$SRV_LOG" &
+        SRV_PID=$!
+        T_PIDS="$T_PIDS $SRV_PID"
+        local i=0
+        while [ $i -lt 100 ] && ! grep -q "listening on" "$WORK/$name.addr" 2>/dev/null; do
+            sleep 0.1; i=$((i + 1))
+            kill -0 "$SRV_PID" 2>/dev/null || break
+        done
+        try=$((try + 1))
+        grep -q "listening on" "$WORK/$name.addr" 2>/dev/null && break
+        [ -n "${LISTEN_PORT:-}" ] && [ $try -lt 10 ] && grep -qi "in use" "$SRV_LOG" || break
+        wait "$SRV_PID" 2>/dev/null
+        sleep 0.5
     done
     URL_BASE=$(sed -n 's/^listening on //p' "$WORK/$name.addr")
     SRV_PORT=${URL_BASE##*:}
@@ -65,8 +75,17 @@ stop_server() {
     fi
 }
 
+# keep_logs: copies the daemons' logs to $SCEPD_TEST_LOGS (set by tests/run,
+# which scans them for sanitizer reports)
+keep_logs() {
+    [ -n "${SCEPD_TEST_LOGS:-}" ] && [ -d "$SCEPD_TEST_LOGS" ] || return 0
+    for f in "$WORK"/*.log; do [ -f "$f" ] && cp "$f" "$SCEPD_TEST_LOGS/"; done
+    return 0
+}
+
 cleanup() {
     for p in $T_PIDS; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    keep_logs
     if [ "${KEEP_TMP:-}" = 1 ]; then echo "# kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -90,6 +109,14 @@ cell_end() {
 finish() {
     echo "1..$T_NUM"
     [ "$T_FAILED" = 0 ]
+}
+
+# have_peer NAME: NAME (a peer program) is on PATH and not named in
+# SCEPD_TEST_MISSING (a comma-separated list), which lets a run act as if a
+# peer were not installed without touching the machine.
+have_peer() {
+    case ",${SCEPD_TEST_MISSING:-}," in *",$1,"*) return 1;; esac
+    command -v "$1" >/dev/null 2>&1
 }
 
 need_scepctl() {
