@@ -84,13 +84,26 @@ typedef struct client_enrollment {
     EVP_PKEY *renew_key;   /* and its key (borrowed) */
     client_renewal_mode mode;
     X509 *earlier_signer; /* first enrollment resumed: the certificate that signed it, or NULL */
-    time_t now;           /* validity of a new self-signed signer */
+    /* First enrollment: the key that signs instead of the new one (scepctl
+     * --signer-key, or the temporary RSA signer a resumed request was sent
+     * with), or NULL to follow client_signer_needs_rsa (borrowed). */
+    EVP_PKEY *signer_key;
+    time_t now; /* validity of a new self-signed signer */
 } client_enrollment;
 
 /* The message a renewal sends: the one rule for scepctl and the agent. */
 int client_request_type(const client_server *srv, client_renewal_mode mode);
+/* Whether the server is known to answer an EC signer (CMS key agreement):
+ * only a server that lists SCEPStandard and is not IIS (NDES encrypts only
+ * to RSA). No GetCACaps keyword announces key agreement itself. */
+bool client_server_ec_agreement(const client_server *srv);
+/* Whether a first enrollment of new_key must be signed by a temporary RSA
+ * key: an EC key towards a server without EC key agreement. */
+bool client_signer_needs_rsa(const client_server *srv, EVP_PKEY *new_key);
 /* Prepares an enrollment. Expects t->new_key and t->choice; sets t->subject,
- * t->signer_cert, t->signer_key, t->request_type and t->transaction_id, and
+ * t->signer_cert, t->signer_key (a key other than t->new_key on a first
+ * enrollment is the temporary signer: the caller keeps it for CertPoll and
+ * frees it once the reply is opened), t->request_type and t->transaction_id, and
  * returns the CSR's DER in *csr. The CSR carries the challenge: free it with
  * OPENSSL_clear_free as soon as it is sent. */
 int client_enrollment_prepare(const client_server *srv, const client_enrollment *e, client_transaction *t,
