@@ -1107,6 +1107,141 @@ static void test_manual_refusals(void **state)
     assert_int_equal(auto_put(f, json_pack("{s:b, s:n}", "enabled", 1, "start")), UTIL_ERR_INVALID_FIELD);
 }
 
+static json_t *ec_params(const char *name, int bits)
+{
+    return json_pack("{s:s, s:s, s:s, s:i, s:s}", "key_name", name, "common_name", name, "key_algorithm",
+                     "ecdsa", "key_length", bits, "challenge_password", PW);
+}
+
+static X509 *pem_cert(const char *pem)
+{
+    X509 *x = NULL;
+    util_error err = {0};
+    assert_int_equal(crypto_cert_load((const uint8_t *)pem, strlen(pem), &x, &err), 0);
+    return x;
+}
+
+/* The acquired key's certificate carries the request's EC key. */
+static void assert_acquired_ec(fx *f, const char *name, int bits)
+{
+    util_error err = {0};
+    json_t *k = agent_key_get(f->a, name, &err);
+    assert_non_null(k);
+    assert_string_equal(sget(k, "state"), "acquired");
+    json_decref(k);
+    store_key key;
+    assert_int_equal(store_key_get(f->a->st, name, &key, &err), 0);
+    EVP_PKEY *priv = NULL;
+    assert_int_equal(crypto_key_load((const uint8_t *)key.key_pem, strlen(key.key_pem), &priv, &err), 0);
+    X509 *cert = pem_cert(key.cert_pem);
+    assert_true(crypto_cert_matches_key(cert, priv));
+    assert_int_equal(EVP_PKEY_get_base_id(priv), EVP_PKEY_EC);
+    assert_int_equal(EVP_PKEY_get_bits(priv), bits);
+    X509_free(cert);
+    EVP_PKEY_free(priv);
+    store_key_clear(&key);
+}
+
+/* An EC key towards NDES: a temporary RSA signer, kept in the request row
+ * over a restart while pending (same transactionID and signer for the
+ * CertPoll), wiped once the reply is open. Towards the generic profile
+ * (SCEPStandard) the EC key signs itself. */
+static void test_ecdsa_temporary_signer(void **state)
+{
+    fx *f = *state;
+    if (!find_scepca(f)) {
+        print_message("scepca not built: skipped\n");
+        skip();
+    }
+    const char *init[] = {"init", "--dir", f->cadir, "--ndes", NULL};
+    assert_int_equal(scepca_run(f, NULL, init), 0);
+    ca_serve(f, "--profile", "ndes2016", "--challenge", PW, "--pending", NULL);
+    agent_open(f);
+    set_url(f, f->ca_url, 10);
+    util_error err = {0};
+    int64_t id = 0;
+    json_t *in = ec_params("Ec384", 384);
+    assert_int_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+    json_decref(in);
+    json_t *r = wait_state(f, id, "pending", 1);
+    char tid[80];
+    snprintf(tid, sizeof tid, "%s", sget(r, "transaction_id"));
+    json_decref(r);
+    store_request row;
+    assert_int_equal(store_request_get(f->a->st, id, &row, &err), 0);
+    assert_non_null(row.signer_key_pem);
+    assert_non_null(row.signer_cert_pem);
+    EVP_PKEY *signer = NULL, *new_key = NULL;
+    assert_int_equal(
+        crypto_key_load((const uint8_t *)row.signer_key_pem, strlen(row.signer_key_pem), &signer, &err), 0);
+    assert_int_equal(crypto_key_load((const uint8_t *)row.key_pem, strlen(row.key_pem), &new_key, &err), 0);
+    assert_true(crypto_key_is_rsa(signer));
+    X509 *signer_cert = pem_cert(row.signer_cert_pem);
+    assert_true(crypto_cert_is_self_signed(signer_cert));
+    assert_true(crypto_cert_matches_key(signer_cert, signer));
+    char expected[80];
+    assert_int_equal(scep_transaction_id(new_key, expected, &err), 0);
+    assert_string_equal(tid, expected); /* the EC key's, not the signer's */
+    X509_free(signer_cert);
+    EVP_PKEY_free(signer);
+    EVP_PKEY_free(new_key);
+    char *signer_before = strdup(row.signer_cert_pem);
+    store_request_clear(&row);
+
+    /* restart while pending; approve; the CertPoll after the restart opens the reply */
+    agent_close(f);
+    char approve_id[24];
+    snprintf(approve_id, sizeof approve_id, "%ld", ca_pending_id(f, tid));
+    const char *args[] = {"approve", "--dir", f->cadir, approve_id, NULL};
+    assert_int_equal(scepca_run(f, NULL, args), 0);
+    f->now += 5;
+    agent_open(f);
+    agent_tick(f->a);
+    r = wait_state(f, id, "acquired", 0);
+    assert_string_equal(sget(r, "transaction_id"), tid);
+    json_decref(r);
+    assert_int_equal(store_request_get(f->a->st, id, &row, &err), 0);
+    assert_string_equal(row.signer_cert_pem, signer_before);
+    assert_null(row.signer_key_pem); /* the temporary key is gone */
+    store_request_clear(&row);
+    free(signer_before);
+    assert_acquired_ec(f, "Ec384", 384);
+
+    /* P-256 against every NDES profile without deferral */
+    const char *profiles[] = {"ndes2016", "ndes2012r2", "ndes2008r2"};
+    for (size_t i = 0; i < 3; i++) {
+        ca_stop(f);
+        ca_serve(f, "--profile", profiles[i], "--challenge", PW, "--max-query-string", "16384", NULL);
+        set_url(f, f->ca_url, 10);
+        char name[16];
+        snprintf(name, sizeof name, "Ec256n%zu", i);
+        in = ec_params(name, 256);
+        assert_int_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+        json_decref(in);
+        json_decref(wait_state(f, id, "acquired", 0));
+        assert_acquired_ec(f, name, 256);
+    }
+
+    /* the generic profile lists SCEPStandard: the EC key signs its own request */
+    ca_stop(f);
+    ca_serve(f, "--profile", "generic", "--challenge", PW, NULL);
+    set_url(f, f->ca_url, 10);
+    in = ec_params("Ec256", 256);
+    assert_int_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+    json_decref(in);
+    json_decref(wait_state(f, id, "acquired", 0));
+    assert_int_equal(store_request_get(f->a->st, id, &row, &err), 0);
+    assert_null(row.signer_key_pem);
+    EVP_PKEY *own = NULL;
+    assert_int_equal(crypto_key_load((const uint8_t *)row.key_pem, strlen(row.key_pem), &own, &err), 0);
+    signer_cert = pem_cert(row.signer_cert_pem);
+    assert_true(crypto_cert_matches_key(signer_cert, own));
+    X509_free(signer_cert);
+    EVP_PKEY_free(own);
+    store_request_clear(&row);
+    assert_acquired_ec(f, "Ec256", 256);
+}
+
 int main(void)
 {
     util_log_setup("test_agent", UTIL_LOG_WARN, false);
@@ -1121,6 +1256,7 @@ int main(void)
         T(test_no_poll_on_failure),       T(test_no_poll_key_store_full),
         T(test_no_poll_bad_response),     T(test_periodic_renewal_delete_old),
         T(test_missed_run_after_restart), T(test_manual_refusals),
+        T(test_ecdsa_temporary_signer),
     };
 #undef T
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
