@@ -19,6 +19,10 @@ typedef struct client_config {
     const char *url;
     const char *ca_identifier;  /* message= on GetCACaps/GetCACert; NULL: none */
     const char *ca_fingerprint; /* "sha256:HEX" of the CA certificate; NULL: not checked */
+    /* The staged next CA (from a GetNextCACert signed by the current CA):
+     * a server presenting one of these passes the fingerprint check, which
+     * is how a rollover is followed. NULL: none (borrowed). */
+    STACK_OF(X509) * next_ca;
     http_options http;
     client_method method;
     const EVP_MD *digest;     /* NULL: chosen from the caps */
@@ -46,6 +50,9 @@ int client_discover(const client_config *cfg, client_server *srv, time_t now, ut
 /* GetNextCACert: the next CA certificates, verified against the current CA. */
 int client_get_next_ca(const client_config *cfg, const client_server *srv, STACK_OF(X509) * *out,
                        util_error *err) MUST_CHECK;
+/* The same check of a GetNextCACert reply without the I/O. */
+int client_next_ca_handle(const client_server *srv, const http_response *resp, STACK_OF(X509) * *out,
+                          util_error *err) MUST_CHECK;
 
 /* The algorithms and method a transaction uses. */
 typedef struct client_choice {
@@ -195,6 +202,11 @@ client_async *client_async_pki(http_client *hc, const client_config *cfg, const 
                                const client_transaction *t, int type, const uint8_t *message_data,
                                size_t message_data_len, time_t now, client_result *r, client_async_cb cb,
                                void *arg, util_error *err);
+/* GetCACaps and GetCACert into srv, then GetNextCACert when the caps list
+ * it: *next gets the next CA certificates (verified against the current
+ * CA), or NULL when the server offers none (not listed, or HTTP 404). */
+client_async *client_async_next_ca(http_client *hc, const client_config *cfg, client_server *srv, time_t now,
+                                   STACK_OF(X509) * *next, client_async_cb cb, void *arg, util_error *err);
 /* Frees an operation whose transfer was cancelled by http_client_free (an
  * operation cannot be stopped otherwise: free the http_client first). */
 void client_async_abandon(client_async *op);
