@@ -358,29 +358,6 @@ static int restore_server(agent_run *run, util_error *err)
     return rc;
 }
 
-static void store_ca_certs(agent_run *run)
-{
-    const scep_ca_certs *ca = run->srv.ca;
-    int n = sk_X509_num(ca->all);
-    char **pems = calloc((size_t)n + 1, sizeof *pems);
-    const char **roles = calloc((size_t)n + 1, sizeof *roles);
-    util_error err;
-    for (int i = 0; pems && roles && i < n; i++) {
-        X509 *x = sk_X509_value(ca->all, i);
-        size_t len;
-        if (crypto_cert_to_pem(x, &pems[i], &len, &err) != 0)
-            pems[i] = NULL;
-        roles[i] = scep_cert_role_name(scep_ca_certs_role(ca, x));
-    }
-    if (pems && roles &&
-        store_ca_certs_put(run->a->st, (const char *const *)pems, roles, (size_t)n, &err) != 0)
-        log_error("could not store the CA certificates: %s", err.detail);
-    for (int i = 0; pems && i < n; i++)
-        free(pems[i]);
-    free(pems);
-    free(roles);
-}
-
 static void on_discovered(void *arg, int rc, const util_error *net)
 {
     agent_run *run = arg;
@@ -390,7 +367,7 @@ static void on_discovered(void *arg, int rc, const util_error *net)
         retry_or_fail(run, net, STORE_STATE_CONTACTING_SERVER);
         return;
     }
-    store_ca_certs(run);
+    agent_ca_certs_store(run->a, &run->srv, NULL);
     client_choose(&run->cfg, &run->srv, &run->t.choice);
     run->t.choice.digest = scep_digest_by_name(run->params.signature_algorithm);
     json_decref(run->row.server);
@@ -663,6 +640,7 @@ void agent_run_free(agent_run *run)
     client_transaction_clear(&run->t);
     client_result_clear(&run->r);
     OPENSSL_clear_free(run->csr, run->csr_len);
+    util_x509_stack_free(run->cfg.next_ca);
     free(run->url);
     free(run);
 }

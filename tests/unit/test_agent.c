@@ -1242,6 +1242,178 @@ static void test_ecdsa_temporary_signer(void **state)
     assert_acquired_ec(f, "Ec256", 256);
 }
 
+/* ---- CA rollover ---- */
+
+static void scepca_cmd(fx *f, const char *cmd)
+{
+    const char *args[] = {cmd, "--dir", f->cadir, NULL};
+    assert_int_equal(scepca_run(f, NULL, args), 0);
+}
+
+static void set_url_pinned(fx *f, const char *pin)
+{
+    json_t *in = json_pack("{s:s, s:i, s:i, s:i, s:s}", "url", f->ca_url, "timeout_s", 10, "poll_interval_s",
+                           5, "poll_max", 1, "ca_fingerprint", pin);
+    util_error err = {0};
+    int rc = agent_scep_settings_put(f->a, in, "test", &err);
+    json_decref(in);
+    if (rc != 0)
+        fail_msg("settings: %s: %s", util_err_code(err.code), err.detail);
+}
+
+/* Runs the loop until no GetNextCACert check is in flight. */
+static void wait_rollover(fx *f)
+{
+    int64_t deadline = mono_ms() + WAIT_MS;
+    while (f->a->rollover && mono_ms() < deadline) {
+        loop_once(f);
+        usleep(2000);
+    }
+    assert_null(f->a->rollover);
+}
+
+static void refresh(fx *f)
+{
+    util_error err = {0};
+    if (agent_ca_certs_refresh(f->a, "test", &err) != 0)
+        fail_msg("refresh: %s: %s", util_err_code(err.code), err.detail);
+    wait_rollover(f);
+}
+
+/* The sha256 of the stored certificate with this role ("" when none) and
+ * how many rows have it. */
+static int role_sha(fx *f, const char *role, char *sha, size_t len)
+{
+    util_error err = {0};
+    json_t *rows = agent_ca_certs(f->a, &err);
+    assert_non_null(rows);
+    int count = 0;
+    size_t i;
+    json_t *row;
+    sha[0] = '\0';
+    json_array_foreach(rows, i, row)
+    {
+        if (strcmp(sget(row, "role"), role) != 0)
+            continue;
+        if (!count++)
+            snprintf(sha, len, "%s", sget(row, "sha256"));
+    }
+    json_decref(rows);
+    return count;
+}
+
+static void pin_of(fx *f, char *pin, size_t len)
+{
+    char sha[128];
+    assert_int_equal(role_sha(f, "CA", sha, sizeof sha), 1);
+    size_t n = (size_t)snprintf(pin, len, "sha256:");
+    for (const char *c = sha; *c && n + 1 < len; c++)
+        if (*c != ':')
+            pin[n++] = *c;
+    pin[n] = '\0';
+}
+
+static void acquire_rsa(fx *f, const char *name)
+{
+    util_error err = {0};
+    int64_t id = 0;
+    json_t *in = key_params(name, PW);
+    assert_int_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+    json_decref(in);
+    json_decref(wait_state(f, id, "acquired", 0));
+}
+
+/* scepca rollover end to end: the next CA is fetched at start, on refresh,
+ * periodically and after registration, listed as next_ca, accepted in place
+ * of the pinned fingerprint once the server presents it (and then
+ * promoted, the pin following), trusted for verification, and promoted
+ * when the current CA expires. */
+static void test_ca_rollover(void **state)
+{
+    fx *f = need_ca(state);
+    ca_serve(f, "--challenge", PW, NULL);
+    agent_open(f);
+    set_url(f, f->ca_url, 10);
+    acquire_rsa(f, "K1");
+    char old_pin[160], sha[128], next1[128], next2[128], next3[128];
+    pin_of(f, old_pin, sizeof old_pin);
+    set_url_pinned(f, old_pin);
+    /* nothing staged: GetNextCACert answers 404, no next_ca */
+    refresh(f);
+    assert_int_equal(role_sha(f, "next_ca", sha, sizeof sha), 0);
+
+    /* staged, then fetched when the agent starts */
+    scepca_cmd(f, "rollover");
+    agent_close(f);
+    agent_open(f);
+    agent_tick(f->a);
+    wait_rollover(f);
+    assert_int_equal(role_sha(f, "next_ca", next1, sizeof next1), 1);
+    assert_int_equal(role_sha(f, "CA", sha, sizeof sha), 1);
+    assert_string_not_equal(next1, sha);
+
+    /* the server presents the next CA: accepted despite the old pin, promoted */
+    scepca_cmd(f, "promote");
+    ca_stop(f);
+    ca_serve(f, "--challenge", PW, NULL);
+    set_url_pinned(f, old_pin);
+    refresh(f);
+    assert_int_equal(role_sha(f, "CA", sha, sizeof sha), 1);
+    assert_string_equal(sha, next1);
+    assert_int_equal(role_sha(f, "next_ca", sha, sizeof sha), 0);
+    assert_true(crypto_fingerprint_valid(f->a->settings.ca_fingerprint));
+    assert_string_not_equal(f->a->settings.ca_fingerprint, old_pin);
+    /* the new CA answers requests: the reply is verified and the key issued */
+    acquire_rsa(f, "K2");
+
+    /* periodically: a day later the next rollover is fetched */
+    scepca_cmd(f, "rollover");
+    advance(f, 86400);
+    wait_rollover(f);
+    assert_int_equal(role_sha(f, "next_ca", next2, sizeof next2), 1);
+    assert_string_not_equal(next2, next1);
+
+    /* after registration */
+    scepca_cmd(f, "rollover");
+    json_t *result = NULL;
+    util_error err = {0};
+    assert_int_equal(agent_restart(f->a, "test", &result, &err), 0);
+    json_decref(result);
+    wait_rollover(f);
+    assert_int_equal(role_sha(f, "next_ca", next3, sizeof next3), 1);
+    assert_string_not_equal(next3, next2);
+    /* K2 verifies against the stored (promoted) CA */
+    json_t *v = agent_key_verify(f->a, "K2", &err);
+    assert_non_null(v);
+    assert_true(json_is_true(json_object_get(v, "valid")));
+    json_decref(v);
+
+    /* the current CA expires: the staged next CA is promoted, the pin follows */
+    json_t *rows = agent_ca_certs(f->a, &err);
+    int64_t not_after = 0;
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row) if (!strcmp(sget(row, "role"), "CA")) not_after =
+        time_of(json_object_get(row, "not_after"));
+    json_decref(rows);
+    assert_true(not_after > f->now);
+    advance(f, not_after - f->now + 60);
+    wait_rollover(f);
+    assert_int_equal(role_sha(f, "CA", sha, sizeof sha), 1);
+    assert_string_equal(sha, next3);
+    assert_int_equal(role_sha(f, "next_ca", sha, sizeof sha), 0);
+    char expect[160];
+    snprintf(expect, sizeof expect, "%s", f->a->settings.ca_fingerprint);
+    /* the pin names next3 (compared through the stored certificate) */
+    rows = agent_ca_certs(f->a, &err);
+    const char *pem = sget(json_array_get(rows, 0), "pem");
+    X509 *cur = NULL;
+    assert_int_equal(crypto_cert_load((const uint8_t *)pem, strlen(pem), &cur, &err), 0);
+    assert_true(crypto_cert_matches_fingerprint(cur, expect));
+    X509_free(cur);
+    json_decref(rows);
+}
+
 int main(void)
 {
     util_log_setup("test_agent", UTIL_LOG_WARN, false);
@@ -1256,7 +1428,7 @@ int main(void)
         T(test_no_poll_on_failure),       T(test_no_poll_key_store_full),
         T(test_no_poll_bad_response),     T(test_periodic_renewal_delete_old),
         T(test_missed_run_after_restart), T(test_manual_refusals),
-        T(test_ecdsa_temporary_signer),
+        T(test_ecdsa_temporary_signer),   T(test_ca_rollover),
     };
 #undef T
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
