@@ -132,6 +132,10 @@ int agent_client_config(const agent *a, client_config *cfg, char **url_out, util
     cfg->method = !strcmp(s->method, "get")    ? CLIENT_METHOD_GET
                   : !strcmp(s->method, "post") ? CLIENT_METHOD_POST
                                                : CLIENT_METHOD_AUTO;
+    if (agent_next_ca(a, &cfg->next_ca, err) != 0) {
+        free(url);
+        return -1;
+    }
     *url_out = url;
     return 0;
 }
@@ -237,6 +241,7 @@ int agent_new(struct event_base *base, const agent_config *cfg, const char *admi
         settings_load(a, err) != 0 || agent_auto_load(a, err) != 0 || agent_ensure_tls_key(a, err) != 0 ||
         agent_apply_bindings(a, NULL, err) != 0 || resume_requests(a, err) != 0)
         goto fail;
+    agent_rollover_start(a);
     agent_schedule(a);
     *out = a;
     return 0;
@@ -253,6 +258,7 @@ void agent_free(agent *a)
     http_client_free(a->hc);
     a->hc = NULL;
     agent_crl_abandon(a);
+    agent_rollover_abandon(a);
     agent_run_free(a->run);
     agent_reap_runs(a);
     free(a->finished);
@@ -412,6 +418,8 @@ void agent_schedule(agent *a)
     int64_t run_due = a->run ? agent_run_due(a->run) : 0;
     if (run_due && (!due || run_due < due))
         due = run_due;
+    if (a->rollover_next_at && (!due || a->rollover_next_at < due))
+        due = a->rollover_next_at;
     event_del(a->tick);
     if (!due)
         return;
@@ -430,5 +438,6 @@ void agent_tick(agent *a)
         if (agent_auto_fire(a, &err) != 0)
             log_error("auto request could not start: %s: %s", util_err_code(err.code), err.detail);
     }
+    agent_rollover_tick(a);
     agent_schedule(a);
 }

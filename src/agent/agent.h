@@ -99,6 +99,10 @@ int agent_binding_put(agent *a, const char *function, const json_t *in, const ch
                       util_error *err) MUST_CHECK;
 
 json_t *agent_ca_certs(agent *a, util_error *err);
+/* Fetches the CA certificates and, when the server lists GetNextCACert,
+ * the next CA; returns once the fetch has started. `user` (NULL: the agent
+ * itself) gets an audit line. */
+int agent_ca_certs_refresh(agent *a, const char *user, util_error *err) MUST_CHECK;
 json_t *agent_audit(agent *a, int limit, util_error *err);
 
 /* ---- users and sessions ---- */

@@ -78,6 +78,7 @@ json_t *agent_time_json(int64_t t); /* null for 0 */
 
 typedef struct agent_run agent_run;
 typedef struct agent_crl_fetch agent_crl_fetch;
+typedef struct agent_rollover agent_rollover;
 
 typedef struct agent_auto_state {
     int64_t base;     /* scheduled time of the current/next run before jitter */
@@ -119,7 +120,9 @@ struct agent {
     struct event *reaper;
     agent_crl_fetch *crl_fetch; /* a GetCRL in flight */
     int64_t crl_next_try;
-    struct event *tick; /* the scheduler's timer */
+    agent_rollover *rollover; /* a GetNextCACert check in flight */
+    int64_t rollover_next_at; /* the next check; 0: none planned */
+    struct event *tick;       /* the scheduler's timer */
     struct event *sigchld;
     int64_t metric_requests[4]; /* acquired, failed, pending polls, registered */
 };
@@ -164,7 +167,20 @@ void agent_crl_abandon(agent *a);
 /* The stored CRL when its issuer issued cert (*out NULL otherwise). */
 int agent_crl_for(agent *a, X509 *cert, STACK_OF(X509_CRL) * *out) MUST_CHECK;
 
+/* rollover.c */
+/* Stores a discovery's CA set, keeping the staged next CA or promoting it
+ * when the server presents it; fetched_next (GetNextCACert) replaces the
+ * staged one. */
+void agent_ca_certs_store(agent *a, const client_server *srv, STACK_OF(X509) * fetched_next);
+/* The staged next CA certificates (possibly none). */
+int agent_next_ca(const agent *a, STACK_OF(X509) * *out, util_error *err) MUST_CHECK;
+/* At start: plans a check when the CA is known; promotes an expired CA's successor. */
+void agent_rollover_start(agent *a);
+void agent_rollover_tick(agent *a);
+void agent_rollover_abandon(agent *a);
+
 /* settings helpers */
+/* cfg->next_ca is the caller's: free it with util_x509_stack_free. */
 int agent_client_config(const agent *a, client_config *cfg, char **url_out, util_error *err) MUST_CHECK;
 
 #endif

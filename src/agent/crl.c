@@ -38,6 +38,7 @@ static void fetch_free(agent_crl_fetch *f)
     client_transaction_clear(&f->t);
     client_result_clear(&f->r);
     OPENSSL_free(f->data);
+    util_x509_stack_free(f->cfg.next_ca);
     free(f->url);
     free(f);
 }

@@ -304,8 +304,12 @@ int agent_restart(agent *a, const char *user, json_t **result, util_error *err)
         log_info("registered \"%s\"%s%s", regs[i].name, regs[i].replaced[0] ? ", replacing " : "",
                  regs[i].replaced);
     }
-    if (n > 0)
+    if (n > 0) {
         agent_crl_refresh(a, regs[n - 1].name);
+        util_error e;
+        if (agent_ca_certs_refresh(a, NULL, &e) != 0)
+            log_info("CA rollover check after registration: %s", e.detail);
+    }
     free(regs);
     *result = json_pack("{s:o, s:o}", "registered", registered, "deleted", deleted);
     return 0;

@@ -52,6 +52,7 @@ static void step_poll(agent_run *run);
 /* ---- persistence ---- */
 
 static void finish(agent_run *run, store_state state, const util_error *err);
+static void wipe_temporary_signer(agent_run *run);
 
 /* Writes the state before the next step starts. A write that fails ends
  * the run with that error: no step may run on a state the store lacks.
@@ -88,6 +89,7 @@ static void finish(agent_run *run, store_state state, const util_error *err)
                  err->detail);
     }
     wipe_challenge(run);
+    wipe_temporary_signer(run);
     run->row.state = state;
     run->row.updated_at = agent_now(run->a);
     util_error store_err;
@@ -229,17 +231,67 @@ static int load_pem_cert(const char *pem, X509 **out, util_error *err)
     return crypto_cert_load((const uint8_t *)pem, strlen(pem), out, err);
 }
 
+/* A stored signer that is self-signed signed a first enrollment: its key,
+ * when stored, is the temporary RSA signer of an EC request. A certificate
+ * this CA issued is the pair being renewed. */
+static bool stored_signer_is_renewal(const store_request *row)
+{
+    X509 *cert = NULL;
+    util_error ignored;
+    if (!row->signer_key_pem || !row->signer_cert_pem ||
+        load_pem_cert(row->signer_cert_pem, &cert, &ignored) != 0)
+        return false;
+    bool renewal = !crypto_cert_is_self_signed(cert);
+    X509_free(cert);
+    return renewal;
+}
+
+/* The temporary signer's key is needed until the reply is opened (and for
+ * every CertPoll before that); once the request has ended it is wiped. */
+static void wipe_temporary_signer(agent_run *run)
+{
+    if (!run->row.signer_key_pem || stored_signer_is_renewal(&run->row))
+        return;
+    crypto_secret_free(run->row.signer_key_pem, strlen(run->row.signer_key_pem));
+    run->row.signer_key_pem = NULL;
+}
+
+/* Records the first enrollment's signer (certificate, and a key other than
+ * the new one) so that a resumed request signs its CertPolls the same way. */
+static int remember_signer(agent_run *run, const X509 *stored_cert, const EVP_PKEY *stored_key,
+                           util_error *err)
+{
+    char *pem = NULL;
+    size_t len = 0;
+    if (run->t.signer_cert != stored_cert) {
+        if (crypto_cert_to_pem(run->t.signer_cert, &pem, &len, err) != 0)
+            return -1;
+        free(run->row.signer_cert_pem);
+        run->row.signer_cert_pem = pem;
+    }
+    if (run->t.signer_key != run->t.new_key && run->t.signer_key != stored_key) {
+        if (crypto_key_to_pem(run->t.signer_key, &pem, &len, err) != 0)
+            return -1;
+        if (run->row.signer_key_pem)
+            crypto_secret_free(run->row.signer_key_pem, strlen(run->row.signer_key_pem));
+        run->row.signer_key_pem = pem;
+    }
+    return 0;
+}
+
 /* The CSR, the signer and the message type through the one recipe in
  * src/client. Renewal signs with the old pair stored with the request; a
- * first enrollment keeps the self-signed certificate it was sent with, so
- * a resumed request's CertPolls come from the same signer. */
+ * first enrollment keeps the self-signed certificate (and the temporary RSA
+ * key of an EC request) it was sent with, so a resumed request's CertPolls
+ * come from the same signer. */
 static int prepare(agent_run *run, util_error *err)
 {
     client_enrollment e = {.now = (time_t)agent_now(run->a)};
     X509 *stored = NULL;
+    EVP_PKEY *stored_key = NULL;
     int rc = -1;
     csr_params(run, &e.csr);
-    bool renewal = run->row.signer_key_pem && run->row.signer_cert_pem;
+    bool renewal = stored_signer_is_renewal(&run->row);
     if (renewal) {
         if (crypto_key_load((const uint8_t *)run->row.signer_key_pem, strlen(run->row.signer_key_pem),
                             &e.renew_key, err) != 0 ||
@@ -249,23 +301,22 @@ static int prepare(agent_run *run, util_error *err)
         util_error ignored; /* an unreadable earlier signer is replaced */
         if (load_pem_cert(run->row.signer_cert_pem, &stored, &ignored) == 0)
             e.earlier_signer = stored;
+        if (run->row.signer_key_pem &&
+            crypto_key_load((const uint8_t *)run->row.signer_key_pem, strlen(run->row.signer_key_pem),
+                            &stored_key, &ignored) == 0)
+            e.signer_key = stored_key;
     }
     OPENSSL_clear_free(run->csr, run->csr_len);
     run->csr = NULL;
     run->csr_len = 0;
     if (client_enrollment_prepare(&run->srv, &e, &run->t, &run->csr, &run->csr_len, err) != 0)
         goto out;
-    if (!renewal && run->t.signer_cert != stored) {
-        char *pem = NULL;
-        size_t len = 0;
-        if (crypto_cert_to_pem(run->t.signer_cert, &pem, &len, err) != 0)
-            goto out;
-        free(run->row.signer_cert_pem);
-        run->row.signer_cert_pem = pem;
-    }
+    if (!renewal && remember_signer(run, stored, stored_key, err) != 0)
+        goto out;
     rc = 0;
 out:
     X509_free(stored);
+    EVP_PKEY_free(stored_key);
     X509_free(e.renew_cert);
     EVP_PKEY_free(e.renew_key);
     return rc;
@@ -307,29 +358,6 @@ static int restore_server(agent_run *run, util_error *err)
     return rc;
 }
 
-static void store_ca_certs(agent_run *run)
-{
-    const scep_ca_certs *ca = run->srv.ca;
-    int n = sk_X509_num(ca->all);
-    char **pems = calloc((size_t)n + 1, sizeof *pems);
-    const char **roles = calloc((size_t)n + 1, sizeof *roles);
-    util_error err;
-    for (int i = 0; pems && roles && i < n; i++) {
-        X509 *x = sk_X509_value(ca->all, i);
-        size_t len;
-        if (crypto_cert_to_pem(x, &pems[i], &len, &err) != 0)
-            pems[i] = NULL;
-        roles[i] = scep_cert_role_name(scep_ca_certs_role(ca, x));
-    }
-    if (pems && roles &&
-        store_ca_certs_put(run->a->st, (const char *const *)pems, roles, (size_t)n, &err) != 0)
-        log_error("could not store the CA certificates: %s", err.detail);
-    for (int i = 0; pems && i < n; i++)
-        free(pems[i]);
-    free(pems);
-    free(roles);
-}
-
 static void on_discovered(void *arg, int rc, const util_error *net)
 {
     agent_run *run = arg;
@@ -339,7 +367,7 @@ static void on_discovered(void *arg, int rc, const util_error *net)
         retry_or_fail(run, net, STORE_STATE_CONTACTING_SERVER);
         return;
     }
-    store_ca_certs(run);
+    agent_ca_certs_store(run->a, &run->srv, NULL);
     client_choose(&run->cfg, &run->srv, &run->t.choice);
     run->t.choice.digest = scep_digest_by_name(run->params.signature_algorithm);
     json_decref(run->row.server);
@@ -385,6 +413,7 @@ static int acquire(agent_run *run, util_error *err)
     if (chain_rc != 0)
         goto out;
     wipe_challenge(run);
+    wipe_temporary_signer(run); /* the reply is open */
     run->row.state = STORE_STATE_ACQUIRED;
     run->row.error_code[0] = run->row.error_detail[0] = '\0';
     run->row.next_attempt_at = 0;
@@ -611,6 +640,7 @@ void agent_run_free(agent_run *run)
     client_transaction_clear(&run->t);
     client_result_clear(&run->r);
     OPENSSL_clear_free(run->csr, run->csr_len);
+    util_x509_stack_free(run->cfg.next_ca);
     free(run->url);
     free(run);
 }

@@ -155,6 +155,15 @@ static void ca_certs(api_ctx *c)
     api_reply_doc(c, agent_ca_certs(c->api->agent, &err), &err);
 }
 
+static void ca_certs_refresh(api_ctx *c)
+{
+    util_error err = {0};
+    if (agent_ca_certs_refresh(c->api->agent, c->auth.user, &err) != 0)
+        api_reply_error(c, &err);
+    else
+        api_reply_empty(c, 202);
+}
+
 /* ?limit=N (1..1000, default 100); other parameters are refused. */
 static int audit_limit(const char *query, int *limit, util_error *err)
 {
@@ -213,6 +222,7 @@ static const api_route routes[] = {
     {"GET", "/api/v1/bindings", 0, binding_list},
     {"PUT", "/api/v1/bindings/:name", ADMIN | BODY, binding_put},
     {"GET", "/api/v1/ca-certificates", 0, ca_certs},
+    {"POST", "/api/v1/ca-certificates/refresh", ADMIN, ca_certs_refresh},
     {"GET", "/api/v1/audit", 0, audit},
 };
 

@@ -152,5 +152,8 @@ int ca_admin_reject(const char *dir, int64_t id, time_t now, util_error *err) MU
 int ca_admin_revoke(const char *dir, const char *serial, time_t now, util_error *err) MUST_CHECK;
 /* Stages a new CA key and certificate for GetNextCACert. */
 int ca_admin_rollover(const char *dir, time_t now, util_error *err) MUST_CHECK;
+/* The staged next CA becomes the CA (RA certificates, if any, are issued
+ * again under it); a running server uses it after a restart. */
+int ca_admin_promote(const char *dir, time_t now, util_error *err) MUST_CHECK;
 
 #endif

@@ -272,6 +272,51 @@ out:
     return rc;
 }
 
+int ca_admin_promote(const char *dir, time_t now, util_error *err)
+{
+    int rc = -1;
+    store_ca *store = NULL;
+    X509 *next = NULL, *enc = NULL, *sign = NULL, *old_ra = NULL;
+    EVP_PKEY *next_key = NULL, *enc_key = NULL, *sign_key = NULL, *old_ra_key = NULL;
+    pem_pair pem[3] = {{0}};
+    store_ca_material rows[3];
+    size_t n = 0;
+    util_error ignored;
+    if (store_ca_open(dir, false, &store, err) != 0)
+        goto out;
+    if (ca_material_load(store, "next_ca", &next, &next_key, &ignored) != 0) {
+        util_error_set(err, UTIL_ERR_USAGE, "%s has no next CA staged (run 'scepca rollover' first)", dir);
+        goto out;
+    }
+    if (pem_pair_make(next, next_key, &pem[0], err) != 0)
+        goto out;
+    rows[n++] = (store_ca_material){"ca", pem[0].cert, pem[0].key};
+    /* RA mode: the RA certificates must chain to the CA that GetCACert presents */
+    if (ca_material_load(store, "ra_encrypt", &old_ra, &old_ra_key, &ignored) == 0) {
+        if (make_ra(CRYPTO_RA_ENCRYPT, next, next_key, now, &enc, &enc_key, err) != 0 ||
+            make_ra(CRYPTO_RA_SIGN, next, next_key, now, &sign, &sign_key, err) != 0 ||
+            pem_pair_make(enc, enc_key, &pem[1], err) != 0 ||
+            pem_pair_make(sign, sign_key, &pem[2], err) != 0)
+            goto out;
+        rows[n++] = (store_ca_material){"ra_encrypt", pem[1].cert, pem[1].key};
+        rows[n++] = (store_ca_material){"ra_sign", pem[2].cert, pem[2].key};
+    }
+    rc = store_ca_material_replace(store, rows, n, "next_ca", err);
+out:
+    for (size_t i = 0; i < 3; i++)
+        pem_pair_clear(&pem[i]);
+    X509_free(next);
+    X509_free(enc);
+    X509_free(sign);
+    X509_free(old_ra);
+    EVP_PKEY_free(next_key);
+    EVP_PKEY_free(enc_key);
+    EVP_PKEY_free(sign_key);
+    EVP_PKEY_free(old_ra_key);
+    store_ca_close(store);
+    return rc;
+}
+
 /* Same keys and names as the RA certificates, but expired a day ago. */
 static int expired_copy(ca_server *srv, crypto_ra_kind kind, X509 *ra, EVP_PKEY *key, time_t now, X509 **out,
                         util_error *err)

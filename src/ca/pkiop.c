@@ -550,6 +550,18 @@ static bool open_envelope(op_ctx *c, reply *r)
     return false;
 }
 
+/* NDES encrypts its replies only to RSA (key transport): a request signed
+ * by an EC certificate cannot be answered, so the NDES profiles refuse it
+ * instead of issuing a certificate nobody can open. */
+static bool ndes_can_answer(op_ctx *c, reply *r)
+{
+    if (!is_ndes(c) || crypto_key_is_rsa(X509_get0_pubkey(c->m->signer)))
+        return true;
+    fail(r, SCEP_FAIL_BAD_REQUEST, HR_INVALID_ARG,
+         "NDES encrypts replies only to RSA: sign the request with an RSA key and certificate%s", NULL);
+    return false;
+}
+
 static void dispatch(op_ctx *c, reply *r)
 {
     switch (c->m->type) {
@@ -587,7 +599,7 @@ void ca_pki_operation(ca_server *srv, const uint8_t *der, size_t len, time_t now
     if (!c.m->signature_checked || !c.m->signature_valid || !c.m->signer) {
         fail(&r, SCEP_FAIL_BAD_MESSAGE_CHECK, NULL,
              "the request's signature does not verify against the certificate it carries%s", NULL);
-    } else if (open_envelope(&c, &r)) {
+    } else if (ndes_can_answer(&c, &r) && open_envelope(&c, &r)) {
         dispatch(&c, &r);
     }
     /* without a verified signer there is nobody to encrypt to: only FAILURE */

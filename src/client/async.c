@@ -7,7 +7,7 @@
 #include "client/client.h"
 #include "util/log.h"
 
-enum step { STEP_CAPS, STEP_CACERT, STEP_POST, STEP_GET };
+enum step { STEP_CAPS, STEP_CACERT, STEP_NEXTCA, STEP_POST, STEP_GET };
 
 struct client_async {
     http_client *hc;
@@ -16,6 +16,7 @@ struct client_async {
     const client_server *srv_read; /* PKIOperation reads it */
     const client_transaction *t;
     client_result *r;
+    STACK_OF(X509) * *next; /* GetNextCACert after discovery; NULL: discovery only */
     uint8_t nonce[SCEP_NONCE_LEN];
     uint8_t *msg;
     size_t msg_len;
@@ -48,6 +49,7 @@ static int issue(client_async *op, util_error *err)
     switch (op->step) {
     case STEP_CAPS: url = http_scep_url(op->cfg->url, "GetCACaps", ident); break;
     case STEP_CACERT: url = http_scep_url(op->cfg->url, "GetCACert", ident); break;
+    case STEP_NEXTCA: url = http_scep_url(op->cfg->url, "GetNextCACert", ident); break;
     case STEP_POST: url = http_scep_url(op->cfg->url, "PKIOperation", NULL); break;
     case STEP_GET: url = client_pki_get_url(op->cfg, op->msg, op->msg_len, &op->query_len); break;
     }
@@ -90,6 +92,19 @@ static void on_response(void *arg, int rc, http_response *resp, const util_error
             return;
         }
         rc = client_ca_handle(op->cfg, op->srv, resp, op->now, &err);
+        if (rc == 0 && op->next && scep_caps_has(&op->srv->caps, SCEP_CAP_GETNEXTCACERT)) {
+            advance(op, STEP_NEXTCA);
+            return;
+        }
+        done(op, rc, &err);
+        return;
+    case STEP_NEXTCA:
+        if (rc != 0) {
+            done(op, -1, net);
+            return;
+        }
+        /* listed, but nothing staged: scepca (and others) answer 404 */
+        rc = resp->status == 404 ? 0 : client_next_ca_handle(op->srv, resp, op->next, &err);
         done(op, rc, &err);
         return;
     case STEP_POST:
@@ -130,6 +145,16 @@ client_async *client_async_discover(http_client *hc, const client_config *cfg, c
         op_free(op);
         return NULL;
     }
+    return op;
+}
+
+client_async *client_async_next_ca(http_client *hc, const client_config *cfg, client_server *srv, time_t now,
+                                   STACK_OF(X509) * *next, client_async_cb cb, void *arg, util_error *err)
+{
+    *next = NULL;
+    client_async *op = client_async_discover(hc, cfg, srv, now, cb, arg, err);
+    if (op)
+        op->next = next;
     return op;
 }
 

@@ -157,6 +157,14 @@ static int check_ra(const scep_ca_certs *ca, X509 *ra, time_t now, util_error *e
     return 0;
 }
 
+static bool is_staged_next_ca(const client_config *cfg, const X509 *ca)
+{
+    for (int i = 0; cfg->next_ca && i < sk_X509_num(cfg->next_ca); i++)
+        if (X509_cmp(sk_X509_value(cfg->next_ca, i), ca) == 0)
+            return true;
+    return false;
+}
+
 int client_ca_handle(const client_config *cfg, client_server *srv, const http_response *resp, time_t now,
                      util_error *err)
 {
@@ -164,7 +172,8 @@ int client_ca_handle(const client_config *cfg, client_server *srv, const http_re
     if (check_http(resp, "GetCACert", 0, false, err) != 0 ||
         scep_ca_certs_parse(resp->body, resp->body_len, &ca, err) != 0)
         return -1;
-    if (cfg->ca_fingerprint && !crypto_cert_matches_fingerprint(ca->ca, cfg->ca_fingerprint)) {
+    if (cfg->ca_fingerprint && !crypto_cert_matches_fingerprint(ca->ca, cfg->ca_fingerprint) &&
+        !is_staged_next_ca(cfg, ca->ca)) {
         char got[100];
         crypto_cert_fingerprint(ca->ca, EVP_sha256(), got, sizeof got, false);
         scep_ca_certs_free(ca);
@@ -196,17 +205,14 @@ int client_discover(const client_config *cfg, client_server *srv, time_t now, ut
     return client_get_ca(cfg, srv, now, err);
 }
 
-int client_get_next_ca(const client_config *cfg, const client_server *srv, STACK_OF(X509) * *out,
-                       util_error *err)
+int client_next_ca_handle(const client_server *srv, const http_response *resp, STACK_OF(X509) * *out,
+                          util_error *err)
 {
-    http_response resp = {0};
     scep_pki_message *m = NULL;
     int rc = -1;
-    if (get_operation(cfg, "GetNextCACert", cfg->ca_identifier, &resp, err) != 0)
+    if (check_http(resp, "GetNextCACert", 0, false, err) != 0)
         return -1;
-    if (check_http(&resp, "GetNextCACert", 0, false, err) != 0)
-        goto out;
-    if (scep_pki_message_parse(resp.body, resp.body_len, srv->ca->all, &m, err) != 0)
+    if (scep_pki_message_parse(resp->body, resp->body_len, srv->ca->all, &m, err) != 0)
         goto out;
     if (!m->signature_valid || !m->signer ||
         (X509_cmp(m->signer, srv->ca->ca) != 0 && X509_cmp(m->signer, srv->ca->ra_sign) != 0)) {
@@ -221,6 +227,16 @@ int client_get_next_ca(const client_config *cfg, const client_server *srv, STACK
     rc = scep_certs_only_parse(m->content, m->content_len, out, NULL, err);
 out:
     scep_pki_message_free(m);
+    return rc;
+}
+
+int client_get_next_ca(const client_config *cfg, const client_server *srv, STACK_OF(X509) * *out,
+                       util_error *err)
+{
+    http_response resp = {0};
+    if (get_operation(cfg, "GetNextCACert", cfg->ca_identifier, &resp, err) != 0)
+        return -1;
+    int rc = client_next_ca_handle(srv, &resp, out, err);
     http_response_free(&resp);
     return rc;
 }

@@ -19,6 +19,10 @@ typedef struct client_config {
     const char *url;
     const char *ca_identifier;  /* message= on GetCACaps/GetCACert; NULL: none */
     const char *ca_fingerprint; /* "sha256:HEX" of the CA certificate; NULL: not checked */
+    /* The staged next CA (from a GetNextCACert signed by the current CA):
+     * a server presenting one of these passes the fingerprint check, which
+     * is how a rollover is followed. NULL: none (borrowed). */
+    STACK_OF(X509) * next_ca;
     http_options http;
     client_method method;
     const EVP_MD *digest;     /* NULL: chosen from the caps */
@@ -46,6 +50,9 @@ int client_discover(const client_config *cfg, client_server *srv, time_t now, ut
 /* GetNextCACert: the next CA certificates, verified against the current CA. */
 int client_get_next_ca(const client_config *cfg, const client_server *srv, STACK_OF(X509) * *out,
                        util_error *err) MUST_CHECK;
+/* The same check of a GetNextCACert reply without the I/O. */
+int client_next_ca_handle(const client_server *srv, const http_response *resp, STACK_OF(X509) * *out,
+                          util_error *err) MUST_CHECK;
 
 /* The algorithms and method a transaction uses. */
 typedef struct client_choice {
@@ -84,13 +91,26 @@ typedef struct client_enrollment {
     EVP_PKEY *renew_key;   /* and its key (borrowed) */
     client_renewal_mode mode;
     X509 *earlier_signer; /* first enrollment resumed: the certificate that signed it, or NULL */
-    time_t now;           /* validity of a new self-signed signer */
+    /* First enrollment: the key that signs instead of the new one (scepctl
+     * --signer-key, or the temporary RSA signer a resumed request was sent
+     * with), or NULL to follow client_signer_needs_rsa (borrowed). */
+    EVP_PKEY *signer_key;
+    time_t now; /* validity of a new self-signed signer */
 } client_enrollment;
 
 /* The message a renewal sends: the one rule for scepctl and the agent. */
 int client_request_type(const client_server *srv, client_renewal_mode mode);
+/* Whether the server is known to answer an EC signer (CMS key agreement):
+ * only a server that lists SCEPStandard and is not IIS (NDES encrypts only
+ * to RSA). No GetCACaps keyword announces key agreement itself. */
+bool client_server_ec_agreement(const client_server *srv);
+/* Whether a first enrollment of new_key must be signed by a temporary RSA
+ * key: an EC key towards a server without EC key agreement. */
+bool client_signer_needs_rsa(const client_server *srv, EVP_PKEY *new_key);
 /* Prepares an enrollment. Expects t->new_key and t->choice; sets t->subject,
- * t->signer_cert, t->signer_key, t->request_type and t->transaction_id, and
+ * t->signer_cert, t->signer_key (a key other than t->new_key on a first
+ * enrollment is the temporary signer: the caller keeps it for CertPoll and
+ * frees it once the reply is opened), t->request_type and t->transaction_id, and
  * returns the CSR's DER in *csr. The CSR carries the challenge: free it with
  * OPENSSL_clear_free as soon as it is sent. */
 int client_enrollment_prepare(const client_server *srv, const client_enrollment *e, client_transaction *t,
@@ -183,6 +203,11 @@ client_async *client_async_pki(http_client *hc, const client_config *cfg, const 
                                const client_transaction *t, int type, const uint8_t *message_data,
                                size_t message_data_len, time_t now, client_result *r, client_async_cb cb,
                                void *arg, util_error *err);
+/* GetCACaps and GetCACert into srv, then GetNextCACert when the caps list
+ * it: *next gets the next CA certificates (verified against the current
+ * CA), or NULL when the server offers none (not listed, or HTTP 404). */
+client_async *client_async_next_ca(http_client *hc, const client_config *cfg, client_server *srv, time_t now,
+                                   STACK_OF(X509) * *next, client_async_cb cb, void *arg, util_error *err);
 /* Frees an operation whose transfer was cancelled by http_client_free (an
  * operation cannot be stopped otherwise: free the http_client first). */
 void client_async_abandon(client_async *op);

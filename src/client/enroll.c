@@ -10,6 +10,8 @@
 
 /* How long the self-signed signer of a first enrollment is valid. */
 #define SELFSIGNED_DAYS 30
+/* The temporary signer of an EC request to a server that encrypts only to RSA. */
+#define TEMPORARY_SIGNER_BITS 2048
 
 int client_request_type(const client_server *srv, client_renewal_mode mode)
 {
@@ -23,6 +25,16 @@ int client_request_type(const client_server *srv, client_renewal_mode mode)
      * certificate by it */
     return scep_caps_has(&srv->caps, SCEP_CAP_RENEWAL) && srv->iis_major == 0 ? SCEP_MSG_RENEWALREQ
                                                                               : SCEP_MSG_PKCSREQ;
+}
+
+bool client_server_ec_agreement(const client_server *srv)
+{
+    return srv->iis_major == 0 && srv->caps_answered && scep_caps_has(&srv->caps, SCEP_CAP_SCEPSTANDARD);
+}
+
+bool client_signer_needs_rsa(const client_server *srv, EVP_PKEY *new_key)
+{
+    return !crypto_key_is_rsa(new_key) && !client_server_ec_agreement(srv);
 }
 
 static int build_csr(const client_enrollment *e, client_transaction *t, uint8_t **der, size_t *len,
@@ -50,8 +62,29 @@ static int build_csr(const client_enrollment *e, client_transaction *t, uint8_t 
     return 0;
 }
 
-/* Renewal: the old pair signs. First enrollment: the new key with a
- * self-signed certificate (RFC 8894 section 2.3), the earlier one when a
+/* First enrollment's signing key: the one asked for, else the new key, else
+ * (an EC key towards a server that encrypts only to RSA) a temporary RSA
+ * key: the CSR still carries and is signed by the EC key, and the reply is
+ * encrypted to the RSA signer (NDES, see docs/internals/client.md). */
+static int first_signer_key(const client_server *srv, const client_enrollment *e, client_transaction *t,
+                            util_error *err)
+{
+    if (e->signer_key) {
+        t->signer_key = e->signer_key;
+        EVP_PKEY_up_ref(t->signer_key);
+        return 0;
+    }
+    if (!client_signer_needs_rsa(srv, t->new_key)) {
+        t->signer_key = t->new_key;
+        EVP_PKEY_up_ref(t->signer_key);
+        return 0;
+    }
+    crypto_key_spec spec = {CRYPTO_KEY_RSA, TEMPORARY_SIGNER_BITS};
+    return crypto_key_generate(&spec, &t->signer_key, err);
+}
+
+/* Renewal: the old pair signs. First enrollment: a self-signed certificate
+ * (RFC 8894 section 2.3) over the signing key, the earlier one when a
  * resumed request already sent with it, so its CertPolls match. */
 static int choose_signer(const client_server *srv, const client_enrollment *e, client_transaction *t,
                          util_error *err)
@@ -69,15 +102,15 @@ static int choose_signer(const client_server *srv, const client_enrollment *e, c
         return 0;
     }
     t->request_type = SCEP_MSG_PKCSREQ;
-    t->signer_key = t->new_key;
-    EVP_PKEY_up_ref(t->signer_key);
-    if (e->earlier_signer && crypto_cert_matches_key(e->earlier_signer, t->new_key) &&
+    if (first_signer_key(srv, e, t, err) != 0)
+        return -1;
+    if (e->earlier_signer && crypto_cert_matches_key(e->earlier_signer, t->signer_key) &&
         X509_NAME_cmp(X509_get_subject_name(e->earlier_signer), t->subject) == 0) {
         t->signer_cert = e->earlier_signer;
         X509_up_ref(t->signer_cert);
         return 0;
     }
-    return crypto_selfsigned_build(t->new_key, t->subject, t->choice.digest, e->now, SELFSIGNED_DAYS,
+    return crypto_selfsigned_build(t->signer_key, t->subject, t->choice.digest, e->now, SELFSIGNED_DAYS,
                                    &t->signer_cert, err);
 }
 

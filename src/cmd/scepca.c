@@ -29,6 +29,7 @@ static const char usage_text[] =
     "  reject   --dir DIR ID              deny a pending request\n"
     "  revoke   --dir DIR SERIAL          revoke a certificate (shows in GetCRL)\n"
     "  rollover --dir DIR                 stage the next CA for GetNextCACert\n"
+    "  promote  --dir DIR                 make the staged next CA the CA (restart serve after)\n"
     "\n"
     "Faults (--fault NAME[:ARG][@PROBABILITY], on PKIOperation replies; repeatable):\n"
     "  delay:MS drop reset truncate garbage http:CODE wrong-content-type bad-signature\n"
@@ -311,6 +312,8 @@ int main(int argc, char **argv)
         rc = cmd_id(cmd, &o, argc, argv);
     else if (strcmp(cmd, "rollover") == 0)
         rc = ca_admin_rollover(o.dir, time(NULL), &err) ? report(&err) : (printf("next CA staged\n"), 0);
+    else if (strcmp(cmd, "promote") == 0)
+        rc = ca_admin_promote(o.dir, time(NULL), &err) ? report(&err) : (printf("next CA promoted\n"), 0);
     else
         rc = usage_error("unknown command %s", cmd);
     return rc;

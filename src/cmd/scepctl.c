@@ -47,6 +47,7 @@ enum {
     OPT_MODE,
     OPT_SERIAL,
     OPT_SIGNER,
+    OPT_SIGNER_KEY,
     OPT_TLS_CA,
     OPT_TLS_PIN,
     OPT_PROXY,
@@ -97,6 +98,7 @@ static const struct option long_options[] = {
     {"serial", required_argument, NULL, OPT_SERIAL},
     {"decimal", no_argument, NULL, OPT_DECIMAL},
     {"signer", required_argument, NULL, OPT_SIGNER},
+    {"signer-key", required_argument, NULL, OPT_SIGNER_KEY},
     {"tls-ca", required_argument, NULL, OPT_TLS_CA},
     {"tls-pin", required_argument, NULL, OPT_TLS_PIN},
     {"proxy", required_argument, NULL, OPT_PROXY},
@@ -195,6 +197,7 @@ static int parse_option(options *o, int c, const char *arg, util_error *err)
     case OPT_SERIAL: o->serial = arg; break;
     case OPT_DECIMAL: o->decimal = true; break;
     case OPT_SIGNER: o->signer = arg; break;
+    case OPT_SIGNER_KEY: o->signer_key = arg; break;
     case OPT_TLS_CA: o->cfg.http.ca_file = arg; break;
     case OPT_TLS_PIN:
         if (!crypto_fingerprint_valid(arg))
@@ -438,6 +441,13 @@ static void explain_choice(const options *o, const client_saved *s)
             s->server.server_header[0] ? s->server.server_header : "unknown",
             s->server.caps_answered ? "" : " (no caps)", scep_message_type_name(s->txn.request_type),
             scep_digest_short_name(c->digest), scep_cipher_short_name(c->cipher), c->post ? "POST" : "GET");
+    char key[64];
+    crypto_key_describe(s->txn.signer_key, key, sizeof key);
+    fprintf(stderr, "signer: %s, %s\n", key,
+            s->txn.signer_key == s->txn.new_key ? "the new key"
+            : s->txn.request_type == SCEP_MSG_PKCSREQ && crypto_cert_is_self_signed(s->txn.signer_cert)
+                ? "a separate key with a self-signed certificate"
+                : "the certificate being renewed");
 }
 
 /* Discovers the server, prepares the request (src/client), sends it, then
@@ -483,10 +493,14 @@ static int cmd_enroll(options *o, util_error *err)
             crypto_key_generate(&spec, &s.txn.new_key, err) != 0)
             goto out;
     }
+    /* the signer key is held only for this enrollment: EVP_PKEY_free clears it */
+    if (o->signer_key && crypto_key_load_file(o->signer_key, &e.signer_key, err) != 0)
+        goto out;
     rc = send_enrollment(o, &s, &e, &r, err);
 out:
     if (challenge)
         crypto_secret_free(challenge, strlen(challenge));
+    EVP_PKEY_free(e.signer_key);
     client_result_clear(&r);
     client_saved_clear(&s);
     return rc;
@@ -713,7 +727,8 @@ static const struct command {
      "                    [--key-usage none|digitalSignature|keyEncipherment|both] [--eku OID]...\n"
      "                    [--template NAME] [--method auto|get|post] [--ca-fingerprint sha256:HEX]\n"
      "                    [--poll-interval S] [--poll-count N] [--timeout S] [--state FILE]\n"
-     "                    --key-out KEY.pem --cert-out CERT.pem [--chain-out CHAIN.pem]"},
+     "                    [--signer-key KEY.pem] --key-out KEY.pem --cert-out CERT.pem [--chain-out "
+     "CHAIN.pem]"},
     {"renew", cmd_renew,
      "renew     -u URL --key OLD.key --cert OLD.crt [--new-key-type T | --reuse-key]\n"
      "                    [--mode auto|renewalreq|pkcsreq] [--challenge PW] --key-out K --cert-out C"},

@@ -8,7 +8,7 @@ typedef struct options {
     client_config cfg;
     const char *out, *cn, *org, *subject, *email, *challenge, *challenge_file, *key_type, *key;
     const char *cert, *key_usage, *template_name, *state, *key_out, *cert_out, *chain_out;
-    const char *new_key_type, *mode, *serial, *signer;
+    const char *new_key_type, *mode, *serial, *signer, *signer_key;
     const char *sans[CRYPTO_MAX_SANS];
     size_t san_count;
     const char *ekus[CRYPTO_MAX_EKUS];

@@ -210,6 +210,13 @@ bool crypto_cert_is_ca(X509 *cert)
     return X509_check_ca(cert) > 0;
 }
 
+bool crypto_cert_is_self_signed(X509 *cert)
+{
+    bool ok = cert && X509_self_signed(cert, 1) == 1;
+    ERR_clear_error();
+    return ok;
+}
+
 void crypto_name_oneline(const X509_NAME *name, char *out, size_t len)
 {
     BIO *bio = BIO_new(BIO_s_mem());

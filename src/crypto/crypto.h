@@ -29,6 +29,8 @@ void crypto_key_spec_format(const crypto_key_spec *spec, char *out, size_t len);
 int crypto_key_generate(const crypto_key_spec *spec, EVP_PKEY **out, util_error *err) MUST_CHECK;
 /* Describes a key: "RSA 2048" or "EC P-256". */
 void crypto_key_describe(EVP_PKEY *key, char *out, size_t len);
+/* RSA: a key that can receive key transport (RSA PKCS#1 v1.5 or OAEP). */
+bool crypto_key_is_rsa(EVP_PKEY *key);
 
 /* PEM or DER, PKCS#8, PKCS#1 or SEC1, unencrypted. */
 int crypto_key_load(const uint8_t *data, size_t len, EVP_PKEY **out, util_error *err) MUST_CHECK;
@@ -58,6 +60,8 @@ bool crypto_cert_matches_fingerprint(X509 *cert, const char *fingerprint);
 bool crypto_fingerprint_valid(const char *fingerprint);
 bool crypto_cert_matches_key(X509 *cert, EVP_PKEY *key);
 bool crypto_cert_is_ca(X509 *cert);
+/* Issuer equals subject and the certificate verifies with its own key. */
+bool crypto_cert_is_self_signed(X509 *cert);
 void crypto_name_oneline(const X509_NAME *name, char *out, size_t len);
 /* Parses "CN=a,O=b,C=US" (RFC 4514 order, as crypto_name_oneline prints it)
  * or "/C=US/O=b/CN=a" (DER order, as openssl -subj) into a name. */

@@ -65,6 +65,11 @@ int crypto_key_generate(const crypto_key_spec *spec, EVP_PKEY **out, util_error 
     return 0;
 }
 
+bool crypto_key_is_rsa(EVP_PKEY *key)
+{
+    return key && EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA;
+}
+
 void crypto_key_describe(EVP_PKEY *key, char *out, size_t len)
 {
     if (!key) {

@@ -130,6 +130,23 @@ int store_ca_material_put(store_ca *s, const store_ca_material *m, size_t count,
     return store_tx_end(s->st, rc, err);
 }
 
+int store_ca_material_replace(store_ca *s, const store_ca_material *m, size_t count, const char *drop,
+                              util_error *err)
+{
+    if (store_tx_begin(s->st, true, err) != 0)
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < count; i++)
+        if (store_run(s->st, err, "write material",
+                      "INSERT OR REPLACE INTO material (role, cert_pem, key_pem) VALUES (?1, ?2, ?3)", "ttt",
+                      m[i].role, m[i].cert_pem, m[i].key_pem) < 0)
+            rc = -1;
+    if (rc == 0 &&
+        store_run(s->st, err, "delete material", "DELETE FROM material WHERE role = ?1", "t", drop) < 0)
+        rc = -1;
+    return store_tx_end(s->st, rc, err);
+}
+
 int store_ca_material_get(store_ca *s, const char *role, char **cert_pem, char **key_pem, util_error *err)
 {
     sqlite3_stmt *st = NULL;

@@ -43,6 +43,10 @@ int store_ca_material_put(store_ca *s, const store_ca_material *m, size_t count,
  * store_ca_secret_free. */
 int store_ca_material_get(store_ca *s, const char *role, char **cert_pem, char **key_pem,
                           util_error *err) MUST_CHECK;
+/* Writes the rows and deletes the material of `drop` in one transaction
+ * (a rollover's promotion: the next CA becomes "ca"). */
+int store_ca_material_replace(store_ca *s, const store_ca_material *m, size_t count, const char *drop,
+                              util_error *err) MUST_CHECK;
 void store_ca_secret_free(char *s);
 
 /* ---- Issued certificates ---- */

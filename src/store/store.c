@@ -178,14 +178,13 @@ static int insert_ca_certs(store *st, const char *const *pems, const char *const
     sqlite3_stmt *s = NULL;
     int rc = -1;
     int64_t now = store_now(st);
-    if (store_prepare(st, "INSERT INTO ca_certs (position, pem, role, fetched_at) VALUES (?1, ?2, ?3, ?4)",
-                      &s, err) != 0)
+    /* positions follow on from the rows kept, in the order given */
+    if (store_prepare(st, "INSERT INTO ca_certs (pem, role, fetched_at) VALUES (?1, ?2, ?3)", &s, err) != 0)
         return -1;
     for (size_t i = 0; i < n; i++) {
         sqlite3_reset(s);
-        if ((sqlite3_bind_int64(s, 1, (int64_t)i) | store_bind_str(s, 2, pems[i]) |
-             store_bind_str(s, 3, roles && roles[i] ? roles[i] : "") | sqlite3_bind_int64(s, 4, now)) !=
-            SQLITE_OK) {
+        if ((store_bind_str(s, 1, pems[i]) | store_bind_str(s, 2, roles && roles[i] ? roles[i] : "") |
+             sqlite3_bind_int64(s, 3, now)) != SQLITE_OK) {
             store_bind_fail(st, err, "write CA certificate");
             goto out;
         }
@@ -198,8 +197,8 @@ out:
     return rc;
 }
 
-int store_ca_certs_put(store *st, const char *const *pems, const char *const *roles, size_t n,
-                       util_error *err)
+static int replace_ca_certs(store *st, const char *const *pems, const char *const *roles, size_t n, bool all,
+                            util_error *err)
 {
     int rc = -1;
     for (size_t i = 0; i < n; i++)
@@ -207,12 +206,25 @@ int store_ca_certs_put(store *st, const char *const *pems, const char *const *ro
             return util_error_set(err, UTIL_ERR_INTERNAL, "CA certificate %zu has no PEM", i);
     if (store_tx_begin(st, true, err) != 0)
         return -1;
-    if (store_exec(st, "DELETE FROM ca_certs", "clear CA certificates", err) != 0 ||
+    if (store_exec(st, all ? "DELETE FROM ca_certs" : "DELETE FROM ca_certs WHERE role <> 'next_ca'",
+                   "clear CA certificates", err) != 0 ||
         insert_ca_certs(st, pems, roles, n, err) != 0)
         goto out;
     rc = 0;
 out:
     return store_tx_end(st, rc, err);
+}
+
+int store_ca_certs_put(store *st, const char *const *pems, const char *const *roles, size_t n,
+                       util_error *err)
+{
+    return replace_ca_certs(st, pems, roles, n, false, err);
+}
+
+int store_ca_certs_put_all(store *st, const char *const *pems, const char *const *roles, size_t n,
+                           util_error *err)
+{
+    return replace_ca_certs(st, pems, roles, n, true, err);
 }
 
 /* Reads every row of s into an array of objects built by row(). */
@@ -276,8 +288,9 @@ out:
 
 int store_ca_certs_get(store *st, json_t **out, util_error *err)
 {
-    return query_json(st, "SELECT pem, role, fetched_at FROM ca_certs ORDER BY position LIMIT ?1", -1,
-                      ca_cert_row, "read CA certificates", out, err);
+    return query_json(
+        st, "SELECT pem, role, fetched_at FROM ca_certs ORDER BY role = 'next_ca', position LIMIT ?1", -1,
+        ca_cert_row, "read CA certificates", out, err);
 }
 
 /* ---- audit ---- */

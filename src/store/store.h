@@ -157,10 +157,15 @@ int store_binding_list(store *st, store_binding **out, size_t *n, util_error *er
 
 /* ---- CA/RA certificates from the last GetCACert ---- */
 
-/* Replaces the stored set (PEM of each, with its role name). */
+/* Replaces the stored set (PEM of each, with its role name); the staged
+ * next CA (role "next_ca", from GetNextCACert) is kept. */
 int store_ca_certs_put(store *st, const char *const *pems, const char *const *roles, size_t n,
                        util_error *err) MUST_CHECK;
-/* JSON array of {"pem","role","fetched_at"}. */
+/* Replaces every row, the next CA included (roles may be "next_ca"): a
+ * rollover's staging and promotion, each in one transaction. */
+int store_ca_certs_put_all(store *st, const char *const *pems, const char *const *roles, size_t n,
+                           util_error *err) MUST_CHECK;
+/* JSON array of {"pem","role","fetched_at"}, the next CA last. */
 int store_ca_certs_get(store *st, json_t **out, util_error *err) MUST_CHECK;
 
 /* ---- users, sessions, audit ---- */

@@ -391,6 +391,20 @@ def manual_and_bindings(d, ca, errors):
     st, _, cas = d.api('GET', '/api/v1/ca-certificates')
     ok(st == 200 and any('scepca test CA' in c.get('subject', '') for c in cas), 'CA certificate stored', cas)
 
+    # CA rollover: a staged next CA is fetched on request and listed as next_ca
+    r = ca.run('rollover', '--dir', ca.dir)
+    ok(r.returncode == 0, 'scepca stages a next CA', r.stderr)
+    st, _, _ = d.api('POST', '/api/v1/ca-certificates/refresh')
+    eq(st, 202, 'refreshing the CA certificates is accepted (202)')
+
+    def staged():
+        got = d.api('GET', '/api/v1/ca-certificates')[2] or []
+        return [c for c in got if c.get('role') == 'next_ca'] or None
+    nxt = wait_for(staged, 10, 0.2)
+    ok(nxt and len(nxt) == 1 and 'scepca test CA' in nxt[0].get('subject', '')
+       and all(c.get('sha256') != nxt[0].get('sha256') for c in cas),
+       'the next CA is listed with role next_ca beside the current one', nxt)
+
     # bindings: the HTTPS listener follows the tls binding
     before = served_sha256(d.tls_port)
     eq(before, d.key('DefaultTLS')['sha256'], 'HTTPS presents the self-signed DefaultTLS pair first')

@@ -198,6 +198,12 @@ json_t *agent_ca_certs(agent *a, util_error *err)
     return canned("[{\"pem\":\"-----BEGIN CERTIFICATE-----\\n\",\"role\":\"ca\",\"fetched_at\":1}]");
 }
 
+int agent_ca_certs_refresh(agent *a, const char *user, util_error *err)
+{
+    snprintf(a->last_user, sizeof a->last_user, "%s", user);
+    return record(a, __func__, err) ? -1 : 0;
+}
+
 json_t *agent_audit(agent *a, int limit, util_error *err)
 {
     a->last_limit = limit;

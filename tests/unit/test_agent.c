@@ -1396,6 +1396,313 @@ static void test_manual_refusals(void **state)
     assert_int_equal(auto_put(f, json_pack("{s:b, s:n}", "enabled", 1, "start")), UTIL_ERR_INVALID_FIELD);
 }
 
+static json_t *ec_params(const char *name, int bits)
+{
+    return json_pack("{s:s, s:s, s:s, s:i, s:s}", "key_name", name, "common_name", name, "key_algorithm",
+                     "ecdsa", "key_length", bits, "challenge_password", PW);
+}
+
+static X509 *pem_cert(const char *pem)
+{
+    X509 *x = NULL;
+    util_error err = {0};
+    assert_int_equal(crypto_cert_load((const uint8_t *)pem, strlen(pem), &x, &err), 0);
+    return x;
+}
+
+/* The acquired key's certificate carries the request's EC key. */
+static void assert_acquired_ec(fx *f, const char *name, int bits)
+{
+    util_error err = {0};
+    json_t *k = agent_key_get(f->a, name, &err);
+    assert_non_null(k);
+    assert_string_equal(sget(k, "state"), "acquired");
+    json_decref(k);
+    store_key key;
+    assert_int_equal(store_key_get(f->a->st, name, &key, &err), 0);
+    EVP_PKEY *priv = NULL;
+    assert_int_equal(crypto_key_load((const uint8_t *)key.key_pem, strlen(key.key_pem), &priv, &err), 0);
+    X509 *cert = pem_cert(key.cert_pem);
+    assert_true(crypto_cert_matches_key(cert, priv));
+    assert_int_equal(EVP_PKEY_get_base_id(priv), EVP_PKEY_EC);
+    assert_int_equal(EVP_PKEY_get_bits(priv), bits);
+    X509_free(cert);
+    EVP_PKEY_free(priv);
+    store_key_clear(&key);
+}
+
+/* An EC key towards NDES: a temporary RSA signer, kept in the request row
+ * over a restart while pending (same transactionID and signer for the
+ * CertPoll), wiped once the reply is open. Towards the generic profile
+ * (SCEPStandard) the EC key signs itself. */
+static void test_ecdsa_temporary_signer(void **state)
+{
+    fx *f = *state;
+    if (!find_scepca(f)) {
+        print_message("scepca not built: skipped\n");
+        skip();
+    }
+    const char *init[] = {"init", "--dir", f->cadir, "--ndes", NULL};
+    assert_int_equal(scepca_run(f, NULL, init), 0);
+    ca_serve(f, "--profile", "ndes2016", "--challenge", PW, "--pending", NULL);
+    agent_open(f);
+    set_url(f, f->ca_url, 10);
+    util_error err = {0};
+    int64_t id = 0;
+    json_t *in = ec_params("Ec384", 384);
+    assert_int_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+    json_decref(in);
+    json_t *r = wait_state(f, id, "pending", 1);
+    char tid[80];
+    snprintf(tid, sizeof tid, "%s", sget(r, "transaction_id"));
+    json_decref(r);
+    store_request row;
+    assert_int_equal(store_request_get(f->a->st, id, &row, &err), 0);
+    assert_non_null(row.signer_key_pem);
+    assert_non_null(row.signer_cert_pem);
+    EVP_PKEY *signer = NULL, *new_key = NULL;
+    assert_int_equal(
+        crypto_key_load((const uint8_t *)row.signer_key_pem, strlen(row.signer_key_pem), &signer, &err), 0);
+    assert_int_equal(crypto_key_load((const uint8_t *)row.key_pem, strlen(row.key_pem), &new_key, &err), 0);
+    assert_true(crypto_key_is_rsa(signer));
+    X509 *signer_cert = pem_cert(row.signer_cert_pem);
+    assert_true(crypto_cert_is_self_signed(signer_cert));
+    assert_true(crypto_cert_matches_key(signer_cert, signer));
+    char expected[80];
+    assert_int_equal(scep_transaction_id(new_key, expected, &err), 0);
+    assert_string_equal(tid, expected); /* the EC key's, not the signer's */
+    X509_free(signer_cert);
+    EVP_PKEY_free(signer);
+    EVP_PKEY_free(new_key);
+    char *signer_before = strdup(row.signer_cert_pem);
+    store_request_clear(&row);
+
+    /* restart while pending; approve; the CertPoll after the restart opens the reply */
+    agent_close(f);
+    char approve_id[24];
+    snprintf(approve_id, sizeof approve_id, "%ld", ca_pending_id(f, tid));
+    const char *args[] = {"approve", "--dir", f->cadir, approve_id, NULL};
+    assert_int_equal(scepca_run(f, NULL, args), 0);
+    f->now += 5;
+    agent_open(f);
+    agent_tick(f->a);
+    r = wait_state(f, id, "acquired", 0);
+    assert_string_equal(sget(r, "transaction_id"), tid);
+    json_decref(r);
+    assert_int_equal(store_request_get(f->a->st, id, &row, &err), 0);
+    assert_string_equal(row.signer_cert_pem, signer_before);
+    assert_null(row.signer_key_pem); /* the temporary key is gone */
+    store_request_clear(&row);
+    free(signer_before);
+    assert_acquired_ec(f, "Ec384", 384);
+
+    /* P-256 against every NDES profile without deferral */
+    const char *profiles[] = {"ndes2016", "ndes2012r2", "ndes2008r2"};
+    for (size_t i = 0; i < 3; i++) {
+        ca_stop(f);
+        ca_serve(f, "--profile", profiles[i], "--challenge", PW, "--max-query-string", "16384", NULL);
+        set_url(f, f->ca_url, 10);
+        char name[16];
+        snprintf(name, sizeof name, "Ec256n%zu", i);
+        in = ec_params(name, 256);
+        assert_int_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+        json_decref(in);
+        json_decref(wait_state(f, id, "acquired", 0));
+        assert_acquired_ec(f, name, 256);
+    }
+
+    /* the generic profile lists SCEPStandard: the EC key signs its own request */
+    ca_stop(f);
+    ca_serve(f, "--profile", "generic", "--challenge", PW, NULL);
+    set_url(f, f->ca_url, 10);
+    in = ec_params("Ec256", 256);
+    assert_int_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+    json_decref(in);
+    json_decref(wait_state(f, id, "acquired", 0));
+    assert_int_equal(store_request_get(f->a->st, id, &row, &err), 0);
+    assert_null(row.signer_key_pem);
+    EVP_PKEY *own = NULL;
+    assert_int_equal(crypto_key_load((const uint8_t *)row.key_pem, strlen(row.key_pem), &own, &err), 0);
+    signer_cert = pem_cert(row.signer_cert_pem);
+    assert_true(crypto_cert_matches_key(signer_cert, own));
+    X509_free(signer_cert);
+    EVP_PKEY_free(own);
+    store_request_clear(&row);
+    assert_acquired_ec(f, "Ec256", 256);
+}
+
+/* ---- CA rollover ---- */
+
+static void scepca_cmd(fx *f, const char *cmd)
+{
+    const char *args[] = {cmd, "--dir", f->cadir, NULL};
+    assert_int_equal(scepca_run(f, NULL, args), 0);
+}
+
+static void set_url_pinned(fx *f, const char *pin)
+{
+    json_t *in = json_pack("{s:s, s:i, s:i, s:i, s:s}", "url", f->ca_url, "timeout_s", 10, "poll_interval_s",
+                           5, "poll_max", 1, "ca_fingerprint", pin);
+    util_error err = {0};
+    int rc = agent_scep_settings_put(f->a, in, "test", &err);
+    json_decref(in);
+    if (rc != 0)
+        fail_msg("settings: %s: %s", util_err_code(err.code), err.detail);
+}
+
+/* Runs the loop until no GetNextCACert check is in flight. */
+static void wait_rollover(fx *f)
+{
+    int64_t deadline = mono_ms() + WAIT_MS;
+    while (f->a->rollover && mono_ms() < deadline) {
+        loop_once(f);
+        usleep(2000);
+    }
+    assert_null(f->a->rollover);
+}
+
+static void refresh(fx *f)
+{
+    util_error err = {0};
+    if (agent_ca_certs_refresh(f->a, "test", &err) != 0)
+        fail_msg("refresh: %s: %s", util_err_code(err.code), err.detail);
+    wait_rollover(f);
+}
+
+/* The sha256 of the stored certificate with this role ("" when none) and
+ * how many rows have it. */
+static int role_sha(fx *f, const char *role, char *sha, size_t len)
+{
+    util_error err = {0};
+    json_t *rows = agent_ca_certs(f->a, &err);
+    assert_non_null(rows);
+    int count = 0;
+    size_t i;
+    json_t *row;
+    sha[0] = '\0';
+    json_array_foreach(rows, i, row)
+    {
+        if (strcmp(sget(row, "role"), role) != 0)
+            continue;
+        if (!count++)
+            snprintf(sha, len, "%s", sget(row, "sha256"));
+    }
+    json_decref(rows);
+    return count;
+}
+
+static void pin_of(fx *f, char *pin, size_t len)
+{
+    char sha[128];
+    assert_int_equal(role_sha(f, "CA", sha, sizeof sha), 1);
+    size_t n = (size_t)snprintf(pin, len, "sha256:");
+    for (const char *c = sha; *c && n + 1 < len; c++)
+        if (*c != ':')
+            pin[n++] = *c;
+    pin[n] = '\0';
+}
+
+static void acquire_rsa(fx *f, const char *name)
+{
+    util_error err = {0};
+    int64_t id = 0;
+    json_t *in = key_params(name, PW);
+    assert_int_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+    json_decref(in);
+    json_decref(wait_state(f, id, "acquired", 0));
+}
+
+/* scepca rollover end to end: the next CA is fetched at start, on refresh,
+ * periodically and after registration, listed as next_ca, accepted in place
+ * of the pinned fingerprint once the server presents it (and then
+ * promoted, the pin following), trusted for verification, and promoted
+ * when the current CA expires. */
+static void test_ca_rollover(void **state)
+{
+    fx *f = need_ca(state);
+    ca_serve(f, "--challenge", PW, NULL);
+    agent_open(f);
+    set_url(f, f->ca_url, 10);
+    acquire_rsa(f, "K1");
+    char old_pin[160], sha[128], next1[128], next2[128], next3[128];
+    pin_of(f, old_pin, sizeof old_pin);
+    set_url_pinned(f, old_pin);
+    /* nothing staged: GetNextCACert answers 404, no next_ca */
+    refresh(f);
+    assert_int_equal(role_sha(f, "next_ca", sha, sizeof sha), 0);
+
+    /* staged, then fetched when the agent starts */
+    scepca_cmd(f, "rollover");
+    agent_close(f);
+    agent_open(f);
+    agent_tick(f->a);
+    wait_rollover(f);
+    assert_int_equal(role_sha(f, "next_ca", next1, sizeof next1), 1);
+    assert_int_equal(role_sha(f, "CA", sha, sizeof sha), 1);
+    assert_string_not_equal(next1, sha);
+
+    /* the server presents the next CA: accepted despite the old pin, promoted */
+    scepca_cmd(f, "promote");
+    ca_stop(f);
+    ca_serve(f, "--challenge", PW, NULL);
+    set_url_pinned(f, old_pin);
+    refresh(f);
+    assert_int_equal(role_sha(f, "CA", sha, sizeof sha), 1);
+    assert_string_equal(sha, next1);
+    assert_int_equal(role_sha(f, "next_ca", sha, sizeof sha), 0);
+    assert_true(crypto_fingerprint_valid(f->a->settings.ca_fingerprint));
+    assert_string_not_equal(f->a->settings.ca_fingerprint, old_pin);
+    /* the new CA answers requests: the reply is verified and the key issued */
+    acquire_rsa(f, "K2");
+
+    /* periodically: a day later the next rollover is fetched */
+    scepca_cmd(f, "rollover");
+    advance(f, 86400);
+    wait_rollover(f);
+    assert_int_equal(role_sha(f, "next_ca", next2, sizeof next2), 1);
+    assert_string_not_equal(next2, next1);
+
+    /* after registration */
+    scepca_cmd(f, "rollover");
+    json_t *result = NULL;
+    util_error err = {0};
+    assert_int_equal(agent_restart(f->a, "test", &result, &err), 0);
+    json_decref(result);
+    wait_rollover(f);
+    assert_int_equal(role_sha(f, "next_ca", next3, sizeof next3), 1);
+    assert_string_not_equal(next3, next2);
+    /* K2 verifies against the stored (promoted) CA */
+    json_t *v = agent_key_verify(f->a, "K2", &err);
+    assert_non_null(v);
+    assert_true(json_is_true(json_object_get(v, "valid")));
+    json_decref(v);
+
+    /* the current CA expires: the staged next CA is promoted, the pin follows */
+    json_t *rows = agent_ca_certs(f->a, &err);
+    int64_t not_after = 0;
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row) if (!strcmp(sget(row, "role"), "CA")) not_after =
+        time_of(json_object_get(row, "not_after"));
+    json_decref(rows);
+    assert_true(not_after > f->now);
+    advance(f, not_after - f->now + 60);
+    wait_rollover(f);
+    assert_int_equal(role_sha(f, "CA", sha, sizeof sha), 1);
+    assert_string_equal(sha, next3);
+    assert_int_equal(role_sha(f, "next_ca", sha, sizeof sha), 0);
+    char expect[160];
+    snprintf(expect, sizeof expect, "%s", f->a->settings.ca_fingerprint);
+    /* the pin names next3 (compared through the stored certificate) */
+    rows = agent_ca_certs(f->a, &err);
+    const char *pem = sget(json_array_get(rows, 0), "pem");
+    X509 *cur = NULL;
+    assert_int_equal(crypto_cert_load((const uint8_t *)pem, strlen(pem), &cur, &err), 0);
+    assert_true(crypto_cert_matches_fingerprint(cur, expect));
+    X509_free(cur);
+    json_decref(rows);
+}
+
 int main(void)
 {
     util_log_setup("test_agent", UTIL_LOG_WARN, false);
@@ -1421,6 +1728,8 @@ int main(void)
         T(test_polling_budget_survives_restart),
         T(test_jitter_per_periodic_run),
         T(test_disable_unconfigured_auto_restarts),
+        T(test_ecdsa_temporary_signer),
+        T(test_ca_rollover),
     };
 #undef T
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -279,6 +279,7 @@ static const route_case routes[] = {
      "agent_binding_put,agent_binding_list", "[{\"function\":\"tls\",\"key_name\":\"tls\"}]"},
     {"GET", "/api/v1/ca-certificates", NULL, false, 200, "agent_ca_certs",
      "[{\"pem\":\"-----BEGIN CERTIFICATE-----\\n\",\"role\":\"ca\",\"fetched_at\":1}]"},
+    {"POST", "/api/v1/ca-certificates/refresh", NULL, true, 202, "agent_ca_certs_refresh", NULL},
     {"GET", "/api/v1/audit", NULL, false, 200, "agent_audit",
      "[{\"id\":1,\"at\":1,\"user\":\"admin\",\"action\":\"login\",\"detail\":\"\"}]"},
 };
@@ -312,7 +313,7 @@ static void test_routes_viewer_cannot_change(void **state)
         assert_string_equal(error_field(t, "detail"), "user viewer has the viewer role");
         assert_string_equal(t->agent->calls, "");
     }
-    assert_int_equal(changes, 7);
+    assert_int_equal(changes, 8);
 }
 
 static void test_routes_admin(void **state)

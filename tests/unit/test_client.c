@@ -461,6 +461,83 @@ static void enrollment_prepare(void **state)
     client_server_clear(&srv);
 }
 
+/* An EC key signs its own request only where the server lists SCEPStandard
+ * and is not IIS; otherwise a temporary RSA key signs, a given signer key
+ * wins, and a resumed request keeps its earlier temporary signer. */
+static void enrollment_ec_signer(void **state)
+{
+    (void)state;
+    client_server srv;
+    memset(&srv, 0, sizeof srv);
+    util_error err = {0};
+    client_transaction t;
+    memset(&t, 0, sizeof t);
+    t.new_key = h_key_ec("P-384");
+    t.choice.digest = EVP_sha256();
+    client_enrollment e = {.now = time(NULL)};
+    e.csr.common_name = "ec-device";
+    uint8_t *csr = NULL;
+    size_t csr_len = 0;
+    char tid[80];
+    assert_int_equal(scep_transaction_id(t.new_key, tid, &err), 0);
+
+    /* no caps at all: nothing says the server can do key agreement */
+    assert_true(client_signer_needs_rsa(&srv, t.new_key));
+    assert_int_equal(client_enrollment_prepare(&srv, &e, &t, &csr, &csr_len, &err), 0);
+    assert_true(t.signer_key != t.new_key);
+    assert_true(crypto_key_is_rsa(t.signer_key));
+    assert_true(crypto_cert_matches_key(t.signer_cert, t.signer_key));
+    assert_true(crypto_cert_is_self_signed(t.signer_cert));
+    assert_string_equal(t.transaction_id, tid); /* the EC key's, not the signer's */
+    const unsigned char *p = csr;
+    X509_REQ *req = d2i_X509_REQ(NULL, &p, (long)csr_len);
+    assert_non_null(req);
+    assert_int_equal(EVP_PKEY_eq(X509_REQ_get0_pubkey(req), t.new_key), 1);
+    assert_int_equal(X509_REQ_verify(req, t.new_key), 1); /* signed by the EC key itself */
+    X509_REQ_free(req);
+    OPENSSL_clear_free(csr, csr_len);
+
+    /* resumed with the earlier temporary signer: the same key and certificate */
+    EVP_PKEY *temp = t.signer_key;
+    X509 *temp_cert = t.signer_cert;
+    EVP_PKEY_up_ref(temp);
+    X509_up_ref(temp_cert);
+    e.signer_key = temp;
+    e.earlier_signer = temp_cert;
+    assert_int_equal(client_enrollment_prepare(&srv, &e, &t, &csr, &csr_len, &err), 0);
+    assert_ptr_equal(t.signer_key, temp);
+    assert_ptr_equal(t.signer_cert, temp_cert);
+    OPENSSL_clear_free(csr, csr_len);
+    e.signer_key = NULL;
+    e.earlier_signer = NULL;
+
+    /* NDES (IIS) with SCEPStandard listed all the same: still RSA */
+    srv.iis_major = 10;
+    srv.caps_answered = true;
+    scep_caps_parse((const uint8_t *)"SCEPStandard\n", 13, &srv.caps);
+    assert_true(client_signer_needs_rsa(&srv, t.new_key));
+    /* an RFC 8894 server that is not IIS: the EC key signs itself */
+    srv.iis_major = 0;
+    assert_false(client_signer_needs_rsa(&srv, t.new_key));
+    assert_int_equal(client_enrollment_prepare(&srv, &e, &t, &csr, &csr_len, &err), 0);
+    assert_ptr_equal(t.signer_key, t.new_key);
+    OPENSSL_clear_free(csr, csr_len);
+    /* an explicit signer key wins */
+    e.signer_key = temp;
+    assert_int_equal(client_enrollment_prepare(&srv, &e, &t, &csr, &csr_len, &err), 0);
+    assert_ptr_equal(t.signer_key, temp);
+    assert_true(crypto_cert_matches_key(t.signer_cert, temp));
+    OPENSSL_clear_free(csr, csr_len);
+    /* an RSA new key never needs another signer */
+    EVP_PKEY *rsa = h_key_rsa(2048);
+    assert_false(client_signer_needs_rsa(&(client_server){0}, rsa));
+    EVP_PKEY_free(rsa);
+    EVP_PKEY_free(temp);
+    X509_free(temp_cert);
+    client_transaction_clear(&t);
+    client_server_clear(&srv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -474,6 +551,7 @@ int main(void)
         cmocka_unit_test(choose_overrides_win),
         cmocka_unit_test(renewal_request_type),
         cmocka_unit_test(enrollment_prepare),
+        cmocka_unit_test(enrollment_ec_signer),
     };
     return cmocka_run_group_tests_name("client", tests, setup, teardown);
 }

@@ -966,6 +966,25 @@ static void test_ca_certs(void **state)
     assert_string_equal(json_string_value(json_object_get(json_array_get(got, 0), "pem")), "PEM-NEW-CA");
     assert_int_equal(json_integer_value(json_object_get(json_array_get(got, 0), "fetched_at")), f->now);
     json_decref(got);
+
+    /* the staged next CA: listed last, kept by put, replaced by put_all */
+    const char *pems3[] = {"PEM-NEXT", "PEM-NEW-CA"}, *roles3[] = {"next_ca", "ca"};
+    assert_int_equal(store_ca_certs_put_all(f->st, pems3, roles3, 2, &err), 0);
+    const char *pems4[] = {"PEM-NEW-CA", "PEM-RA2"}, *roles4[] = {"ca", "ra_sign"};
+    assert_int_equal(store_ca_certs_put(f->st, pems4, roles4, 2, &err), 0);
+    assert_int_equal(store_ca_certs_get(f->st, &got, &err), 0);
+    assert_int_equal(json_array_size(got), 3);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(got, 0), "pem")), "PEM-NEW-CA");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(got, 1), "pem")), "PEM-RA2");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(got, 2), "role")), "next_ca");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(got, 2), "pem")), "PEM-NEXT");
+    json_decref(got);
+    const char *pems5[] = {"PEM-NEXT"}, *roles5[] = {"ca"};
+    assert_int_equal(store_ca_certs_put_all(f->st, pems5, roles5, 1, &err), 0);
+    assert_int_equal(store_ca_certs_get(f->st, &got, &err), 0);
+    assert_int_equal(json_array_size(got), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(got, 0), "role")), "ca");
+    json_decref(got);
 }
 
 /* ---- memory and threads ---- */
