@@ -84,6 +84,8 @@ void api_response_clear(api_response *resp);
 /* Makes api the general callback of http and sets its limits (methods, body
  * and header sizes, no default content type). tls says whether http serves
  * HTTPS (Secure cookies, HSTS). At most 4 servers per api; -1 when full. */
-int api_attach(api *server, struct evhttp *http, bool tls) MUST_CHECK;
+/* edge (may be NULL) is told when a request is complete (its deadline stops). */
+struct edge;
+int api_attach(api *server, struct evhttp *http, bool tls, struct edge *network_edge) MUST_CHECK;
 
 #endif

@@ -24,6 +24,7 @@
 typedef struct api_listener {
     api *api;
     bool tls;
+    struct edge *edge;
 } api_listener;
 
 struct api {

@@ -8,6 +8,8 @@
 #include <openssl/crypto.h>
 #include <openssl/ssl.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,7 @@
 #include "agent/agent.h"
 #include "api/api.h"
 #include "crypto/crypto.h"
+#include "edge/edge.h"
 #include "http/http.h"
 #include "util/file.h"
 #include "util/log.h"
@@ -33,6 +36,7 @@ typedef struct options {
     bool use_syslog;
     util_log_level level;
     agent_config agent;
+    edge_config edge;
     int line_error;
     char config_error[256];
 } options;
@@ -43,6 +47,21 @@ typedef struct tls_holder {
     SSL_CTX *ctx;
     char fingerprint[100];
 } tls_holder;
+
+static int config_unsigned(options *o, const char *name, const char *value, unsigned min, unsigned max,
+                           unsigned *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long v = strtoul(value, &end, 10);
+    if (errno || !end || end == value || *end || v < min || v > max) {
+        snprintf(o->config_error, sizeof o->config_error, "%s must be a number from %u to %u", name, min,
+                 max);
+        return 0;
+    }
+    *out = (unsigned)v;
+    return 1;
+}
 
 static int on_ini(void *user, const char *section, const char *name, const char *value)
 {
@@ -60,6 +79,14 @@ static int on_ini(void *user, const char *section, const char *name, const char 
             snprintf(o->initial_url, sizeof o->initial_url, "%s", value);
         else if (!strcmp(name, "admin_password_file"))
             snprintf(o->admin_password_file, sizeof o->admin_password_file, "%s", value);
+        else if (!strcmp(name, "max_connections"))
+            return config_unsigned(o, name, value, 1, 100000, &o->edge.max_connections);
+        else if (!strcmp(name, "max_connections_per_address"))
+            return config_unsigned(o, name, value, 1, 100000, &o->edge.max_per_address);
+        else if (!strcmp(name, "request_timeout"))
+            return config_unsigned(o, name, value, 1, 3600, &o->edge.request_timeout_s);
+        else if (!strcmp(name, "handshake_timeout"))
+            return config_unsigned(o, name, value, 1, 3600, &o->edge.handshake_timeout_s);
         else if (!strcmp(name, "log"))
             o->use_syslog = !strcmp(value, "syslog");
         else if (!strcmp(name, "log_level"))
@@ -182,24 +209,19 @@ static int split_address(const char *text, char *host, size_t host_len, int *por
     return *port > 0 && *port < 65536 ? 0 : -1;
 }
 
-static int bind_http(struct evhttp *http, const char *addr, util_error *err)
+static int bind_http(edge *e, struct evhttp *http, const char *addr, util_error *err)
 {
     char host[128];
     int port;
     if (split_address(addr, host, sizeof host, &port) != 0)
         return util_error_set(err, UTIL_ERR_CONFIG, "listen address \"%s\" is not HOST:PORT", addr);
-    if (evhttp_bind_socket(http, host, (ev_uint16_t)port) != 0)
-        return util_error_set(err, UTIL_ERR_CONFIG, "cannot listen on %s: %s", addr, strerror(errno));
-    return 0;
+    return edge_bind(e, http, host, (unsigned)port, NULL, err);
 }
 
-static struct bufferevent *tls_bevcb(struct event_base *base, void *arg)
+static SSL *tls_new(void *arg)
 {
     tls_holder *h = arg;
-    SSL *ssl = h->ctx ? SSL_new(h->ctx) : NULL;
-    if (!ssl)
-        return NULL;
-    return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    return h->ctx ? SSL_new(h->ctx) : NULL;
 }
 
 static void on_tls_change(void *arg, const char *key_pem, const char *cert_pem, const char *chain_pem)
@@ -268,6 +290,7 @@ static int run(options *o, util_error *err)
 {
     struct event_base *base = event_base_new();
     struct evhttp *http = NULL, *https = NULL;
+    edge *e = NULL;
     agent *a = NULL;
     api *server = NULL;
     tls_holder tls = {0};
@@ -290,20 +313,20 @@ static int run(options *o, util_error *err)
         goto out;
     sig.a = a;
     server = api_new(a, NULL);
+    e = edge_new(base, &o->edge);
     http = evhttp_new(base);
     https = o->listen_tls[0] ? evhttp_new(base) : NULL;
-    if (!server || !http || (o->listen_tls[0] && !https)) {
+    if (!server || !e || !http || (o->listen_tls[0] && !https)) {
         util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
         goto out;
     }
     api_set_static(server, web_lookup);
-    if (api_attach(server, http, false) != 0 || bind_http(http, o->listen, err) != 0)
+    if (api_attach(server, http, false, e) != 0 || edge_add_http(e, http, NULL, NULL) != 0 ||
+        bind_http(e, http, o->listen, err) != 0)
         goto out;
-    if (https) {
-        evhttp_set_bevcb(https, tls_bevcb, &tls);
-        if (api_attach(server, https, true) != 0 || bind_http(https, o->listen_tls, err) != 0)
-            goto out;
-    }
+    if (https && (api_attach(server, https, true, e) != 0 || edge_add_http(e, https, tls_new, &tls) != 0 ||
+                  bind_http(e, https, o->listen_tls, err) != 0))
+        goto out;
     sigs[0] = evsignal_new(base, SIGINT, on_stop, &sig);
     sigs[1] = evsignal_new(base, SIGTERM, on_stop, &sig);
     sigs[2] = evsignal_new(base, SIGHUP, on_hup, &sig);
@@ -335,12 +358,24 @@ out:
         evhttp_free(https);
     if (http)
         evhttp_free(http);
+    edge_free(e);
     api_free(server);
     agent_free(a);
     SSL_CTX_free(tls.ctx);
     if (base)
         event_base_free(base);
     return rc;
+}
+
+/* No core dumps (they would hold keys, passwords and session tokens), and
+ * every descriptor the hard limit allows: connections are capped below it. */
+static void harden_process(void)
+{
+    struct rlimit none = {0, 0};
+    if (setrlimit(RLIMIT_CORE, &none) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        log_warn("core dumps could not be switched off: %s", strerror(errno));
+    unsigned long nofile = edge_raise_nofile();
+    log_debug("open-file limit %lu", nofile);
 }
 
 int main(int argc, char **argv)
@@ -363,6 +398,7 @@ int main(int argc, char **argv)
         return 0;
     }
     util_log_setup("scepd", o.level, o.use_syslog);
+    harden_process();
     if (http_global_init() != 0) {
         fprintf(stderr, "error: libcurl could not be initialised\n");
         return 2;

@@ -999,7 +999,7 @@ static void test_evhttp_adapter(void **state)
     struct event_base *base = event_base_new();
     struct evhttp *http = evhttp_new(base);
     assert_non_null(http);
-    assert_int_equal(api_attach(t->api, http, false), 0);
+    assert_int_equal(api_attach(t->api, http, false, NULL), 0);
     struct evhttp_bound_socket *sock = evhttp_bind_socket_with_handle(http, "127.0.0.1", 0);
     assert_non_null(sock);
     struct sockaddr_in sin;
@@ -1062,7 +1062,7 @@ static void test_attach_limit(void **state)
     struct evhttp *http[5];
     for (int i = 0; i < 5; i++) {
         http[i] = evhttp_new(base);
-        assert_int_equal(api_attach(t->api, http[i], i % 2 == 0), i < 4 ? 0 : -1);
+        assert_int_equal(api_attach(t->api, http[i], i % 2 == 0, NULL), i < 4 ? 0 : -1);
     }
     for (int i = 0; i < 5; i++)
         evhttp_free(http[i]);
