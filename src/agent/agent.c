@@ -148,6 +148,8 @@ static int open_state(agent *a, util_error *err)
     snprintf(path, sizeof path, "%s/seal.key", a->state_dir);
     if (RAND_bytes(a->login_key, sizeof a->login_key) != 1)
         return util_error_set(err, UTIL_ERR_INTERNAL, "random key");
+    if (agent_login_setup(a, err) != 0)
+        return -1;
     return crypto_seal_key_load(path, a->seal_key, err);
 }
 
@@ -265,6 +267,8 @@ void agent_free(agent *a)
     OPENSSL_cleanse(a->seal_key, sizeof a->seal_key);
     OPENSSL_cleanse(a->login_key, sizeof a->login_key);
     OPENSSL_cleanse(a->login_cache, sizeof a->login_cache);
+    util_throttle_free(a->login_throttle);
+    free(a->dummy_hash);
     OPENSSL_cleanse(&a->autoreq.key.challenge, sizeof a->autoreq.key.challenge);
     free(a->auto_challenge_sealed);
     free(a);

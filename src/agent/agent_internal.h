@@ -5,6 +5,7 @@
 #include <event2/event.h>
 #include <pthread.h>
 
+#include "util/throttle.h"
 #include "agent/agent.h"
 #include "client/client.h"
 
@@ -12,6 +13,9 @@
 #define AGENT_MAX_SANS 16
 #define AGENT_MAX_EKUS 8
 #define AGENT_SESSION_IDLE_S 900
+/* auth.c: the login throttle and the dummy hash */
+int agent_login_setup(agent *a, util_error *err);
+#define AGENT_SESSION_MAX_S (8 * 3600) /* absolute lifetime of a session */
 #define AGENT_JITTER_MAX_S 600
 
 /* ---- validated inputs (validate.c) ---- */
@@ -106,6 +110,8 @@ struct agent {
         int64_t until;
     } login_cache[8];
     uint8_t login_key[32];
+    util_throttle *login_throttle; /* failures per (user, client address) */
+    char *dummy_hash;              /* what unknown users are checked against */
     agent_settings settings;
     agent_auto autoreq;
     uint8_t *auto_challenge_sealed;

@@ -27,16 +27,21 @@ bool api_token_valid(const char *token)
     return strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=") == n;
 }
 
-/* Copies the value of the scepd_session cookie; false when absent or malformed. */
-static bool cookie_token(const char *header, char *out, size_t outlen)
+static const char *cookie_name(const api_request *req)
 {
-    const size_t name_len = strlen(API_COOKIE);
+    return req->tls ? API_COOKIE_TLS : API_COOKIE;
+}
+
+/* Copies the value of the session cookie; false when absent or malformed. */
+static bool cookie_token(const char *header, const char *name, char *out, size_t outlen)
+{
+    const size_t name_len = strlen(name);
     const char *p = header;
     while (*p) {
         p += strspn(p, " \t;");
         size_t n = strcspn(p, ";");
         const char *eq = memchr(p, '=', n);
-        if (eq && (size_t)(eq - p) == name_len && memcmp(p, API_COOKIE, name_len) == 0) {
+        if (eq && (size_t)(eq - p) == name_len && memcmp(p, name, name_len) == 0) {
             size_t len = n - (size_t)(eq + 1 - p);
             while (len > 0 && (eq[len] == ' ' || eq[len] == '\t'))
                 len--;
@@ -80,12 +85,26 @@ static unsigned char *basic_decode(const char *b64, size_t *len)
     return out;
 }
 
+/* The client's address without the port ("127.0.0.1:5000", "::1:5000"). */
+static void client_address(const api_request *req, char *out, size_t len)
+{
+    const char *remote = req->remote ? req->remote : "";
+    const char *colon = strrchr(remote, ':');
+    size_t n = colon ? (size_t)(colon - remote) : strlen(remote);
+    if (n >= len)
+        n = len - 1;
+    memcpy(out, remote, n);
+    out[n] = '\0';
+}
+
 int api_login(api_ctx *c, const char *user, const char *password, util_error *err)
 {
     agent_role role = AGENT_ROLE_NONE;
+    char client[80];
+    client_address(c->req, client, sizeof client);
     if (strlen(user) == 0 || strlen(user) > API_USER_MAX)
         return util_error_set(err, UTIL_ERR_UNAUTHORIZED, "the user name or password is wrong");
-    if (agent_login(c->api->agent, user, password, &role, err) != 0) {
+    if (agent_login(c->api->agent, user, password, client, &role, err) != 0) {
         /* one wording for an unknown user and a wrong password */
         if (err->code == UTIL_ERR_UNAUTHORIZED)
             util_error_set(err, UTIL_ERR_UNAUTHORIZED, "the user name or password is wrong");
@@ -156,7 +175,7 @@ int api_authenticate(api_ctx *c, util_error *err)
     if (authz)
         return auth_basic(c, authz, err);
     const char *cookie = api_request_header(c->req, "Cookie");
-    if (cookie && cookie_token(cookie, c->auth.token, sizeof c->auth.token))
+    if (cookie && cookie_token(cookie, cookie_name(c->req), c->auth.token, sizeof c->auth.token))
         return auth_cookie(c, err);
     return util_error_set(err, UTIL_ERR_UNAUTHORIZED,
                           "no credentials: use HTTP Basic authentication or log in with "
@@ -194,7 +213,7 @@ int api_check_csrf(const api_ctx *c, util_error *err)
 static int set_cookie(api_ctx *c, const char *value, const char *attrs)
 {
     char *line = NULL;
-    int n = asprintf(&line, "%s=%s; Path=/;%s HttpOnly; SameSite=Strict%s", API_COOKIE, value, attrs,
+    int n = asprintf(&line, "%s=%s; Path=/;%s HttpOnly; SameSite=Strict%s", cookie_name(c->req), value, attrs,
                      c->req->tls ? "; Secure" : "");
     if (n < 0)
         return -1;

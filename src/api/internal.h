@@ -19,6 +19,8 @@
 #define API_AUDIT_MAX 1000
 #define API_RETRY_AFTER_S "60" /* THROTTLED: the catalogue's remedy says a minute */
 #define API_COOKIE "scepd_session"
+/* over HTTPS: the browser keeps it to this exact origin (no Domain, Path=/, Secure) */
+#define API_COOKIE_TLS "__Host-scepd_session"
 #define API_JSON_TYPE "application/json; charset=utf-8"
 
 typedef struct api_listener {

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "util/escape.h"
 #include "api/internal.h"
 
 #define CSP                                                                                                  \
@@ -93,19 +94,13 @@ void api_reply_empty(api_ctx *c, int status)
     c->resp->status = status;
 }
 
-/* Details can quote input; a string that is not UTF-8 is shown as ASCII. */
+/* Details can quote input and what a SCEP server sent: control characters
+ * and bytes that are not UTF-8 are escaped (util_escape), so that no client
+ * that prints the detail hands them to a terminal. */
 static json_t *safe_string(const char *s)
 {
-    json_t *j = json_string(s);
-    if (j)
-        return j;
-    char *copy = strdup(s);
-    if (!copy)
-        return NULL;
-    for (char *p = copy; *p; p++)
-        if ((unsigned char)*p >= 0x80 || (unsigned char)*p < 0x20)
-            *p = '?';
-    j = json_string(copy);
+    char *copy = util_escape_dup(s);
+    json_t *j = copy ? json_string(copy) : NULL;
     free(copy);
     return j;
 }

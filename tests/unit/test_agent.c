@@ -1025,37 +1025,87 @@ static void test_missed_run_after_restart(void **state)
 /* ---- manual request refusals ---- */
 
 /* Verified credentials are remembered for a minute (no scrypt per API call),
- * never across a password change; five failures lock the user for 60 s. */
-static void test_login_cache_and_lock(void **state)
+ * never across a password change. Failures are throttled per (user, client
+ * address) with growing waits: another address is never locked out. */
+static void test_login_cache_and_throttle(void **state)
 {
     fx *f = *state;
     agent_open(f);
     agent_role role = AGENT_ROLE_NONE;
     util_error err = {0};
-    assert_int_equal(agent_login(f->a, "admin", "admin-password-1", &role, &err), 0);
+    const char *here = "192.0.2.1", *there = "192.0.2.2";
+    assert_int_equal(agent_login(f->a, "admin", "admin-password-1", here, &role, &err), 0);
     assert_int_equal(role, AGENT_ROLE_ADMIN);
-    assert_int_equal(agent_login(f->a, "admin", "admin-password-1", &role, &err), 0);
-    assert_int_equal(agent_login(f->a, "admin", "admin-password-X", &role, &err), -1);
+    assert_int_equal(agent_login(f->a, "admin", "admin-password-1", here, &role, &err), 0);
+    assert_int_equal(agent_login(f->a, "admin", "admin-password-X", here, &role, &err), -1);
     assert_int_equal(err.code, UTIL_ERR_UNAUTHORIZED);
     assert_int_equal(agent_user_put(f->a, "admin", "admin-password-2", AGENT_ROLE_ADMIN, "test", &err), 0);
-    assert_int_equal(agent_login(f->a, "admin", "admin-password-1", &role, &err), -1);
+    assert_int_equal(agent_login(f->a, "admin", "admin-password-1", here, &role, &err), -1);
     assert_int_equal(err.code, UTIL_ERR_UNAUTHORIZED);
-    assert_int_equal(agent_login(f->a, "nobody", "whatever-password", &role, &err), -1);
-    assert_int_equal(err.code, UTIL_ERR_UNAUTHORIZED);
+    /* an unknown user gets the same answer as a wrong password */
+    util_error unknown = {0};
+    assert_int_equal(agent_login(f->a, "nobody", "whatever-password", here, &role, &unknown), -1);
+    assert_int_equal(unknown.code, UTIL_ERR_UNAUTHORIZED);
+    assert_string_equal(unknown.detail, err.detail);
     assert_int_equal(agent_user_put(f->a, "viewer", "viewer-password", AGENT_ROLE_VIEWER, "test", &err), 0);
-    for (int i = 0; i < 4; i++) {
-        assert_int_equal(agent_login(f->a, "viewer", "wrong-password", &role, &err), -1);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(agent_login(f->a, "viewer", "wrong-password", there, &role, &err), -1);
         assert_int_equal(err.code, UTIL_ERR_UNAUTHORIZED);
     }
-    assert_int_equal(agent_login(f->a, "viewer", "wrong-password", &role, &err), -1);
+    /* the fourth failure makes the next try from there wait 1 s */
+    assert_int_equal(agent_login(f->a, "viewer", "wrong-password", there, &role, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_UNAUTHORIZED);
+    assert_int_equal(agent_login(f->a, "viewer", "viewer-password", there, &role, &err), -1);
     assert_int_equal(err.code, UTIL_ERR_THROTTLED);
-    assert_int_equal(agent_login(f->a, "viewer", "viewer-password", &role, &err), -1);
-    assert_int_equal(err.code, UTIL_ERR_THROTTLED);
-    advance(f, 61);
-    assert_int_equal(agent_login(f->a, "viewer", "viewer-password", &role, &err), 0);
+    /* the same user from another address is not locked out */
+    assert_int_equal(agent_login(f->a, "viewer", "viewer-password", here, &role, &err), 0);
     assert_int_equal(role, AGENT_ROLE_VIEWER);
+    advance(f, 1);
+    assert_int_equal(agent_login(f->a, "viewer", "wrong-password", there, &role, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_UNAUTHORIZED);
+    /* now 2 s */
+    advance(f, 1);
+    assert_int_equal(agent_login(f->a, "viewer", "viewer-password", there, &role, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_THROTTLED);
+    advance(f, 1);
+    /* a success forgets the failures */
+    assert_int_equal(agent_login(f->a, "viewer", "viewer-password", there, &role, &err), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(agent_login(f->a, "viewer", "wrong-password", there, &role, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_UNAUTHORIZED);
     /* the remembered admin login expires with the clock too */
-    assert_int_equal(agent_login(f->a, "admin", "admin-password-2", &role, &err), 0);
+    advance(f, 61);
+    assert_int_equal(agent_login(f->a, "admin", "admin-password-2", here, &role, &err), 0);
+    agent_close(f);
+}
+
+/* A password or role change ends the user's sessions; sessions also end
+ * after their absolute lifetime however busy they are. */
+static void test_session_lifetime(void **state)
+{
+    fx *f = *state;
+    agent_open(f);
+    util_error err = {0};
+    char *token = NULL, *csrf = NULL, user[64], csrf_out[65];
+    agent_role role;
+    assert_int_equal(agent_user_put(f->a, "viewer", "viewer-password", AGENT_ROLE_VIEWER, "test", &err), 0);
+    assert_int_equal(agent_session_new(f->a, "viewer", &token, &csrf, &err), 0);
+    assert_int_equal(agent_session_check(f->a, token, user, &role, csrf_out, &err), 0);
+    assert_int_equal(agent_user_put(f->a, "viewer", "viewer-password", AGENT_ROLE_ADMIN, "test", &err), 0);
+    assert_int_equal(agent_session_check(f->a, token, user, &role, csrf_out, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_UNAUTHORIZED);
+    free(token);
+    free(csrf);
+    assert_int_equal(agent_session_new(f->a, "viewer", &token, &csrf, &err), 0);
+    for (int i = 0; i < 8 * 60; i++) { /* active every minute for 8 hours */
+        advance(f, 60);
+        assert_int_equal(agent_session_check(f->a, token, user, &role, csrf_out, &err), 0);
+    }
+    advance(f, 60);
+    assert_int_equal(agent_session_check(f->a, token, user, &role, csrf_out, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_UNAUTHORIZED);
+    free(token);
+    free(csrf);
     agent_close(f);
 }
 
@@ -1115,12 +1165,19 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_login_cache_and_lock),     cmocka_unit_test(test_schedule_following),
-        T(test_start_time_and_jitter),    T(test_jitter_real_random),
-        T(test_pending_retries),          T(test_connect_retries),
-        T(test_no_poll_on_failure),       T(test_no_poll_key_store_full),
-        T(test_no_poll_bad_response),     T(test_periodic_renewal_delete_old),
-        T(test_missed_run_after_restart), T(test_manual_refusals),
+        T(test_login_cache_and_throttle),
+        T(test_session_lifetime),
+        cmocka_unit_test(test_schedule_following),
+        T(test_start_time_and_jitter),
+        T(test_jitter_real_random),
+        T(test_pending_retries),
+        T(test_connect_retries),
+        T(test_no_poll_on_failure),
+        T(test_no_poll_key_store_full),
+        T(test_no_poll_bad_response),
+        T(test_periodic_renewal_delete_old),
+        T(test_missed_run_after_restart),
+        T(test_manual_refusals),
     };
 #undef T
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -425,7 +425,8 @@ static void login(tctx *t, bool tls, const char *user, const char *password, ses
     const char *set = resp_header(t, "Set-Cookie");
     assert_non_null(set);
     snprintf(s->cookie, sizeof s->cookie, "%.*s", (int)strcspn(set, ";"), set);
-    assert_true(strncmp(s->cookie, "scepd_session=tok", 17) == 0);
+    assert_true(strncmp(s->cookie, tls ? "__Host-scepd_session=tok" : "scepd_session=tok", tls ? 24 : 17) ==
+                0);
 }
 
 static void test_session_cookie_flags(void **state)
@@ -439,8 +440,10 @@ static void test_session_cookie_flags(void **state)
     assert_security(t, false);
     login(t, true, "viewer", "viewer-password", &s);
     assert_json(t, "{\"user\":\"viewer\",\"role\":\"viewer\",\"csrf_token\":\"csrf2-fedcba9876543210\"}");
+    /* over HTTPS the __Host- prefix: the browser keeps the cookie to this
+     * exact origin, and a plain-HTTP page cannot set or shadow it */
     assert_header(t, "Set-Cookie",
-                  "scepd_session=tok2-0123456789abcdef; Path=/; HttpOnly; SameSite=Strict; Secure");
+                  "__Host-scepd_session=tok2-0123456789abcdef; Path=/; HttpOnly; SameSite=Strict; Secure");
     assert_security(t, true);
 }
 
