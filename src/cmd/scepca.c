@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "edge/edge.h"
 #include "ca/ca.h"
 #include "util/log.h"
 
@@ -301,9 +302,10 @@ int main(int argc, char **argv)
         return rc;
     if (strcmp(cmd, "init") == 0)
         rc = cmd_init(&o);
-    else if (strcmp(cmd, "serve") == 0)
+    else if (strcmp(cmd, "serve") == 0) {
+        edge_raise_nofile(); /* connections are capped below the limit */
         rc = cmd_serve(&o);
-    else if (strcmp(cmd, "otp") == 0)
+    } else if (strcmp(cmd, "otp") == 0)
         rc = cmd_otp(&o);
     else if (strcmp(cmd, "list") == 0)
         rc = ca_admin_list(o.dir, o.pending_only, time(NULL), stdout, &err) ? report(&err) : 0;
