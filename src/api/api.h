@@ -26,6 +26,11 @@ typedef struct api api;
 
 typedef struct api_config {
     size_t max_body; /* larger bodies: 413 body_too_large; 0: 64 KiB */
+    /* The device's names and addresses (without port, borrowed): a request
+     * whose Host names something else is refused (421 host_unknown), which
+     * keeps DNS rebinding away from the API. NULL: no Host check. */
+    const char *const *host_names;
+    size_t host_name_count;
 } api_config;
 
 /* One HTTP request, borrowed for the call. */

@@ -7,6 +7,9 @@
 #include <ini.h>
 #include <openssl/crypto.h>
 #include <openssl/ssl.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -25,6 +28,8 @@
 #include "util/log.h"
 #include "web/web.h"
 
+#define MAX_HOST_NAMES 64
+
 typedef struct options {
     const char *config;
     char state_dir[512];
@@ -37,6 +42,10 @@ typedef struct options {
     util_log_level level;
     agent_config agent;
     edge_config edge;
+    char server_names[512]; /* configured names of the device, comma-separated */
+    char host_name_buf[MAX_HOST_NAMES][256];
+    const char *host_names[MAX_HOST_NAMES];
+    size_t host_name_count;
     int line_error;
     char config_error[256];
 } options;
@@ -79,6 +88,8 @@ static int on_ini(void *user, const char *section, const char *name, const char 
             snprintf(o->initial_url, sizeof o->initial_url, "%s", value);
         else if (!strcmp(name, "admin_password_file"))
             snprintf(o->admin_password_file, sizeof o->admin_password_file, "%s", value);
+        else if (!strcmp(name, "server_name"))
+            snprintf(o->server_names, sizeof o->server_names, "%s", value);
         else if (!strcmp(name, "max_connections"))
             return config_unsigned(o, name, value, 1, 100000, &o->edge.max_connections);
         else if (!strcmp(name, "max_connections_per_address"))
@@ -243,6 +254,61 @@ static void on_tls_change(void *arg, const char *key_pem, const char *cert_pem, 
     }
 }
 
+static void add_host_name(options *o, const char *name, size_t len)
+{
+    while (len && (name[len - 1] == '.' || name[len - 1] == ' '))
+        len--;
+    if (len == 0 || len >= sizeof o->host_name_buf[0] || o->host_name_count >= MAX_HOST_NAMES)
+        return;
+    for (size_t i = 0; i < o->host_name_count; i++)
+        if (strlen(o->host_names[i]) == len && !strncasecmp(o->host_names[i], name, len))
+            return;
+    char *slot = o->host_name_buf[o->host_name_count];
+    memcpy(slot, name, len);
+    slot[len] = '\0';
+    o->host_names[o->host_name_count++] = slot;
+}
+
+/* The names a request may give in Host: the listen addresses, every address
+ * of the machine's interfaces (for listeners on 0.0.0.0 or ::), the host
+ * name, localhost, and the configured server_name list. */
+static void collect_host_names(options *o)
+{
+    char host[128];
+    int port;
+    const char *listens[] = {o->listen, o->listen_tls};
+    for (size_t i = 0; i < 2; i++)
+        if (listens[i][0] && split_address(listens[i], host, sizeof host, &port) == 0)
+            add_host_name(o, host, strlen(host));
+    struct ifaddrs *ifs = NULL;
+    if (getifaddrs(&ifs) == 0) {
+        for (struct ifaddrs *i = ifs; i; i = i->ifa_next) {
+            char text[INET6_ADDRSTRLEN];
+            if (!i->ifa_addr)
+                continue;
+            if (i->ifa_addr->sa_family == AF_INET &&
+                inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, text, sizeof text))
+                add_host_name(o, text, strlen(text));
+            else if (i->ifa_addr->sa_family == AF_INET6 &&
+                     inet_ntop(AF_INET6, &((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr, text,
+                               sizeof text) &&
+                     !strchr(text, '%'))
+                add_host_name(o, text, strlen(text));
+        }
+        freeifaddrs(ifs);
+    }
+    char hostname[256] = "";
+    if (gethostname(hostname, sizeof hostname - 1) == 0)
+        add_host_name(o, hostname, strlen(hostname));
+    add_host_name(o, "localhost", 9);
+    for (const char *p = o->server_names; *p;) {
+        p += strspn(p, ", ");
+        size_t n = strcspn(p, ", ");
+        add_host_name(o, p, n);
+        p += n;
+    }
+}
+
 typedef struct signals {
     struct event_base *base;
     agent *a;
@@ -312,7 +378,9 @@ static int run(options *o, util_error *err)
     if (agent_new(base, &o->agent, password, &generated, &a, err) != 0)
         goto out;
     sig.a = a;
-    server = api_new(a, NULL);
+    collect_host_names(o);
+    api_config api_cfg = {.host_names = o->host_names, .host_name_count = o->host_name_count};
+    server = api_new(a, &api_cfg);
     e = edge_new(base, &o->edge);
     http = evhttp_new(base);
     https = o->listen_tls[0] ? evhttp_new(base) : NULL;
