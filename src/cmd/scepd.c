@@ -309,6 +309,26 @@ static void collect_host_names(options *o)
     }
 }
 
+/* A generated admin password goes to a file only root (or scepd's user) can
+ * read; the log says where, never what. */
+static int save_generated_password(const options *o, const char *password, util_error *err)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/admin-password", o->state_dir);
+    char *line = NULL;
+    int n = asprintf(&line, "%s\n", password);
+    if (n < 0)
+        return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+    int rc = util_file_write_atomic(path, line, (size_t)n, 0600, err);
+    OPENSSL_cleanse(line, (size_t)n);
+    free(line);
+    if (rc == 0)
+        log_warn("the admin user was created with a generated password; it is in %s (mode 0600): log in, "
+                 "change it, then delete the file",
+                 path);
+    return rc;
+}
+
 typedef struct signals {
     struct event_base *base;
     agent *a;
@@ -340,6 +360,13 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 static char *read_admin_password(const options *o, util_error *err)
 {
     const char *env = getenv("SCEPD_ADMIN_PASSWORD");
+    char *copy = env && !o->admin_password_file[0] ? strdup(env) : NULL;
+    /* gone from the environment (and from /proc/PID/environ), so that no
+     * child process of ours can show it */
+    if (env) {
+        OPENSSL_cleanse((char *)env, strlen(env));
+        unsetenv("SCEPD_ADMIN_PASSWORD");
+    }
     if (o->admin_password_file[0]) {
         uint8_t *data = NULL;
         size_t len = 0;
@@ -349,7 +376,7 @@ static char *read_admin_password(const options *o, util_error *err)
             data[--len] = '\0';
         return (char *)data;
     }
-    return env ? strdup(env) : NULL;
+    return copy;
 }
 
 static int run(options *o, util_error *err)
@@ -405,8 +432,8 @@ static int run(options *o, util_error *err)
         }
     printf("scepd %s: Remote UI at http://%s/ui/%s%s%s\n", SCEPD_VERSION, o->listen,
            https ? " and https://" : "", https ? o->listen_tls : "", https ? "/ui/" : "");
-    if (generated)
-        printf("admin password (shown once): %s\n", generated);
+    if (generated && save_generated_password(o, generated, err) != 0)
+        goto out;
     fflush(stdout);
     event_base_dispatch(base);
     rc = 0;
