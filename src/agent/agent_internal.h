@@ -48,6 +48,15 @@ typedef struct agent_settings {
     char method[8];      /* auto get post */
     int poll_interval_s; /* manual requests */
     int poll_max;
+    bool tls_pin_check_host; /* with tls_pin: also check the host name (default) */
+    /* Credentials given inside the URL or the proxy URL ("user:password",
+     * as written there): secrets. url and proxy never hold them; they are
+     * stored sealed and the API only says whether they are set. */
+    char url_credentials[256];
+    char proxy_credentials[256];
+    /* From a PUT: -1 not given, 0 false (clear the stored ones), 1 true */
+    signed char url_credentials_given, proxy_credentials_given;
+    char proxy_full[520]; /* the proxy URL with its credentials, for curl */
 } agent_settings;
 
 typedef struct agent_auto {
@@ -121,9 +130,10 @@ struct agent {
     agent_run **finished; /* ended runs, freed from the loop (their callbacks were on the stack) */
     size_t finished_count;
     struct event *reaper;
-    agent_crl_fetch *crl_fetch; /* a GetCRL in flight */
-    int64_t crl_next_try;
-    struct event *tick; /* the scheduler's timer */
+    agent_crl_fetch *crl_fetch;                       /* a GetCRL in flight */
+    int64_t crl_next_try;                             /* no GetCRL to crl_url before this */
+    char crl_url[sizeof(((agent_settings *)0)->url)]; /* the CA last asked */
+    struct event *tick;                               /* the scheduler's timer */
     struct event *sigchld;
     int64_t metric_requests[4]; /* acquired, failed, pending polls, registered */
 };

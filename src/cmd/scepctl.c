@@ -49,6 +49,7 @@ enum {
     OPT_SIGNER,
     OPT_TLS_CA,
     OPT_TLS_PIN,
+    OPT_TLS_PIN_ONLY,
     OPT_PROXY,
     OPT_CONNECT_TIMEOUT,
     OPT_MAX_RESPONSE,
@@ -97,6 +98,7 @@ static const struct option long_options[] = {
     {"signer", required_argument, NULL, OPT_SIGNER},
     {"tls-ca", required_argument, NULL, OPT_TLS_CA},
     {"tls-pin", required_argument, NULL, OPT_TLS_PIN},
+    {"tls-pin-no-host-check", no_argument, NULL, OPT_TLS_PIN_ONLY},
     {"proxy", required_argument, NULL, OPT_PROXY},
     {"insecure", no_argument, NULL, OPT_INSECURE},
     {"markdown", no_argument, NULL, OPT_MARKDOWN},
@@ -198,6 +200,7 @@ static int parse_option(options *o, int c, const char *arg, util_error *err)
             return util_error_set(err, UTIL_ERR_USAGE, "--tls-pin wants sha256:HEX");
         o->cfg.http.pin_sha256 = arg;
         break;
+    case OPT_TLS_PIN_ONLY: o->cfg.http.pin_skip_host_check = true; break;
     case OPT_PROXY: o->cfg.http.proxy = arg; break;
     case OPT_INSECURE: o->cfg.http.insecure = true; break;
     case OPT_MARKDOWN: o->markdown = true; break;
@@ -740,13 +743,12 @@ static void usage(FILE *out)
     fprintf(out, "usage:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  scepctl %s\n", commands[i].usage);
-    fprintf(
-        out,
-        "\ntransport options (all network commands): [--tls-ca FILE] [--tls-pin sha256:HEX] [--insecure]\n"
-        "  [--proxy URL] [--connect-timeout S] [--timeout S] [--max-response BYTES] [-v]\n"
-        "\nexit codes: 0 done, 1 rejected by the server, 2 usage or local input error,\n"
-        "  3 still pending (state saved for 'scepctl poll'), 4 communication error,\n"
-        "  5 bad response data\n");
+    fprintf(out, "\ntransport options (all network commands): [--tls-ca FILE] [--tls-pin sha256:HEX]\n"
+                 "  [--tls-pin-no-host-check] [--insecure] [--proxy URL]\n"
+                 "   [--connect-timeout S] [--timeout S] [--max-response BYTES] [-v]\n"
+                 "\nexit codes: 0 done, 1 rejected by the server, 2 usage or local input error,\n"
+                 "  3 still pending (state saved for 'scepctl poll'), 4 communication error,\n"
+                 "  5 bad response data\n");
 }
 
 int main(int argc, char **argv)

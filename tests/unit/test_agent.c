@@ -1109,6 +1109,84 @@ static void test_session_lifetime(void **state)
     agent_close(f);
 }
 
+/* Credentials inside the SCEP and proxy URLs are taken out of the URLs,
+ * stored sealed (never in clear in the database), reported only as "set",
+ * and put back only for the transfer; they stay with their server. */
+static bool file_contains(const char *path, const char *needle)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return false;
+    static char buf[4 << 20];
+    size_t n = fread(buf, 1, sizeof buf, fp);
+    fclose(fp);
+    return memmem(buf, n, needle, strlen(needle)) != NULL;
+}
+
+static void test_settings_credentials(void **state)
+{
+    fx *f = *state;
+    agent_open(f);
+    util_error err = {0};
+    json_t *in = json_pack("{s:s, s:s, s:s, s:b}", "url", "http://scep%40user:Pw-s3cr3t-1@ca.example/scep",
+                           "proxy", "http://proxyuser:Px-s3cr3t-2@proxy.example:3128", "tls_pin",
+                           "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+                           "tls_pin_check_host", 0);
+    assert_int_equal(agent_scep_settings_put(f->a, in, "test", &err), 0);
+    json_decref(in);
+    json_t *out = agent_scep_settings_get(f->a);
+    char *text = json_dumps(out, JSON_SORT_KEYS);
+    assert_non_null(text);
+    assert_null(strstr(text, "s3cr3t"));
+    assert_string_equal(json_string_value(json_object_get(out, "url")), "http://ca.example/scep");
+    assert_string_equal(json_string_value(json_object_get(out, "proxy")), "http://proxy.example:3128");
+    assert_true(json_is_true(json_object_get(out, "url_credentials_set")));
+    assert_true(json_is_true(json_object_get(out, "proxy_credentials_set")));
+    assert_true(json_is_false(json_object_get(out, "tls_pin_check_host")));
+    free(text);
+    json_decref(out);
+    client_config cfg;
+    char *url = NULL;
+    assert_int_equal(agent_client_config(f->a, &cfg, &url, &err), 0);
+    assert_string_equal(url, "http://scep%40user:Pw-s3cr3t-1@ca.example:80/scep");
+    assert_string_equal(cfg.http.proxy, "http://proxyuser:Px-s3cr3t-2@proxy.example:3128");
+    assert_true(cfg.http.pin_skip_host_check);
+    free(url);
+    agent_close(f);
+    char db[256], wal[270];
+    snprintf(db, sizeof db, "%s/scepd.db", f->state);
+    snprintf(wal, sizeof wal, "%s-wal", db);
+    /* the settings are there (the search works), the credentials are not */
+    assert_true(file_contains(db, "proxy.example") || file_contains(wal, "proxy.example"));
+    assert_false(file_contains(db, "s3cr3t") || file_contains(wal, "s3cr3t"));
+    /* after a restart: unsealed again */
+    agent_open(f);
+    assert_int_equal(agent_client_config(f->a, &cfg, &url, &err), 0);
+    assert_non_null(strstr(url, "scep%40user:Pw-s3cr3t-1@"));
+    free(url);
+    /* a PUT without them keeps them for the same server ... */
+    in = json_pack("{s:s, s:s}", "url", "http://ca.example/scep", "proxy", "http://proxy.example:3128");
+    assert_int_equal(agent_scep_settings_put(f->a, in, "test", &err), 0);
+    json_decref(in);
+    assert_int_equal(agent_client_config(f->a, &cfg, &url, &err), 0);
+    assert_non_null(strstr(url, "Pw-s3cr3t-1@"));
+    assert_false(cfg.http.pin_skip_host_check); /* the host check is the default */
+    free(url);
+    /* ... not for another one, and not when cleared */
+    in = json_pack("{s:s, s:s, s:b}", "url", "http://other.example/scep", "proxy",
+                   "http://proxy.example:3128", "proxy_credentials_set", 0);
+    assert_int_equal(agent_scep_settings_put(f->a, in, "test", &err), 0);
+    json_decref(in);
+    assert_int_equal(agent_client_config(f->a, &cfg, &url, &err), 0);
+    assert_string_equal(url, "http://other.example:80/scep");
+    assert_string_equal(cfg.http.proxy, "http://proxy.example:3128");
+    free(url);
+    out = agent_scep_settings_get(f->a);
+    assert_true(json_is_false(json_object_get(out, "url_credentials_set")));
+    json_decref(out);
+    agent_close(f);
+}
+
 static void test_manual_refusals(void **state)
 {
     fx *f = need_ca(state);
@@ -1165,19 +1243,13 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_login_cache_and_throttle),
-        T(test_session_lifetime),
-        cmocka_unit_test(test_schedule_following),
-        T(test_start_time_and_jitter),
-        T(test_jitter_real_random),
-        T(test_pending_retries),
-        T(test_connect_retries),
-        T(test_no_poll_on_failure),
-        T(test_no_poll_key_store_full),
-        T(test_no_poll_bad_response),
-        T(test_periodic_renewal_delete_old),
-        T(test_missed_run_after_restart),
-        T(test_manual_refusals),
+        T(test_login_cache_and_throttle), T(test_session_lifetime),
+        T(test_settings_credentials),     cmocka_unit_test(test_schedule_following),
+        T(test_start_time_and_jitter),    T(test_jitter_real_random),
+        T(test_pending_retries),          T(test_connect_retries),
+        T(test_no_poll_on_failure),       T(test_no_poll_key_store_full),
+        T(test_no_poll_bad_response),     T(test_periodic_renewal_delete_old),
+        T(test_missed_run_after_restart), T(test_manual_refusals),
     };
 #undef T
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
