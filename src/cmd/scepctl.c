@@ -745,7 +745,7 @@ static void usage(FILE *out)
         fprintf(out, "  scepctl %s\n", commands[i].usage);
     fprintf(out, "\ntransport options (all network commands): [--tls-ca FILE] [--tls-pin sha256:HEX]\n"
                  "  [--tls-pin-no-host-check] [--insecure] [--proxy URL]\n"
-                 "   [--connect-timeout S] [--timeout S] [--max-response BYTES] [-v]\n"
+                 "  [--connect-timeout S] [--timeout S] [--max-response BYTES] [-v]\n"
                  "\nexit codes: 0 done, 1 rejected by the server, 2 usage or local input error,\n"
                  "  3 still pending (state saved for 'scepctl poll'), 4 communication error,\n"
                  "  5 bad response data\n");
