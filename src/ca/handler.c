@@ -119,6 +119,11 @@ int ca_server_open(const ca_config *cfg, ca_server **out, util_error *err)
     if (store_ca_setting_set(srv->store, "validity_days", days, err) != 0)
         goto fail;
     load_admin(srv);
+    util_throttle_config throttle = {CA_CHALLENGE_FREE_FAILURES, CA_CHALLENGE_MAX_WAIT_S, 600, 1024};
+    if (!(srv->challenge_throttle = util_throttle_new(&throttle))) {
+        util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+        goto fail;
+    }
     *out = srv;
     return 0;
 fail:
@@ -142,6 +147,7 @@ void ca_server_free(ca_server *srv)
     EVP_PKEY_free(srv->rogue_key);
     store_ca_close(srv->store);
     OPENSSL_cleanse(srv->admin_hash, sizeof srv->admin_hash);
+    util_throttle_free(srv->challenge_throttle);
     free(srv);
 }
 
