@@ -11,6 +11,7 @@
 
 #include "client/client.h"
 #include "cmd/scepctl.h"
+#include "util/escape.h"
 #include "util/file.h"
 #include "util/log.h"
 #include "util/ossl.h"
@@ -240,8 +241,9 @@ static int need(const char *value, const char *name, util_error *err)
 void scepctl_report(const util_error *err)
 {
     fprintf(stderr, "error[%s]: %s", util_err_code(err->code), util_err_message(err->code));
+    char detail[sizeof err->detail * 4];
     if (err->detail[0])
-        fprintf(stderr, " (%s)", err->detail);
+        fprintf(stderr, " (%s)", util_escape(err->detail, strlen(err->detail), detail, sizeof detail));
     fprintf(stderr, "\nremedy: %s\n", util_err_remedy(err->code));
 }
 
@@ -755,6 +757,15 @@ int main(int argc, char **argv)
 {
     util_log_setup("scepctl", UTIL_LOG_INFO, false);
     signal(SIGPIPE, SIG_IGN); /* curl runs with CURLOPT_NOSIGNAL */
+    /* Subjects, failInfoText, Server headers, bodies quoted in errors: what
+     * a server sends never reaches the terminal with its control characters. */
+    FILE *out = util_escape_stream(stdout), *errout = util_escape_stream(stderr);
+    if (out && errout) {
+        setvbuf(out, NULL, _IOLBF, 0);
+        setvbuf(errout, NULL, _IONBF, 0);
+        stdout = out;
+        stderr = errout;
+    }
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

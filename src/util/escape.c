@@ -1,6 +1,7 @@
 #include "util/escape.h"
 
 #include <stdio.h>
+#include <sys/types.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -113,4 +114,37 @@ char *util_escape_dup(const char *in)
     size_t size = len * 6 + 1; /* \u00HH is the longest form of a byte */
     char *out = malloc(size);
     return out ? util_escape(in, len, out, size) : NULL;
+}
+
+static ssize_t stream_write(void *cookie, const char *buf, size_t size)
+{
+    FILE *raw = cookie;
+    const unsigned char *s = (const unsigned char *)buf;
+    size_t start = 0, i = 0;
+    while (i < size) {
+        unsigned cp = 0;
+        char tmp[8];
+        size_t n = utf8_len(s + i, size - i, &cp);
+        const char *esc = n && (cp == '\n' || cp == '\t' || cp == '\\') ? NULL : escape_of(cp, n, s + i, tmp);
+        if (!esc) {
+            i += n;
+            continue;
+        }
+        if (i > start && fwrite(s + start, 1, i - start, raw) != i - start)
+            return -1;
+        if (fputs(esc, raw) == EOF)
+            return -1;
+        i += n ? n : 1;
+        start = i;
+    }
+    if (size > start && fwrite(s + start, 1, size - start, raw) != size - start)
+        return -1;
+    fflush(raw);
+    return (ssize_t)size;
+}
+
+FILE *util_escape_stream(FILE *raw)
+{
+    cookie_io_functions_t io = {.write = stream_write};
+    return fopencookie(raw, "w", io);
 }

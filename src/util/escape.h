@@ -18,4 +18,11 @@ char *util_escape_dup(const char *in);
 /* True when util_escape would change the string. */
 bool util_escape_needed(const char *in, size_t len);
 
+#include <stdio.h>
+/* A stream that writes into raw with control characters escaped as above,
+ * except that line feeds and tabs pass (and backslashes stay single): for a
+ * program's whole terminal output. raw is flushed after each write and is
+ * not closed with the stream. NULL when out of memory. */
+FILE *util_escape_stream(FILE *raw);
+
 #endif

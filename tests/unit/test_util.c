@@ -428,6 +428,26 @@ static void escape_controls(void **state)
     assert_string_equal(util_escape(NULL, 5, out, sizeof out), "");
 }
 
+/* The terminal stream keeps lines, tabs and backslashes, escapes the rest. */
+static void escape_stream_keeps_lines(void **state)
+{
+    (void)state;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *raw = open_memstream(&buf, &len);
+    assert_non_null(raw);
+    FILE *f = util_escape_stream(raw);
+    assert_non_null(f);
+    fprintf(f, "subject: CN=a\x1b]0;owned\x07"
+               "b\tc\\d\n");
+    fprintf(f, "caps: \xc2\x9b"
+               "31m\xff\n");
+    fclose(f);
+    fclose(raw);
+    assert_string_equal(buf, "subject: CN=a\\x1B]0;owned\\x07b\tc\\d\ncaps: \\u009B31m\\xFF\n");
+    free(buf);
+}
+
 /* Three free failures, then 1, 2, 4 ... s up to the maximum; keys are
  * independent; a success or a quiet period forgets. */
 static void throttle_grows_and_resets(void **state)
@@ -490,6 +510,7 @@ int main(void)
         cmocka_unit_test(error_set_and_ossl),
         cmocka_unit_test(errors_md_matches_catalogue),
         cmocka_unit_test(escape_controls),
+        cmocka_unit_test(escape_stream_keeps_lines),
         cmocka_unit_test(throttle_grows_and_resets),
     };
     return cmocka_run_group_tests_name("util", tests, NULL, NULL);
