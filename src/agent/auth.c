@@ -19,7 +19,8 @@
 
 int agent_login_setup(agent *a, util_error *err)
 {
-    util_throttle_config cfg = {LOGIN_FREE_FAILURES, LOGIN_MAX_WAIT_S, LOGIN_FORGET_S, LOGIN_THROTTLE_KEYS};
+    util_throttle_config cfg = {LOGIN_FREE_FAILURES, 1, LOGIN_MAX_WAIT_S, LOGIN_FORGET_S,
+                                LOGIN_THROTTLE_KEYS};
     char random[33];
     if (!(a->login_throttle = util_throttle_new(&cfg)))
         return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");

@@ -15,9 +15,11 @@
 #define CA_LIST_MAX 100000 /* rows a listing or a CRL reads at most */
 
 /* Wrong challenge passwords from one address: five are free, then the
- * wait before the next try doubles from 1 s up to a minute. */
+ * wait before the next try doubles from 30 s up to an hour (a challenge is
+ * typed once per enrollment; a guesser makes many). */
 #define CA_CHALLENGE_FREE_FAILURES 5
-#define CA_CHALLENGE_MAX_WAIT_S 60
+#define CA_CHALLENGE_FIRST_WAIT_S 30
+#define CA_CHALLENGE_MAX_WAIT_S 3600
 /* Requests larger than this, or with more subjectAltNames, are refused. */
 #define CA_CSR_MAX_BYTES (16 * 1024)
 #define CA_CSR_MAX_TEXT "16384"
@@ -41,6 +43,7 @@ struct ca_server {
     char admin_salt[40];
     char admin_hash[200];              /* "scrypt$..." (or a salted SHA-256 from older CAs) */
     util_throttle *challenge_throttle; /* wrong challenges per client address */
+    util_throttle *own_throttle;       /* when the configuration has none */
 };
 
 /* ---- material.c ---- */

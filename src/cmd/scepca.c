@@ -14,6 +14,7 @@
 #include "ca/ca.h"
 #include "util/file.h"
 #include "util/log.h"
+#include "util/throttle.h"
 
 #define EXIT_REFUSED 1
 #define EXIT_USAGE 2
@@ -246,6 +247,12 @@ static int cmd_serve(const options *o)
         }
         cfg.challenge = (const char *)challenge;
     }
+    /* one throttle for every worker: a guesser cannot spread over them */
+    if (!(cfg.challenge_throttle = ca_challenge_throttle_new())) {
+        util_error_set(&err, UTIL_ERR_INTERNAL, "out of memory");
+        rc = report(&err);
+        goto out;
+    }
     if (ca_server_open(&cfg, &srv, &err) != 0) {
         rc = report(&err);
         goto out;
@@ -261,6 +268,7 @@ static int cmd_serve(const options *o)
     rc = ca_serve(srv, o->listen ? o->listen : "127.0.0.1:8080", &err) != 0 ? report(&err) : 0;
 out:
     ca_server_free(srv);
+    util_throttle_free(cfg.challenge_throttle);
     if (challenge) {
         OPENSSL_cleanse(challenge, challenge_len);
         free(challenge);

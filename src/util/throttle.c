@@ -71,7 +71,8 @@ static int64_t wait_of(const util_throttle *t, const throttle_entry *e, int64_t 
     if (!e || e->failures <= t->cfg.free_failures)
         return 0;
     unsigned doublings = e->failures - t->cfg.free_failures - 1;
-    int64_t wait = doublings >= 30 ? (int64_t)t->cfg.max_wait_s : (int64_t)1 << doublings;
+    int64_t first = t->cfg.first_wait_s ? t->cfg.first_wait_s : 1;
+    int64_t wait = doublings >= 30 ? (int64_t)t->cfg.max_wait_s : first << doublings;
     if (wait > (int64_t)t->cfg.max_wait_s)
         wait = t->cfg.max_wait_s;
     int64_t left = e->last + wait - now;

@@ -11,6 +11,7 @@
 
 typedef struct util_throttle_config {
     unsigned free_failures; /* failures before the first wait */
+    unsigned first_wait_s;  /* the first wait (0: 1 s); each failure doubles it */
     unsigned max_wait_s;    /* the wait stops doubling here */
     unsigned forget_s;      /* a key without failures this long is forgotten */
     size_t capacity;        /* keys remembered at once */

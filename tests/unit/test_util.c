@@ -453,7 +453,7 @@ static void escape_stream_keeps_lines(void **state)
 static void throttle_grows_and_resets(void **state)
 {
     (void)state;
-    util_throttle_config cfg = {3, 8, 100, 4};
+    util_throttle_config cfg = {3, 0, 8, 100, 4};
     util_throttle *t = util_throttle_new(&cfg);
     assert_non_null(t);
     int64_t now = 1000;
@@ -492,6 +492,16 @@ static void throttle_grows_and_resets(void **state)
     assert_int_equal(util_throttle_failures(t, "victim-of-nothing", now), 6);
     util_throttle_free(t);
     util_throttle_free(NULL);
+    /* a first wait other than 1 s */
+    util_throttle_config slow = {1, 30, 3600, 3600, 8};
+    t = util_throttle_new(&slow);
+    util_throttle_failure(t, "a", 100);
+    assert_int_equal(util_throttle_wait(t, "a", 100), 0);
+    util_throttle_failure(t, "a", 100);
+    assert_int_equal(util_throttle_wait(t, "a", 100), 30);
+    util_throttle_failure(t, "a", 100);
+    assert_int_equal(util_throttle_wait(t, "a", 110), 50);
+    util_throttle_free(t);
 }
 
 int main(void)
