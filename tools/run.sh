@@ -19,7 +19,7 @@ fi
 if [ ! -d "$run/ca" ]; then
     "$build/scepca" init --dir "$run/ca" --subject "CN=scepca demo CA,O=scepd" >/dev/null
 fi
-"$build/scepca" serve --dir "$run/ca" --listen "127.0.0.1:$ca_port" --challenge "$(cat "$run/challenge")" \
+"$build/scepca" serve --dir "$run/ca" --listen "127.0.0.1:$ca_port" --challenge-file "$run/challenge" \
     >"$run/scepca.log" 2>&1 &
 ca_pid=$!
 trap 'kill $ca_pid 2>/dev/null; wait $ca_pid 2>/dev/null || true' EXIT INT TERM

@@ -8,10 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "agent/agent_internal.h"
+#include "util/file.h"
 #include "util/log.h"
 
 int64_t agent_now(const agent *a)
@@ -50,6 +52,77 @@ static void on_sigchld(evutil_socket_t fd, short what, void *arg)
             log_warn("a binding command (pid %d) exited with status %d", (int)pid, WEXITSTATUS(status));
 }
 
+/* ---- credentials inside the SCEP and proxy URLs: sealed at rest ---- */
+
+static json_t *seal_text(const agent *a, const char *text, util_error *err)
+{
+    uint8_t *sealed = NULL;
+    size_t len = 0;
+    if (crypto_seal(a->seal_key, (const uint8_t *)text, strlen(text), &sealed, &len, err) != 0)
+        return NULL;
+    char *hex = malloc(len * 2 + 1);
+    json_t *out = NULL;
+    if (hex) {
+        util_hex(sealed, len, hex, 0);
+        out = json_string(hex);
+        free(hex);
+    }
+    free(sealed);
+    if (!out)
+        util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+    return out;
+}
+
+static int unseal_text(const agent *a, const json_t *hex, char *out, size_t out_size, util_error *err)
+{
+    const char *text = json_string_value(hex);
+    out[0] = '\0';
+    if (!text)
+        return 0;
+    size_t max = strlen(text) / 2;
+    uint8_t *sealed = malloc(max + 1), *plain = NULL;
+    size_t plain_len = 0;
+    int n = sealed ? util_unhex(text, sealed, max) : -1;
+    int rc = -1;
+    if (n < 0)
+        util_error_set(err, UTIL_ERR_STORE, "sealed credentials: not hex");
+    else if (crypto_unseal(a->seal_key, sealed, (size_t)n, &plain, &plain_len, err) == 0) {
+        if (plain_len < out_size) {
+            memcpy(out, plain, plain_len);
+            out[plain_len] = '\0';
+            rc = 0;
+        } else {
+            util_error_set(err, UTIL_ERR_STORE, "sealed credentials: too long");
+        }
+        OPENSSL_cleanse(plain, plain_len);
+    }
+    free(plain);
+    free(sealed);
+    return rc;
+}
+
+/* "scheme://" + credentials + "@" + the rest, for curl. */
+static void settings_finish(agent_settings *s)
+{
+    s->proxy_full[0] = '\0';
+    const char *rest = strstr(s->proxy, "://");
+    if (s->proxy[0] && s->proxy_credentials[0] && rest)
+        snprintf(s->proxy_full, sizeof s->proxy_full, "%.*s%s@%s", (int)(rest + 3 - s->proxy), s->proxy,
+                 s->proxy_credentials, rest + 3);
+    else
+        snprintf(s->proxy_full, sizeof s->proxy_full, "%s", s->proxy);
+}
+
+/* scheme://host[:port] of two URLs agree (credentials stay with their server). */
+static bool same_server(const char *x, const char *y)
+{
+    size_t nx =
+        strstr(x, "://") ? (size_t)(strstr(x, "://") - x) + 3 + strcspn(strstr(x, "://") + 3, "/?#") : 0;
+    size_t ny =
+        strstr(y, "://") ? (size_t)(strstr(y, "://") - y) + 3 + strcspn(strstr(y, "://") + 3, "/?#") : 0;
+    return nx && nx == ny && !strncasecmp(x, y, nx);
+}
+
 static int settings_load(agent *a, util_error *err)
 {
     json_t *doc = NULL;
@@ -64,11 +137,21 @@ static int settings_load(agent *a, util_error *err)
             if (rc != 0)
                 return -1;
         }
+        settings_finish(&a->settings);
         return 0;
     }
+    json_t *sealed = json_incref(json_object_get(doc, "credentials_sealed"));
+    json_object_del(doc, "credentials_sealed");
     int rc = agent_parse_settings(doc, &a->settings, err);
+    if (rc == 0 && sealed)
+        rc = unseal_text(a, json_object_get(sealed, "url"), a->settings.url_credentials,
+                         sizeof a->settings.url_credentials, err) ||
+             unseal_text(a, json_object_get(sealed, "proxy"), a->settings.proxy_credentials,
+                         sizeof a->settings.proxy_credentials, err);
+    settings_finish(&a->settings);
+    json_decref(sealed);
     json_decref(doc);
-    return rc;
+    return rc ? -1 : 0;
 }
 
 json_t *agent_scep_settings_get(agent *a)
@@ -78,18 +161,51 @@ json_t *agent_scep_settings_get(agent *a)
     return agent_settings_json(&a->settings);
 }
 
+/* Credentials not repeated in a PUT stay, unless cleared ("..._set": false)
+ * or the server changed. */
+static void keep_credentials(const agent_settings *old, agent_settings *s)
+{
+    if (!s->url_credentials[0] && s->url_credentials_given != 0 && old->url_credentials[0] &&
+        same_server(old->url, s->url))
+        snprintf(s->url_credentials, sizeof s->url_credentials, "%s", old->url_credentials);
+    if (!s->proxy_credentials[0] && s->proxy_credentials_given != 0 && old->proxy_credentials[0] &&
+        same_server(old->proxy, s->proxy))
+        snprintf(s->proxy_credentials, sizeof s->proxy_credentials, "%s", old->proxy_credentials);
+}
+
 int agent_scep_settings_put(agent *a, const json_t *in, const char *user, util_error *err)
 {
     agent_settings s;
+    int rc = -1;
+    json_t *doc = NULL, *sealed = NULL;
     if (agent_parse_settings(in, &s, err) != 0)
         return -1;
-    json_t *doc = agent_settings_json(&s);
-    char detail[600];
-    snprintf(detail, sizeof detail, "url=%s port=%d timeout_s=%d", s.url, s.port, s.timeout_s);
-    int rc = store_doc_put(a->st, "scep_settings", doc, user, "scep_settings.update", detail, err);
-    json_decref(doc);
-    if (rc == 0)
+    keep_credentials(&a->settings, &s);
+    if (!(doc = agent_settings_json(&s)) || !(sealed = json_object())) {
+        util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+        goto out;
+    }
+    if ((s.url_credentials[0] &&
+         json_object_set_new(sealed, "url", seal_text(a, s.url_credentials, err)) != 0) ||
+        (s.proxy_credentials[0] &&
+         json_object_set_new(sealed, "proxy", seal_text(a, s.proxy_credentials, err)) != 0))
+        goto out;
+    if (json_object_size(sealed) && json_object_set(doc, "credentials_sealed", sealed) != 0)
+        goto out;
+    char detail[700];
+    snprintf(detail, sizeof detail, "url=%s port=%d timeout_s=%d%s%s", s.url, s.port, s.timeout_s,
+             s.url_credentials[0] ? " url_credentials=set" : "",
+             s.proxy_credentials[0] ? " proxy_credentials=set" : "");
+    rc = store_doc_put(a->st, "scep_settings", doc, user, "scep_settings.update", detail, err);
+    if (rc == 0) {
+        settings_finish(&s);
+        OPENSSL_cleanse(&a->settings, sizeof a->settings);
         a->settings = s;
+    }
+out:
+    json_decref(sealed);
+    json_decref(doc);
+    OPENSSL_cleanse(&s, sizeof s);
     return rc;
 }
 
@@ -100,15 +216,24 @@ static char *url_with_port(const agent_settings *s, util_error *err)
     char *joined = NULL, *out = NULL;
     char port[8];
     snprintf(port, sizeof port, "%d", s->port);
+    char user[256] = "", *password = NULL;
+    snprintf(user, sizeof user, "%s", s->url_credentials);
+    if ((password = strchr(user, ':')))
+        *password++ = '\0';
     if (!u || curl_url_set(u, CURLUPART_URL, s->url, 0) != CURLUE_OK ||
         curl_url_set(u, CURLUPART_PORT, port, 0) != CURLUE_OK ||
+        (user[0] && curl_url_set(u, CURLUPART_USER, user, 0) != CURLUE_OK) ||
+        (password && curl_url_set(u, CURLUPART_PASSWORD, password, 0) != CURLUE_OK) ||
         curl_url_get(u, CURLUPART_URL, &joined, 0) != CURLUE_OK) {
         util_error_set(err, UTIL_ERR_INVALID_FIELD, "url: \"%s\" is not a valid URL", s->url);
     } else {
         out = strdup(joined);
     }
+    if (joined)
+        OPENSSL_cleanse(joined, strlen(joined));
     curl_free(joined);
     curl_url_cleanup(u);
+    OPENSSL_cleanse(user, sizeof user);
     return out;
 }
 
@@ -128,7 +253,8 @@ int agent_client_config(const agent *a, client_config *cfg, char **url_out, util
     cfg->http.total_timeout_ms = (long)s->timeout_s * 1000;
     cfg->http.ca_file = s->ca_file[0] ? s->ca_file : NULL;
     cfg->http.pin_sha256 = s->tls_pin[0] ? s->tls_pin : NULL;
-    cfg->http.proxy = s->proxy[0] ? s->proxy : "";
+    cfg->http.pin_skip_host_check = !s->tls_pin_check_host;
+    cfg->http.proxy = s->proxy_full[0] ? s->proxy_full : "";
     cfg->method = !strcmp(s->method, "get")    ? CLIENT_METHOD_GET
                   : !strcmp(s->method, "post") ? CLIENT_METHOD_POST
                                                : CLIENT_METHOD_AUTO;
@@ -152,6 +278,8 @@ static int open_state(agent *a, util_error *err)
     snprintf(path, sizeof path, "%s/seal.key", a->state_dir);
     if (RAND_bytes(a->login_key, sizeof a->login_key) != 1)
         return util_error_set(err, UTIL_ERR_INTERNAL, "random key");
+    if (agent_login_setup(a, err) != 0)
+        return -1;
     return crypto_seal_key_load(path, a->seal_key, err);
 }
 
@@ -270,8 +398,11 @@ void agent_free(agent *a)
         event_free(a->sigchld);
     store_close(a->st);
     OPENSSL_cleanse(a->seal_key, sizeof a->seal_key);
+    OPENSSL_cleanse(&a->settings, sizeof a->settings);
     OPENSSL_cleanse(a->login_key, sizeof a->login_key);
     OPENSSL_cleanse(a->login_cache, sizeof a->login_cache);
+    util_throttle_free(a->login_throttle);
+    free(a->dummy_hash);
     OPENSSL_cleanse(&a->autoreq.key.challenge, sizeof a->autoreq.key.challenge);
     if (a->auto_challenge_sealed)
         OPENSSL_clear_free(a->auto_challenge_sealed, a->auto_challenge_sealed_len);

@@ -108,9 +108,12 @@ json_t *agent_audit(agent *a, int limit, util_error *err);
 /* ---- users and sessions ---- */
 typedef enum agent_role { AGENT_ROLE_NONE = 0, AGENT_ROLE_VIEWER, AGENT_ROLE_ADMIN } agent_role;
 
-/* Checks a password (scrypt). Repeated failures are throttled: THROTTLED
- * while locked. UNAUTHORIZED for an unknown user or a wrong password. */
-int agent_login(agent *a, const char *user, const char *password, agent_role *role,
+/* Checks a password (scrypt; an unknown user is checked against a dummy
+ * hash, so that it costs the same). Failures are throttled per user and
+ * client address (client: the address without port, or NULL), with growing
+ * waits; THROTTLED while one runs. UNAUTHORIZED for an unknown user or a
+ * wrong password, in the same words. */
+int agent_login(agent *a, const char *user, const char *password, const char *client, agent_role *role,
                 util_error *err) MUST_CHECK;
 /* Creates a session; *token (cookie value) and *csrf are malloc'd. */
 int agent_session_new(agent *a, const char *user, char **token, char **csrf, util_error *err) MUST_CHECK;

@@ -5,6 +5,7 @@
 #include <event2/event.h>
 #include <pthread.h>
 
+#include "util/throttle.h"
 #include "agent/agent.h"
 #include "client/client.h"
 
@@ -12,6 +13,9 @@
 #define AGENT_MAX_SANS 16
 #define AGENT_MAX_EKUS 8
 #define AGENT_SESSION_IDLE_S 900
+/* auth.c: the login throttle and the dummy hash */
+int agent_login_setup(agent *a, util_error *err);
+#define AGENT_SESSION_MAX_S (8 * 3600) /* absolute lifetime of a session */
 #define AGENT_JITTER_MAX_S 600
 
 /* ---- validated inputs (validate.c) ---- */
@@ -44,6 +48,15 @@ typedef struct agent_settings {
     char method[8];      /* auto get post */
     int poll_interval_s; /* manual requests */
     int poll_max;
+    bool tls_pin_check_host; /* with tls_pin: also check the host name (default) */
+    /* Credentials given inside the URL or the proxy URL ("user:password",
+     * as written there): secrets. url and proxy never hold them; they are
+     * stored sealed and the API only says whether they are set. */
+    char url_credentials[256];
+    char proxy_credentials[256];
+    /* From a PUT: -1 not given, 0 false (clear the stored ones), 1 true */
+    signed char url_credentials_given, proxy_credentials_given;
+    char proxy_full[520]; /* the proxy URL with its credentials, for curl */
 } agent_settings;
 
 typedef struct agent_auto {
@@ -107,6 +120,8 @@ struct agent {
         int64_t until;
     } login_cache[8];
     uint8_t login_key[32];
+    util_throttle *login_throttle; /* failures per (user, client address) */
+    char *dummy_hash;              /* what unknown users are checked against */
     agent_settings settings;
     agent_auto autoreq;
     /* the auto request's challenge, sealed with seal_key; NULL: none. It
@@ -118,11 +133,12 @@ struct agent {
     agent_run **finished; /* ended runs, freed from the loop (their callbacks were on the stack) */
     size_t finished_count;
     struct event *reaper;
-    agent_crl_fetch *crl_fetch; /* a GetCRL in flight */
-    int64_t crl_next_try;
-    agent_rollover *rollover; /* a GetNextCACert check in flight */
-    int64_t rollover_next_at; /* the next check; 0: none planned */
-    struct event *tick;       /* the scheduler's timer */
+    agent_crl_fetch *crl_fetch;                       /* a GetCRL in flight */
+    int64_t crl_next_try;                             /* no GetCRL to crl_url before this */
+    char crl_url[sizeof(((agent_settings *)0)->url)]; /* the CA last asked */
+    agent_rollover *rollover;                         /* a GetNextCACert check in flight */
+    int64_t rollover_next_at;                         /* the next check; 0: none planned */
+    struct event *tick;                               /* the scheduler's timer */
     struct event *sigchld;
     int64_t metric_requests[4]; /* acquired, failed, pending polls, registered */
 };

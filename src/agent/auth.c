@@ -9,8 +9,27 @@
 #include "util/file.h"
 #include "util/log.h"
 
-#define LOGIN_FAILURES_BEFORE_LOCK 5
-#define LOCK_SECONDS 60
+/* Failed logins per (user, client address): three are free, then the wait
+ * before the next attempt doubles from 1 s up to 5 minutes; a success or 15
+ * quiet minutes forget them. No failure anywhere locks a user for others. */
+#define LOGIN_FREE_FAILURES 3
+#define LOGIN_MAX_WAIT_S 300
+#define LOGIN_FORGET_S 900
+#define LOGIN_THROTTLE_KEYS 1024
+
+int agent_login_setup(agent *a, util_error *err)
+{
+    util_throttle_config cfg = {LOGIN_FREE_FAILURES, 1, LOGIN_MAX_WAIT_S, LOGIN_FORGET_S,
+                                LOGIN_THROTTLE_KEYS};
+    char random[33];
+    if (!(a->login_throttle = util_throttle_new(&cfg)))
+        return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+    if (crypto_random_hex(random, 16) != 0)
+        return util_error_set(err, UTIL_ERR_INTERNAL, "random password");
+    int rc = crypto_password_hash(random, &a->dummy_hash, err);
+    OPENSSL_cleanse(random, sizeof random);
+    return rc;
+}
 
 const char *agent_role_name(agent_role role)
 {
@@ -87,6 +106,10 @@ int agent_user_put(agent *a, const char *name, const char *password, agent_role 
     int rc = store_user_put(a->st, &u, err);
     store_user_clear(&u);
     login_forget(a, name);
+    /* a new password or role ends every session of the user */
+    util_error ended;
+    if (rc == 0 && store_session_delete_user(a->st, name, &ended) != 0)
+        log_warn("ending the sessions of user \"%s\": %s", name, ended.detail);
     if (rc == 0) {
         char detail[96];
         snprintf(detail, sizeof detail, "user=%s role=%s", name, agent_role_name(role));
@@ -97,41 +120,58 @@ int agent_user_put(agent *a, const char *name, const char *password, agent_role 
     return rc;
 }
 
-int agent_login(agent *a, const char *user, const char *password, agent_role *role, util_error *err)
+static void throttle_key(const char *user, const char *client, char *out, size_t len)
+{
+    snprintf(out, len, "%s\n%s", user, client && *client ? client : "-");
+}
+
+int agent_login(agent *a, const char *user, const char *password, const char *client, agent_role *role,
+                util_error *err)
 {
     store_user u;
     util_error lookup;
+    char key[160];
     int64_t now = agent_now(a);
-    if (login_cached(a, user, password, now, role))
-        return 0;
-    if (!user || !password || store_user_get(a->st, user, &u, &lookup) != 0) {
-        /* No scrypt for unknown names: user names (admin, viewer) are not
-         * secret, and hashing for them would let anyone keep the event loop
-         * busy. Known users are locked after repeated failures, which bounds
-         * the hashing an attacker can cause. */
+    if (!user || !password)
         return util_error_set(err, UTIL_ERR_UNAUTHORIZED, "unknown user or wrong password");
+    throttle_key(user, client, key, sizeof key);
+    int64_t wait = util_throttle_wait(a->login_throttle, key, now);
+    if (wait > 0)
+        return util_error_set(err, UTIL_ERR_THROTTLED,
+                              "too many failed logins from this address; retry in %lld s", (long long)wait);
+    if (login_cached(a, user, password, now, role)) {
+        util_throttle_success(a->login_throttle, key);
+        return 0;
     }
+    bool known = store_user_get(a->st, user, &u, &lookup) == 0;
+    /* the same scrypt for an unknown name: the answer and its time do not
+     * tell which user names exist */
+    bool ok = crypto_password_verify(password, known ? u.password_hash : a->dummy_hash) && known;
     int rc = -1;
-    if (u.locked_until > now) {
-        util_error_set(err, UTIL_ERR_THROTTLED, "retry in %lld s", (long long)(u.locked_until - now));
-        goto out;
+    if (known) {
+        util_error e;
+        if (store_user_login_result(a->st, u.name, ok, 0, &e) != 0)
+            log_warn("recording a login: %s", e.detail);
     }
-    bool ok = crypto_password_verify(password, u.password_hash);
-    int64_t lock = !ok && u.failed_logins + 1 >= LOGIN_FAILURES_BEFORE_LOCK ? now + LOCK_SECONDS : 0;
-    util_error e;
-    if (store_user_login_result(a->st, u.name, ok, lock, &e) != 0)
-        log_warn("recording a login: %s", e.detail);
     if (!ok) {
-        log_warn("failed login for user \"%s\"%s", u.name, lock ? "; locked for 60 s" : "");
-        util_error_set(err, lock ? UTIL_ERR_THROTTLED : UTIL_ERR_UNAUTHORIZED, "%s",
-                       lock ? "too many failed logins" : "unknown user or wrong password");
+        util_throttle_failure(a->login_throttle, key, now);
+        unsigned failures = util_throttle_failures(a->login_throttle, key, now);
+        if (failures > LOGIN_FREE_FAILURES)
+            log_warn("failed login %u for user \"%s\" from %s; the next try from there waits %lld s",
+                     failures, user, client ? client : "-",
+                     (long long)util_throttle_wait(a->login_throttle, key, now));
+        else
+            log_info("failed login for user \"%s\" from %s", user, client ? client : "-");
+        util_error_set(err, UTIL_ERR_UNAUTHORIZED, "unknown user or wrong password");
         goto out;
     }
+    util_throttle_success(a->login_throttle, key);
     *role = role_from(u.role);
     login_remember(a, u.name, password, now, *role);
     rc = 0;
 out:
-    store_user_clear(&u);
+    if (known)
+        store_user_clear(&u);
     return rc;
 }
 
@@ -183,6 +223,12 @@ int agent_session_check(agent *a, const char *token, char *user, agent_role *rol
     util_error e;
     if (store_session_get(a->st, hash, &s, &e) != 0)
         return util_error_set(err, UTIL_ERR_UNAUTHORIZED, "the session has ended; log in again");
+    if (s.created_at + AGENT_SESSION_MAX_S < now) {
+        if (store_session_delete(a->st, hash, &e) != 0)
+            log_warn("ending a session: %s", e.detail);
+        return util_error_set(err, UTIL_ERR_UNAUTHORIZED, "the session ended after %d hours; log in again",
+                              AGENT_SESSION_MAX_S / 3600);
+    }
     if (s.last_seen + AGENT_SESSION_IDLE_S < now) {
         if (store_session_delete(a->st, hash, &e) != 0)
             log_warn("ending a session: %s", e.detail);

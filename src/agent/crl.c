@@ -1,9 +1,10 @@
 /*
  * The CA's CRL, for the revocation check of POST /keys/{name}/verify. It is
  * fetched with a SCEP GetCRL signed by a registered key, after registration
- * and with each verification (the check uses the CRL stored so far; after a
- * failed fetch, not again for CRL_RETRY_S seconds), and kept as the "crl"
- * document. Servers without GetCRL (NDES) answer
+ * and with verifications (the check uses the CRL stored so far), and kept as
+ * the "crl" document. However often verify is called, a CA is asked at most
+ * once per CRL_INTERVAL_S, fetched or failed, so that a
+ * cheap request never turns into a stream of GetCRLs. Servers without GetCRL (NDES) answer
  * FAILURE: the check then stays "no CRL available".
  */
 #include <openssl/pem.h>
@@ -16,7 +17,7 @@
 #include "util/log.h"
 #include "util/ossl.h"
 
-#define CRL_RETRY_S 10
+#define CRL_INTERVAL_S 30
 
 struct agent_crl_fetch {
     agent *a;
@@ -78,7 +79,6 @@ static void on_crl(void *arg, int rc, const util_error *err)
     agent *a = f->a;
     f->op = NULL;
     if (rc != 0 || f->r.status != SCEP_STATUS_SUCCESS || !f->r.crl) {
-        a->crl_next_try = agent_now(a) + CRL_RETRY_S;
         if (rc != 0)
             log_info("GetCRL: %s (%s)", util_err_code(err->code), err->detail);
         else
@@ -110,8 +110,13 @@ static void on_discovered(void *arg, int rc, const util_error *err)
 
 void agent_crl_refresh(agent *a, const char *key_name)
 {
-    if (a->crl_fetch || !a->settings.url[0] || agent_now(a) < a->crl_next_try)
+    if (a->crl_fetch || !a->settings.url[0])
         return;
+    if (!strcmp(a->crl_url, a->settings.url) && agent_now(a) < a->crl_next_try)
+        return;
+    /* counted from the start: a fetch in flight or just done holds off the next */
+    snprintf(a->crl_url, sizeof a->crl_url, "%s", a->settings.url);
+    a->crl_next_try = agent_now(a) + CRL_INTERVAL_S;
     store_key k;
     util_error err;
     if (store_key_get(a->st, key_name, &k, &err) != 0)

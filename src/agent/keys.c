@@ -1,4 +1,5 @@
 /* Registered keys, their bindings to functions, and registration. */
+#include <fcntl.h>
 #include <openssl/x509.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -10,8 +11,6 @@
 #include "util/file.h"
 #include "util/log.h"
 #include "util/ossl.h"
-
-extern char **environ;
 
 const agent_function *agent_function_find(const agent *a, const char *name)
 {
@@ -233,6 +232,34 @@ int agent_binding_put(agent *a, const char *function, const json_t *in, const ch
     return agent_apply_bindings(a, key, err);
 }
 
+/* A function's command runs with a fixed, clean environment (nothing of
+ * scepd's own, such as SCEPD_ADMIN_PASSWORD), stdin from /dev/null, and no
+ * descriptor of scepd's but stdout and stderr (no socket, no database). */
+static void run_command(const agent_function *f)
+{
+    char *argv[] = {"/bin/sh", "-c", (char *)f->command, NULL};
+    char function_var[64];
+    snprintf(function_var, sizeof function_var, "SCEPD_FUNCTION=%s", f->name);
+    char *envp[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
+                    function_var, NULL};
+    posix_spawn_file_actions_t actions;
+    pid_t pid;
+    if (posix_spawn_file_actions_init(&actions) != 0) {
+        log_error("%s: could not run its command", f->name);
+        return;
+    }
+    int rc = posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    if (rc == 0)
+        rc = posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    if (rc == 0)
+        rc = posix_spawn(&pid, "/bin/sh", &actions, NULL, argv, envp);
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0)
+        log_error("%s: could not run its command: %s", f->name, strerror(rc));
+    else
+        log_info("%s: running its command (pid %d)", f->name, (int)pid);
+}
+
 /* Writes a function's export files and runs its command. */
 static void export_function(agent *a, const agent_function *f, const store_key *k)
 {
@@ -247,14 +274,8 @@ static void export_function(agent *a, const agent_function *f, const store_key *
         util_file_write_atomic(f->export_chain, k->chain_pem ? k->chain_pem : "",
                                k->chain_pem ? strlen(k->chain_pem) : 0, 0644, &err) != 0)
         log_error("%s: exporting the chain: %s", f->name, err.detail);
-    if (f->command[0]) {
-        char *argv[] = {"/bin/sh", "-c", (char *)f->command, NULL};
-        pid_t pid;
-        if (posix_spawn(&pid, "/bin/sh", NULL, NULL, argv, environ) != 0)
-            log_error("%s: could not run its command", f->name);
-        else
-            log_info("%s: running its command (pid %d)", f->name, (int)pid);
-    }
+    if (f->command[0])
+        run_command(f);
     (void)a;
 }
 

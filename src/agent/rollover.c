@@ -143,7 +143,7 @@ static void follow_pin(agent *a, X509 *ca)
     agent_settings s = a->settings;
     char hex[100];
     crypto_cert_fingerprint(ca, EVP_sha256(), hex, sizeof hex, false);
-    snprintf(s.ca_fingerprint, sizeof s.ca_fingerprint, "sha256:%s", hex);
+    snprintf(s.ca_fingerprint, sizeof s.ca_fingerprint, "sha256:%.64s", hex); /* 64 hex digits */
     json_t *doc = agent_settings_json(&s);
     util_error err;
     char detail[160];

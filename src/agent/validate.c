@@ -1,5 +1,6 @@
 /* Strict validation of the JSON the API hands to the agent. Every failure
  * names the field first: "key_name: must be 1-24 letters and digits". */
+#include <openssl/crypto.h>
 #include <ctype.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -284,32 +285,76 @@ static long url_port(const char *url)
     return strncasecmp(url, "https", 5) ? 80 : 443;
 }
 
+/* Moves "user:password@" out of an http(s) URL into creds. */
+static int take_credentials(char *url, char *creds, size_t creds_size, const char *name, util_error *err)
+{
+    creds[0] = '\0';
+    char *start = strstr(url, "://");
+    if (!start)
+        return 0;
+    start += 3;
+    size_t authority = strcspn(start, "/?#");
+    char *at = memchr(start, '@', authority);
+    if (!at)
+        return 0;
+    while (memchr(at + 1, '@', authority - (size_t)(at + 1 - start)))
+        at = memchr(at + 1, '@', authority - (size_t)(at + 1 - start));
+    size_t n = (size_t)(at - start);
+    if (n == 0 || n >= creds_size)
+        return bad(err, "", name, "has credentials that are empty or too long");
+    memcpy(creds, start, n);
+    creds[n] = '\0';
+    memmove(start, at + 1, strlen(at + 1) + 1);
+    return 0;
+}
+
+static int get_flag(const json_t *in, const char *name, signed char *out)
+{
+    json_t *v = json_object_get(in, name);
+    *out = !v || json_is_null(v) ? -1 : json_is_true(v) ? 1 : 0;
+    return 0;
+}
+
 int agent_parse_settings(const json_t *in, agent_settings *out, util_error *err)
 {
     static const field fields[] = {
-        {"url", JSON_STRING, false},           {"port", JSON_INTEGER, true},
-        {"timeout_s", JSON_INTEGER, true},     {"ca_file", JSON_STRING, true},
-        {"ca_fingerprint", JSON_STRING, true}, {"tls_pin", JSON_STRING, true},
-        {"proxy", JSON_STRING, true},          {"ca_identifier", JSON_STRING, true},
-        {"method", JSON_STRING, true},         {"poll_interval_s", JSON_INTEGER, true},
+        {"url", JSON_STRING, false},
+        {"port", JSON_INTEGER, true},
+        {"timeout_s", JSON_INTEGER, true},
+        {"ca_file", JSON_STRING, true},
+        {"ca_fingerprint", JSON_STRING, true},
+        {"tls_pin", JSON_STRING, true},
+        {"proxy", JSON_STRING, true},
+        {"ca_identifier", JSON_STRING, true},
+        {"method", JSON_STRING, true},
+        {"poll_interval_s", JSON_INTEGER, true},
         {"poll_max", JSON_INTEGER, true},
+        {"tls_pin_check_host", JSON_TRUE, true},
+        {"url_credentials_set", JSON_TRUE, true},
+        {"proxy_credentials_set", JSON_TRUE, true},
     };
     static const char *const methods[] = {"auto", "get", "post", NULL};
     agent_settings s;
     memset(&s, 0, sizeof s);
     if (check_fields(in, fields, sizeof fields / sizeof fields[0], "", err) ||
-        get_text(in, "url", "", s.url, sizeof s.url, true, err) || check_url(s.url, err) ||
-        get_int(in, "port", "", 1, 65535, url_port(s.url), &s.port, err) ||
+        get_text(in, "url", "", s.url, sizeof s.url, true, err) ||
+        take_credentials(s.url, s.url_credentials, sizeof s.url_credentials, "url", err) ||
+        check_url(s.url, err) || get_int(in, "port", "", 1, 65535, url_port(s.url), &s.port, err) ||
         get_int(in, "timeout_s", "", 1, 600, 30, &s.timeout_s, err) ||
         get_text(in, "ca_file", "", s.ca_file, sizeof s.ca_file, false, err) ||
         get_text(in, "ca_fingerprint", "", s.ca_fingerprint, sizeof s.ca_fingerprint, false, err) ||
         get_text(in, "tls_pin", "", s.tls_pin, sizeof s.tls_pin, false, err) ||
         get_text(in, "proxy", "", s.proxy, sizeof s.proxy, false, err) ||
+        take_credentials(s.proxy, s.proxy_credentials, sizeof s.proxy_credentials, "proxy", err) ||
+        get_flag(in, "url_credentials_set", &s.url_credentials_given) ||
+        get_flag(in, "proxy_credentials_set", &s.proxy_credentials_given) ||
         get_text(in, "ca_identifier", "", s.ca_identifier, sizeof s.ca_identifier, false, err) ||
         get_text(in, "method", "", s.method, sizeof s.method, false, err) ||
         get_int(in, "poll_interval_s", "", 5, 86400, 60, &s.poll_interval_s, err) ||
         get_int(in, "poll_max", "", 0, 10000, 60, &s.poll_max, err))
         return -1;
+    json_t *check_host = json_object_get(in, "tls_pin_check_host");
+    s.tls_pin_check_host = !json_is_false(check_host);
     if (!s.method[0])
         snprintf(s.method, sizeof s.method, "auto");
     if (!one_of(s.method, methods))
@@ -321,6 +366,7 @@ int agent_parse_settings(const json_t *in, agent_settings *out, util_error *err)
     if (s.proxy[0] && strncasecmp(s.proxy, "http://", 7) && strncasecmp(s.proxy, "https://", 8))
         return bad(err, "", "proxy", "must start with http:// or https://");
     *out = s;
+    OPENSSL_cleanse(&s, sizeof s);
     return 0;
 }
 
@@ -331,11 +377,13 @@ static json_t *opt(const char *s)
 
 json_t *agent_settings_json(const agent_settings *s)
 {
-    return json_pack("{s:s, s:i, s:i, s:o, s:o, s:o, s:o, s:o, s:s, s:i, s:i}", "url", s->url, "port",
-                     s->port, "timeout_s", s->timeout_s, "ca_file", opt(s->ca_file), "ca_fingerprint",
-                     opt(s->ca_fingerprint), "tls_pin", opt(s->tls_pin), "proxy", opt(s->proxy),
-                     "ca_identifier", opt(s->ca_identifier), "method", s->method, "poll_interval_s",
-                     s->poll_interval_s, "poll_max", s->poll_max);
+    return json_pack("{s:s, s:i, s:i, s:o, s:o, s:o, s:b, s:o, s:o, s:s, s:i, s:i, s:b, s:b}", "url", s->url,
+                     "port", s->port, "timeout_s", s->timeout_s, "ca_file", opt(s->ca_file), "ca_fingerprint",
+                     opt(s->ca_fingerprint), "tls_pin", opt(s->tls_pin), "tls_pin_check_host",
+                     s->tls_pin_check_host, "proxy", opt(s->proxy), "ca_identifier", opt(s->ca_identifier),
+                     "method", s->method, "poll_interval_s", s->poll_interval_s, "poll_max", s->poll_max,
+                     "url_credentials_set", s->url_credentials[0] != '\0', "proxy_credentials_set",
+                     s->proxy_credentials[0] != '\0');
 }
 
 int agent_time_parse(const char *text, int64_t *out)

@@ -210,6 +210,11 @@ static bool serve_static(api_ctx *c)
 static bool route_request(api_ctx *c)
 {
     const char *path = c->req->path;
+    util_error err = {0};
+    if (api_check_host(c, &err) != 0) {
+        api_reply_error(c, &err);
+        return false;
+    }
     if (strcmp(path, "/") == 0 || strcmp(path, "/ui") == 0) {
         redirect_ui(c);
         return false;

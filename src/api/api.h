@@ -26,6 +26,11 @@ typedef struct api api;
 
 typedef struct api_config {
     size_t max_body; /* larger bodies: 413 body_too_large; 0: 64 KiB */
+    /* The device's names and addresses (without port, borrowed): a request
+     * whose Host names something else is refused (421 host_unknown), which
+     * keeps DNS rebinding away from the API. NULL: no Host check. */
+    const char *const *host_names;
+    size_t host_name_count;
 } api_config;
 
 /* One HTTP request, borrowed for the call. */
@@ -84,6 +89,8 @@ void api_response_clear(api_response *resp);
 /* Makes api the general callback of http and sets its limits (methods, body
  * and header sizes, no default content type). tls says whether http serves
  * HTTPS (Secure cookies, HSTS). At most 4 servers per api; -1 when full. */
-int api_attach(api *server, struct evhttp *http, bool tls) MUST_CHECK;
+/* edge (may be NULL) is told when a request is complete (its deadline stops). */
+struct edge;
+int api_attach(api *server, struct evhttp *http, bool tls, struct edge *network_edge) MUST_CHECK;
 
 #endif

@@ -28,16 +28,21 @@ bool api_token_valid(const char *token)
     return strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=") == n;
 }
 
-/* Copies the value of the scepd_session cookie; false when absent or malformed. */
-static bool cookie_token(const char *header, char *out, size_t outlen)
+static const char *cookie_name(const api_request *req)
 {
-    const size_t name_len = strlen(API_COOKIE);
+    return req->tls ? API_COOKIE_TLS : API_COOKIE;
+}
+
+/* Copies the value of the session cookie; false when absent or malformed. */
+static bool cookie_token(const char *header, const char *name, char *out, size_t outlen)
+{
+    const size_t name_len = strlen(name);
     const char *p = header;
     while (*p) {
         p += strspn(p, " \t;");
         size_t n = strcspn(p, ";");
         const char *eq = memchr(p, '=', n);
-        if (eq && (size_t)(eq - p) == name_len && memcmp(p, API_COOKIE, name_len) == 0) {
+        if (eq && (size_t)(eq - p) == name_len && memcmp(p, name, name_len) == 0) {
             size_t len = n - (size_t)(eq + 1 - p);
             while (len > 0 && (eq[len] == ' ' || eq[len] == '\t'))
                 len--;
@@ -70,12 +75,26 @@ static unsigned char *basic_decode(const char *b64, size_t *len)
     return out;
 }
 
+/* The client's address without the port ("127.0.0.1:5000", "::1:5000"). */
+static void client_address(const api_request *req, char *out, size_t len)
+{
+    const char *remote = req->remote ? req->remote : "";
+    const char *colon = strrchr(remote, ':');
+    size_t n = colon ? (size_t)(colon - remote) : strlen(remote);
+    if (n >= len)
+        n = len - 1;
+    memcpy(out, remote, n);
+    out[n] = '\0';
+}
+
 int api_login(api_ctx *c, const char *user, const char *password, util_error *err)
 {
     agent_role role = AGENT_ROLE_NONE;
+    char client[80];
+    client_address(c->req, client, sizeof client);
     if (strlen(user) == 0 || strlen(user) > API_USER_MAX)
         return util_error_set(err, UTIL_ERR_UNAUTHORIZED, "the user name or password is wrong");
-    if (agent_login(c->api->agent, user, password, &role, err) != 0) {
+    if (agent_login(c->api->agent, user, password, client, &role, err) != 0) {
         /* one wording for an unknown user and a wrong password */
         if (err->code == UTIL_ERR_UNAUTHORIZED)
             util_error_set(err, UTIL_ERR_UNAUTHORIZED, "the user name or password is wrong");
@@ -146,26 +165,100 @@ int api_authenticate(api_ctx *c, util_error *err)
     if (authz)
         return auth_basic(c, authz, err);
     const char *cookie = api_request_header(c->req, "Cookie");
-    if (cookie && cookie_token(cookie, c->auth.token, sizeof c->auth.token))
+    if (cookie && cookie_token(cookie, cookie_name(c->req), c->auth.token, sizeof c->auth.token))
         return auth_cookie(c, err);
     return util_error_set(err, UTIL_ERR_UNAUTHORIZED,
                           "no credentials: use HTTP Basic authentication or log in with "
                           "POST /api/v1/session");
 }
 
+/* "HOST", "HOST:PORT", "[V6]" or "[V6]:PORT" into host and port (0: none
+ * given); a trailing dot of a name is dropped. False when malformed. */
+static bool split_authority(const char *text, size_t len, char *host, size_t host_len, unsigned *port)
+{
+    const char *end = text + len, *port_at = NULL;
+    const char *h = text;
+    size_t n;
+    if (len > 0 && text[0] == '[') {
+        const char *close = memchr(text, ']', len);
+        if (!close)
+            return false;
+        h = text + 1;
+        n = (size_t)(close - h);
+        if (close + 1 < end) {
+            if (close[1] != ':')
+                return false;
+            port_at = close + 2;
+        }
+    } else {
+        const char *colon = memchr(text, ':', len);
+        n = colon ? (size_t)(colon - text) : len;
+        port_at = colon ? colon + 1 : NULL;
+    }
+    *port = 0;
+    if (port_at) {
+        if (port_at == end || (size_t)(end - port_at) > 5)
+            return false;
+        unsigned v = 0;
+        for (const char *p = port_at; p < end; p++) {
+            if (*p < '0' || *p > '9')
+                return false;
+            v = v * 10 + (unsigned)(*p - '0');
+        }
+        if (v == 0 || v > 65535)
+            return false;
+        *port = v;
+    }
+    if (n > 0 && h[n - 1] == '.')
+        n--;
+    if (n == 0 || n >= host_len)
+        return false;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    return true;
+}
+
+int api_check_host(const api_ctx *c, util_error *err)
+{
+    const api_config *cfg = &c->api->cfg;
+    const char *value = api_request_header(c->req, "Host");
+    char host[256];
+    unsigned port;
+    if (!cfg->host_names || !value)
+        return 0; /* every browser sends Host; other clients need not */
+    if (!split_authority(value, strlen(value), host, sizeof host, &port))
+        return util_error_set(err, UTIL_ERR_HOST_UNKNOWN, "Host: %.200s is not HOST[:PORT]", value);
+    for (size_t i = 0; i < cfg->host_name_count; i++)
+        if (cfg->host_names[i] && strcasecmp(cfg->host_names[i], host) == 0)
+            return 0;
+    return util_error_set(err, UTIL_ERR_HOST_UNKNOWN, "Host: %.200s is not a name of this device", value);
+}
+
 /* A cross-site page cannot read our cookie's CSRF token, and browsers send
  * Origin on every cross-origin POST/PUT/DELETE: a foreign Origin is refused
- * whatever the credentials (also Basic credentials a browser has cached). */
+ * whatever the credentials (also Basic credentials a browser has cached).
+ * Same origin means the same scheme (https exactly when the request came
+ * over TLS), host and port (given or implied by the scheme) as the Host the
+ * request was sent to. */
 int api_check_origin(const api_ctx *c, util_error *err)
 {
     const char *origin = api_request_header(c->req, "Origin");
     if (!origin)
         return 0; /* not a browser, or a same-origin GET-like request */
     const char *host = api_request_header(c->req, "Host");
-    const char *p = strstr(origin, "://");
-    if (host && p && strcasecmp(p + 3, host) == 0)
+    const char *scheme = c->req->tls ? "https://" : "http://";
+    unsigned implied = c->req->tls ? 443 : 80;
+    size_t scheme_len = strlen(scheme);
+    char origin_host[256], host_host[256];
+    unsigned origin_port = 0, host_port = 0;
+    if (host && strncasecmp(origin, scheme, scheme_len) == 0 &&
+        split_authority(origin + scheme_len, strlen(origin + scheme_len), origin_host, sizeof origin_host,
+                        &origin_port) &&
+        split_authority(host, strlen(host), host_host, sizeof host_host, &host_port) &&
+        strcasecmp(origin_host, host_host) == 0 &&
+        (origin_port ? origin_port : implied) == (host_port ? host_port : implied))
         return 0;
-    return util_error_set(err, UTIL_ERR_CSRF, "Origin: %s is not this device", origin);
+    return util_error_set(err, UTIL_ERR_CSRF, "Origin: %.200s is not this device", origin);
 }
 
 int api_check_csrf(const api_ctx *c, util_error *err)
@@ -184,7 +277,7 @@ int api_check_csrf(const api_ctx *c, util_error *err)
 static int set_cookie(api_ctx *c, const char *value, const char *attrs)
 {
     char *line = NULL;
-    int n = asprintf(&line, "%s=%s; Path=/;%s HttpOnly; SameSite=Strict%s", API_COOKIE, value, attrs,
+    int n = asprintf(&line, "%s=%s; Path=/;%s HttpOnly; SameSite=Strict%s", cookie_name(c->req), value, attrs,
                      c->req->tls ? "; Secure" : "");
     if (n < 0)
         return -1;

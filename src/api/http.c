@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "api/internal.h"
+#include "edge/edge.h"
 
 #define HEADERS_MAX (16 * 1024)
 #define TIMEOUT_S 30
@@ -29,6 +30,7 @@ static const char *reason(int status)
     case 405: return "Method Not Allowed";
     case 409: return "Conflict";
     case 413: return "Payload Too Large";
+    case 421: return "Misdirected Request";
     case 429: return "Too Many Requests";
     default: return status >= 500 ? "Internal Server Error" : "Status";
     }
@@ -92,6 +94,7 @@ static char *decoded_path(const struct evhttp_uri *uri)
 static void on_request(struct evhttp_request *req, void *arg)
 {
     const api_listener *l = arg;
+    edge_request_begin(l->edge, req);
     struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
@@ -128,12 +131,12 @@ static void on_request(struct evhttp_request *req, void *arg)
     free(path);
 }
 
-int api_attach(api *server, struct evhttp *http, bool tls)
+int api_attach(api *server, struct evhttp *http, bool tls, struct edge *network_edge)
 {
     if (server->listener_count >= API_MAX_LISTENERS)
         return -1;
     api_listener *l = &server->listeners[server->listener_count++];
-    *l = (api_listener){.api = server, .tls = tls};
+    *l = (api_listener){.api = server, .tls = tls, .edge = network_edge};
     /* Twice the API's limit: most oversized bodies still get the JSON 413
      * from api_handle, and evhttp cuts off the rest. */
     size_t max = server->cfg.max_body;

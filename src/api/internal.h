@@ -17,13 +17,16 @@
 #define API_METRICS_MAX (1024 * 1024)
 #define API_AUDIT_DEFAULT 100
 #define API_AUDIT_MAX 1000
-#define API_RETRY_AFTER_S "60" /* THROTTLED: the catalogue's remedy says a minute */
+#define API_RETRY_AFTER_S "60" /* THROTTLED without a "retry in N s" detail */
 #define API_COOKIE "scepd_session"
+/* over HTTPS: the browser keeps it to this exact origin (no Domain, Path=/, Secure) */
+#define API_COOKIE_TLS "__Host-scepd_session"
 #define API_JSON_TYPE "application/json; charset=utf-8"
 
 typedef struct api_listener {
     api *api;
     bool tls;
+    struct edge *edge;
 } api_listener;
 
 struct api {
@@ -83,6 +86,8 @@ int api_authenticate(api_ctx *c, util_error *err) MUST_CHECK;
 int api_login(api_ctx *c, const char *user, const char *password, util_error *err) MUST_CHECK;
 /* For state-changing methods: a foreign Origin is refused (CSRF) ... */
 int api_check_origin(const api_ctx *c, util_error *err) MUST_CHECK;
+/* The Host header names this device (api_config.host_names). */
+int api_check_host(const api_ctx *c, util_error *err) MUST_CHECK;
 /* ... and cookie authentication needs X-CSRF-Token equal to the session's. */
 int api_check_csrf(const api_ctx *c, util_error *err) MUST_CHECK;
 bool api_token_valid(const char *token);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "util/escape.h"
 #include "api/internal.h"
 
 #define CSP                                                                                                  \
@@ -52,6 +53,7 @@ int api_status_for(util_err code)
     case UTIL_ERR_KEY_STORE_FULL: return 409;
     case UTIL_ERR_BODY_TOO_LARGE: return 413;
     case UTIL_ERR_THROTTLED: return 429;
+    case UTIL_ERR_HOST_UNKNOWN: return 421;
     default: return 500;
     }
 }
@@ -93,19 +95,13 @@ void api_reply_empty(api_ctx *c, int status)
     c->resp->status = status;
 }
 
-/* Details can quote input; a string that is not UTF-8 is shown as ASCII. */
+/* Details can quote input and what a SCEP server sent: control characters
+ * and bytes that are not UTF-8 are escaped (util_escape), so that no client
+ * that prints the detail hands them to a terminal. */
 static json_t *safe_string(const char *s)
 {
-    json_t *j = json_string(s);
-    if (j)
-        return j;
-    char *copy = strdup(s);
-    if (!copy)
-        return NULL;
-    for (char *p = copy; *p; p++)
-        if ((unsigned char)*p >= 0x80 || (unsigned char)*p < 0x20)
-            *p = '?';
-    j = json_string(copy);
+    char *copy = util_escape_dup(s);
+    json_t *j = copy ? json_string(copy) : NULL;
     free(copy);
     return j;
 }
@@ -133,8 +129,17 @@ void api_reply_error(api_ctx *c, const util_error *err)
     /* Browsers show a login dialog on WWW-Authenticate: not for the UI. */
     if (status == 401 && !from_ui(c))
         rc = api_header_add(c->resp, "WWW-Authenticate", "Basic realm=\"scepd\"");
-    if (status == 429)
-        rc = api_header_add(c->resp, "Retry-After", API_RETRY_AFTER_S);
+    if (status == 429) {
+        /* the agent says how long the wait is: "... retry in N s" */
+        const char *in = strstr(detail, "retry in ");
+        long long wait = 0;
+        char seconds[24];
+        if (in && sscanf(in, "retry in %lld s", &wait) == 1 && wait > 0 && wait < 86400)
+            snprintf(seconds, sizeof seconds, "%lld", wait);
+        else
+            snprintf(seconds, sizeof seconds, "%s", API_RETRY_AFTER_S);
+        rc = api_header_add(c->resp, "Retry-After", seconds);
+    }
     if (rc != 0)
         set_bare_internal(c->resp);
 }

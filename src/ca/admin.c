@@ -28,15 +28,27 @@ static bool admin_authorized(ca_server *srv, const char *authorization)
     char *colon = memchr(raw, ':', len);
     if (colon) {
         size_t ulen = (size_t)(colon - (char *)raw);
-        util_buf b;
-        util_buf_init(&b, 4096, true);
-        if (util_buf_append_str(&b, srv->admin_salt) == 0 &&
-            util_buf_append(&b, colon + 1, len - ulen - 1) == 0) {
-            ca_sha256_hex(b.data, b.len, hash);
-            ok = ulen == strlen(srv->admin_user) && memcmp(raw, srv->admin_user, ulen) == 0 &&
-                 CRYPTO_memcmp(hash, srv->admin_hash, 64) == 0;
+        bool user_ok = ulen == strlen(srv->admin_user) && memcmp(raw, srv->admin_user, ulen) == 0;
+        if (!strncmp(srv->admin_hash, "scrypt$", 7)) {
+            size_t plen = len - ulen - 1;
+            char *password = malloc(plen + 1);
+            if (password) {
+                memcpy(password, colon + 1, plen);
+                password[plen] = '\0';
+                ok = strlen(password) == plen && crypto_password_verify(password, srv->admin_hash) && user_ok;
+                OPENSSL_cleanse(password, plen);
+                free(password);
+            }
+        } else {
+            util_buf b;
+            util_buf_init(&b, 4096, true);
+            if (util_buf_append_str(&b, srv->admin_salt) == 0 &&
+                util_buf_append(&b, colon + 1, len - ulen - 1) == 0) {
+                ca_sha256_hex(b.data, b.len, hash);
+                ok = user_ok && CRYPTO_memcmp(hash, srv->admin_hash, 64) == 0;
+            }
+            util_buf_free(&b);
         }
-        util_buf_free(&b);
     }
     OPENSSL_cleanse(raw, len);
     free(raw);

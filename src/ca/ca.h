@@ -73,9 +73,15 @@ typedef struct ca_config {
     ca_fault faults[CA_MAX_FAULTS];
     size_t fault_count;
     unsigned threads; /* request workers for ca_serve; 0: 4, 1: none */
+    /* Wrong challenges per client address, shared by every worker's server
+     * (thread-safe, borrowed); NULL: each server keeps its own. */
+    struct util_throttle *challenge_throttle;
 } ca_config;
 
 typedef struct ca_server ca_server;
+
+/* The throttle of wrong challenges (see ca_config.challenge_throttle). */
+struct util_throttle *ca_challenge_throttle_new(void);
 
 /* Opens the store under cfg->dir and loads the CA and RA material. cfg is
  * borrowed and must outlive the server. */

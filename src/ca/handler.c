@@ -92,6 +92,13 @@ static void load_admin(ca_server *srv)
     }
 }
 
+util_throttle *ca_challenge_throttle_new(void)
+{
+    util_throttle_config throttle = {CA_CHALLENGE_FREE_FAILURES, CA_CHALLENGE_FIRST_WAIT_S,
+                                     CA_CHALLENGE_MAX_WAIT_S, 3600, 1024};
+    return util_throttle_new(&throttle);
+}
+
 int ca_server_open(const ca_config *cfg, ca_server **out, util_error *err)
 {
     ca_server *srv = calloc(1, sizeof *srv);
@@ -120,6 +127,11 @@ int ca_server_open(const ca_config *cfg, ca_server **out, util_error *err)
     if (store_ca_setting_set(srv->store, "validity_days", days, err) != 0)
         goto fail;
     load_admin(srv);
+    if (!(srv->challenge_throttle = cfg->challenge_throttle) &&
+        !(srv->challenge_throttle = srv->own_throttle = ca_challenge_throttle_new())) {
+        util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+        goto fail;
+    }
     *out = srv;
     return 0;
 fail:
@@ -143,6 +155,7 @@ void ca_server_free(ca_server *srv)
     EVP_PKEY_free(srv->rogue_key);
     store_ca_close(srv->store);
     OPENSSL_cleanse(srv->admin_hash, sizeof srv->admin_hash);
+    util_throttle_free(srv->own_throttle);
     free(srv);
 }
 

@@ -21,6 +21,7 @@
 
 #include "ca/internal.h"
 #include "ca/pool.h"
+#include "edge/edge.h"
 #include "util/log.h"
 
 #define HTTP_MAX_BODY (1024 * 1024)
@@ -37,6 +38,7 @@ typedef struct http_job http_job;
 typedef struct http_ctx {
     ca_server *srv;
     struct event_base *base;
+    edge *edge;
     ca_pool *pool;
     http_job *jobs; /* handed to the pool, not yet answered */
     raw_conn *raw[RAW_MAX];
@@ -99,7 +101,7 @@ static void raw_free(raw_conn *r)
     else if (r->fd >= 0)
         close(r->fd);
     if (r->evcon) {
-        evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+        edge_set_closecb(r->ctx->edge, r->evcon, NULL, NULL);
         evhttp_connection_free(r->evcon);
     }
     r->ctx->raw[r->slot] = NULL;
@@ -262,7 +264,7 @@ static bool send_raw(http_ctx *ctx, struct evhttp_request *req, const ca_http_re
         raw_free(r);
         return false;
     }
-    evhttp_connection_set_closecb(evcon, raw_on_evcon_close, r);
+    edge_set_closecb(ctx->edge, evcon, raw_on_evcon_close, r);
     return true;
 }
 
@@ -333,7 +335,7 @@ static void job_done(ca_job *job)
 {
     http_job *j = (http_job *)job;
     if (!j->dead) {
-        evhttp_connection_set_closecb(j->evcon, NULL, NULL);
+        edge_set_closecb(j->ctx->edge, j->evcon, NULL, NULL);
         respond(j->ctx, j->req, &j->job.resp);
     }
     job_free(j);
@@ -381,6 +383,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    edge_request_begin(ctx->edge, req);
     char peer[80] = "?";
     char *host = NULL;
     ev_uint16_t port = 0;
@@ -402,7 +405,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     if (ctx->pool && evcon) {
         http_job *j = job_new(ctx, req, &r);
         if (j && ca_pool_submit(ctx->pool, &j->job)) {
-            evhttp_connection_set_closecb(evcon, job_conn_closed, j);
+            edge_set_closecb(ctx->edge, evcon, job_conn_closed, j);
             return;
         }
         job_free(j);
@@ -466,7 +469,7 @@ static void free_pending(http_ctx *ctx)
     size_t bound = CA_POOL_MAX_QUEUE + CA_POOL_MAX_THREADS + 1;
     while (ctx->jobs && bound--) {
         if (!ctx->jobs->dead)
-            evhttp_connection_set_closecb(ctx->jobs->evcon, NULL, NULL);
+            edge_set_closecb(ctx->edge, ctx->jobs->evcon, NULL, NULL);
         job_free(ctx->jobs);
     }
     for (size_t i = 0; i < RAW_MAX; i++)
@@ -484,7 +487,8 @@ int ca_serve(ca_server *srv, const char *listen, util_error *err)
     if (split_listen(listen, host, sizeof host, &port, err) != 0)
         return -1;
     signal(SIGPIPE, SIG_IGN);
-    if (evthread_use_pthreads() != 0 || !(ctx.base = event_base_new()) || !(http = evhttp_new(ctx.base))) {
+    if (evthread_use_pthreads() != 0 || !(ctx.base = event_base_new()) || !(http = evhttp_new(ctx.base)) ||
+        !(ctx.edge = edge_new(ctx.base, NULL)) || edge_add_http(ctx.edge, http, NULL, NULL) != 0) {
         util_error_set(err, UTIL_ERR_INTERNAL, "libevent initialisation failed");
         goto out;
     }
@@ -495,11 +499,9 @@ int ca_serve(ca_server *srv, const char *listen, util_error *err)
     evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
                                          EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS);
     evhttp_set_gencb(http, on_request, &ctx);
-    struct evhttp_bound_socket *sock = evhttp_bind_socket_with_handle(http, host, port);
-    if (!sock) {
-        util_error_set(err, UTIL_ERR_NET_CONNECT, "cannot listen on %s: %s", listen, strerror(errno));
+    struct evhttp_bound_socket *sock = NULL;
+    if (edge_bind(ctx.edge, http, host, port, &sock, err) != 0)
         goto out;
-    }
     sigint = evsignal_new(ctx.base, SIGINT, on_signal, ctx.base);
     sigterm = evsignal_new(ctx.base, SIGTERM, on_signal, ctx.base);
     if (!sigint || !sigterm || event_add(sigint, NULL) != 0 || event_add(sigterm, NULL) != 0) {
@@ -523,6 +525,7 @@ out:
         event_free(sigterm);
     if (http)
         evhttp_free(http);
+    edge_free(ctx.edge);
     if (ctx.base)
         event_base_free(ctx.base);
     return rc;

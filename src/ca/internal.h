@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "util/throttle.h"
 #include "ca/ca.h"
 #include "store/ca_store.h"
 
@@ -12,6 +13,18 @@
 #define CA_OTP_MAX 5              /* NDES PasswordMax */
 #define CA_DEFAULT_VALIDITY_DAYS 365
 #define CA_LIST_MAX 100000 /* rows a listing or a CRL reads at most */
+
+/* Wrong challenge passwords from one address: five are free, then the
+ * wait before the next try doubles from 30 s up to an hour (a challenge is
+ * typed once per enrollment; a guesser makes many). */
+#define CA_CHALLENGE_FREE_FAILURES 5
+#define CA_CHALLENGE_FIRST_WAIT_S 30
+#define CA_CHALLENGE_MAX_WAIT_S 3600
+/* Requests larger than this, or with more subjectAltNames, are refused. */
+#define CA_CSR_MAX_BYTES (16 * 1024)
+#define CA_CSR_MAX_TEXT "16384"
+#define CA_CSR_MAX_SANS 64
+#define CA_CSR_MAX_SANS_TEXT "64"
 
 struct ca_server {
     const ca_config *cfg;
@@ -28,7 +41,9 @@ struct ca_server {
     EVP_PKEY *rogue_key;
     char admin_user[64];
     char admin_salt[40];
-    char admin_hash[72];
+    char admin_hash[200];              /* "scrypt$..." (or a salted SHA-256 from older CAs) */
+    util_throttle *challenge_throttle; /* wrong challenges per client address */
+    util_throttle *own_throttle;       /* when the configuration has none */
 };
 
 /* ---- material.c ---- */

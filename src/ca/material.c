@@ -137,26 +137,24 @@ static int random_password(char *out, size_t len, util_error *err)
     return 0;
 }
 
+/* The mscep_admin password is stored as scrypt (crypto_password_hash, the
+ * salt inside); CAs initialised before keep their salted SHA-256, which
+ * admin.c still checks. */
 static int store_admin(store_ca *store, const char *user, const char *password, util_error *err)
 {
-    uint8_t salt_raw[16];
-    char salt[40], hash[65];
-    util_buf b;
-    if (crypto_ca_random_bytes(salt_raw, sizeof salt_raw, err) != 0)
-        return -1;
-    util_hex(salt_raw, sizeof salt_raw, salt, 0);
-    util_buf_init(&b, 4096, true);
-    if (util_buf_append_str(&b, salt) != 0 || util_buf_append_str(&b, password) != 0) {
-        util_buf_free(&b);
+    char *hash = NULL;
+    if (strlen(password) > 1024)
         return util_error_set(err, UTIL_ERR_USAGE, "admin password too long");
-    }
-    ca_sha256_hex(b.data, b.len, hash);
-    util_buf_free(&b);
-    if (store_ca_setting_set(store, "admin_user", user, err) != 0 ||
-        store_ca_setting_set(store, "admin_salt", salt, err) != 0 ||
-        store_ca_setting_set(store, "admin_hash", hash, err) != 0)
+    if (crypto_password_hash(password, &hash, err) != 0)
         return -1;
-    return 0;
+    int rc = store_ca_setting_set(store, "admin_user", user, err) != 0 ||
+                     store_ca_setting_set(store, "admin_salt", "", err) != 0 ||
+                     store_ca_setting_set(store, "admin_hash", hash, err) != 0
+                 ? -1
+                 : 0;
+    OPENSSL_cleanse(hash, strlen(hash));
+    free(hash);
+    return rc;
 }
 
 typedef struct init_material {

@@ -264,15 +264,41 @@ static bool renewal_allowed(op_ctx *c, X509_REQ *req, reply *r)
     return false;
 }
 
+/* The client's address without the port: the key of the challenge throttle. */
+static void peer_address(const char *peer, char *out, size_t len)
+{
+    const char *colon = peer ? strrchr(peer, ':') : NULL;
+    size_t n = colon ? (size_t)(colon - peer) : peer ? strlen(peer) : 0;
+    if (n >= len)
+        n = len - 1;
+    if (n)
+        memcpy(out, peer, n);
+    out[n] = '\0';
+}
+
 static bool password_allowed(op_ctx *c, X509_REQ *req, reply *r)
 {
     ca_password_check pc = CA_PASSWORD_UNKNOWN;
     util_error err = {0};
+    char addr[80];
+    peer_address(c->peer, addr, sizeof addr);
+    int64_t wait = util_throttle_wait(c->srv->challenge_throttle, addr, c->now);
+    if (wait > 0) {
+        log_warn("%s: challenge refused unchecked: too many wrong ones from this address, %lld s to wait",
+                 c->peer, (long long)wait);
+        fail(r, SCEP_FAIL_BAD_REQUEST, HR_PASSWORD_UNKNOWN,
+             "too many wrong challenge passwords from this address; retry later%s", NULL);
+        return false;
+    }
     if (ca_password_verify(c->srv, req, c->now, &pc, &err) != 0) {
         log_error("%s: checking the password: %s", c->peer, err.detail);
         fail(r, SCEP_FAIL_BAD_REQUEST, HR_PASSWORD_UNKNOWN, "password check failed%s", NULL);
         return false;
     }
+    if (pc == CA_PASSWORD_OK)
+        util_throttle_success(c->srv->challenge_throttle, addr);
+    else if (pc != CA_PASSWORD_MISSING)
+        util_throttle_failure(c->srv->challenge_throttle, addr, c->now);
     switch (pc) {
     case CA_PASSWORD_OK: return true;
     case CA_PASSWORD_MISSING:
@@ -326,12 +352,23 @@ static void handle_enroll(op_ctx *c, reply *r)
     store_ca_request prev = {0};
     X509 *cert = NULL;
     bool renewal = false;
+    if (c->data_len > CA_CSR_MAX_BYTES) {
+        fail(r, SCEP_FAIL_BAD_REQUEST, HR_INVALID_ARG, "the request is larger than %s bytes",
+             CA_CSR_MAX_TEXT);
+        goto out;
+    }
     if (!req || p != c->data + c->data_len) {
         fail(r, SCEP_FAIL_BAD_REQUEST, HR_INVALID_ARG, "messageData is not a PKCS#10 request%s", NULL);
         goto out;
     }
     if (crypto_issue_csr_verify(req, &err) != 0) {
         fail(r, SCEP_FAIL_BAD_MESSAGE_CHECK, NULL, "%s", err.detail);
+        goto out;
+    }
+    int sans = crypto_issue_csr_san_count(req);
+    if (sans < 0 || sans > CA_CSR_MAX_SANS) {
+        fail(r, SCEP_FAIL_BAD_REQUEST, HR_INVALID_ARG,
+             "the request has too many subjectAltNames (at most %s)", CA_CSR_MAX_SANS_TEXT);
         goto out;
     }
     /* A resend has the same message type, signer certificate and CSR: answer

@@ -2,6 +2,7 @@
  * wiring only; the work is in src/ca. */
 #include <errno.h>
 #include <getopt.h>
+#include <openssl/crypto.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -9,8 +10,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "edge/edge.h"
 #include "ca/ca.h"
+#include "util/file.h"
 #include "util/log.h"
+#include "util/throttle.h"
 
 #define EXIT_REFUSED 1
 #define EXIT_USAGE 2
@@ -21,7 +25,8 @@ static const char usage_text[] =
     "  init     --dir DIR [--key-type rsa:2048|rsa:4096|ec:P-256] [--subject DN] [--days N]\n"
     "           [--ndes] [--admin-user NAME] [--admin-password PW]\n"
     "  serve    --dir DIR [--listen 127.0.0.1:PORT] [--profile generic|ndes2008r2|ndes2012r2|ndes2016]\n"
-    "           [--challenge PW | --otp] [--pending] [--validity DAYS] [--allow-renew-days N]\n"
+    "           [--challenge PW | --challenge-file F | --otp] [--pending] [--validity DAYS] "
+    "[--allow-renew-days N]\n"
     "           [--max-query-string N] [--fault SPEC]... [--threads N] [--verbose]\n"
     "  otp      --dir DIR                 print a new one-time password (once)\n"
     "  list     --dir DIR [--pending]     requests and certificates\n"
@@ -68,7 +73,7 @@ static bool parse_int(const char *text, long min, long max, long *out)
 }
 
 typedef struct options {
-    const char *dir, *listen, *profile, *challenge, *key_type, *subject;
+    const char *dir, *listen, *profile, *challenge, *challenge_file, *key_type, *subject;
     const char *admin_user, *admin_password;
     bool otp, pending, ndes, pending_only, verbose;
     long days, validity, renew_days, max_query, threads;
@@ -96,6 +101,7 @@ enum {
     OPT_VERBOSE,
     OPT_HELP,
     OPT_THREADS,
+    OPT_CHALLENGE_FILE,
 };
 
 static const struct option long_options[] = {
@@ -103,6 +109,7 @@ static const struct option long_options[] = {
     {"listen", required_argument, NULL, OPT_LISTEN},
     {"profile", required_argument, NULL, OPT_PROFILE},
     {"challenge", required_argument, NULL, OPT_CHALLENGE},
+    {"challenge-file", required_argument, NULL, OPT_CHALLENGE_FILE},
     {"otp", no_argument, NULL, OPT_OTP},
     {"pending", no_argument, NULL, OPT_PENDING},
     {"validity", required_argument, NULL, OPT_VALIDITY},
@@ -144,6 +151,7 @@ static int parse_options(int argc, char **argv, options *o)
         case OPT_LISTEN: o->listen = optarg; break;
         case OPT_PROFILE: o->profile = optarg; break;
         case OPT_CHALLENGE: o->challenge = optarg; break;
+        case OPT_CHALLENGE_FILE: o->challenge_file = optarg; break;
         case OPT_OTP: o->otp = true; break;
         case OPT_PENDING:
             o->pending = true;
@@ -199,8 +207,8 @@ static int build_config(const options *o, ca_config *cfg)
     cfg->dir = o->dir;
     if (o->profile && ca_profile_parse(o->profile, &cfg->profile) != 0)
         return usage_error("unknown profile %s", o->profile);
-    if (o->challenge && o->otp)
-        return usage_error("give --challenge or --otp, not both%s", NULL);
+    if ((o->challenge != NULL) + (o->challenge_file != NULL) + o->otp > 1)
+        return usage_error("give one of --challenge, --challenge-file and --otp%s", NULL);
     cfg->challenge = o->challenge;
     cfg->otp = o->otp;
     cfg->pending = o->pending;
@@ -219,12 +227,37 @@ static int cmd_serve(const options *o)
     util_error err = {0};
     ca_config cfg;
     ca_server *srv = NULL;
+    uint8_t *challenge = NULL;
+    size_t challenge_len = 0;
     int rc = build_config(o, &cfg);
     if (rc != 0)
         return rc;
     util_log_setup("scepca", o->verbose ? UTIL_LOG_DEBUG : UTIL_LOG_INFO, false);
-    if (ca_server_open(&cfg, &srv, &err) != 0)
-        return report(&err);
+    /* a file keeps the challenge out of the process list and shell history */
+    if (o->challenge_file) {
+        if (util_file_read(o->challenge_file, 1024, &challenge, &challenge_len, &err) != 0)
+            return report(&err);
+        while (challenge_len &&
+               (challenge[challenge_len - 1] == '\n' || challenge[challenge_len - 1] == '\r'))
+            challenge[--challenge_len] = '\0';
+        if (challenge_len == 0 || memchr(challenge, '\0', challenge_len)) {
+            OPENSSL_cleanse(challenge, challenge_len);
+            free(challenge);
+            return usage_error("--challenge-file %s: holds no password (one line of text)",
+                               o->challenge_file);
+        }
+        cfg.challenge = (const char *)challenge;
+    }
+    /* one throttle for every worker: a guesser cannot spread over them */
+    if (!(cfg.challenge_throttle = ca_challenge_throttle_new())) {
+        util_error_set(&err, UTIL_ERR_INTERNAL, "out of memory");
+        rc = report(&err);
+        goto out;
+    }
+    if (ca_server_open(&cfg, &srv, &err) != 0) {
+        rc = report(&err);
+        goto out;
+    }
     log_info("profile %s, %s%s", ca_profile_name(cfg.profile),
              cfg.otp         ? "one-time passwords"
              : cfg.challenge ? "static challenge"
@@ -234,7 +267,13 @@ static int cmd_serve(const options *o)
         log_info("fault %s:%ld @%.3f", ca_fault_name(cfg.faults[i].kind), cfg.faults[i].arg,
                  cfg.faults[i].probability);
     rc = ca_serve(srv, o->listen ? o->listen : "127.0.0.1:8080", &err) != 0 ? report(&err) : 0;
+out:
     ca_server_free(srv);
+    util_throttle_free(cfg.challenge_throttle);
+    if (challenge) {
+        OPENSSL_cleanse(challenge, challenge_len);
+        free(challenge);
+    }
     return rc;
 }
 
@@ -302,9 +341,10 @@ int main(int argc, char **argv)
         return rc;
     if (strcmp(cmd, "init") == 0)
         rc = cmd_init(&o);
-    else if (strcmp(cmd, "serve") == 0)
+    else if (strcmp(cmd, "serve") == 0) {
+        edge_raise_nofile(); /* connections are capped below the limit */
         rc = cmd_serve(&o);
-    else if (strcmp(cmd, "otp") == 0)
+    } else if (strcmp(cmd, "otp") == 0)
         rc = cmd_otp(&o);
     else if (strcmp(cmd, "list") == 0)
         rc = ca_admin_list(o.dir, o.pending_only, time(NULL), stdout, &err) ? report(&err) : 0;

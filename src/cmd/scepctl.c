@@ -11,6 +11,7 @@
 
 #include "client/client.h"
 #include "cmd/scepctl.h"
+#include "util/escape.h"
 #include "util/file.h"
 #include "util/log.h"
 #include "util/ossl.h"
@@ -50,6 +51,7 @@ enum {
     OPT_SIGNER_KEY,
     OPT_TLS_CA,
     OPT_TLS_PIN,
+    OPT_TLS_PIN_ONLY,
     OPT_PROXY,
     OPT_CONNECT_TIMEOUT,
     OPT_MAX_RESPONSE,
@@ -101,6 +103,7 @@ static const struct option long_options[] = {
     {"signer-key", required_argument, NULL, OPT_SIGNER_KEY},
     {"tls-ca", required_argument, NULL, OPT_TLS_CA},
     {"tls-pin", required_argument, NULL, OPT_TLS_PIN},
+    {"tls-pin-no-host-check", no_argument, NULL, OPT_TLS_PIN_ONLY},
     {"proxy", required_argument, NULL, OPT_PROXY},
     {"insecure", no_argument, NULL, OPT_INSECURE},
     {"markdown", no_argument, NULL, OPT_MARKDOWN},
@@ -204,6 +207,7 @@ static int parse_option(options *o, int c, const char *arg, util_error *err)
             return util_error_set(err, UTIL_ERR_USAGE, "--tls-pin wants sha256:HEX");
         o->cfg.http.pin_sha256 = arg;
         break;
+    case OPT_TLS_PIN_ONLY: o->cfg.http.pin_skip_host_check = true; break;
     case OPT_PROXY: o->cfg.http.proxy = arg; break;
     case OPT_INSECURE: o->cfg.http.insecure = true; break;
     case OPT_MARKDOWN: o->markdown = true; break;
@@ -243,8 +247,9 @@ static int need(const char *value, const char *name, util_error *err)
 void scepctl_report(const util_error *err)
 {
     fprintf(stderr, "error[%s]: %s", util_err_code(err->code), util_err_message(err->code));
+    char detail[sizeof err->detail * 4];
     if (err->detail[0])
-        fprintf(stderr, " (%s)", err->detail);
+        fprintf(stderr, " (%s)", util_escape(err->detail, strlen(err->detail), detail, sizeof detail));
     fprintf(stderr, "\nremedy: %s\n", util_err_remedy(err->code));
 }
 
@@ -745,19 +750,27 @@ static void usage(FILE *out)
     fprintf(out, "usage:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  scepctl %s\n", commands[i].usage);
-    fprintf(
-        out,
-        "\ntransport options (all network commands): [--tls-ca FILE] [--tls-pin sha256:HEX] [--insecure]\n"
-        "  [--proxy URL] [--connect-timeout S] [--timeout S] [--max-response BYTES] [-v]\n"
-        "\nexit codes: 0 done, 1 rejected by the server, 2 usage or local input error,\n"
-        "  3 still pending (state saved for 'scepctl poll'), 4 communication error,\n"
-        "  5 bad response data\n");
+    fprintf(out, "\ntransport options (all network commands): [--tls-ca FILE] [--tls-pin sha256:HEX]\n"
+                 "  [--tls-pin-no-host-check] [--insecure] [--proxy URL]\n"
+                 "  [--connect-timeout S] [--timeout S] [--max-response BYTES] [-v]\n"
+                 "\nexit codes: 0 done, 1 rejected by the server, 2 usage or local input error,\n"
+                 "  3 still pending (state saved for 'scepctl poll'), 4 communication error,\n"
+                 "  5 bad response data\n");
 }
 
 int main(int argc, char **argv)
 {
     util_log_setup("scepctl", UTIL_LOG_INFO, false);
     signal(SIGPIPE, SIG_IGN); /* curl runs with CURLOPT_NOSIGNAL */
+    /* Subjects, failInfoText, Server headers, bodies quoted in errors: what
+     * a server sends never reaches the terminal with its control characters. */
+    FILE *out = util_escape_stream(stdout), *errout = util_escape_stream(stderr);
+    if (out && errout) {
+        setvbuf(out, NULL, _IOLBF, 0);
+        setvbuf(errout, NULL, _IONBF, 0);
+        stdout = out;
+        stderr = errout;
+    }
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

@@ -9,7 +9,12 @@
 #include <ini.h>
 #include <openssl/crypto.h>
 #include <openssl/ssl.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,10 +25,13 @@
 #include "agent/agent.h"
 #include "api/api.h"
 #include "crypto/crypto.h"
+#include "edge/edge.h"
 #include "http/http.h"
 #include "util/file.h"
 #include "util/log.h"
 #include "web/web.h"
+
+#define MAX_HOST_NAMES 64
 
 typedef struct options {
     const char *config;
@@ -36,6 +44,11 @@ typedef struct options {
     bool use_syslog;
     util_log_level level;
     agent_config agent;
+    edge_config edge;
+    char server_names[512]; /* configured names of the device, comma-separated */
+    char host_name_buf[MAX_HOST_NAMES][256];
+    const char *host_names[MAX_HOST_NAMES];
+    size_t host_name_count;
     int line_error;
     char config_error[256];
 } options;
@@ -46,6 +59,21 @@ typedef struct tls_holder {
     SSL_CTX *ctx;
     char fingerprint[100];
 } tls_holder;
+
+static int config_unsigned(options *o, const char *name, const char *value, unsigned min, unsigned max,
+                           unsigned *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long v = strtoul(value, &end, 10);
+    if (errno || !end || end == value || *end || v < min || v > max) {
+        snprintf(o->config_error, sizeof o->config_error, "%s must be a number from %u to %u", name, min,
+                 max);
+        return 0;
+    }
+    *out = (unsigned)v;
+    return 1;
+}
 
 static int on_ini(void *user, const char *section, const char *name, const char *value)
 {
@@ -63,6 +91,16 @@ static int on_ini(void *user, const char *section, const char *name, const char 
             snprintf(o->initial_url, sizeof o->initial_url, "%s", value);
         else if (!strcmp(name, "admin_password_file"))
             snprintf(o->admin_password_file, sizeof o->admin_password_file, "%s", value);
+        else if (!strcmp(name, "server_name"))
+            snprintf(o->server_names, sizeof o->server_names, "%s", value);
+        else if (!strcmp(name, "max_connections"))
+            return config_unsigned(o, name, value, 1, 100000, &o->edge.max_connections);
+        else if (!strcmp(name, "max_connections_per_address"))
+            return config_unsigned(o, name, value, 1, 100000, &o->edge.max_per_address);
+        else if (!strcmp(name, "request_timeout"))
+            return config_unsigned(o, name, value, 1, 3600, &o->edge.request_timeout_s);
+        else if (!strcmp(name, "handshake_timeout"))
+            return config_unsigned(o, name, value, 1, 3600, &o->edge.handshake_timeout_s);
         else if (!strcmp(name, "log"))
             o->use_syslog = !strcmp(value, "syslog");
         else if (!strcmp(name, "log_level"))
@@ -191,15 +229,16 @@ static int split_address(const char *text, char *host, size_t host_len, int *por
 /* Binds addr (port 0: one the kernel picks) and writes the address actually
  * bound to bound, so that tests and scripts can take a free port without a
  * race between choosing it and binding it. */
-static int bind_http(struct evhttp *http, const char *addr, char *bound, size_t bound_len, util_error *err)
+static int bind_http(edge *e, struct evhttp *http, const char *addr, char *bound, size_t bound_len,
+                     util_error *err)
 {
     char host[128];
     int port;
     if (split_address(addr, host, sizeof host, &port) != 0)
         return util_error_set(err, UTIL_ERR_CONFIG, "listen address \"%s\" is not HOST:PORT", addr);
-    struct evhttp_bound_socket *sock = evhttp_bind_socket_with_handle(http, host, (ev_uint16_t)port);
-    if (!sock)
-        return util_error_set(err, UTIL_ERR_CONFIG, "cannot listen on %s: %s", addr, strerror(errno));
+    struct evhttp_bound_socket *sock = NULL;
+    if (edge_bind(e, http, host, (unsigned)port, &sock, err) != 0)
+        return -1;
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     char name[INET6_ADDRSTRLEN];
@@ -218,13 +257,10 @@ static int bind_http(struct evhttp *http, const char *addr, char *bound, size_t 
     return 0;
 }
 
-static struct bufferevent *tls_bevcb(struct event_base *base, void *arg)
+static SSL *tls_new(void *arg)
 {
     tls_holder *h = arg;
-    SSL *ssl = h->ctx ? SSL_new(h->ctx) : NULL;
-    if (!ssl)
-        return NULL;
-    return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    return h->ctx ? SSL_new(h->ctx) : NULL;
 }
 
 static void on_tls_change(void *arg, const char *key_pem, const char *cert_pem, const char *chain_pem)
@@ -244,6 +280,81 @@ static void on_tls_change(void *arg, const char *key_pem, const char *cert_pem, 
         log_info("HTTPS listener presents the certificate with SHA-256 %s", h->fingerprint);
         X509_free(cert);
     }
+}
+
+static void add_host_name(options *o, const char *name, size_t len)
+{
+    while (len && (name[len - 1] == '.' || name[len - 1] == ' '))
+        len--;
+    if (len == 0 || len >= sizeof o->host_name_buf[0] || o->host_name_count >= MAX_HOST_NAMES)
+        return;
+    for (size_t i = 0; i < o->host_name_count; i++)
+        if (strlen(o->host_names[i]) == len && !strncasecmp(o->host_names[i], name, len))
+            return;
+    char *slot = o->host_name_buf[o->host_name_count];
+    memcpy(slot, name, len);
+    slot[len] = '\0';
+    o->host_names[o->host_name_count++] = slot;
+}
+
+/* The names a request may give in Host: the listen addresses, every address
+ * of the machine's interfaces (for listeners on 0.0.0.0 or ::), the host
+ * name, localhost, and the configured server_name list. */
+static void collect_host_names(options *o)
+{
+    char host[128];
+    int port;
+    const char *listens[] = {o->listen, o->listen_tls};
+    for (size_t i = 0; i < 2; i++)
+        if (listens[i][0] && split_address(listens[i], host, sizeof host, &port) == 0)
+            add_host_name(o, host, strlen(host));
+    struct ifaddrs *ifs = NULL;
+    if (getifaddrs(&ifs) == 0) {
+        for (struct ifaddrs *i = ifs; i; i = i->ifa_next) {
+            char text[INET6_ADDRSTRLEN];
+            if (!i->ifa_addr)
+                continue;
+            if (i->ifa_addr->sa_family == AF_INET &&
+                inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, text, sizeof text))
+                add_host_name(o, text, strlen(text));
+            else if (i->ifa_addr->sa_family == AF_INET6 &&
+                     inet_ntop(AF_INET6, &((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr, text,
+                               sizeof text) &&
+                     !strchr(text, '%'))
+                add_host_name(o, text, strlen(text));
+        }
+        freeifaddrs(ifs);
+    }
+    char hostname[256] = "";
+    if (gethostname(hostname, sizeof hostname - 1) == 0)
+        add_host_name(o, hostname, strlen(hostname));
+    add_host_name(o, "localhost", 9);
+    for (const char *p = o->server_names; *p;) {
+        p += strspn(p, ", ");
+        size_t n = strcspn(p, ", ");
+        add_host_name(o, p, n);
+        p += n;
+    }
+}
+
+/* A generated admin password goes to a file only root (or scepd's user) can
+ * read; the log says where, never what. */
+static int save_generated_password(const options *o, const char *password, util_error *err)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/admin-password", o->state_dir);
+    char *line = NULL;
+    int n = asprintf(&line, "%s\n", password);
+    if (n < 0)
+        return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+    int rc = util_file_write_atomic(path, line, (size_t)n, 0600, err);
+    OPENSSL_cleanse(line, (size_t)n);
+    free(line);
+    if (rc == 0)
+        log_warn("the admin user was created with a generated password; it is in %s (mode 0600): log in, "
+                 "change it, then delete the file",
+                 path);
+    return rc;
 }
 
 typedef struct signals {
@@ -277,6 +388,13 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 static char *read_admin_password(const options *o, util_error *err)
 {
     const char *env = getenv("SCEPD_ADMIN_PASSWORD");
+    char *copy = env && !o->admin_password_file[0] ? strdup(env) : NULL;
+    /* gone from the environment (and from /proc/PID/environ), so that no
+     * child process of ours can show it */
+    if (env) {
+        OPENSSL_cleanse((char *)env, strlen(env));
+        unsetenv("SCEPD_ADMIN_PASSWORD");
+    }
     if (o->admin_password_file[0]) {
         uint8_t *data = NULL;
         size_t len = 0;
@@ -286,13 +404,14 @@ static char *read_admin_password(const options *o, util_error *err)
             data[--len] = '\0';
         return (char *)data;
     }
-    return env ? strdup(env) : NULL;
+    return copy;
 }
 
 static int run(options *o, util_error *err)
 {
     struct event_base *base = event_base_new();
     struct evhttp *http = NULL, *https = NULL;
+    edge *e = NULL;
     agent *a = NULL;
     api *server = NULL;
     tls_holder tls = {0};
@@ -315,22 +434,23 @@ static int run(options *o, util_error *err)
     if (agent_new(base, &o->agent, password, &generated, &a, err) != 0)
         goto out;
     sig.a = a;
-    server = api_new(a, NULL);
+    collect_host_names(o);
+    api_config api_cfg = {.host_names = o->host_names, .host_name_count = o->host_name_count};
+    server = api_new(a, &api_cfg);
+    e = edge_new(base, &o->edge);
     http = evhttp_new(base);
     https = o->listen_tls[0] ? evhttp_new(base) : NULL;
-    if (!server || !http || (o->listen_tls[0] && !https)) {
+    if (!server || !e || !http || (o->listen_tls[0] && !https)) {
         util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
         goto out;
     }
     api_set_static(server, web_lookup);
-    if (api_attach(server, http, false) != 0 || bind_http(http, o->listen, bound, sizeof bound, err) != 0)
+    if (api_attach(server, http, false, e) != 0 || edge_add_http(e, http, NULL, NULL) != 0 ||
+        bind_http(e, http, o->listen, bound, sizeof bound, err) != 0)
         goto out;
-    if (https) {
-        evhttp_set_bevcb(https, tls_bevcb, &tls);
-        if (api_attach(server, https, true) != 0 ||
-            bind_http(https, o->listen_tls, bound_tls, sizeof bound_tls, err) != 0)
-            goto out;
-    }
+    if (https && (api_attach(server, https, true, e) != 0 || edge_add_http(e, https, tls_new, &tls) != 0 ||
+                  bind_http(e, https, o->listen_tls, bound_tls, sizeof bound_tls, err) != 0))
+        goto out;
     sigs[0] = evsignal_new(base, SIGINT, on_stop, &sig);
     sigs[1] = evsignal_new(base, SIGTERM, on_stop, &sig);
     sigs[2] = evsignal_new(base, SIGHUP, on_hup, &sig);
@@ -341,8 +461,8 @@ static int run(options *o, util_error *err)
         }
     printf("scepd %s: Remote UI at http://%s/ui/%s%s%s\n", SCEPD_VERSION, bound, https ? " and https://" : "",
            https ? bound_tls : "", https ? "/ui/" : "");
-    if (generated)
-        printf("admin password (shown once): %s\n", generated);
+    if (generated && save_generated_password(o, generated, err) != 0)
+        goto out;
     fflush(stdout);
     event_base_dispatch(base);
     rc = 0;
@@ -362,12 +482,24 @@ out:
         evhttp_free(https);
     if (http)
         evhttp_free(http);
+    edge_free(e);
     api_free(server);
     agent_free(a);
     SSL_CTX_free(tls.ctx);
     if (base)
         event_base_free(base);
     return rc;
+}
+
+/* No core dumps (they would hold keys, passwords and session tokens), and
+ * every descriptor the hard limit allows: connections are capped below it. */
+static void harden_process(void)
+{
+    struct rlimit none = {0, 0};
+    if (setrlimit(RLIMIT_CORE, &none) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        log_warn("core dumps could not be switched off: %s", strerror(errno));
+    unsigned long nofile = edge_raise_nofile();
+    log_debug("open-file limit %lu", nofile);
 }
 
 int main(int argc, char **argv)
@@ -390,6 +522,7 @@ int main(int argc, char **argv)
         return 0;
     }
     util_log_setup("scepd", o.level, o.use_syslog);
+    harden_process();
     if (http_global_init() != 0) {
         fprintf(stderr, "error: libcurl could not be initialised\n");
         return 2;

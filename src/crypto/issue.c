@@ -177,8 +177,46 @@ void crypto_issue_csr_subject(X509_REQ *req, char *out, size_t len)
     crypto_name_oneline(X509_REQ_get_subject_name(req), out, len);
 }
 
+int crypto_issue_csr_san_count(X509_REQ *req)
+{
+    STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
+    int count = 0;
+    for (int i = 0; exts && i < sk_X509_EXTENSION_num(exts) && count >= 0; i++) {
+        X509_EXTENSION *e = sk_X509_EXTENSION_value(exts, i);
+        if (OBJ_obj2nid(X509_EXTENSION_get_object(e)) != NID_subject_alt_name)
+            continue;
+        GENERAL_NAMES *names = X509V3_EXT_d2i(e);
+        count = names ? count + sk_GENERAL_NAME_num(names) : -1;
+        GENERAL_NAMES_free(names);
+    }
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    return count;
+}
+
+/* keyUsage of the request without keyCertSign and cRLSign (bits 5 and 6,
+ * RFC 5280 4.2.1.3): only a CA may hold them. Nothing is added when no
+ * other bit is left. */
+static int copy_key_usage(X509_EXTENSION *e, X509 *x, util_error *err)
+{
+    ASN1_BIT_STRING *ku = X509V3_EXT_d2i(e);
+    int rc = 0;
+    if (!ku)
+        return util_error_ossl(err, UTIL_ERR_INVALID_FIELD, "the request's keyUsage does not decode");
+    if (ASN1_BIT_STRING_set_bit(ku, 5, 0) != 1 || ASN1_BIT_STRING_set_bit(ku, 6, 0) != 1)
+        rc = util_error_ossl(err, UTIL_ERR_INTERNAL, "keyUsage");
+    bool any = false;
+    for (int bit = 0; bit < 9; bit++)
+        any = any || ASN1_BIT_STRING_get_bit(ku, bit);
+    if (rc == 0 && any &&
+        X509_add1_ext_i2d(x, NID_key_usage, ku, X509_EXTENSION_get_critical(e), X509V3_ADD_DEFAULT) != 1)
+        rc = util_error_ossl(err, UTIL_ERR_INTERNAL, "copying keyUsage");
+    ASN1_BIT_STRING_free(ku);
+    return rc;
+}
+
 /* Copies SAN, keyUsage and extKeyUsage from the request, nothing else: a
- * client does not get to ask for basicConstraints cA:TRUE. */
+ * client does not get to ask for basicConstraints cA:TRUE, nor for the key
+ * usages of a CA (copy_key_usage). */
 static int copy_request_extensions(X509_REQ *req, X509 *x, util_error *err)
 {
     STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
@@ -188,6 +226,11 @@ static int copy_request_extensions(X509_REQ *req, X509 *x, util_error *err)
         int nid = OBJ_obj2nid(X509_EXTENSION_get_object(e));
         if (nid != NID_subject_alt_name && nid != NID_key_usage && nid != NID_ext_key_usage)
             continue;
+        if (nid == NID_key_usage) {
+            if ((rc = copy_key_usage(e, x, err)) != 0)
+                break;
+            continue;
+        }
         if (X509_add_ext(x, e, -1) != 1) {
             rc = util_error_ossl(err, UTIL_ERR_INTERNAL, "copying %s", OBJ_nid2sn(nid));
             break;

@@ -43,6 +43,9 @@ typedef struct crypto_issue_params {
 
 /* Verifies the request's self-signature. */
 int crypto_issue_csr_verify(X509_REQ *req, util_error *err) MUST_CHECK;
+/* The number of subjectAltName entries (0 without the extension), -1 when
+ * the extension does not decode. */
+int crypto_issue_csr_san_count(X509_REQ *req);
 /* The challengePassword attribute (1.2.840.113549.1.9.7) as text. Returns 1
  * with *out NULL when absent; the string is wiped by crypto_secret_free. */
 int crypto_issue_csr_challenge(X509_REQ *req, char **out, size_t *out_len, util_error *err) MUST_CHECK;

@@ -8,6 +8,29 @@
 #include "crypto/crypto.h"
 #include "util/ossl.h"
 
+/* The TLS policy of every listener, in this one place (docs/internals/crypto.md):
+ * TLS 1.2 and 1.3 only; in TLS 1.2 only ECDHE key exchange with AEAD
+ * ciphers (no static RSA key exchange, no CBC, no finite-field DHE), for
+ * ECDSA and RSA certificates alike; TLS 1.3 keeps OpenSSL's three AEAD
+ * suites; no renegotiation, no compression, no session tickets kept
+ * across restarts of the context. */
+#define TLS12_CIPHERS                                                                                        \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                                             \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                                             \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+#define TLS13_SUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+
+static int tls_apply_policy(SSL_CTX *ctx, util_error *err)
+{
+    if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+        SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1 ||
+        SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1 || SSL_CTX_set_ciphersuites(ctx, TLS13_SUITES) != 1)
+        return util_error_ossl(err, UTIL_ERR_INTERNAL, "setting the TLS policy");
+    SSL_CTX_set_options(ctx,
+                        SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
+    return 0;
+}
+
 int crypto_tls_server_ctx(const char *key_pem, const char *cert_pem, const char *chain_pem, SSL_CTX **out,
                           util_error *err)
 {
@@ -26,8 +49,8 @@ int crypto_tls_server_ctx(const char *key_pem, const char *cert_pem, const char 
     if (chain_pem && chain_pem[0] &&
         crypto_certs_load((const uint8_t *)chain_pem, strlen(chain_pem), &chain, err) != 0)
         goto out;
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    if (tls_apply_policy(ctx, err) != 0)
+        goto out;
     if (SSL_CTX_use_certificate(ctx, cert) != 1 || SSL_CTX_use_PrivateKey(ctx, key) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1) {
         util_error_ossl(err, UTIL_ERR_KEY_MISMATCH, "TLS key and certificate");

@@ -4,6 +4,7 @@
  */
 #include "http/http.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
@@ -122,7 +123,31 @@ static X509 *find_pinned(X509_STORE_CTX *sctx, const uint8_t pin[HTTP_PIN_LEN])
 /* Verifies the presented chain with the pinned certificate as the only trust
  * anchor (signatures, validity, CA constraints, TLS server purpose), so that
  * a chain that merely includes a public CA certificate is not accepted. */
-static int verify_to_pinned(X509_STORE_CTX *sctx, X509 *pinned)
+/* The server's certificate must also name the host of the URL (an IP
+ * address as an iPAddress SAN), unless the pin alone was asked for. */
+static bool expect_host(X509_STORE_CTX *vctx, const http_xfer *x)
+{
+    if (!x->pin_check_host || !x->host)
+        return true;
+    char host[256];
+    size_t n = strlen(x->host);
+    const char *h = x->host;
+    if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+        h++;
+        n -= 2;
+    }
+    if (n == 0 || n >= sizeof host)
+        return false;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    X509_VERIFY_PARAM *param = X509_STORE_CTX_get0_param(vctx);
+    unsigned char ip[16];
+    bool is_ip = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
+    return is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, host) == 1
+                 : X509_VERIFY_PARAM_set1_host(param, host, 0) == 1;
+}
+
+static int verify_to_pinned(X509_STORE_CTX *sctx, X509 *pinned, const http_xfer *x)
 {
     int verr = X509_V_ERR_UNSPECIFIED;
     X509_STORE *store = X509_STORE_new();
@@ -133,7 +158,7 @@ static int verify_to_pinned(X509_STORE_CTX *sctx, X509 *pinned)
                              X509_STORE_CTX_get0_untrusted(sctx)))
         goto out;
     X509_STORE_CTX_set_flags(vctx, X509_V_FLAG_PARTIAL_CHAIN);
-    if (!X509_STORE_CTX_set_default(vctx, "ssl_server"))
+    if (!X509_STORE_CTX_set_default(vctx, "ssl_server") || !expect_host(vctx, x))
         goto out;
     if (X509_verify_cert(vctx) == 1)
         verr = X509_V_OK;
@@ -155,7 +180,7 @@ static int on_verify(X509_STORE_CTX *sctx, void *arg)
         X509_STORE_CTX_set_error(sctx, X509_V_ERR_CERT_REJECTED);
         return 0;
     }
-    int verr = verify_to_pinned(sctx, pinned);
+    int verr = verify_to_pinned(sctx, pinned, x);
     if (verr != X509_V_OK) {
         x->pin_state = HTTP_PIN_CHAIN_BAD;
         x->pin_verify_error = verr;
@@ -243,7 +268,9 @@ static int set_tls(http_xfer *x, const http_options *o, util_error *err)
                               "certificate pinning needs curl's OpenSSL backend, not %s",
                               v->ssl_version ? v->ssl_version : "none");
     x->has_pin = true;
-    /* The pin replaces chain validation against a CA store and the host check. */
+    x->pin_check_host = !o->pin_skip_host_check;
+    /* The pin replaces chain validation against a CA store; the host check
+     * stays (verify_to_pinned) unless pin_skip_host_check. */
     if (!(SET(x, CURLOPT_SSL_VERIFYPEER, 0L) && SET(x, CURLOPT_SSL_VERIFYHOST, 0L) &&
           SET(x, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx) && SET(x, CURLOPT_SSL_CTX_DATA, x)))
         return util_error_set(err, UTIL_ERR_NET_TLS, "curl cannot install the TLS pin check");

@@ -14,17 +14,19 @@
 #include "util/error.h"
 
 typedef struct http_options {
-    long connect_timeout_ms; /* 0: 10 s */
-    long total_timeout_ms;   /* 0: 60 s */
-    size_t max_response;     /* 0: 1 MiB */
-    const char *ca_file;     /* HTTPS: PEM bundle to trust; NULL: system store */
-    const char *pin_sha256;  /* HTTPS: "sha256:HEX" of a CA (or leaf) certificate in the
-                                server's chain; when set, the chain must contain it */
-    const char *proxy;       /* "http://host:port"; NULL: curl's default (the
-                              *_proxy environment variables); "": no proxy */
-    bool insecure;           /* HTTPS without any verification (lab use only) */
-    bool verbose;            /* curl's trace to stderr */
-    const char *user_agent;  /* NULL: "scepd/VERSION" */
+    long connect_timeout_ms;  /* 0: 10 s */
+    long total_timeout_ms;    /* 0: 60 s */
+    size_t max_response;      /* 0: 1 MiB */
+    const char *ca_file;      /* HTTPS: PEM bundle to trust; NULL: system store */
+    const char *pin_sha256;   /* HTTPS: "sha256:HEX" of a CA (or leaf) certificate in the
+                                 server's chain; when set, the chain must contain it,
+                                 and the server's certificate must name the URL's host */
+    bool pin_skip_host_check; /* with pin_sha256: the pin alone (an explicit choice) */
+    const char *proxy;        /* "http://host:port"; NULL: curl's default (the
+                               *_proxy environment variables); "": no proxy */
+    bool insecure;            /* HTTPS without any verification (lab use only) */
+    bool verbose;             /* curl's trace to stderr */
+    const char *user_agent;   /* NULL: "scepd/VERSION" */
 } http_options;
 
 typedef struct http_response {

@@ -36,6 +36,7 @@ typedef struct http_xfer {
     bool explicit_proxy;
     char proxy_name[256]; /* the configured proxy without user and password */
     bool has_pin;
+    bool pin_check_host; /* the pinned chain must also name the URL's host */
     uint8_t pin[HTTP_PIN_LEN];
     http_pin_state pin_state;
     int pin_verify_error; /* X509_V_ERR_* when HTTP_PIN_CHAIN_BAD */

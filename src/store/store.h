@@ -198,6 +198,8 @@ int store_session_get(store *st, const char *token_hash, store_session *out, uti
 int store_session_touch(store *st, const char *token_hash, int64_t now, util_error *err) MUST_CHECK;
 int store_session_delete(store *st, const char *token_hash, util_error *err) MUST_CHECK;
 int store_session_expire(store *st, int64_t idle_before, util_error *err) MUST_CHECK;
+/* Deletes every session of a user (password or role changed). */
+int store_session_delete_user(store *st, const char *user, util_error *err) MUST_CHECK;
 
 /* Adds an audit line in its own transaction (for events without a change). */
 int store_audit_add(store *st, const char *user, const char *action, const char *detail,

@@ -201,6 +201,16 @@ int store_session_delete(store *st, const char *token_hash, util_error *err)
     return store_tx_end(st, rc, err);
 }
 
+int store_session_delete_user(store *st, const char *user, util_error *err)
+{
+    int rc = -1;
+    if (store_tx_begin(st, true, err) != 0)
+        return -1;
+    if (store_run(st, err, "delete sessions", "DELETE FROM sessions WHERE user = ?1", "t", user) >= 0)
+        rc = 0;
+    return store_tx_end(st, rc, err);
+}
+
 /* Deletes the sessions last seen before idle_before. */
 int store_session_expire(store *st, int64_t idle_before, util_error *err)
 {

@@ -1,5 +1,7 @@
 #include "util/log.h"
 
+#include "util/escape.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <syslog.h>
@@ -28,11 +30,15 @@ void util_log(util_log_level level, const char *fmt, ...)
         return;
     static const char *names[] = {"error", "warning", "info", "debug"};
     static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
-    char msg[2048];
+    char raw[2048], msg[4096];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int n = vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    /* messages carry peer-supplied text (headers, bodies, names): no
+     * control character reaches a terminal or a log viewer raw */
+    size_t len = n < 0 ? 0 : (size_t)n >= sizeof raw ? sizeof raw - 1 : (size_t)n;
+    util_escape(raw, len, msg, sizeof msg);
     if (log_config.syslog) {
         syslog(prio[level], "%s", msg);
         return;

@@ -363,11 +363,13 @@ step('binding the enrolled key to tls switches the HTTPS listener to it', async 
   assert.equal(await presentedFingerprint(), shown, 'the HTTPS listener presents the enrolled certificate');
   await shot('13-key-bound-to-tls');
 
-  // the UI over HTTPS: the cookie is Secure there
+  // the UI over HTTPS: the cookie is Secure there, with the __Host- prefix
   const https = await newContext({ ignoreHTTPSErrors: true });
   const p = watch(await https.newPage());
   await loginAs(p, 'admin', ADMIN_PW, `https://${TLS_ADDR}`);
-  const cookie = (await https.cookies()).find((c) => c.name === 'scepd_session');
+  const cookie = (await https.cookies()).find((c) => c.name === '__Host-scepd_session');
+  assert.ok(cookie, 'the session cookie over HTTPS is __Host-scepd_session');
+  assert.equal(cookie.path, '/');
   assert.equal(cookie.secure, true);
   assert.equal(cookie.httpOnly, true);
   assert.equal(cookie.sameSite, 'Strict');

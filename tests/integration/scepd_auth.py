@@ -84,7 +84,7 @@ class Api:
     def __init__(self, port):
         self.port = port
 
-    def call(self, method, path, body=None, user=None, password=None, headers=None, raw=None):
+    def call(self, method, path, body=None, user=None, password=None, headers=None, raw=None, source=None):
         h = dict(headers or {})
         data = raw
         if body is not None:
@@ -92,7 +92,8 @@ class Api:
             h.setdefault('Content-Type', 'application/json')
         if user is not None:
             h['Authorization'] = 'Basic ' + base64.b64encode(f'{user}:{password}'.encode()).decode()
-        conn = http.client.HTTPConnection('127.0.0.1', self.port, timeout=30)
+        conn = http.client.HTTPConnection('127.0.0.1', self.port, timeout=30,
+                                          source_address=(source, 0) if source else None)
         try:
             conn.request(method, path, body=data, headers=h)
             r = conn.getresponse()
@@ -233,8 +234,9 @@ def run(api):
         ok(r.status == 401 and r.code() == 'unauthorized' and e.get('message') and e.get('remedy')
            and (r.header('WWW-Authenticate') or '').startswith('Basic'),
            f'{method} {pattern}: no credentials -> 401 unauthorized', r.brief())
-        # an unknown user: a wrong password for a real one would count towards its lock
-        r = api.call(method, path, body, 'nobody', 'wrong-password-x')
+        # an unknown user (one per route: failures are throttled per user and address)
+        r = api.call(method, path, body, 'nobody' + re.sub(r'[^a-z]', '', method.lower() + path.lower())[:40],
+                     'wrong-password-x')
         ok(r.status == 401 and r.code() == 'unauthorized', f'{method} {pattern}: unknown user -> 401', r.brief())
     r = api.call('GET', '/api/v1/keys', headers={'X-Requested-With': 'scepd-ui'})
     ok(r.status == 401 and r.header('WWW-Authenticate') is None, 'the UI gets no WWW-Authenticate (no browser dialog)',
@@ -348,17 +350,29 @@ def run(api):
     # ---- login throttling (on a user of its own, so admin stays usable) ----
     r = api.admin('PUT', '/api/v1/users/target', {'password': 'Target-pass-1', 'role': 'viewer'})
     ok(r.status == 200, 'a second viewer for the throttling test', r.brief())
-    statuses = [api.call('GET', '/api/v1/status', user='target', password=f'wrong-{i}').status for i in range(5)]
-    # the fifth failure locks; its own answer may already say so
-    ok(statuses[:4] == [401] * 4 and statuses[4] in (401, 429), f'5 wrong passwords refused ({statuses})')
+    statuses = [api.call('GET', '/api/v1/status', user='target', password=f'wrong-{i}').status for i in range(4)]
+    ok(statuses == [401] * 4, f'4 wrong passwords refused ({statuses})')
+    # from the fourth failure on, each one doubles the wait (1, 2, 4 s ...)
+    waits = []
+    for i in range(3):
+        r = api.call('GET', '/api/v1/status', user='target', password='wrong-again')
+        if r.status == 429:
+            wait = int(r.header('Retry-After') or '0')
+            waits.append(wait)
+            time.sleep(min(wait, 10) + 0.2)
+            r = api.call('GET', '/api/v1/status', user='target', password='wrong-again')
+        if r.status != 401:
+            break
+    ok(waits and waits == sorted(waits) and waits[-1] > waits[0], f'the waits grow ({waits})')
     r = api.call('GET', '/api/v1/status', user='target', password='Target-pass-1')
     ok(r.status == 429 and r.code() == 'throttled' and r.header('Retry-After'),
-       'while locked even the right password -> 429 throttled with Retry-After', r.brief())
+       'while throttled even the right password -> 429 throttled with Retry-After', r.brief())
     r = api.call('POST', '/api/v1/session', {'user': 'target', 'password': 'Target-pass-1'})
     ok(r.status == 429 and r.code() == 'throttled', 'the login endpoint is throttled too', r.brief())
+    r = api.call('GET', '/api/v1/status', user='target', password='Target-pass-1', source='127.0.0.2')
+    ok(r.status == 200, 'the same user from another address is not locked out', r.brief())
     r = api.viewer('GET', '/api/v1/status')
     ok(r.status == 200, 'other users are not locked', r.brief())
-
 
 if __name__ == '__main__':
     sys.exit(main())

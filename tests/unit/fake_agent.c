@@ -212,8 +212,10 @@ json_t *agent_audit(agent *a, int limit, util_error *err)
     return canned("[{\"id\":1,\"at\":1,\"user\":\"admin\",\"action\":\"login\",\"detail\":\"\"}]");
 }
 
-int agent_login(agent *a, const char *user, const char *password, agent_role *role, util_error *err)
+int agent_login(agent *a, const char *user, const char *password, const char *client, agent_role *role,
+                util_error *err)
 {
+    (void)client;
     a->logins++;
     if (a->throttled)
         return util_error_set(err, UTIL_ERR_THROTTLED, "user %s: locked", user);

@@ -37,6 +37,7 @@
 #include "agent/agent_internal.h"
 #include "http/http.h"
 #include "util/log.h"
+#include "util/ossl.h"
 
 #define DAY 86400
 #define PW "s3cret-challenge"
@@ -1292,41 +1293,60 @@ static void test_missed_run_after_restart(void **state)
 /* ---- manual request refusals ---- */
 
 /* Verified credentials are remembered for a minute (no scrypt per API call),
- * never across a password change; five failures lock the user for 60 s. */
-static void test_login_cache_and_lock(void **state)
+ * never across a password change. Failures are throttled per (user, client
+ * address) with growing waits: another address is never locked out. */
+static void test_login_cache_and_throttle(void **state)
 {
     fx *f = *state;
     agent_open(f);
     agent_role role = AGENT_ROLE_NONE;
     util_error err = {0};
-    assert_int_equal(agent_login(f->a, "admin", "admin-password-1", &role, &err), 0);
+    const char *here = "192.0.2.1", *there = "192.0.2.2";
+    assert_int_equal(agent_login(f->a, "admin", "admin-password-1", here, &role, &err), 0);
     assert_int_equal(role, AGENT_ROLE_ADMIN);
-    assert_int_equal(agent_login(f->a, "admin", "admin-password-1", &role, &err), 0);
-    assert_int_equal(agent_login(f->a, "admin", "admin-password-X", &role, &err), -1);
+    assert_int_equal(agent_login(f->a, "admin", "admin-password-1", here, &role, &err), 0);
+    assert_int_equal(agent_login(f->a, "admin", "admin-password-X", here, &role, &err), -1);
     assert_int_equal(err.code, UTIL_ERR_UNAUTHORIZED);
     assert_int_equal(agent_user_put(f->a, "admin", "admin-password-2", AGENT_ROLE_ADMIN, "test", &err), 0);
-    assert_int_equal(agent_login(f->a, "admin", "admin-password-1", &role, &err), -1);
+    assert_int_equal(agent_login(f->a, "admin", "admin-password-1", here, &role, &err), -1);
     assert_int_equal(err.code, UTIL_ERR_UNAUTHORIZED);
-    assert_int_equal(agent_login(f->a, "nobody", "whatever-password", &role, &err), -1);
-    assert_int_equal(err.code, UTIL_ERR_UNAUTHORIZED);
+    /* an unknown user gets the same answer as a wrong password */
+    util_error unknown = {0};
+    assert_int_equal(agent_login(f->a, "nobody", "whatever-password", here, &role, &unknown), -1);
+    assert_int_equal(unknown.code, UTIL_ERR_UNAUTHORIZED);
+    assert_string_equal(unknown.detail, err.detail);
     assert_int_equal(agent_user_put(f->a, "viewer", "viewer-password", AGENT_ROLE_VIEWER, "test", &err), 0);
-    for (int i = 0; i < 4; i++) {
-        assert_int_equal(agent_login(f->a, "viewer", "wrong-password", &role, &err), -1);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(agent_login(f->a, "viewer", "wrong-password", there, &role, &err), -1);
         assert_int_equal(err.code, UTIL_ERR_UNAUTHORIZED);
     }
-    assert_int_equal(agent_login(f->a, "viewer", "wrong-password", &role, &err), -1);
+    /* the fourth failure makes the next try from there wait 1 s */
+    assert_int_equal(agent_login(f->a, "viewer", "wrong-password", there, &role, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_UNAUTHORIZED);
+    assert_int_equal(agent_login(f->a, "viewer", "viewer-password", there, &role, &err), -1);
     assert_int_equal(err.code, UTIL_ERR_THROTTLED);
-    assert_int_equal(agent_login(f->a, "viewer", "viewer-password", &role, &err), -1);
-    assert_int_equal(err.code, UTIL_ERR_THROTTLED);
-    advance(f, 61);
-    assert_int_equal(agent_login(f->a, "viewer", "viewer-password", &role, &err), 0);
+    /* the same user from another address is not locked out */
+    assert_int_equal(agent_login(f->a, "viewer", "viewer-password", here, &role, &err), 0);
     assert_int_equal(role, AGENT_ROLE_VIEWER);
+    advance(f, 1);
+    assert_int_equal(agent_login(f->a, "viewer", "wrong-password", there, &role, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_UNAUTHORIZED);
+    /* now 2 s */
+    advance(f, 1);
+    assert_int_equal(agent_login(f->a, "viewer", "viewer-password", there, &role, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_THROTTLED);
+    advance(f, 1);
+    /* a success forgets the failures */
+    assert_int_equal(agent_login(f->a, "viewer", "viewer-password", there, &role, &err), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(agent_login(f->a, "viewer", "wrong-password", there, &role, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_UNAUTHORIZED);
     /* the remembered admin login expires with the clock too. The stored
      * hash is swapped behind the agent's back (the viewer's hash, so only
      * "viewer-password" matches it): while remembered, the old password
      * still logs in without a look at the store; once the minute is over,
      * the store is asked again and the old password is refused. */
-    assert_int_equal(agent_login(f->a, "admin", "admin-password-2", &role, &err), 0);
+    assert_int_equal(agent_login(f->a, "admin", "admin-password-2", here, &role, &err), 0);
     store_user admin, viewer;
     assert_int_equal(store_user_get(f->a->st, "admin", &admin, &err), 0);
     assert_int_equal(store_user_get(f->a->st, "viewer", &viewer, &err), 0);
@@ -1338,13 +1358,125 @@ static void test_login_cache_and_lock(void **state)
     store_user_clear(&viewer);
     advance(f, 59);
     role = AGENT_ROLE_NONE;
-    assert_int_equal(agent_login(f->a, "admin", "admin-password-2", &role, &err), 0);
+    assert_int_equal(agent_login(f->a, "admin", "admin-password-2", here, &role, &err), 0);
     assert_int_equal(role, AGENT_ROLE_ADMIN);
     advance(f, 2);
-    assert_int_equal(agent_login(f->a, "admin", "admin-password-2", &role, &err), -1);
+    assert_int_equal(agent_login(f->a, "admin", "admin-password-2", here, &role, &err), -1);
     assert_int_equal(err.code, UTIL_ERR_UNAUTHORIZED);
-    assert_int_equal(agent_login(f->a, "admin", "viewer-password", &role, &err), 0);
+    assert_int_equal(agent_login(f->a, "admin", "viewer-password", here, &role, &err), 0);
     assert_int_equal(role, AGENT_ROLE_ADMIN);
+    agent_close(f);
+}
+
+/* A password or role change ends the user's sessions; sessions also end
+ * after their absolute lifetime however busy they are. */
+static void test_session_lifetime(void **state)
+{
+    fx *f = *state;
+    agent_open(f);
+    util_error err = {0};
+    char *token = NULL, *csrf = NULL, user[64], csrf_out[65];
+    agent_role role;
+    assert_int_equal(agent_user_put(f->a, "viewer", "viewer-password", AGENT_ROLE_VIEWER, "test", &err), 0);
+    assert_int_equal(agent_session_new(f->a, "viewer", &token, &csrf, &err), 0);
+    assert_int_equal(agent_session_check(f->a, token, user, &role, csrf_out, &err), 0);
+    assert_int_equal(agent_user_put(f->a, "viewer", "viewer-password", AGENT_ROLE_ADMIN, "test", &err), 0);
+    assert_int_equal(agent_session_check(f->a, token, user, &role, csrf_out, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_UNAUTHORIZED);
+    free(token);
+    free(csrf);
+    assert_int_equal(agent_session_new(f->a, "viewer", &token, &csrf, &err), 0);
+    for (int i = 0; i < 8 * 60; i++) { /* active every minute for 8 hours */
+        advance(f, 60);
+        assert_int_equal(agent_session_check(f->a, token, user, &role, csrf_out, &err), 0);
+    }
+    advance(f, 60);
+    assert_int_equal(agent_session_check(f->a, token, user, &role, csrf_out, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_UNAUTHORIZED);
+    free(token);
+    free(csrf);
+    agent_close(f);
+}
+
+/* Credentials inside the SCEP and proxy URLs are taken out of the URLs,
+ * stored sealed (never in clear in the database), reported only as "set",
+ * and put back only for the transfer; they stay with their server. */
+static bool file_contains(const char *path, const char *needle)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return false;
+    static char buf[4 << 20];
+    size_t n = fread(buf, 1, sizeof buf, fp);
+    fclose(fp);
+    return memmem(buf, n, needle, strlen(needle)) != NULL;
+}
+
+static void test_settings_credentials(void **state)
+{
+    fx *f = *state;
+    agent_open(f);
+    util_error err = {0};
+    json_t *in = json_pack("{s:s, s:s, s:s, s:b}", "url", "http://scep%40user:Pw-s3cr3t-1@ca.example/scep",
+                           "proxy", "http://proxyuser:Px-s3cr3t-2@proxy.example:3128", "tls_pin",
+                           "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+                           "tls_pin_check_host", 0);
+    assert_int_equal(agent_scep_settings_put(f->a, in, "test", &err), 0);
+    json_decref(in);
+    json_t *out = agent_scep_settings_get(f->a);
+    char *text = json_dumps(out, JSON_SORT_KEYS);
+    assert_non_null(text);
+    assert_null(strstr(text, "s3cr3t"));
+    assert_string_equal(json_string_value(json_object_get(out, "url")), "http://ca.example/scep");
+    assert_string_equal(json_string_value(json_object_get(out, "proxy")), "http://proxy.example:3128");
+    assert_true(json_is_true(json_object_get(out, "url_credentials_set")));
+    assert_true(json_is_true(json_object_get(out, "proxy_credentials_set")));
+    assert_true(json_is_false(json_object_get(out, "tls_pin_check_host")));
+    free(text);
+    json_decref(out);
+    client_config cfg;
+    char *url = NULL;
+    assert_int_equal(agent_client_config(f->a, &cfg, &url, &err), 0);
+    util_x509_stack_free(cfg.next_ca);
+    assert_string_equal(url, "http://scep%40user:Pw-s3cr3t-1@ca.example:80/scep");
+    assert_string_equal(cfg.http.proxy, "http://proxyuser:Px-s3cr3t-2@proxy.example:3128");
+    assert_true(cfg.http.pin_skip_host_check);
+    free(url);
+    agent_close(f);
+    char db[256], wal[270];
+    snprintf(db, sizeof db, "%s/scepd.db", f->state);
+    snprintf(wal, sizeof wal, "%s-wal", db);
+    /* the settings are there (the search works), the credentials are not */
+    assert_true(file_contains(db, "proxy.example") || file_contains(wal, "proxy.example"));
+    assert_false(file_contains(db, "s3cr3t") || file_contains(wal, "s3cr3t"));
+    /* after a restart: unsealed again */
+    agent_open(f);
+    assert_int_equal(agent_client_config(f->a, &cfg, &url, &err), 0);
+    util_x509_stack_free(cfg.next_ca);
+    assert_non_null(strstr(url, "scep%40user:Pw-s3cr3t-1@"));
+    free(url);
+    /* a PUT without them keeps them for the same server ... */
+    in = json_pack("{s:s, s:s}", "url", "http://ca.example/scep", "proxy", "http://proxy.example:3128");
+    assert_int_equal(agent_scep_settings_put(f->a, in, "test", &err), 0);
+    json_decref(in);
+    assert_int_equal(agent_client_config(f->a, &cfg, &url, &err), 0);
+    util_x509_stack_free(cfg.next_ca);
+    assert_non_null(strstr(url, "Pw-s3cr3t-1@"));
+    assert_false(cfg.http.pin_skip_host_check); /* the host check is the default */
+    free(url);
+    /* ... not for another one, and not when cleared */
+    in = json_pack("{s:s, s:s, s:b}", "url", "http://other.example/scep", "proxy",
+                   "http://proxy.example:3128", "proxy_credentials_set", 0);
+    assert_int_equal(agent_scep_settings_put(f->a, in, "test", &err), 0);
+    json_decref(in);
+    assert_int_equal(agent_client_config(f->a, &cfg, &url, &err), 0);
+    util_x509_stack_free(cfg.next_ca);
+    assert_string_equal(url, "http://other.example:80/scep");
+    assert_string_equal(cfg.http.proxy, "http://proxy.example:3128");
+    free(url);
+    out = agent_scep_settings_get(f->a);
+    assert_true(json_is_false(json_object_get(out, "url_credentials_set")));
+    json_decref(out);
     agent_close(f);
 }
 
@@ -1711,7 +1843,9 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_login_cache_and_lock),
+        T(test_login_cache_and_throttle),
+        T(test_session_lifetime),
+        T(test_settings_credentials),
         cmocka_unit_test(test_schedule_following),
         T(test_start_time_and_jitter),
         T(test_jitter_real_random),

@@ -429,7 +429,8 @@ static void login(tctx *t, bool tls, const char *user, const char *password, ses
     const char *set = resp_header(t, "Set-Cookie");
     assert_non_null(set);
     snprintf(s->cookie, sizeof s->cookie, "%.*s", (int)strcspn(set, ";"), set);
-    assert_true(strncmp(s->cookie, "scepd_session=tok", 17) == 0);
+    assert_true(strncmp(s->cookie, tls ? "__Host-scepd_session=tok" : "scepd_session=tok", tls ? 24 : 17) ==
+                0);
 }
 
 static void test_session_cookie_flags(void **state)
@@ -443,8 +444,10 @@ static void test_session_cookie_flags(void **state)
     assert_security(t, false);
     login(t, true, "viewer", "viewer-password", &s);
     assert_json(t, "{\"user\":\"viewer\",\"role\":\"viewer\",\"csrf_token\":\"csrf2-fedcba9876543210\"}");
+    /* over HTTPS the __Host- prefix: the browser keeps the cookie to this
+     * exact origin, and a plain-HTTP page cannot set or shadow it */
     assert_header(t, "Set-Cookie",
-                  "scepd_session=tok2-0123456789abcdef; Path=/; HttpOnly; SameSite=Strict; Secure");
+                  "__Host-scepd_session=tok2-0123456789abcdef; Path=/; HttpOnly; SameSite=Strict; Secure");
     assert_security(t, true);
 }
 
@@ -610,14 +613,74 @@ static void test_origin(void **state)
     run(t, "POST", "/api/v1/session", "{\"user\":\"admin\",\"password\":\"admin-password\"}",
         H("Content-Type", "application/json", "Host", "printer.local", "Origin", "null"));
     assert_error(t, 403, "csrf");
-    run(t, "PUT", "/api/v1/scep/auto-request", body,
-        H("Authorization", t->admin, "Content-Type", "application/json", "Host", "printer.local:8443",
-          "Origin", "https://printer.local:8443"));
+    run_full(t, true, "PUT", "/api/v1/scep/auto-request", body, strlen(body),
+             H("Authorization", t->admin, "Content-Type", "application/json", "Host", "printer.local:8443",
+               "Origin", "https://printer.local:8443"));
     assert_int_equal(t->resp.status, 200);
+    /* scheme, host and port must all match the request's */
+    static const struct {
+        bool tls;
+        const char *host, *origin;
+        int status;
+    } cases[] = {
+        {false, "printer.local:8080", "https://printer.local:8080", 403}, /* scheme */
+        {true, "printer.local:8443", "http://printer.local:8443", 403},   /* scheme */
+        {false, "printer.local:8080", "http://printer.local:8081", 403},  /* port */
+        {false, "printer.local:8080", "http://printer.local", 403},       /* port 80 implied */
+        {false, "printer.local", "http://printer.local:80", 200},         /* the same */
+        {true, "printer.local", "https://printer.local:443", 200},        /* the same */
+        {false, "printer.local:8080", "http://printer.local.evil:8080", 403},
+        {false, "printer.local:8080", "http://PRINTER.local:8080", 200}, /* names ignore case */
+        {false, "[::1]:8080", "http://[::1]:8080", 200},
+        {false, "[::1]:8080", "http://[::1]:8080/path", 403},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        run_full(t, cases[i].tls, "PUT", "/api/v1/scep/auto-request", body, strlen(body),
+                 H("Authorization", t->admin, "Content-Type", "application/json", "Host", cases[i].host,
+                   "Origin", cases[i].origin));
+        if (t->resp.status != cases[i].status)
+            fail_msg("Host %s, Origin %s: status %d, want %d", cases[i].host, cases[i].origin, t->resp.status,
+                     cases[i].status);
+    }
     /* reads are not checked: a cross-origin page cannot read the answer */
     run(t, "GET", "/api/v1/status", NULL,
         H("Authorization", t->admin, "Host", "printer.local", "Origin", "https://evil.example"));
     assert_int_equal(t->resp.status, 200);
+}
+
+/* With the device's names configured, any other Host is refused before
+ * anything else: a DNS-rebound name cannot reach the API or the UI. */
+static int setup_names(void **state)
+{
+    static const char *const names[] = {"127.0.0.1", "::1", "printer", "printer.example.com"};
+    api_config cfg = {.host_names = names, .host_name_count = 4};
+    return setup_with(state, &cfg);
+}
+
+static void test_host_names(void **state)
+{
+    tctx *t = *state;
+    static const char *const good[] = {"127.0.0.1:8080", "[::1]:8443", "printer", "PRINTER.example.com.",
+                                       "printer.example.com:443"};
+    static const char *const bad[] = {
+        "evil.example", "evil.example:8080", "127.0.0.2:8080", "printer.evil", "",
+        "[::1",         "printer:",          "printer:99999",  "printer:80x"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        run(t, "GET", "/api/v1/status", NULL, H("Authorization", t->admin, "Host", good[i]));
+        if (t->resp.status != 200)
+            fail_msg("Host %s: status %d, want 200", good[i], t->resp.status);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        run(t, "GET", "/api/v1/status", NULL, H("Authorization", t->admin, "Host", bad[i]));
+        assert_error(t, 421, "host_unknown");
+        run(t, "GET", "/ui/", NULL, H("Host", bad[i]));
+        assert_int_equal(t->resp.status, 421);
+    }
+    assert_string_equal(t->agent->calls, "");
+    /* the detail quotes the Host escaped */
+    run(t, "GET", "/api/v1/status", NULL, H("Authorization", t->admin, "Host", "evil\x1b[2J.example"));
+    assert_error(t, 421, "host_unknown");
+    assert_non_null(strstr(error_field(t, "detail"), "evil\\x1B[2J.example"));
 }
 
 /* ---- bodies ----------------------------------------------------------------- */
@@ -1003,7 +1066,7 @@ static void test_evhttp_adapter(void **state)
     struct event_base *base = event_base_new();
     struct evhttp *http = evhttp_new(base);
     assert_non_null(http);
-    assert_int_equal(api_attach(t->api, http, false), 0);
+    assert_int_equal(api_attach(t->api, http, false, NULL), 0);
     struct evhttp_bound_socket *sock = evhttp_bind_socket_with_handle(http, "127.0.0.1", 0);
     assert_non_null(sock);
     struct sockaddr_in sin;
@@ -1066,7 +1129,7 @@ static void test_attach_limit(void **state)
     struct evhttp *http[5];
     for (int i = 0; i < 5; i++) {
         http[i] = evhttp_new(base);
-        assert_int_equal(api_attach(t->api, http[i], i % 2 == 0), i < 4 ? 0 : -1);
+        assert_int_equal(api_attach(t->api, http[i], i % 2 == 0, NULL), i < 4 ? 0 : -1);
     }
     for (int i = 0; i < 5; i++)
         evhttp_free(http[i]);
@@ -1092,6 +1155,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ui_gets_no_basic_dialog, setup, teardown),
         cmocka_unit_test_setup_teardown(test_throttled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_origin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_host_names, setup_names, teardown),
         cmocka_unit_test_setup_teardown(test_body_too_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_body_too_large_configured, setup_small, teardown),
         cmocka_unit_test_setup_teardown(test_bad_bodies, setup, teardown),

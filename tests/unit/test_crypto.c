@@ -4,12 +4,15 @@
 
 #include <arpa/inet.h>
 #include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "crypto/crypto.h"
+#include "crypto/issue.h"
 #include "util/file.h"
 
 typedef struct fixture {
@@ -924,6 +927,142 @@ static void verify_cases(void **state)
     X509_free(leaf);
 }
 
+/* ---- what a CA copies from a request, and the TLS policy ---- */
+
+static X509_REQ *request_with(EVP_PKEY *key, const char *key_usage, const char *sans)
+{
+    X509_REQ *req = X509_REQ_new();
+    STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
+    assert_non_null(req);
+    assert_non_null(exts);
+    X509_NAME *name = X509_REQ_get_subject_name(req);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"device", -1, -1, 0);
+    X509_REQ_set_pubkey(req, key);
+    if (key_usage)
+        sk_X509_EXTENSION_push(exts, X509V3_EXT_conf_nid(NULL, NULL, NID_key_usage, key_usage));
+    if (sans)
+        sk_X509_EXTENSION_push(exts, X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name, sans));
+    assert_int_equal(X509_REQ_add_extensions(req, exts), 1);
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    assert_true(X509_REQ_sign(req, key, EVP_sha256()) > 0);
+    return req;
+}
+
+static X509 *issue_for(X509_REQ *req, X509 *ca, EVP_PKEY *ca_key)
+{
+    uint8_t serial[] = {0x01, 0x02};
+    time_t now = time(NULL);
+    crypto_issue_params p = {serial, sizeof serial, now - 60, now + 86400, NULL};
+    X509 *cert = NULL;
+    util_error err = {0};
+    if (crypto_issue_from_csr(req, ca, ca_key, &p, &cert, &err) != 0)
+        fail_msg("issue: %s", err.detail);
+    return cert;
+}
+
+/* keyCertSign and cRLSign belong to CAs: never copied from a request. */
+static void issue_drops_ca_key_usages(void **state)
+{
+    (void)state;
+    EVP_PKEY *ca_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    X509_NAME *subject = X509_NAME_new();
+    X509 *ca = NULL;
+    util_error err = {0};
+    uint8_t serial[] = {0x07};
+    X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC, (const unsigned char *)"test CA", -1, -1, 0);
+    assert_int_equal(crypto_ca_create(ca_key, subject, serial, 1, time(NULL), 1, &ca, &err), 0);
+    X509_REQ *req =
+        request_with(key, "critical,digitalSignature,keyCertSign,cRLSign", "DNS:a.example,DNS:b.example");
+    assert_int_equal(crypto_issue_csr_san_count(req), 2);
+    X509 *cert = issue_for(req, ca, ca_key);
+    uint32_t ku = X509_get_key_usage(cert);
+    assert_true(ku & KU_DIGITAL_SIGNATURE);
+    assert_false(ku & (KU_KEY_CERT_SIGN | KU_CRL_SIGN));
+    int crit = -1;
+    ASN1_BIT_STRING *bits = X509_get_ext_d2i(cert, NID_key_usage, &crit, NULL);
+    assert_non_null(bits);
+    assert_int_equal(crit, 1); /* criticality as asked */
+    ASN1_BIT_STRING_free(bits);
+    X509_free(cert);
+    X509_REQ_free(req);
+    /* only CA usages asked for: no keyUsage at all */
+    req = request_with(key, "keyCertSign", NULL);
+    assert_int_equal(crypto_issue_csr_san_count(req), 0);
+    cert = issue_for(req, ca, ca_key);
+    assert_false(X509_get_extension_flags(cert) & EXFLAG_KUSAGE);
+    assert_false(X509_check_ca(cert));
+    X509_free(cert);
+    X509_REQ_free(req);
+    X509_free(ca);
+    X509_NAME_free(subject);
+    EVP_PKEY_free(key);
+    EVP_PKEY_free(ca_key);
+}
+
+static char *pem_of_key(EVP_PKEY *key)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    char *data = NULL;
+    assert_int_equal(PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL), 1);
+    long n = BIO_get_mem_data(b, &data);
+    char *out = strndup(data, (size_t)n);
+    BIO_free(b);
+    return out;
+}
+
+static char *pem_of_cert(X509 *x)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    char *data = NULL;
+    assert_int_equal(PEM_write_bio_X509(b, x), 1);
+    long n = BIO_get_mem_data(b, &data);
+    char *out = strndup(data, (size_t)n);
+    BIO_free(b);
+    return out;
+}
+
+/* TLS 1.2 and 1.3 only; in TLS 1.2 only ECDHE with AEAD, for an EC and an
+ * RSA key alike. */
+static void tls_policy_for_ec_and_rsa(void **state)
+{
+    (void)state;
+    const char *types[][2] = {{"EC", "P-256"}, {"RSA", NULL}};
+    for (size_t t = 0; t < 2; t++) {
+        EVP_PKEY *key = types[t][1] ? EVP_PKEY_Q_keygen(NULL, NULL, types[t][0], types[t][1])
+                                    : EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+        assert_non_null(key);
+        X509_NAME *subject = X509_NAME_new();
+        X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC, (const unsigned char *)"device", -1, -1, 0);
+        X509 *cert = NULL;
+        util_error err = {0};
+        uint8_t serial[] = {0x09};
+        assert_int_equal(crypto_ca_create(key, subject, serial, 1, time(NULL), 1, &cert, &err), 0);
+        char *key_pem = pem_of_key(key), *cert_pem = pem_of_cert(cert);
+        SSL_CTX *ctx = NULL;
+        assert_int_equal(crypto_tls_server_ctx(key_pem, cert_pem, NULL, &ctx, &err), 0);
+        assert_int_equal(SSL_CTX_get_min_proto_version(ctx), TLS1_2_VERSION);
+        assert_true(SSL_CTX_get_options(ctx) & SSL_OP_NO_RENEGOTIATION);
+        STACK_OF(SSL_CIPHER) *ciphers = SSL_CTX_get_ciphers(ctx);
+        int tls12 = 0;
+        for (int i = 0; i < sk_SSL_CIPHER_num(ciphers); i++) {
+            const SSL_CIPHER *c = sk_SSL_CIPHER_value(ciphers, i);
+            if (SSL_CIPHER_get_kx_nid(c) == NID_kx_any)
+                continue; /* a TLS 1.3 suite: always AEAD, always (EC)DHE */
+            tls12++;
+            if (SSL_CIPHER_get_kx_nid(c) != NID_kx_ecdhe || !SSL_CIPHER_is_aead(c))
+                fail_msg("%s key: TLS 1.2 suite %s offered", types[t][0], SSL_CIPHER_get_name(c));
+        }
+        assert_true(tls12 >= 4);
+        SSL_CTX_free(ctx);
+        free(key_pem);
+        free(cert_pem);
+        X509_free(cert);
+        X509_NAME_free(subject);
+        EVP_PKEY_free(key);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -948,6 +1087,8 @@ int main(void)
         cmocka_unit_test(cert_info_fields),
         cmocka_unit_test(cert_load_forms),
         cmocka_unit_test(verify_cases),
+        cmocka_unit_test(issue_drops_ca_key_usages),
+        cmocka_unit_test(tls_policy_for_ec_and_rsa),
     };
     return cmocka_run_group_tests_name("crypto", tests, setup, teardown);
 }

@@ -21,7 +21,9 @@
 #include "util/buf.h"
 #include "util/codec.h"
 #include "util/error.h"
+#include "util/escape.h"
 #include "util/file.h"
+#include "util/throttle.h"
 
 #include "tempdir.h"
 
@@ -444,6 +446,114 @@ static void base64_rejects_loose_input(void **state)
     free(b64);
 }
 
+/* Control characters, DEL, C1 (also UTF-8-encoded) and bytes that are not
+ * UTF-8 are escaped; printable UTF-8 passes unchanged. */
+static void escape_controls(void **state)
+{
+    (void)state;
+    char out[128];
+    const char esc[] = "a\x1b[31mred\x07\r\n\tb\\c\x7f";
+    assert_string_equal(util_escape(esc, strlen(esc), out, sizeof out),
+                        "a\\x1B[31mred\\x07\\r\\n\\tb\\\\c\\x7F");
+    assert_true(util_escape_needed(esc, strlen(esc)));
+    const char utf8[] = "Gr\xc3\xbc\xc3\x9f"
+                        "e \xe2\x82\xac \xf0\x9f\x94\x91";
+    assert_string_equal(util_escape(utf8, strlen(utf8), out, sizeof out), utf8);
+    assert_false(util_escape_needed(utf8, strlen(utf8)));
+    /* U+009B (CSI in C1) encoded in UTF-8, a raw 0x9B, an overlong '/', a surrogate */
+    const char c1[] = "x\xc2\x9b"
+                      "2Jy\x9bz\xc0\xafw\xed\xa0\x80";
+    assert_string_equal(util_escape(c1, strlen(c1), out, sizeof out),
+                        "x\\u009B2Jy\\x9Bz\\xC0\\xAFw\\xED\\xA0\\x80");
+    /* an embedded NUL is escaped, not a terminator */
+    assert_string_equal(util_escape("a\0b", 3, out, sizeof out), "a\\x00b");
+    /* truncation keeps whole characters and says so */
+    char small[8];
+    assert_string_equal(util_escape("abcdefghij", 10, small, sizeof small), "abcd...");
+    assert_string_equal(util_escape("\x1b\x1b\x1b", 3, small, sizeof small), "\\x1B...");
+    char *dup = util_escape_dup("\x1b]0;title\x07");
+    assert_non_null(dup);
+    assert_string_equal(dup, "\\x1B]0;title\\x07");
+    free(dup);
+    assert_string_equal(util_escape(NULL, 5, out, sizeof out), "");
+}
+
+/* The terminal stream keeps lines, tabs and backslashes, escapes the rest. */
+static void escape_stream_keeps_lines(void **state)
+{
+    (void)state;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *raw = open_memstream(&buf, &len);
+    assert_non_null(raw);
+    FILE *f = util_escape_stream(raw);
+    assert_non_null(f);
+    fprintf(f, "subject: CN=a\x1b]0;owned\x07"
+               "b\tc\\d\n");
+    fprintf(f, "caps: \xc2\x9b"
+               "31m\xff\n");
+    fclose(f);
+    fclose(raw);
+    assert_string_equal(buf, "subject: CN=a\\x1B]0;owned\\x07b\tc\\d\ncaps: \\u009B31m\\xFF\n");
+    free(buf);
+}
+
+/* Three free failures, then 1, 2, 4 ... s up to the maximum; keys are
+ * independent; a success or a quiet period forgets. */
+static void throttle_grows_and_resets(void **state)
+{
+    (void)state;
+    util_throttle_config cfg = {3, 0, 8, 100, 4};
+    util_throttle *t = util_throttle_new(&cfg);
+    assert_non_null(t);
+    int64_t now = 1000;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(util_throttle_wait(t, "u\n10.0.0.1", now), 0);
+        util_throttle_failure(t, "u\n10.0.0.1", now);
+    }
+    assert_int_equal(util_throttle_wait(t, "u\n10.0.0.1", now), 0);
+    util_throttle_failure(t, "u\n10.0.0.1", now);
+    assert_int_equal(util_throttle_wait(t, "u\n10.0.0.1", now), 1);
+    assert_int_equal(util_throttle_wait(t, "u\n10.0.0.2", now), 0); /* another address */
+    now += 1;
+    assert_int_equal(util_throttle_wait(t, "u\n10.0.0.1", now), 0);
+    util_throttle_failure(t, "u\n10.0.0.1", now);
+    assert_int_equal(util_throttle_wait(t, "u\n10.0.0.1", now), 2);
+    for (int i = 0; i < 5; i++)
+        util_throttle_failure(t, "u\n10.0.0.1", now);
+    assert_int_equal(util_throttle_wait(t, "u\n10.0.0.1", now), 8); /* the maximum */
+    assert_int_equal(util_throttle_failures(t, "u\n10.0.0.1", now), 10);
+    util_throttle_success(t, "u\n10.0.0.1");
+    assert_int_equal(util_throttle_wait(t, "u\n10.0.0.1", now), 0);
+    assert_int_equal(util_throttle_failures(t, "u\n10.0.0.1", now), 0);
+    for (int i = 0; i < 6; i++)
+        util_throttle_failure(t, "v", now);
+    assert_int_equal(util_throttle_wait(t, "v", now), 4);
+    assert_int_equal(util_throttle_wait(t, "v", now + 100), 0); /* forgotten */
+    assert_int_equal(util_throttle_failures(t, "v", now + 100), 0);
+    /* a stream of fresh keys replaces itself, not a throttled key */
+    for (int i = 0; i < 6; i++)
+        util_throttle_failure(t, "victim-of-nothing", now);
+    for (int i = 0; i < 50; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "fresh-%d", i);
+        util_throttle_failure(t, key, now);
+    }
+    assert_int_equal(util_throttle_failures(t, "victim-of-nothing", now), 6);
+    util_throttle_free(t);
+    util_throttle_free(NULL);
+    /* a first wait other than 1 s */
+    util_throttle_config slow = {1, 30, 3600, 3600, 8};
+    t = util_throttle_new(&slow);
+    util_throttle_failure(t, "a", 100);
+    assert_int_equal(util_throttle_wait(t, "a", 100), 0);
+    util_throttle_failure(t, "a", 100);
+    assert_int_equal(util_throttle_wait(t, "a", 100), 30);
+    util_throttle_failure(t, "a", 100);
+    assert_int_equal(util_throttle_wait(t, "a", 110), 50);
+    util_throttle_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -461,6 +571,9 @@ int main(void)
         cmocka_unit_test(catalogue_codes_unique_and_round_trip),
         cmocka_unit_test(error_set_and_ossl),
         cmocka_unit_test(errors_md_matches_catalogue),
+        cmocka_unit_test(escape_controls),
+        cmocka_unit_test(escape_stream_keeps_lines),
+        cmocka_unit_test(throttle_grows_and_resets),
     };
     return cmocka_run_group_tests_name("util", tests, NULL, NULL);
 }
