@@ -281,9 +281,11 @@ static int parse_args(int argc, char **argv, options *o, util_error *err)
         {NULL, 0, NULL, 0},
     };
     /* the config file first, then the command line overrides it */
-    for (int i = 1; i < argc - 1; i++)
-        if (!strcmp(argv[i], "--config") || !strcmp(argv[i], "-c"))
+    for (int i = 1; i < argc; i++)
+        if (i < argc - 1 && (!strcmp(argv[i], "--config") || !strcmp(argv[i], "-c")))
             o->config = argv[i + 1];
+        else if (!strncmp(argv[i], "--config=", 9))
+            o->config = argv[i] + 9;
     if (o->config) {
         int line = ini_parse(o->config, on_ini_first_error, o);
         if (line < 0)

@@ -200,6 +200,11 @@ else
     conf "[scepd]" "state_dir = $WORK/sd" "listen = [::1]:8080" "listen_tls = 127.0.0.1:8443" \
         "scep_url = https://ca.example/scep" "log_level = debug" "" "[function tls]" "export_key = $WORK/k"
     expect_exit 0 "scepd -n accepts a sound file" "$SCEPD" --config "$WORK/scepd.conf" -n
+    grep -q 'listen \[::1\]:8080, listen_tls 127.0.0.1:8443, 1 function' "$WORK/last.out" &&
+        ok "the summary shows the file's settings" || not_ok "summary: $(cat "$WORK/last.out")"
+    expect_exit 0 "scepd --config=FILE -n" "$SCEPD" --config="$WORK/scepd.conf" -n
+    grep -q 'listen \[::1\]:8080' "$WORK/last.out" && ok "--config=FILE is read too" ||
+        not_ok "--config=FILE: $(cat "$WORK/last.out")"
     expect_exit 2 "scepd -n: --listen without a port" "$SCEPD" --state "$WORK/sd" --listen 127.0.0.1 -n
     expect_error usage "--listen without a port"
     grep -q -- '--listen' "$WORK/last.err" && ok "the option is named" || not_ok "$(cat "$WORK/last.err")"
