@@ -944,7 +944,8 @@ static void command_help(const struct command *cmd)
             snprintf(name, sizeof name, "%.*s", (int)n, p + 2);
             p += 2 + n;
         } else {
-            snprintf(name, sizeof name, "%s", p[1] == 'u' ? "url" : p[1] == 'i' ? "ca-ident" : "out");
+            const char *full = p[1] == 'u' ? "url" : p[1] == 'i' ? "ca-ident" : p[1] == 'o' ? "out" : "";
+            snprintf(name, sizeof name, "%s", full);
             p += 2;
         }
         help_line(name, printed, &count);

@@ -253,7 +253,7 @@ static int unknown_option(const char *token, const struct option *opts, int miss
     }
     char name[UTIL_SUGGEST_MAX_WORD + 1];
     snprintf(name, sizeof name, "%.*s", (int)strcspn(token, "="), token);
-    const char *names[16];
+    const char *names[32];
     size_t count = 0;
     for (size_t i = 0; opts[i].name && count < sizeof names / sizeof names[0]; i++)
         names[count++] = opts[i].name;
