@@ -31,7 +31,7 @@ run_load() { # URL label
         ( for j in $(seq 1 $M); do i=$(( (c-1)*M + j ));
             s=$(date +%s%N)
             "$SCEPCTL" enroll -u "$url" --cn "b$label$i" --challenge secret --key $W/k$i.pem \
-                --key-out $W/o$i.key --cert-out $W/o$i.crt >/dev/null 2>>$W/err.$label || echo FAIL >>$W/fail.$label
+                --key-out $W/o$i.key --cert-out $W/o$i.crt --force >/dev/null 2>>$W/err.$label || echo FAIL >>$W/fail.$label
             e=$(date +%s%N); echo $(( (e-s)/1000 )) >> $W/lat.$c
           done ) &
         pids="$pids $!"

@@ -227,7 +227,7 @@ mkdir -p "$T/key" "$T/out"
 openssl genrsa -traditional -out "$T/key/key.pem" 2048 2>/dev/null || die "openssl genrsa"
 
 ctl_cmd=("$SCEPCTL" enroll -u "$URL" --cn bench.example --challenge secret --key "$T/key/key.pem"
-    --key-out "$T/out/ctl.key" --cert-out "$T/out/ctl.crt")
+    --key-out "$T/out/ctl.key" --cert-out "$T/out/ctl.crt" --force)
 sc_cmd=(scepclient -server-url "$URL" -private-key "$T/key/key.pem" -certificate "$T/out/sc.crt"
     -challenge secret -cn bench.example)
 

@@ -12,8 +12,10 @@
 
 #include "edge/edge.h"
 #include "ca/ca.h"
+#include "crypto/crypto.h"
 #include "util/file.h"
 #include "util/log.h"
+#include "util/suggest.h"
 #include "util/throttle.h"
 
 #define EXIT_REFUSED 1
@@ -41,23 +43,70 @@ static const char usage_text[] =
     "  wrong-signer wrong-transaction-id wrong-recipient-nonce expired-ra pending-forever\n"
     "  slow-drip[:MS-PER-BYTE]\n"
     "\n"
+    "Options and their defaults:\n"
+    "  --dir DIR               the CA's directory (key, certificates, state). Required.\n"
+    "  --key-type T            CA key: rsa:2048, rsa:3072, rsa:4096, ec:P-256 or ec:P-384. Default: "
+    "rsa:2048.\n"
+    "  --subject DN            CA subject. Default: CN=scepca test CA,O=scepd.\n"
+    "  --days N                CA validity in days, 1 to 36500. Default: 3650.\n"
+    "  --ndes                  also create NDES-style RA certificates. Default: none.\n"
+    "  --admin-user NAME       mscep_admin user. Default: admin.\n"
+    "  --admin-password PW     mscep_admin password. Default: generated and printed once.\n"
+    "  --listen HOST:PORT      where serve listens (port 0: any free one). Default: 127.0.0.1:8080.\n"
+    "  --profile P             generic, ndes2008r2, ndes2012r2 or ndes2016. Default: generic.\n"
+    "  --challenge PW          static challenge password (visible in the process list). Default: none\n"
+    "                          (no password needed).\n"
+    "  --challenge-file F      read the static challenge password from the first line of F. Default: none.\n"
+    "  --otp                   NDES-style one-time passwords (scepca otp). Default: off.\n"
+    "  --pending               serve: defer every request; list: only pending ones. Default: off.\n"
+    "  --validity DAYS         validity of issued certificates, 1 to 36500. Default: 365.\n"
+    "  --allow-renew-days N    renewal accepted this many days before expiry. Default: 0 (any time).\n"
+    "  --max-query-string N    longest GET query accepted. Default: 2048 (NDES profiles), 65536 (generic).\n"
+    "  --fault SPEC            inject a fault (see below); repeatable. Default: none.\n"
+    "  --threads N             worker threads, 1 to 32. Default: 4.\n"
+    "  --verbose               log each request. Default: off.\n"
+    "  --version, --help       print the version or this help and exit.\n"
+    "\n"
     "Exit codes: 0 done, 1 refused (password cache full, not pending, unknown serial),\n"
-    "2 usage or local error.\n";
+    "2 usage or local error. Errors print as error[code]: message (detail) and a remedy,\n"
+    "with the codes of 'scepctl errors'.\n";
 
+/* As scepctl prints errors: error[code]: message (detail), then the remedy;
+ * the exit status is the code's class (1 refused, 2 usage or local). */
 static int report(const util_error *err)
 {
-    fprintf(stderr, "error[%s]: %s\n", util_err_code(err->code), util_err_message(err->code));
+    fprintf(stderr, "error[%s]: %s", util_err_code(err->code), util_err_message(err->code));
     if (err->detail[0])
-        fprintf(stderr, "detail: %s\n", err->detail);
-    fprintf(stderr, "remedy: %s\n", util_err_remedy(err->code));
-    return EXIT_USAGE;
+        fprintf(stderr, " (%s)", err->detail);
+    fprintf(stderr, "\nremedy: %s\n", util_err_remedy(err->code));
+    int cls = util_err_exit_class(err->code);
+    return cls == EXIT_REFUSED ? EXIT_REFUSED : EXIT_USAGE;
 }
 
 static int usage_error(const char *fmt, const char *arg)
 {
-    fprintf(stderr, "scepca: ");
-    fprintf(stderr, fmt, arg ? arg : "");
-    fprintf(stderr, "\n%s", usage_text);
+    util_error err = {0};
+    char detail[sizeof err.detail];
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+    snprintf(detail, sizeof detail, fmt, arg ? arg : "");
+#pragma GCC diagnostic pop
+    util_error_set(&err, UTIL_ERR_USAGE, "%s", detail);
+    return report(&err);
+}
+
+/* A typo: one line with the nearest match, exit 2. */
+static int typo(const char *what, const char *word, const char *const *known, size_t count)
+{
+    char name[UTIL_SUGGEST_MAX_WORD + 1];
+    snprintf(name, sizeof name, "%.*s", (int)strcspn(word, "="), word);
+    bool dashes = !strncmp(name, "--", 2);
+    const char *near = util_suggest(dashes ? name + 2 : name, known, count);
+    if (near)
+        fprintf(stderr, "error[usage]: unknown %s \"%s\"; did you mean %s%s?\n", what, name,
+                dashes ? "--" : "", near);
+    else
+        fprintf(stderr, "error[usage]: unknown %s \"%s\"; 'scepca --help' lists them\n", what, name);
     return EXIT_USAGE;
 }
 
@@ -141,11 +190,28 @@ static int parse_number_option(int c, const char *arg, options *o)
     return 0;
 }
 
+static int check_key_type(const char *arg)
+{
+    static const char *const forms[] = {"rsa:2048", "rsa:3072", "rsa:4096", "ec:P-256", "ec:P-384"};
+    crypto_key_spec spec;
+    util_error ignored = {0};
+    if (crypto_key_spec_parse(arg, &spec, &ignored) == 0)
+        return 0;
+    const char *near = util_suggest(arg, forms, sizeof forms / sizeof forms[0]);
+    util_error err = {0};
+    util_error_set(&err, UTIL_ERR_USAGE,
+                   "--key-type \"%s\" is not a key type; %s%s%sthe accepted forms are rsa:2048, rsa:3072, "
+                   "rsa:4096, ec:P-256 or ec:P-384",
+                   arg, near ? "did you mean " : "", near ? near : "", near ? "? " : "");
+    return report(&err);
+}
+
 static int parse_options(int argc, char **argv, options *o)
 {
     int c;
     optind = 2; /* after the command */
-    while ((c = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":", long_options, NULL)) != -1) {
         switch (c) {
         case OPT_DIR: o->dir = optarg; break;
         case OPT_LISTEN: o->listen = optarg; break;
@@ -157,7 +223,11 @@ static int parse_options(int argc, char **argv, options *o)
             o->pending = true;
             o->pending_only = true;
             break;
-        case OPT_KEYTYPE: o->key_type = optarg; break;
+        case OPT_KEYTYPE:
+            o->key_type = optarg;
+            if (check_key_type(optarg) != 0)
+                return EXIT_USAGE;
+            break;
         case OPT_SUBJECT: o->subject = optarg; break;
         case OPT_NDES: o->ndes = true; break;
         case OPT_AUSER: o->admin_user = optarg; break;
@@ -177,7 +247,14 @@ static int parse_options(int argc, char **argv, options *o)
                 return EXIT_USAGE;
             break;
         case OPT_HELP: fputs(usage_text, stdout); exit(0);
-        default: return usage_error("unknown option%s", NULL);
+        case ':': return usage_error("option %s needs a value", argv[optind - 1]);
+        default: {
+            const char *names[sizeof long_options / sizeof long_options[0]];
+            size_t n = 0;
+            for (size_t i = 0; long_options[i].name; i++)
+                names[n++] = long_options[i].name;
+            return typo("option", argv[optind - 1], names, n);
+        }
         }
     }
     if (!o->dir)
@@ -285,9 +362,8 @@ static int cmd_otp(const options *o)
     if (rc < 0)
         return report(&err);
     if (rc == 1) {
-        fprintf(stderr, "scepca: The password cache is full (5 unused passwords, valid 60 "
-                        "minutes each).\n");
-        return EXIT_REFUSED;
+        util_error_set(&err, UTIL_ERR_CA_OTP_CACHE_FULL, "%s", o->dir);
+        return report(&err);
     }
     printf("%s\n", pw);
     return 0;
@@ -311,14 +387,17 @@ static int cmd_id(const char *cmd, const options *o, int argc, char **argv)
     }
     if (rc < 0)
         return report(&err);
-    if (rc == 1)
-        fprintf(stderr, "scepca: %s %s: no such %s\n", cmd, arg,
-                strcmp(cmd, "revoke") == 0 ? "certificate" : "pending request");
-    else if (rc == 2)
-        fprintf(stderr, "scepca: %s is already revoked\n", arg);
-    else
-        printf("%s %s: done\n", cmd, arg);
-    return rc == 0 ? 0 : EXIT_REFUSED;
+    if (rc == 1) {
+        util_error_set(&err, UTIL_ERR_CA_NO_SUCH_OBJECT, "%s %s: no such %s in %s", cmd, arg,
+                       strcmp(cmd, "revoke") == 0 ? "certificate" : "pending request", o->dir);
+        return report(&err);
+    }
+    if (rc == 2) {
+        util_error_set(&err, UTIL_ERR_CA_ALREADY_REVOKED, "serial %s", arg);
+        return report(&err);
+    }
+    printf("%s %s: done\n", cmd, arg);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -335,6 +414,13 @@ int main(int argc, char **argv)
         return 0;
     }
     const char *cmd = argv[1];
+    static const char *const commands[] = {"init",   "serve",  "otp",      "list",   "approve",
+                                           "reject", "revoke", "rollover", "promote"};
+    bool known = false;
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        known = known || !strcmp(cmd, commands[i]);
+    if (!known)
+        return typo("command", cmd, commands, sizeof commands / sizeof commands[0]);
     util_log_setup("scepca", UTIL_LOG_INFO, false);
     int rc = parse_options(argc, argv, &o);
     if (rc != 0)

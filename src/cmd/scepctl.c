@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "client/client.h"
@@ -15,6 +16,7 @@
 #include "util/file.h"
 #include "util/log.h"
 #include "util/ossl.h"
+#include "util/suggest.h"
 
 #define SECRET_FILE_MAX 4096
 
@@ -60,6 +62,8 @@ enum {
     OPT_EMAIL,
     OPT_MARKDOWN,
     OPT_DECIMAL,
+    OPT_FORCE,
+    OPT_VERSION,
 };
 
 static const struct option long_options[] = {
@@ -107,6 +111,8 @@ static const struct option long_options[] = {
     {"proxy", required_argument, NULL, OPT_PROXY},
     {"insecure", no_argument, NULL, OPT_INSECURE},
     {"markdown", no_argument, NULL, OPT_MARKDOWN},
+    {"force", no_argument, NULL, OPT_FORCE},
+    {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
 };
 
@@ -118,6 +124,29 @@ static int number(const char *text, long min, long max, long *out, util_error *e
         return util_error_set(err, UTIL_ERR_USAGE, "\"%s\" is not a number from %ld to %ld", text, min, max);
     *out = v;
     return 0;
+}
+
+/* The key types crypto_key_spec_parse accepts, as the help and errors name them. */
+static const char *const key_types[] = {"rsa:1024", "rsa:2048", "rsa:3072",
+                                        "rsa:4096", "ec:P-256", "ec:P-384"};
+
+/* A key type that does not parse is a usage error naming the accepted forms,
+ * found before any key is generated or anything is sent. */
+static int check_key_type(const char *option, const char *arg, util_error *err)
+{
+    crypto_key_spec spec;
+    util_error ignored = {0};
+    if (crypto_key_spec_parse(arg, &spec, &ignored) == 0)
+        return 0;
+    const char *near = util_suggest(arg, key_types, sizeof key_types / sizeof key_types[0]);
+    char hint[64] = "";
+    if (near)
+        snprintf(hint, sizeof hint, "did you mean %s? ", near);
+    return util_error_set(
+        err, UTIL_ERR_USAGE,
+        "%s \"%s\" is not a key type; %sthe accepted forms are rsa:1024, rsa:2048, rsa:3072, rsa:4096, "
+        "ec:P-256 or ec:P-384",
+        option, arg, hint);
 }
 
 static int parse_option(options *o, int c, const char *arg, util_error *err)
@@ -145,7 +174,7 @@ static int parse_option(options *o, int c, const char *arg, util_error *err)
         break;
     case OPT_CHALLENGE: o->challenge = arg; break;
     case OPT_CHALLENGE_FILE: o->challenge_file = arg; break;
-    case OPT_KEY_TYPE: o->key_type = arg; break;
+    case OPT_KEY_TYPE: o->key_type = arg; return check_key_type("--key-type", arg, err);
     case OPT_KEY: o->key = arg; break;
     case OPT_CERT: o->cert = arg; break;
     case OPT_DIGEST:
@@ -194,7 +223,7 @@ static int parse_option(options *o, int c, const char *arg, util_error *err)
     case OPT_KEY_OUT: o->key_out = arg; break;
     case OPT_CERT_OUT: o->cert_out = arg; break;
     case OPT_CHAIN_OUT: o->chain_out = arg; break;
-    case OPT_NEW_KEY_TYPE: o->new_key_type = arg; break;
+    case OPT_NEW_KEY_TYPE: o->new_key_type = arg; return check_key_type("--new-key-type", arg, err);
     case OPT_REUSE_KEY: o->reuse_key = true; break;
     case OPT_MODE: o->mode = arg; break;
     case OPT_SERIAL: o->serial = arg; break;
@@ -211,9 +240,35 @@ static int parse_option(options *o, int c, const char *arg, util_error *err)
     case OPT_PROXY: o->cfg.http.proxy = arg; break;
     case OPT_INSECURE: o->cfg.http.insecure = true; break;
     case OPT_MARKDOWN: o->markdown = true; break;
+    case OPT_FORCE: o->force = true; break;
+    case OPT_VERSION: o->version = true; break;
     default: return util_error_set(err, UTIL_ERR_USAGE, "unknown option");
     }
     return 0;
+}
+
+#define UNKNOWN_OPTION (-2)
+
+/* An option getopt_long did not take: one line naming it and, when there is
+ * one, the nearest known option. Returns UNKNOWN_OPTION. */
+static int unknown_option(const char *command, const char *arg, int missing_value, util_error *err)
+{
+    if (missing_value) {
+        util_error_set(err, UTIL_ERR_USAGE, "option %s needs a value; see scepctl %s --help", arg, command);
+        return UNKNOWN_OPTION;
+    }
+    char name[UTIL_SUGGEST_MAX_WORD + 1];
+    snprintf(name, sizeof name, "%.*s", (int)strcspn(arg, "="), arg);
+    const char *names[sizeof long_options / sizeof long_options[0]];
+    size_t n = 0;
+    for (size_t i = 0; long_options[i].name; i++)
+        names[n++] = long_options[i].name;
+    const char *near = !strncmp(name, "--", 2) ? util_suggest(name + 2, names, n) : NULL;
+    if (near)
+        util_error_set(err, UTIL_ERR_USAGE, "unknown option \"%s\"; did you mean --%s?", name, near);
+    else
+        util_error_set(err, UTIL_ERR_USAGE, "unknown option \"%s\"; see scepctl %s --help", name, command);
+    return UNKNOWN_OPTION;
 }
 
 static int parse_options(int argc, char **argv, options *o, util_error *err)
@@ -223,10 +278,9 @@ static int parse_options(int argc, char **argv, options *o, util_error *err)
     opterr = 0;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "u:i:o:vh", long_options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":u:i:o:vh", long_options, NULL)) != -1) {
         if (c == '?' || c == ':')
-            return util_error_set(err, UTIL_ERR_USAGE, "%s: unknown option or missing value",
-                                  argv[optind - 1]);
+            return unknown_option(argv[0], argv[optind - 1], c == ':', err);
         if (parse_option(o, c, optarg, err) != 0)
             return -1;
     }
@@ -240,6 +294,35 @@ static int parse_options(int argc, char **argv, options *o, util_error *err)
 static int need(const char *value, const char *name, util_error *err)
 {
     return value ? 0 : util_error_set(err, UTIL_ERR_USAGE, "%s is required", name);
+}
+
+/* Keys, certificates and saved requests are never replaced without --force;
+ * checked before any key is generated or anything is sent. */
+static int refuse_existing(const options *o, const char *const *paths, size_t count, util_error *err)
+{
+    struct stat st;
+    for (size_t i = 0; i < count && !o->force; i++)
+        if (paths[i] && lstat(paths[i], &st) == 0)
+            return util_error_set(err, UTIL_ERR_OUTPUT_EXISTS, "%s", paths[i]);
+    return 0;
+}
+
+/* enroll and renew without --state: a deferred request is saved next to the
+ * key, printer1.key -> printer1.state. */
+static int default_state(options *o, util_error *err)
+{
+    if (o->state)
+        return 0;
+    const char *slash = strrchr(o->key_out, '/');
+    const char *base = slash ? slash + 1 : o->key_out;
+    const char *dot = strrchr(base, '.');
+    size_t stem = dot && dot != base ? (size_t)(dot - o->key_out) : strlen(o->key_out);
+    int n = snprintf(o->default_state, sizeof o->default_state, "%.*s.state", (int)stem, o->key_out);
+    if (n < 0 || (size_t)n >= sizeof o->default_state)
+        return util_error_set(err, UTIL_ERR_USAGE, "--key-out path too long; give --state FILE");
+    o->state = o->default_state;
+    o->state_defaulted = true;
+    return 0;
 }
 
 /* ---- output ---- */
@@ -295,7 +378,8 @@ static int cmd_getca(options *o, util_error *err)
 {
     client_server srv = {0};
     int rc = -1;
-    if (need(o->cfg.url, "-u URL", err) || need(o->out, "-o CHAIN.pem", err))
+    if (need(o->cfg.url, "-u URL", err) || need(o->out, "-o CHAIN.pem", err) ||
+        refuse_existing(o, &o->out, 1, err) != 0)
         return -1;
     if (client_get_ca(&o->cfg, &srv, time(NULL), err) != 0)
         goto out;
@@ -314,7 +398,8 @@ static int cmd_getnextca(options *o, util_error *err)
     client_server srv = {0};
     STACK_OF(X509) *next = NULL;
     int rc = -1;
-    if (need(o->cfg.url, "-u URL", err) || need(o->out, "-o OUT.pem", err))
+    if (need(o->cfg.url, "-u URL", err) || need(o->out, "-o OUT.pem", err) ||
+        refuse_existing(o, &o->out, 1, err) != 0)
         return -1;
     if (client_discover(&o->cfg, &srv, time(NULL), err) != 0)
         goto out;
@@ -397,7 +482,8 @@ static int finish(options *o, client_saved *s, client_result *r, util_error *err
             return util_error_set(err, UTIL_ERR_PENDING, "no --state file to resume from");
         if (client_state_save(path, s, err) != 0)
             return -1;
-        fprintf(stderr, "pending: transactionID %s; state saved to %s\n", s->txn.transaction_id, path);
+        fprintf(stderr, "pending: transactionID %s; state saved to %s%s\n", s->txn.transaction_id, path,
+                o->state_defaulted ? " (no --state given: next to --key-out)" : "");
         return util_error_set(err, UTIL_ERR_PENDING, "resume with: scepctl poll --state %s", path);
     }
     client_result_error(r, err);
@@ -481,7 +567,11 @@ static int cmd_enroll(options *o, util_error *err)
     client_enrollment e = {.now = time(NULL)};
     int rc = -1;
     if (need(o->cfg.url, "-u URL", err) || need(o->key_out, "--key-out", err) ||
-        need(o->cert_out, "--cert-out", err) || (!o->subject && need(o->cn, "--cn", err)))
+        need(o->cert_out, "--cert-out", err) || (!o->subject && need(o->cn, "--cn", err)) ||
+        default_state(o, err) != 0)
+        return -1;
+    const char *outputs[] = {o->key_out, o->cert_out, o->chain_out, o->state_defaulted ? o->state : NULL};
+    if (refuse_existing(o, outputs, sizeof outputs / sizeof outputs[0], err) != 0)
         return -1;
     if (read_challenge(o, &challenge, err) != 0 || fill_csr_params(o, &e.csr, challenge, err) != 0)
         goto out;
@@ -536,7 +626,10 @@ static int cmd_renew(options *o, util_error *err)
     int rc = -1;
     if (need(o->cfg.url, "-u URL", err) || need(o->key, "--key OLD.key", err) ||
         need(o->cert, "--cert OLD.crt", err) || need(o->key_out, "--key-out", err) ||
-        need(o->cert_out, "--cert-out", err))
+        need(o->cert_out, "--cert-out", err) || default_state(o, err) != 0)
+        return -1;
+    const char *outputs[] = {o->key_out, o->cert_out, o->chain_out, o->state_defaulted ? o->state : NULL};
+    if (refuse_existing(o, outputs, sizeof outputs / sizeof outputs[0], err) != 0)
         return -1;
     if (renewal_mode(o, &e.mode, err) != 0 || read_challenge(o, &challenge, err) != 0 ||
         fill_csr_params(o, &e.csr, challenge, err) != 0)
@@ -584,6 +677,11 @@ static int cmd_poll(options *o, util_error *err)
     client_result r = {0};
     if (need(o->state, "--state FILE", err) || client_state_load(o->state, &s, err) != 0)
         return -1;
+    const char *outputs[] = {s.key_out, s.cert_out, s.chain_out};
+    if (refuse_existing(o, outputs, sizeof outputs / sizeof outputs[0], err) != 0) {
+        client_saved_clear(&s);
+        return -1;
+    }
     client_config cfg = o->cfg;
     cfg.url = s.url;
     cfg.ca_identifier = s.ca_identifier;
@@ -606,7 +704,8 @@ static int signed_query(options *o, int type, client_result *r, util_error *err)
     ASN1_INTEGER *serial = NULL;
     int rc = -1;
     if (need(o->cfg.url, "-u URL", err) || need(o->key, "--key", err) || need(o->cert, "--cert", err) ||
-        need(o->out, "-o", err) || (type == SCEP_MSG_GETCERT && need(o->serial, "--serial", err)))
+        need(o->out, "-o", err) || (type == SCEP_MSG_GETCERT && need(o->serial, "--serial", err)) ||
+        refuse_existing(o, &o->out, 1, err) != 0)
         return -1;
     /* a malformed serial is a usage error before anything is sent */
     if (type == SCEP_MSG_GETCERT && crypto_serial_parse(o->serial, o->decimal, &serial, err) != 0)
@@ -718,14 +817,91 @@ static int cmd_errors(options *o, util_error *err)
     return 0;
 }
 
+/* What each option does and its default: `scepctl COMMAND --help` prints the
+ * lines of the options named in that command's usage. */
+static const struct option_help {
+    const char *name;
+    const char *form;
+    const char *text;
+} option_help[] = {
+    {"url", "-u, --url URL", "SCEP server URL. Required."},
+    {"ca-ident", "-i, --ca-ident IDENT", "CA identifier sent with GetCACaps and GetCACert. Default: none."},
+    {"out", "-o, --out FILE", "file to write. Required; an existing file is kept unless --force."},
+    {"ca-fingerprint", "--ca-fingerprint sha256:HEX",
+     "accept only the CA with this SHA-256 fingerprint. Default: none (the CA is not pinned)."},
+    {"cn", "--cn CN", "common name of the subject. Required unless --subject is given."},
+    {"org", "--org O", "organization of the subject. Default: none."},
+    {"subject", "--subject DN",
+     "the whole subject, e.g. CN=printer1,O=Example. Default: from --cn and --org."},
+    {"email", "--email E", "e-mail address in the subject. Default: none."},
+    {"san", "--san TYPE:VALUE", "alternative name dns:, ip:, email: or uri:; repeatable. Default: none."},
+    {"challenge", "--challenge PW", "challenge password (visible in the process list). Default: none."},
+    {"challenge-file", "--challenge-file F", "read the challenge password from F. Default: none."},
+    {"key-type", "--key-type T",
+     "key to generate: rsa:1024, rsa:2048, rsa:3072, rsa:4096, ec:P-256 or ec:P-384. Default: rsa:2048."},
+    {"key", "--key FILE",
+     "existing private key: enroll uses it instead of generating one (default: generate); renew, "
+     "getcert and getcrl sign with it (required); inspect opens envelopes with it (default: none)."},
+    {"cert", "--cert FILE", "the current certificate. Required."},
+    {"digest", "--digest NAME",
+     "sha512, sha384, sha256 or sha1. Default: the strongest the server's capabilities allow."},
+    {"cipher", "--cipher NAME", "aes, aes256 or des3. Default: aes when the server lists AES, else des3."},
+    {"key-usage", "--key-usage U",
+     "none, digitalSignature, keyEncipherment or both. Default: both for RSA, digitalSignature for EC."},
+    {"eku", "--eku OID", "extended key usage (OID, serverAuth, clientAuth); repeatable. Default: none."},
+    {"template", "--template NAME", "Microsoft certificate template name. Default: none."},
+    {"method", "--method M",
+     "auto, get or post for PKIOperation. Default: auto (POST when listed, else GET)."},
+    {"poll-interval", "--poll-interval S", "seconds between polls while pending, 1 to 86400. Default: 60."},
+    {"poll-count", "--poll-count N",
+     "polls before giving up with exit 3, 0 to 100000. Default: 0 (exit 3 at once when pending)."},
+    {"state", "--state FILE",
+     "where a pending request is saved (enroll, renew) or read (poll). Default: NAME.state next to "
+     "--key-out (enroll, renew); required for poll."},
+    {"key-out", "--key-out FILE", "write the private key here (mode 0600). Required; kept unless --force."},
+    {"cert-out", "--cert-out FILE", "write the issued certificate here. Required; kept unless --force."},
+    {"chain-out", "--chain-out FILE", "write the CA chain here. Default: not written."},
+    {"new-key-type", "--new-key-type T", "type of the new key. Default: the type of the current key."},
+    {"reuse-key", "--reuse-key", "keep the current key. Default: a new key is generated."},
+    {"mode", "--mode M", "auto, renewalreq or pkcsreq. Default: auto."},
+    {"serial", "--serial N", "serial number, hex (4BCB8D, 0x4BCB8D or 4b:cb:8d). Required."},
+    {"decimal", "--decimal", "read --serial as decimal. Default: hex."},
+    {"signer", "--signer CERT.pem",
+     "verify the message's signature with this certificate. Default: not checked."},
+    {"signer-key", "--signer-key KEY.pem",
+     "sign the request with this key and a self-signed certificate for it. Default: the new key, or a "
+     "temporary RSA-2048 key when the new key is EC and the server cannot answer an EC signer."},
+    {"markdown", "--markdown", "print the catalogue as a Markdown table. Default: one line per code."},
+    {"force", "--force", "replace existing output files. Default: refuse to overwrite them (exit 2)."},
+    {"tls-ca", "--tls-ca FILE", "CA certificates for an HTTPS server. Default: the system's trust store."},
+    {"tls-pin", "--tls-pin sha256:HEX", "accept only an HTTPS server with this certificate. Default: none."},
+    {"tls-pin-no-host-check", "--tls-pin-no-host-check",
+     "with --tls-pin, do not check the URL's host name against the certificate. Default: checked."},
+    {"insecure", "--insecure", "do not verify the HTTPS server's certificate. Default: verify it."},
+    {"proxy", "--proxy URL",
+     "HTTP proxy, http://user:password@host:port. Default: none (libcurl's variables)."},
+    {"connect-timeout", "--connect-timeout S", "connection timeout, 1 to 3600 seconds. Default: 10."},
+    {"timeout", "--timeout S", "timeout of each HTTP exchange, 1 to 3600 seconds. Default: 60."},
+    {"max-response", "--max-response BYTES", "largest reply accepted, 1024 to 1073741824. Default: 1048576."},
+    {"verbose", "-v, --verbose", "report the server, the choices made and each exchange. Default: quiet."},
+    {"version", "--version", "print the version and exit."},
+    {"help", "-h, --help", "print this help and exit."},
+};
+
+static const char *const transport_options[] = {"tls-ca",   "tls-pin",      "tls-pin-no-host-check",
+                                                "insecure", "proxy",        "connect-timeout",
+                                                "timeout",  "max-response", "verbose"};
+
 static const struct command {
     const char *name;
     int (*run)(options *, util_error *);
+    bool network;
     const char *usage;
 } commands[] = {
-    {"getcaps", cmd_getcaps, "getcaps   -u URL [-i IDENT]"},
-    {"getca", cmd_getca, "getca     -u URL [-i IDENT] [--ca-fingerprint sha256:HEX] -o CHAIN.pem"},
-    {"enroll", cmd_enroll,
+    {"getcaps", cmd_getcaps, true, "getcaps   -u URL [-i IDENT]"},
+    {"getca", cmd_getca, true,
+     "getca     -u URL [-i IDENT] [--ca-fingerprint sha256:HEX] -o CHAIN.pem [--force]"},
+    {"enroll", cmd_enroll, true,
      "enroll    -u URL --cn CN [--org O] [--subject DN] [--email E] [--san TYPE:VALUE]...\n"
      "                    [--challenge PW | --challenge-file F] [--key-type rsa:2048|rsa:4096|ec:P-256|...]\n"
      "                    [--key EXISTING.pem] [--digest sha256] [--cipher aes|aes256|des3]\n"
@@ -733,16 +909,19 @@ static const struct command {
      "                    [--template NAME] [--method auto|get|post] [--ca-fingerprint sha256:HEX]\n"
      "                    [--poll-interval S] [--poll-count N] [--timeout S] [--state FILE]\n"
      "                    [--signer-key KEY.pem] --key-out KEY.pem --cert-out CERT.pem [--chain-out "
-     "CHAIN.pem]"},
-    {"renew", cmd_renew,
+     "CHAIN.pem] [--force]"},
+    {"renew", cmd_renew, true,
      "renew     -u URL --key OLD.key --cert OLD.crt [--new-key-type T | --reuse-key]\n"
-     "                    [--mode auto|renewalreq|pkcsreq] [--challenge PW] --key-out K --cert-out C"},
-    {"poll", cmd_poll, "poll      --state FILE [--poll-interval S --poll-count N]"},
-    {"getcert", cmd_getcert, "getcert   -u URL --key K --cert C --serial HEX [--decimal] -o OUT.pem"},
-    {"getcrl", cmd_getcrl, "getcrl    -u URL --key K --cert C -o OUT.crl"},
-    {"getnextca", cmd_getnextca, "getnextca -u URL -o OUT.pem"},
-    {"inspect", scepctl_inspect, "inspect   FILE [--signer CERT.pem] [--key KEY.pem]"},
-    {"errors", cmd_errors, "errors    [--markdown]"},
+     "                    [--mode auto|renewalreq|pkcsreq] [--challenge PW | --challenge-file F]\n"
+     "                    [--poll-interval S] [--poll-count N] [--state FILE]\n"
+     "                    --key-out K --cert-out C [--chain-out CHAIN.pem] [--force]"},
+    {"poll", cmd_poll, true, "poll      --state FILE [--poll-interval S --poll-count N] [--force]"},
+    {"getcert", cmd_getcert, true,
+     "getcert   -u URL --key K --cert C --serial HEX [--decimal] -o OUT.pem [--force]"},
+    {"getcrl", cmd_getcrl, true, "getcrl    -u URL --key K --cert C -o OUT.crl [--force]"},
+    {"getnextca", cmd_getnextca, true, "getnextca -u URL -o OUT.pem [--force]"},
+    {"inspect", scepctl_inspect, false, "inspect   FILE [--signer CERT.pem] [--key KEY.pem]"},
+    {"errors", cmd_errors, false, "errors    [--markdown]"},
 };
 
 static void usage(FILE *out)
@@ -753,9 +932,61 @@ static void usage(FILE *out)
     fprintf(out, "\ntransport options (all network commands): [--tls-ca FILE] [--tls-pin sha256:HEX]\n"
                  "  [--tls-pin-no-host-check] [--insecure] [--proxy URL]\n"
                  "  [--connect-timeout S] [--timeout S] [--max-response BYTES] [-v]\n"
+                 "\n'scepctl COMMAND --help' describes each option of a command and its default;\n"
+                 "'scepctl --version' prints the version.\n"
                  "\nexit codes: 0 done, 1 rejected by the server, 2 usage or local input error,\n"
                  "  3 still pending (state saved for 'scepctl poll'), 4 communication error,\n"
                  "  5 bad response data\n");
+}
+
+static void help_line(const char *name, const char **printed, size_t *count)
+{
+    for (size_t i = 0; i < *count; i++)
+        if (!strcmp(printed[i], name))
+            return;
+    for (size_t i = 0; i < sizeof option_help / sizeof option_help[0]; i++)
+        if (!strcmp(option_help[i].name, name)) {
+            printf("  %-30s %s\n", option_help[i].form, option_help[i].text);
+            printed[(*count)++] = option_help[i].name;
+            return;
+        }
+}
+
+/* The options a usage line names: "--name" and the short -u, -i, -o. */
+static void command_help(const struct command *cmd)
+{
+    const char *printed[sizeof option_help / sizeof option_help[0]];
+    size_t count = 0;
+    printf("usage: scepctl %s\n\noptions:\n", cmd->usage);
+    for (const char *p = cmd->usage; (p = strchr(p, '-')) != NULL;) {
+        if (p > cmd->usage && p[-1] != ' ' && p[-1] != '[' && p[-1] != '|') {
+            p++;
+            continue;
+        }
+        char name[UTIL_SUGGEST_MAX_WORD + 1];
+        if (p[1] == '-') {
+            size_t n = strspn(p + 2, "abcdefghijklmnopqrstuvwxyz-");
+            snprintf(name, sizeof name, "%.*s", (int)n, p + 2);
+            p += 2 + n;
+        } else {
+            const char *full = p[1] == 'u' ? "url" : p[1] == 'i' ? "ca-ident" : p[1] == 'o' ? "out" : "";
+            snprintf(name, sizeof name, "%s", full);
+            p += 2;
+        }
+        help_line(name, printed, &count);
+    }
+    for (size_t i = 0; cmd->network && i < sizeof transport_options / sizeof transport_options[0]; i++)
+        help_line(transport_options[i], printed, &count);
+    help_line("version", printed, &count);
+    help_line("help", printed, &count);
+}
+
+static const struct command *find_command(const char *name)
+{
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(name, commands[i].name))
+            return &commands[i];
+    return NULL;
 }
 
 int main(int argc, char **argv)
@@ -775,25 +1006,42 @@ int main(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
-    const struct command *cmd = NULL;
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name))
-            cmd = &commands[i];
+    if (!strcmp(argv[1], "--version")) {
+        printf("scepctl %s\n", SCEPD_VERSION);
+        return 0;
+    }
+    const struct command *cmd = find_command(argv[1]);
     util_error err = {0};
     if (!cmd) {
-        util_error_set(&err, UTIL_ERR_USAGE, "unknown command \"%s\"", argv[1]);
-        scepctl_report(&err);
-        usage(stderr);
+        const char *names[sizeof commands / sizeof commands[0]];
+        for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+            names[i] = commands[i].name;
+        const char *near = util_suggest(argv[1], names, sizeof names / sizeof names[0]);
+        if (near)
+            fprintf(stderr, "error[usage]: unknown command \"%s\"; did you mean %s?\n", argv[1], near);
+        else
+            fprintf(stderr, "error[usage]: unknown command \"%s\"; 'scepctl --help' lists the commands\n",
+                    argv[1]);
         return 2;
     }
     options o;
-    if (parse_options(argc - 1, argv + 1, &o, &err) != 0) {
+    int parsed = parse_options(argc - 1, argv + 1, &o, &err);
+    if (parsed == UNKNOWN_OPTION) {
+        /* one line: the option and, for a typo, the nearest one */
+        fprintf(stderr, "error[%s]: %s\n", util_err_code(err.code), err.detail);
+        return 2;
+    }
+    if (parsed != 0) {
         scepctl_report(&err);
         fprintf(stderr, "usage: scepctl %s\n", cmd->usage);
         return 2;
     }
+    if (o.version) {
+        printf("scepctl %s\n", SCEPD_VERSION);
+        return 0;
+    }
     if (o.help) {
-        printf("usage: scepctl %s\n", cmd->usage);
+        command_help(cmd);
         return 0;
     }
     if (http_global_init() != 0) {

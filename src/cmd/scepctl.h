@@ -14,7 +14,10 @@ typedef struct options {
     const char *ekus[CRYPTO_MAX_EKUS];
     size_t eku_count;
     long poll_interval, poll_count;
-    bool reuse_key, markdown, help, decimal;
+    bool reuse_key, markdown, help, decimal, force, version;
+    /* enroll and renew without --state: NAME.state next to --key-out */
+    char default_state[4096];
+    bool state_defaulted;
     const char *positional;
 } options;
 

@@ -299,7 +299,8 @@ int scepctl_inspect(options *o, util_error *err)
         } else if (print_envelope(data, len, key, signers, &env_err) == 0) {
             rc = 0;
         } else {
-            *err = first;
+            /* none of the forms fit: say so about the file, not about a server */
+            util_error_set(err, UTIL_ERR_INPUT_NOT_SCEP, "%s: %s", o->positional, first.detail);
         }
         goto out;
     }

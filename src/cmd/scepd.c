@@ -29,6 +29,7 @@
 #include "http/http.h"
 #include "util/file.h"
 #include "util/log.h"
+#include "util/suggest.h"
 #include "web/web.h"
 
 #define MAX_HOST_NAMES 64
@@ -75,6 +76,95 @@ static int config_unsigned(options *o, const char *name, const char *value, unsi
     return 1;
 }
 
+/* "127.0.0.1:8080" or "[::1]:8443"; on failure *why says what is wrong. */
+static int split_address(const char *text, char *host, size_t host_len, int *port, const char **why)
+{
+    const char *start = text, *colon;
+    size_t n;
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        if (!close || close[1] != ':') {
+            *why = "is not HOST:PORT (write an IPv6 address as [ADDRESS]:PORT)";
+            return -1;
+        }
+        start = text + 1;
+        n = (size_t)(close - start);
+        colon = close + 1;
+    } else {
+        colon = strrchr(text, ':');
+        if (!colon) {
+            *why = "is not HOST:PORT: the port is missing";
+            return -1;
+        }
+        n = (size_t)(colon - text);
+        if (memchr(text, ':', n)) {
+            *why = "is not HOST:PORT (write an IPv6 address as [ADDRESS]:PORT)";
+            return -1;
+        }
+    }
+    if (n == 0 || n >= host_len) {
+        *why = "is not HOST:PORT: the host is missing or too long";
+        return -1;
+    }
+    char *end = NULL;
+    errno = 0;
+    long p = strtol(colon + 1, &end, 10);
+    if (!colon[1] || errno || *end || p < 0 || p > 65535) {
+        *why = "has a port that is not a number from 0 to 65535 (0: a free port the kernel picks)";
+        return -1;
+    }
+    memcpy(host, start, n);
+    host[n] = '\0';
+    *port = (int)p;
+    return 0;
+}
+
+/* A listen address that cannot be bound is found by -n, not at start. */
+static int check_listen(const char *name, const char *value, char *why_out, size_t why_len)
+{
+    char host[128];
+    int port;
+    const char *why = NULL;
+    if (split_address(value, host, sizeof host, &port, &why) == 0)
+        return 0;
+    snprintf(why_out, why_len, "%s \"%s\" %s", name, value, why);
+    return -1;
+}
+
+static int check_scep_url(const char *name, const char *value, char *why_out, size_t why_len)
+{
+    size_t scheme = !strncasecmp(value, "http://", 7) ? 7 : !strncasecmp(value, "https://", 8) ? 8 : 0;
+    if (scheme && value[scheme] && value[scheme] != '/')
+        return 0;
+    snprintf(why_out, why_len, "%s \"%s\" is not an http:// or https:// URL with a host", name, value);
+    return -1;
+}
+
+/* "[scepd] listen_tsl is not a known setting; did you mean listen_tls?" */
+static int unknown_setting(options *o, const char *section, const char *name, const char *const *known,
+                           size_t count)
+{
+    const char *near = util_suggest(name, known, count);
+    snprintf(o->config_error, sizeof o->config_error, "[%s] %s is not a known setting%s%s%s", section, name,
+             near ? "; did you mean " : "", near ? near : "", near ? "?" : "");
+    return 0;
+}
+
+static const char *const scepd_keys[] = {"state_dir",
+                                         "listen",
+                                         "listen_tls",
+                                         "max_keys",
+                                         "scep_url",
+                                         "admin_password_file",
+                                         "server_name",
+                                         "max_connections",
+                                         "max_connections_per_address",
+                                         "request_timeout",
+                                         "handshake_timeout",
+                                         "log",
+                                         "log_level"};
+static const char *const function_keys[] = {"export_key", "export_cert", "export_chain", "command"};
+
 static int on_ini(void *user, const char *section, const char *name, const char *value)
 {
     options *o = user;
@@ -101,14 +191,25 @@ static int on_ini(void *user, const char *section, const char *name, const char 
             return config_unsigned(o, name, value, 1, 3600, &o->edge.request_timeout_s);
         else if (!strcmp(name, "handshake_timeout"))
             return config_unsigned(o, name, value, 1, 3600, &o->edge.handshake_timeout_s);
-        else if (!strcmp(name, "log"))
+        else if (!strcmp(name, "log") && (!strcmp(value, "syslog") || !strcmp(value, "stderr")))
             o->use_syslog = !strcmp(value, "syslog");
-        else if (!strcmp(name, "log_level"))
+        else if (!strcmp(name, "log_level") &&
+                 (!strcmp(value, "debug") || !strcmp(value, "info") || !strcmp(value, "warning")))
             o->level = !strcmp(value, "debug")     ? UTIL_LOG_DEBUG
                        : !strcmp(value, "warning") ? UTIL_LOG_WARN
                                                    : UTIL_LOG_INFO;
-        else
-            goto unknown;
+        else if (!strcmp(name, "log") || !strcmp(name, "log_level")) {
+            snprintf(o->config_error, sizeof o->config_error, "%s \"%s\" is not one of %s", name, value,
+                     !strcmp(name, "log") ? "stderr, syslog" : "debug, info, warning");
+            return 0;
+        } else
+            return unknown_setting(o, section, name, scepd_keys, sizeof scepd_keys / sizeof scepd_keys[0]);
+        if ((!strcmp(name, "listen") || !strcmp(name, "listen_tls")) &&
+            check_listen(name, value, o->config_error, sizeof o->config_error) != 0)
+            return 0;
+        if (!strcmp(name, "scep_url") &&
+            check_scep_url(name, value, o->config_error, sizeof o->config_error) != 0)
+            return 0;
         if (!strcmp(name, "max_keys") && (o->agent.max_keys < 1 || o->agent.max_keys > 1000)) {
             snprintf(o->config_error, sizeof o->config_error, "max_keys must be from 1 to 1000");
             return 0;
@@ -138,20 +239,82 @@ static int on_ini(void *user, const char *section, const char *name, const char 
         else if (!strcmp(name, "command"))
             snprintf(f->command, sizeof f->command, "%s", value);
         else
-            goto unknown;
+            return unknown_setting(o, section, name, function_keys,
+                                   sizeof function_keys / sizeof function_keys[0]);
         return 1;
     }
-unknown:
-    snprintf(o->config_error, sizeof o->config_error, "[%s] %s is not a known setting", section, name);
+    snprintf(o->config_error, sizeof o->config_error,
+             "unknown section [%s]%s; the sections are [scepd] and [function NAME]", section,
+             util_edit_distance(section, "scepd") <= 2 ? " (did you mean [scepd]?)" : "");
     return 0;
+}
+
+/* ini_parse goes on after a failing line and reports the first one: keep the
+ * words of that first failure. */
+static int on_ini_first_error(void *user, const char *section, const char *name, const char *value)
+{
+    options *o = user;
+    return o->config_error[0] ? 1 : on_ini(user, section, name, value);
 }
 
 static void usage(FILE *out)
 {
     fprintf(out, "usage: scepd [--config FILE] [--state DIR] [--listen 127.0.0.1:8080]\n"
                  "             [--listen-tls 127.0.0.1:8443] [--admin-password-file F] [--scep-url URL]\n"
-                 "             [--syslog] [--debug] [-n]\n"
-                 "  -n  check the configuration and exit\n");
+                 "             [--syslog] [--debug] [-n] [--version]\n"
+                 "\n"
+                 "  -c, --config FILE            INI configuration (scepd.conf(5)). Default: none.\n"
+                 "  -s, --state DIR              state directory. Default: /var/lib/scepd.\n"
+                 "  -l, --listen HOST:PORT       HTTP listener. Default: 127.0.0.1:8080.\n"
+                 "  -t, --listen-tls HOST:PORT   HTTPS listener. Default: none.\n"
+                 "  -p, --admin-password-file F  first admin password. Default: SCEPD_ADMIN_PASSWORD,\n"
+                 "                               else generated and printed once.\n"
+                 "  -u, --scep-url URL           initial SCEP server (http:// or https://). Default: none.\n"
+                 "      --syslog                 log to syslog. Default: stderr.\n"
+                 "      --debug                  log debug messages. Default: info and above.\n"
+                 "  -n                           check the configuration and exit.\n"
+                 "      --version                print the version and exit.\n"
+                 "  -h, --help                   print this help and exit.\n"
+                 "\n"
+                 "Long options are taken only when spelt out in full.\n");
+}
+
+#define UNKNOWN_OPTION (-2)
+
+/* getopt_long takes any unambiguous prefix of a long option; scepd takes only
+ * the whole name, so that a later option cannot change what a script means.
+ * Returns the long name when the token that getopt_long consumed is not it. */
+static const char *abbreviated(char **argv, const struct option *opts, int index)
+{
+    if (index < 0)
+        return NULL;
+    /* a value in the next argument: the option is the one before it */
+    const char *token = optarg && optarg == argv[optind - 1] ? argv[optind - 2] : argv[optind - 1];
+    size_t n = strlen(opts[index].name);
+    if (!strncmp(token, "--", 2) && !strncmp(token + 2, opts[index].name, n) &&
+        (token[2 + n] == '\0' || token[2 + n] == '='))
+        return NULL;
+    return token;
+}
+
+static int unknown_option(const char *token, const struct option *opts, int missing_value, util_error *err)
+{
+    if (missing_value) {
+        util_error_set(err, UTIL_ERR_USAGE, "option %s needs a value; see scepd --help", token);
+        return UNKNOWN_OPTION;
+    }
+    char name[UTIL_SUGGEST_MAX_WORD + 1];
+    snprintf(name, sizeof name, "%.*s", (int)strcspn(token, "="), token);
+    const char *names[32];
+    size_t count = 0;
+    for (size_t i = 0; opts[i].name && count < sizeof names / sizeof names[0]; i++)
+        names[count++] = opts[i].name;
+    const char *near = !strncmp(name, "--", 2) ? util_suggest(name + 2, names, count) : NULL;
+    if (near)
+        util_error_set(err, UTIL_ERR_USAGE, "unknown option \"%s\"; did you mean --%s?", name, near);
+    else
+        util_error_set(err, UTIL_ERR_USAGE, "unknown option \"%s\"; see scepd --help", name);
+    return UNKNOWN_OPTION;
 }
 
 static int parse_args(int argc, char **argv, options *o, util_error *err)
@@ -166,23 +329,30 @@ static int parse_args(int argc, char **argv, options *o, util_error *err)
         {"syslog", no_argument, NULL, 'S'},
         {"debug", no_argument, NULL, 'd'},
         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     /* the config file first, then the command line overrides it */
-    for (int i = 1; i < argc - 1; i++)
-        if (!strcmp(argv[i], "--config") || !strcmp(argv[i], "-c"))
+    for (int i = 1; i < argc; i++)
+        if (i < argc - 1 && (!strcmp(argv[i], "--config") || !strcmp(argv[i], "-c")))
             o->config = argv[i + 1];
+        else if (!strncmp(argv[i], "--config=", 9))
+            o->config = argv[i] + 9;
     if (o->config) {
-        int line = ini_parse(o->config, on_ini, o);
+        int line = ini_parse(o->config, on_ini_first_error, o);
         if (line < 0)
             return util_error_set(err, UTIL_ERR_CONFIG, "%s: cannot be read", o->config);
         if (line > 0)
             return util_error_set(err, UTIL_ERR_CONFIG, "%s line %d: %s", o->config, line,
                                   o->config_error[0] ? o->config_error : "syntax error");
     }
-    int c;
+    int c, index = -1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "c:s:l:t:p:u:nh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":c:s:l:t:p:u:nh", opts, &index)) != -1) {
+        const char *whole = c != '?' && c != ':' ? abbreviated(argv, opts, index) : NULL;
+        index = -1;
+        if (whole)
+            return unknown_option(whole, opts, 0, err);
         switch (c) {
         case 'c': break;
         case 's': snprintf(o->state_dir, sizeof o->state_dir, "%s", optarg); break;
@@ -194,36 +364,19 @@ static int parse_args(int argc, char **argv, options *o, util_error *err)
         case 'd': o->level = UTIL_LOG_DEBUG; break;
         case 'n': o->check_only = true; break;
         case 'h': usage(stdout); exit(0);
-        default:
-            return util_error_set(err, UTIL_ERR_USAGE, "%s: unknown option or missing value",
-                                  argv[optind - 1]);
+        case 'V': printf("scepd %s\n", SCEPD_VERSION); exit(0);
+        default: return unknown_option(argv[optind - 1], opts, c == ':', err);
         }
     }
     if (optind < argc)
         return util_error_set(err, UTIL_ERR_USAGE, "unexpected argument \"%s\"", argv[optind]);
+    /* the command line overrides the file: check what it set too */
+    char why[256];
+    if (check_listen("--listen", o->listen, why, sizeof why) != 0 ||
+        (o->listen_tls[0] && check_listen("--listen-tls", o->listen_tls, why, sizeof why) != 0) ||
+        (o->initial_url[0] && check_scep_url("--scep-url", o->initial_url, why, sizeof why) != 0))
+        return util_error_set(err, UTIL_ERR_USAGE, "%s", why);
     return 0;
-}
-
-/* "127.0.0.1:8080" or "[::1]:8443" */
-static int split_address(const char *text, char *host, size_t host_len, int *port)
-{
-    const char *colon = strrchr(text, ':');
-    if (!colon)
-        return -1;
-    size_t n = (size_t)(colon - text);
-    if (text[0] == '[' && n >= 2 && text[n - 1] == ']') {
-        text++;
-        n -= 2;
-    }
-    if (n == 0 || n >= host_len)
-        return -1;
-    memcpy(host, text, n);
-    host[n] = '\0';
-    const char *digits = colon + 1;
-    if (!*digits || strspn(digits, "0123456789") != strlen(digits) || strlen(digits) > 5)
-        return -1;
-    *port = atoi(digits);
-    return *port < 65536 ? 0 : -1;
 }
 
 /* Binds addr (port 0: one the kernel picks) and writes the address actually
@@ -234,8 +387,9 @@ static int bind_http(edge *e, struct evhttp *http, const char *addr, char *bound
 {
     char host[128];
     int port;
-    if (split_address(addr, host, sizeof host, &port) != 0)
-        return util_error_set(err, UTIL_ERR_CONFIG, "listen address \"%s\" is not HOST:PORT", addr);
+    const char *why = NULL;
+    if (split_address(addr, host, sizeof host, &port, &why) != 0)
+        return util_error_set(err, UTIL_ERR_CONFIG, "listen address \"%s\" %s", addr, why);
     struct evhttp_bound_socket *sock = NULL;
     if (edge_bind(e, http, host, (unsigned)port, &sock, err) != 0)
         return -1;
@@ -304,9 +458,10 @@ static void collect_host_names(options *o)
 {
     char host[128];
     int port;
+    const char *why = NULL;
     const char *listens[] = {o->listen, o->listen_tls};
     for (size_t i = 0; i < 2; i++)
-        if (listens[i][0] && split_address(listens[i], host, sizeof host, &port) == 0)
+        if (listens[i][0] && split_address(listens[i], host, sizeof host, &port, &why) == 0)
             add_host_name(o, host, strlen(host));
     struct ifaddrs *ifs = NULL;
     if (getifaddrs(&ifs) == 0) {
@@ -511,7 +666,12 @@ int main(int argc, char **argv)
     o.level = UTIL_LOG_INFO;
     util_error err = {0};
     signal(SIGPIPE, SIG_IGN);
-    if (parse_args(argc, argv, &o, &err) != 0) {
+    int parsed = parse_args(argc, argv, &o, &err);
+    if (parsed == UNKNOWN_OPTION) {
+        fprintf(stderr, "error[%s]: %s\n", util_err_code(err.code), err.detail);
+        return 2;
+    }
+    if (parsed != 0) {
         fprintf(stderr, "error[%s]: %s (%s)\nremedy: %s\n", util_err_code(err.code),
                 util_err_message(err.code), err.detail, util_err_remedy(err.code));
         return 2;

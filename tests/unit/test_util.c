@@ -24,6 +24,7 @@
 #include "util/escape.h"
 #include "util/file.h"
 #include "util/throttle.h"
+#include "util/suggest.h"
 
 #include "tempdir.h"
 
@@ -554,6 +555,60 @@ static void throttle_grows_and_resets(void **state)
     util_throttle_free(t);
 }
 
+static void edit_distance_values(void **state)
+{
+    (void)state;
+    assert_int_equal(util_edit_distance("", ""), 0);
+    assert_int_equal(util_edit_distance("", "abc"), 3);
+    assert_int_equal(util_edit_distance("abc", ""), 3);
+    assert_int_equal(util_edit_distance("getcaps", "getcaps"), 0);
+    assert_int_equal(util_edit_distance("getcap", "getcaps"), 1);  /* insertion */
+    assert_int_equal(util_edit_distance("enrolll", "enroll"), 1);  /* deletion */
+    assert_int_equal(util_edit_distance("getcsps", "getcaps"), 1); /* substitution */
+    assert_int_equal(util_edit_distance("kitten", "sitting"), 3);
+    assert_int_equal(util_edit_distance("flaw", "lawn"), 2);
+    assert_int_equal(util_edit_distance("sitting", "kitten"), 3); /* symmetric */
+    char longer[UTIL_SUGGEST_MAX_WORD + 2];
+    memset(longer, 'a', sizeof longer - 1);
+    longer[sizeof longer - 1] = '\0';
+    assert_int_equal(util_edit_distance(longer, "a"), (size_t)-1);
+    longer[UTIL_SUGGEST_MAX_WORD] = '\0';
+    assert_int_equal(util_edit_distance(longer, ""), UTIL_SUGGEST_MAX_WORD);
+}
+
+static void suggest_nearest(void **state)
+{
+    (void)state;
+    static const char *const commands[] = {"getcaps", "getca",  "enroll",    "renew",   "poll",
+                                           "getcert", "getcrl", "getnextca", "inspect", "errors"};
+    size_t n = sizeof commands / sizeof commands[0];
+    assert_string_equal(util_suggest("getcap", commands, n), "getcaps"); /* tie with getca: first wins */
+    assert_string_equal(util_suggest("getcsps", commands, n), "getcaps");
+    assert_string_equal(util_suggest("enrol", commands, n), "enroll");
+    assert_string_equal(util_suggest("inspct", commands, n), "inspect");
+    assert_string_equal(util_suggest("getcrt", commands, n), "getcert");
+    assert_string_equal(util_suggest("renew", commands, n), "renew");
+    assert_string_equal(util_suggest("pol", commands, n), "poll");
+    /* a unique abbreviation wins over a nearer word; an ambiguous one does not */
+    assert_string_equal(util_suggest("getn", commands, n), "getnextca");
+    assert_string_equal(util_suggest("getc", commands, n), "getca");
+    static const char *const scepd_options[] = {"config", "state", "listen", "listen-tls", "debug", "syslog"};
+    assert_string_equal(util_suggest("deb", scepd_options, 6), "debug");
+    assert_string_equal(util_suggest("sta", scepd_options, 6), "state");
+    assert_string_equal(util_suggest("list", scepd_options, 6), "listen");
+    assert_null(util_suggest("frobnicate", commands, n));
+    assert_null(util_suggest("xy", commands, n)); /* short words: at most one edit */
+    assert_null(util_suggest("", commands, n));
+    assert_null(util_suggest(NULL, commands, n));
+    assert_null(util_suggest("getcaps", commands, 0));
+    static const char *const keys[] = {"rsa:1024", "rsa:2048", "rsa:3072",
+                                       "rsa:4096", "ec:P-256", "ec:P-384"};
+    assert_string_equal(util_suggest("rsa2048", keys, 6), "rsa:2048");
+    assert_string_equal(util_suggest("ec:p256", keys, 6), "ec:P-256");
+    static const char *const with_gap[] = {NULL, "listen"};
+    assert_string_equal(util_suggest("lsten", with_gap, 2), "listen");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -574,6 +629,8 @@ int main(void)
         cmocka_unit_test(escape_controls),
         cmocka_unit_test(escape_stream_keeps_lines),
         cmocka_unit_test(throttle_grows_and_resets),
+        cmocka_unit_test(edit_distance_values),
+        cmocka_unit_test(suggest_nearest),
     };
     return cmocka_run_group_tests_name("util", tests, NULL, NULL);
 }

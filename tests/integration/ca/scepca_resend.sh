@@ -54,7 +54,8 @@ expect_exit 3 "the same key and CSR under a new signer certificate is a new requ
     "$SCEPCTL" enroll -u "$U" --cn resend-a --challenge pw --key "$WORK/k.pem" \
     --key-out "$WORK/k2.pem" --cert-out "$WORK/c2.pem" --state "$WORK/s2" --poll-count 0
 [ "$(requests "$D")" = 2 ] && ok "the key used twice has two requests" || not_ok "requests: $(requests "$D")"
-expect_exit 0 "polling the approved request still gets its certificate" "$SCEPCTL" poll --state "$WORK/s1.copy"
+expect_exit 0 "polling the approved request still gets its certificate" "$SCEPCTL" poll --state "$WORK/s1.copy" \
+    --force
 [ "$(serial "$WORK/c1.pem")" = "$(serial "$WORK/c1.first")" ] && ok "CertPoll returned the approved certificate" ||
     not_ok "CertPoll returned another certificate"
 # renewal with the same key, then the same old certificate and key for another CSR

@@ -20,7 +20,7 @@ fault_case() {
     t0=$(date +%s%N)
     expect_exit "$want" "--fault $fault: scepctl enroll" \
         "$SCEPCTL" enroll -u "$URL_BASE$path" --cn "fault" --challenge pw --poll-count 0 \
-        --state "$WORK/f.state" --key-out "$WORK/f.key" --cert-out "$WORK/f.crt" "$@"
+        --state "$WORK/f.state" --key-out "$WORK/f.key" --cert-out "$WORK/f.crt" --force "$@"
     t1=$(date +%s%N)
     ELAPSED_MS=$(( (t1 - t0) / 1000000 ))
     if [ "$code" != - ]; then expect_error "$code" "--fault $fault"; fi
