@@ -189,6 +189,10 @@ int agent_crl_for(agent *a, X509 *cert, STACK_OF(X509_CRL) * *out) MUST_CHECK;
  * staged one. */
 void agent_ca_certs_store(agent *a, const client_server *srv, STACK_OF(X509) * fetched_next);
 /* The staged next CA certificates (possibly none). */
+/* The stored CA/RA certificates whose role is (with other: is not) role;
+ * every one when role is NULL. */
+int agent_stored_ca_certs(store *st, const char *role, bool other, STACK_OF(X509) * *out,
+                          util_error *err) MUST_CHECK;
 int agent_next_ca(const agent *a, STACK_OF(X509) * *out, util_error *err) MUST_CHECK;
 /* At start: plans a check when the CA is known; promotes an expired CA's successor. */
 void agent_rollover_start(agent *a);

@@ -120,28 +120,6 @@ int agent_key_delete(agent *a, const char *name, const char *user, util_error *e
     return store_key_delete(a->st, name, user, err);
 }
 
-static int stored_ca_certs(agent *a, STACK_OF(X509) * *out, util_error *err)
-{
-    json_t *rows = NULL;
-    if (store_ca_certs_get(a->st, &rows, err) != 0)
-        return -1;
-    STACK_OF(X509) *certs = sk_X509_new_null();
-    size_t i;
-    json_t *row;
-    json_array_foreach(rows, i, row)
-    {
-        const char *pem = json_string_value(json_object_get(row, "pem"));
-        X509 *x = NULL;
-        util_error ignored;
-        if (certs && pem && crypto_cert_load((const uint8_t *)pem, strlen(pem), &x, &ignored) == 0 &&
-            sk_X509_push(certs, x) <= 0)
-            X509_free(x);
-    }
-    json_decref(rows);
-    *out = certs;
-    return certs ? 0 : util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
-}
-
 json_t *agent_key_verify(agent *a, const char *name, util_error *err)
 {
     store_key k;
@@ -153,7 +131,7 @@ json_t *agent_key_verify(agent *a, const char *name, util_error *err)
         return NULL;
     if (crypto_cert_load((const uint8_t *)k.cert_pem, strlen(k.cert_pem), &cert, err) != 0 ||
         crypto_key_load((const uint8_t *)k.key_pem, strlen(k.key_pem), &key, err) != 0 ||
-        stored_ca_certs(a, &trusted, err) != 0)
+        agent_stored_ca_certs(a->st, NULL, false, &trusted, err) != 0)
         goto out;
     util_error ignored;
     if (k.chain_pem && k.chain_pem[0] &&

@@ -52,8 +52,9 @@ void agent_rollover_abandon(agent *a)
 
 /* ---- the stored set ---- */
 
-/* The stored certificates whose role is (or, with `other`, is not) `role`. */
-static int stored_role(store *st, const char *role, bool other, STACK_OF(X509) * *out, util_error *err)
+/* The stored certificates whose role is (or, with `other`, is not) `role`;
+ * all of them when role is NULL. */
+int agent_stored_ca_certs(store *st, const char *role, bool other, STACK_OF(X509) * *out, util_error *err)
 {
     json_t *rows = NULL;
     if (store_ca_certs_get(st, &rows, err) != 0)
@@ -67,7 +68,7 @@ static int stored_role(store *st, const char *role, bool other, STACK_OF(X509) *
         const char *r = json_string_value(json_object_get(row, "role"));
         X509 *x = NULL;
         util_error ignored;
-        if (!certs || !pem || !r || (strcmp(r, role) == 0) == other)
+        if (!certs || !pem || (role && (!r || (strcmp(r, role) == 0) == other)))
             continue;
         if (crypto_cert_load((const uint8_t *)pem, strlen(pem), &x, &ignored) == 0 &&
             sk_X509_push(certs, x) <= 0)
@@ -80,7 +81,7 @@ static int stored_role(store *st, const char *role, bool other, STACK_OF(X509) *
 
 int agent_next_ca(const agent *a, STACK_OF(X509) * *out, util_error *err)
 {
-    return stored_role(a->st, ROLE_NEXT, false, out, err);
+    return agent_stored_ca_certs(a->st, ROLE_NEXT, false, out, err);
 }
 
 static bool contains(STACK_OF(X509) * certs, const X509 *x)
@@ -168,8 +169,8 @@ static void promote_if_expired(agent *a)
 {
     STACK_OF(X509) *cur = NULL, *next = NULL;
     util_error err;
-    if (stored_role(a->st, ROLE_NEXT, true, &cur, &err) != 0 ||
-        stored_role(a->st, ROLE_NEXT, false, &next, &err) != 0)
+    if (agent_stored_ca_certs(a->st, ROLE_NEXT, true, &cur, &err) != 0 ||
+        agent_stored_ca_certs(a->st, ROLE_NEXT, false, &next, &err) != 0)
         goto out;
     X509 *ca = first_ca(cur), *new_ca = first_ca(next);
     if (!ca || !new_ca || !expired(ca, agent_now(a)) || expired(new_ca, agent_now(a)))
@@ -194,8 +195,8 @@ void agent_ca_certs_store(agent *a, const client_server *srv, STACK_OF(X509) * f
     STACK_OF(X509) *staged = NULL, *cur = NULL, *next = NULL;
     const char **roles = NULL;
     util_error err;
-    if (stored_role(a->st, ROLE_NEXT, false, &staged, &err) != 0 ||
-        stored_role(a->st, ROLE_NEXT, true, &cur, &err) != 0)
+    if (agent_stored_ca_certs(a->st, ROLE_NEXT, false, &staged, &err) != 0 ||
+        agent_stored_ca_certs(a->st, ROLE_NEXT, true, &cur, &err) != 0)
         goto fail;
     bool presented = contains(staged, ca->ca);
     X509 *stored_ca = first_ca(cur);
@@ -294,7 +295,8 @@ void agent_rollover_start(agent *a)
     STACK_OF(X509) *cur = NULL;
     util_error err;
     /* only once the agent knows the CA: a new device has no server yet */
-    if (stored_role(a->st, ROLE_NEXT, true, &cur, &err) == 0 && sk_X509_num(cur) > 0 && a->settings.url[0])
+    if (agent_stored_ca_certs(a->st, ROLE_NEXT, true, &cur, &err) == 0 && sk_X509_num(cur) > 0 &&
+        a->settings.url[0])
         a->rollover_next_at = agent_now(a);
     util_x509_stack_free(cur);
     promote_if_expired(a);

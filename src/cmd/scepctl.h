@@ -23,5 +23,7 @@ typedef struct options {
 
 void scepctl_report(const util_error *err);
 int scepctl_inspect(options *o, util_error *err);
+/* Prints the help of the command whose usage line is usage. */
+void scepctl_command_help(const char *usage, bool network);
 
 #endif
