@@ -167,11 +167,28 @@ void agent_login_verify(agent_login_check *check, const char *password)
     check->ok = crypto_password_verify(password, check->hash) && check->known;
 }
 
+/* The password or role may have changed while the hash was checked on the
+ * login thread: the answer holds only for the hash that was checked. */
+static bool hash_unchanged(agent *a, agent_login_check *check)
+{
+    store_user u;
+    util_error e;
+    if (store_user_get(a->st, check->user, &u, &e) != 0)
+        return false;
+    bool same = u.password_hash && strcmp(u.password_hash, check->hash) == 0;
+    if (same)
+        snprintf(check->role, sizeof check->role, "%s", u.role);
+    store_user_clear(&u);
+    return same;
+}
+
 int agent_login_conclude(agent *a, agent_login_check *check, const char *password, agent_role *role,
                          util_error *err)
 {
     int64_t now = agent_now(a);
     int rc = -1;
+    if (check->ok && !hash_unchanged(a, check))
+        check->ok = false;
     if (check->known) {
         util_error e;
         if (store_user_login_result(a->st, check->user, check->ok, 0, &e) != 0)

@@ -1467,6 +1467,18 @@ static void test_login_thread(void **state)
                      -1);
     assert_int_equal(err.code, UTIL_ERR_THROTTLED);
     assert_null(extra);
+    /* a password changed while the old one is being checked: refused */
+    int changed = 0;
+    agent_login_job *old = NULL;
+    assert_int_equal(agent_user_put(f->a, "admin", "admin-password-2", AGENT_ROLE_ADMIN, "test", &err), 0);
+    assert_int_equal(agent_login_start(f->a, "admin", "admin-password-2", "192.0.2.6", &role, count_login,
+                                       &changed, &old, &err),
+                     AGENT_LOGIN_PENDING);
+    assert_int_equal(agent_user_put(f->a, "admin", "admin-password-3", AGENT_ROLE_ADMIN, "test", &err), 0);
+    assert_int_equal(sem_post(&f->login_gate), 0);
+    run_until_count(f, &changed, 1);
+    assert_int_equal(agent_login_finish(f->a, old, &role, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_UNAUTHORIZED);
     /* logins still queued or hashing when the agent stops are freed */
     assert_int_equal(agent_login_start(f->a, "nobody", "password-1", "192.0.2.5", &role, count_login, &done,
                                        &jobs[0], &err),
