@@ -401,6 +401,7 @@ void agent_free(agent *a)
     OPENSSL_cleanse(&a->settings, sizeof a->settings);
     OPENSSL_cleanse(a->login_key, sizeof a->login_key);
     OPENSSL_cleanse(a->login_cache, sizeof a->login_cache);
+    agent_login_worker_free(a->login_worker);
     util_throttle_free(a->login_throttle);
     free(a->dummy_hash);
     OPENSSL_cleanse(&a->autoreq.key.challenge, sizeof a->autoreq.key.challenge);

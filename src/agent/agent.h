@@ -45,6 +45,9 @@ typedef struct agent_config {
     int64_t (*clock)(void *arg);
     uint32_t (*random)(void *arg, uint32_t bound); /* uniform in [0, bound) */
     void *hook_arg;
+    /* Tests: called on the login thread before each hash (with hook_arg),
+     * so that a test can hold the thread; NULL in the daemon. */
+    void (*login_hook)(void *arg);
     /* Called on the event loop when the key bound to "tls" changes
      * (registration, binding). PEMs are borrowed for the call. */
     void (*on_tls_change)(void *arg, const char *key_pem, const char *cert_pem, const char *chain_pem);
@@ -115,6 +118,24 @@ typedef enum agent_role { AGENT_ROLE_NONE = 0, AGENT_ROLE_VIEWER, AGENT_ROLE_ADM
  * wrong password, in the same words. */
 int agent_login(agent *a, const char *user, const char *password, const char *client, agent_role *role,
                 util_error *err) MUST_CHECK;
+/* The same check with the password hashed on the agent's login thread, so
+ * that the event loop keeps serving other clients meanwhile. 0 or -1 when
+ * answered at once (throttled, or the credentials were verified in the last
+ * minute); AGENT_LOGIN_PENDING when *job was queued: done(arg) is then called
+ * on the event loop once the hash is done and the outcome recorded (throttle,
+ * store, cache, log), and agent_login_finish gives the answer. At most
+ * AGENT_LOGIN_QUEUE logins wait or run at once; beyond that LOGIN_BUSY. */
+#define AGENT_LOGIN_PENDING 1
+#define AGENT_LOGIN_QUEUE 8
+typedef struct agent_login_job agent_login_job;
+int agent_login_start(agent *a, const char *user, const char *password, const char *client, agent_role *role,
+                      void (*done)(void *arg), void *arg, agent_login_job **job, util_error *err) MUST_CHECK;
+/* After done: the answer, as agent_login gives it; frees the job. */
+int agent_login_finish(agent *a, agent_login_job *job, agent_role *role, util_error *err) MUST_CHECK;
+/* The requester is gone: done is not called. A job not yet hashed is
+ * dropped; a hash under way still has its outcome recorded (a client that
+ * hangs up does not escape the throttle). Accepts NULL. */
+void agent_login_cancel(agent *a, agent_login_job *job);
 /* Creates a session; *token (cookie value) and *csrf are malloc'd. */
 int agent_session_new(agent *a, const char *user, char **token, char **csrf, util_error *err) MUST_CHECK;
 /* Resolves a cookie token; UNAUTHORIZED when unknown or idle for longer than

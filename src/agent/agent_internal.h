@@ -15,6 +15,28 @@
 #define AGENT_SESSION_IDLE_S 900
 /* auth.c: the login throttle and the dummy hash */
 int agent_login_setup(agent *a, util_error *err);
+/* A login split around its scrypt: prepare (throttle, cache, the user's hash
+ * or the dummy; AGENT_LOGIN_PENDING when the hash must be checked), verify
+ * (the only part that may run off the event loop), conclude (throttle,
+ * store, cache, log; clears the check). */
+typedef struct agent_login_check {
+    char user[64];
+    char client[80];
+    char key[160]; /* the throttle's */
+    char role[16];
+    char *hash; /* secret, owned */
+    bool known;
+    bool ok;
+} agent_login_check;
+int agent_login_prepare(agent *a, const char *user, const char *password, const char *client,
+                        agent_role *role, agent_login_check *check, util_error *err);
+void agent_login_verify(agent_login_check *check, const char *password);
+int agent_login_conclude(agent *a, agent_login_check *check, const char *password, agent_role *role,
+                         util_error *err);
+void agent_login_check_clear(agent_login_check *check);
+/* login.c: the login thread; stopped (joined, jobs freed) by agent_free */
+typedef struct agent_login_worker agent_login_worker;
+void agent_login_worker_free(agent_login_worker *w);
 #define AGENT_SESSION_MAX_S (8 * 3600) /* absolute lifetime of a session */
 #define AGENT_JITTER_MAX_S 600
 
@@ -120,8 +142,9 @@ struct agent {
         int64_t until;
     } login_cache[8];
     uint8_t login_key[32];
-    util_throttle *login_throttle; /* failures per (user, client address) */
-    char *dummy_hash;              /* what unknown users are checked against */
+    util_throttle *login_throttle;    /* failures per (user, client address) */
+    char *dummy_hash;                 /* what unknown users are checked against */
+    agent_login_worker *login_worker; /* started with the first login that hashes */
     agent_settings settings;
     agent_auto autoreq;
     /* the auto request's challenge, sealed with seal_key; NULL: none. It

@@ -125,54 +125,116 @@ static void throttle_key(const char *user, const char *client, char *out, size_t
     snprintf(out, len, "%s\n%s", user, client && *client ? client : "-");
 }
 
-int agent_login(agent *a, const char *user, const char *password, const char *client, agent_role *role,
-                util_error *err)
+int agent_login_prepare(agent *a, const char *user, const char *password, const char *client,
+                        agent_role *role, agent_login_check *check, util_error *err)
 {
     store_user u;
     util_error lookup;
-    char key[160];
     int64_t now = agent_now(a);
+    memset(check, 0, sizeof *check);
     if (!user || !password)
         return util_error_set(err, UTIL_ERR_UNAUTHORIZED, "unknown user or wrong password");
-    throttle_key(user, client, key, sizeof key);
-    int64_t wait = util_throttle_wait(a->login_throttle, key, now);
+    throttle_key(user, client, check->key, sizeof check->key);
+    int64_t wait = util_throttle_wait(a->login_throttle, check->key, now);
     if (wait > 0)
         return util_error_set(err, UTIL_ERR_THROTTLED,
                               "too many failed logins from this address; retry in %lld s", (long long)wait);
     if (login_cached(a, user, password, now, role)) {
-        util_throttle_success(a->login_throttle, key);
+        util_throttle_success(a->login_throttle, check->key);
         return 0;
     }
-    bool known = store_user_get(a->st, user, &u, &lookup) == 0;
+    snprintf(check->user, sizeof check->user, "%s", user);
+    snprintf(check->client, sizeof check->client, "%s", client ? client : "-");
+    check->known = store_user_get(a->st, user, &u, &lookup) == 0;
     /* the same scrypt for an unknown name: the answer and its time do not
      * tell which user names exist */
-    bool ok = crypto_password_verify(password, known ? u.password_hash : a->dummy_hash) && known;
+    if (check->known) {
+        snprintf(check->user, sizeof check->user, "%s", u.name);
+        snprintf(check->role, sizeof check->role, "%s", u.role);
+        check->hash = u.password_hash;
+        u.password_hash = NULL;
+        store_user_clear(&u);
+    } else {
+        check->hash = strdup(a->dummy_hash);
+    }
+    if (!check->hash)
+        return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+    return AGENT_LOGIN_PENDING;
+}
+
+void agent_login_verify(agent_login_check *check, const char *password)
+{
+    check->ok = crypto_password_verify(password, check->hash) && check->known;
+}
+
+/* The password or role may have changed while the hash was checked on the
+ * login thread: the answer holds only for the hash that was checked. */
+static bool hash_unchanged(agent *a, agent_login_check *check)
+{
+    store_user u;
+    util_error e;
+    if (store_user_get(a->st, check->user, &u, &e) != 0)
+        return false;
+    bool same = u.password_hash && strcmp(u.password_hash, check->hash) == 0;
+    if (same)
+        snprintf(check->role, sizeof check->role, "%s", u.role);
+    store_user_clear(&u);
+    return same;
+}
+
+int agent_login_conclude(agent *a, agent_login_check *check, const char *password, agent_role *role,
+                         util_error *err)
+{
+    int64_t now = agent_now(a);
     int rc = -1;
-    if (known) {
+    if (check->ok && !hash_unchanged(a, check))
+        check->ok = false;
+    if (check->known) {
         util_error e;
-        if (store_user_login_result(a->st, u.name, ok, 0, &e) != 0)
+        if (store_user_login_result(a->st, check->user, check->ok, 0, &e) != 0)
             log_warn("recording a login: %s", e.detail);
     }
-    if (!ok) {
-        util_throttle_failure(a->login_throttle, key, now);
-        unsigned failures = util_throttle_failures(a->login_throttle, key, now);
+    if (!check->ok) {
+        util_throttle_failure(a->login_throttle, check->key, now);
+        unsigned failures = util_throttle_failures(a->login_throttle, check->key, now);
         if (failures > LOGIN_FREE_FAILURES)
             log_warn("failed login %u for user \"%s\" from %s; the next try from there waits %lld s",
-                     failures, user, client ? client : "-",
-                     (long long)util_throttle_wait(a->login_throttle, key, now));
+                     failures, check->user, check->client,
+                     (long long)util_throttle_wait(a->login_throttle, check->key, now));
         else
-            log_info("failed login for user \"%s\" from %s", user, client ? client : "-");
+            log_info("failed login for user \"%s\" from %s", check->user, check->client);
         util_error_set(err, UTIL_ERR_UNAUTHORIZED, "unknown user or wrong password");
         goto out;
     }
-    util_throttle_success(a->login_throttle, key);
-    *role = role_from(u.role);
-    login_remember(a, u.name, password, now, *role);
+    util_throttle_success(a->login_throttle, check->key);
+    *role = role_from(check->role);
+    login_remember(a, check->user, password, now, *role);
     rc = 0;
 out:
-    if (known)
-        store_user_clear(&u);
+    agent_login_check_clear(check);
     return rc;
+}
+
+void agent_login_check_clear(agent_login_check *check)
+{
+    if (check->hash) {
+        OPENSSL_cleanse(check->hash, strlen(check->hash));
+        free(check->hash);
+    }
+    check->hash = NULL;
+}
+
+int agent_login(agent *a, const char *user, const char *password, const char *client, agent_role *role,
+                util_error *err)
+{
+    agent_login_check check;
+    int rc = agent_login_prepare(a, user, password, client, role, &check, err);
+    if (rc != AGENT_LOGIN_PENDING) {
+        agent_login_check_clear(&check);
+        return rc;
+    }
+    agent_login_verify(&check, password);
+    return agent_login_conclude(a, &check, password, role, err);
 }
 
 static void token_hash(const char *token, char out[65])

@@ -255,8 +255,13 @@ int api_handle(api *server, const api_request *req, api_response *resp)
         safe.path = "";
     api_ctx c = {.api = server, .req = &safe, .resp = resp};
     bool cacheable = route_request(&c);
-    api_finish_headers(resp, safe.tls, cacheable ? "no-cache" : "no-store");
-    log_request(&c);
+    if (c.deferred) {
+        api_response_clear(resp);
+        resp->deferred = true;
+    } else {
+        api_finish_headers(resp, safe.tls, cacheable ? "no-cache" : "no-store");
+        log_request(&c);
+    }
     api_body_wipe(c.body);
     json_decref(c.body);
     OPENSSL_cleanse(&c.auth, sizeof c.auth);

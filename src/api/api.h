@@ -33,6 +33,18 @@ typedef struct api_config {
     size_t host_name_count;
 } api_config;
 
+/* A login that hashes a password off the event loop (agent_login_start):
+ * the evhttp adapter passes one per request. api_handle starts the job and
+ * answers nothing (api_response.deferred); when the agent calls done(arg),
+ * the adapter sets finished and calls api_handle again with the same
+ * request, which then takes the answer (agent_login_finish). */
+typedef struct api_login_slot {
+    void (*done)(void *arg);
+    void *arg;
+    agent_login_job *job; /* set while a login is under way */
+    bool finished;
+} api_login_slot;
+
 /* One HTTP request, borrowed for the call. */
 typedef struct api_request {
     const char *method; /* "GET", "POST", ... */
@@ -43,8 +55,9 @@ typedef struct api_request {
     void *header_arg;
     const uint8_t *body;
     size_t body_len;
-    bool tls;           /* served over HTTPS */
-    const char *remote; /* peer address for the log, may be NULL */
+    bool tls;              /* served over HTTPS */
+    const char *remote;    /* peer address for the log, may be NULL */
+    api_login_slot *login; /* NULL: passwords are checked on the spot (agent_login) */
 } api_request;
 
 typedef struct api_header {
@@ -59,6 +72,8 @@ typedef struct api_response {
     size_t body_len;
     api_header headers[API_MAX_HEADERS];
     size_t header_count;
+    /* No answer yet: a login waits on request.login (status 0, no body). */
+    bool deferred;
 } api_response;
 
 /* A file of the Remote UI, embedded at build time (src/web). */

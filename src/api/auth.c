@@ -94,7 +94,23 @@ int api_login(api_ctx *c, const char *user, const char *password, util_error *er
     client_address(c->req, client, sizeof client);
     if (strlen(user) == 0 || strlen(user) > API_USER_MAX)
         return util_error_set(err, UTIL_ERR_UNAUTHORIZED, "the user name or password is wrong");
-    if (agent_login(c->api->agent, user, password, client, &role, err) != 0) {
+    api_login_slot *slot = c->req->login;
+    int rc;
+    if (!slot) {
+        rc = agent_login(c->api->agent, user, password, client, &role, err);
+    } else if (slot->job && slot->finished) {
+        rc = agent_login_finish(c->api->agent, slot->job, &role, err);
+        slot->job = NULL;
+        slot->finished = false;
+    } else {
+        rc = agent_login_start(c->api->agent, user, password, client, &role, slot->done, slot->arg,
+                               &slot->job, err);
+        if (rc == AGENT_LOGIN_PENDING) {
+            c->deferred = true;
+            return util_error_set(err, UTIL_ERR_INTERNAL, "the login is being checked");
+        }
+    }
+    if (rc != 0) {
         /* one wording for an unknown user and a wrong password */
         if (err->code == UTIL_ERR_UNAUTHORIZED)
             util_error_set(err, UTIL_ERR_UNAUTHORIZED, "the user name or password is wrong");

@@ -32,6 +32,7 @@ static const char *reason(int status)
     case 413: return "Payload Too Large";
     case 421: return "Misdirected Request";
     case 429: return "Too Many Requests";
+    case 503: return "Service Unavailable";
     default: return status >= 500 ? "Internal Server Error" : "Status";
     }
 }
@@ -91,20 +92,50 @@ static char *decoded_path(const struct evhttp_uri *uri)
     return path;
 }
 
-static void on_request(struct evhttp_request *req, void *arg)
+/* One request from its arrival to its response; it outlives the request
+ * callback while a login is being checked. */
+typedef struct api_pending {
+    const api_listener *l;
+    struct evhttp_request *req;
+    struct evhttp_connection *evcon;
+    api_login_slot slot;
+} api_pending;
+
+static void serve(api_pending *p);
+
+static void on_login_done(void *arg)
 {
-    const api_listener *l = arg;
-    edge_request_begin(l->edge, req);
+    api_pending *p = arg;
+    p->slot.finished = true;
+    edge_set_closecb(p->l->edge, p->evcon, NULL, NULL);
+    serve(p);
+}
+
+/* The client went away while its login was checked. A request evhttp has
+ * let go of (the client's EOF) is ours to free; otherwise the connection
+ * frees it. The agent still records the login's outcome. */
+static void on_close(struct evhttp_connection *evcon, void *arg)
+{
+    api_pending *p = arg;
+    (void)evcon;
+    agent_login_cancel(p->l->api->agent, p->slot.job);
+    if (!evhttp_request_get_connection(p->req))
+        evhttp_request_free(p->req);
+    free(p);
+}
+
+static void serve(api_pending *p)
+{
+    struct evhttp_request *req = p->req;
     struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     char *path = decoded_path(uri);
     char *host = NULL;
     ev_uint16_t port = 0;
     char peer[80] = "-";
-    if (evcon) {
-        evhttp_connection_get_peer(evcon, &host, &port);
+    if (p->evcon) {
+        evhttp_connection_get_peer(p->evcon, &host, &port);
         snprintf(peer, sizeof peer, "%s:%u", host ? host : "?", (unsigned)port);
     }
     size_t body_len = in ? evbuffer_get_length(in) : 0;
@@ -117,18 +148,42 @@ static void on_request(struct evhttp_request *req, void *arg)
         .header_arg = headers,
         .body = body,
         .body_len = body ? body_len : 0,
-        .tls = l->tls,
+        .tls = p->l->tls,
         .remote = peer,
+        /* without a connection to watch, a client that leaves could not be told apart */
+        .login = p->evcon ? &p->slot : NULL,
     };
     api_response resp;
-    api_handle(l->api, &r, &resp);
+    api_handle(p->l->api, &r, &resp);
+    free(path);
+    if (resp.deferred) {
+        /* the body and credentials stay until the second call */
+        edge_set_closecb(p->l->edge, p->evcon, on_close, p);
+        return;
+    }
     if (body)
         OPENSSL_cleanse(body, body_len);
     wipe_header(headers, "Authorization");
     wipe_header(headers, "Cookie");
     send_response(req, &resp);
     api_response_clear(&resp);
-    free(path);
+    agent_login_cancel(p->l->api->agent, p->slot.job); /* none: a second call takes its answer */
+    free(p);
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    const api_listener *l = arg;
+    edge_request_begin(l->edge, req);
+    api_pending *p = calloc(1, sizeof *p);
+    if (!p) {
+        evhttp_send_error(req, 500, NULL);
+        return;
+    }
+    *p = (api_pending){.l = l, .req = req, .evcon = evhttp_request_get_connection(req)};
+    p->slot.done = on_login_done;
+    p->slot.arg = p;
+    serve(p);
 }
 
 int api_attach(api *server, struct evhttp *http, bool tls, struct edge *network_edge)

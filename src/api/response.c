@@ -54,6 +54,7 @@ int api_status_for(util_err code)
     case UTIL_ERR_BODY_TOO_LARGE: return 413;
     case UTIL_ERR_THROTTLED: return 429;
     case UTIL_ERR_HOST_UNKNOWN: return 421;
+    case UTIL_ERR_LOGIN_BUSY: return 503;
     default: return 500;
     }
 }
@@ -129,7 +130,7 @@ void api_reply_error(api_ctx *c, const util_error *err)
     /* Browsers show a login dialog on WWW-Authenticate: not for the UI. */
     if (status == 401 && !from_ui(c))
         rc = api_header_add(c->resp, "WWW-Authenticate", "Basic realm=\"scepd\"");
-    if (status == 429) {
+    if (status == 429 || status == 503) {
         /* the agent says how long the wait is: "... retry in N s" */
         const char *in = strstr(detail, "retry in ");
         long long wait = 0;

@@ -71,6 +71,7 @@ void agent_free(agent *a)
     if (!a)
         return;
     json_decref(a->last_in);
+    free(a->held);
     free(a);
 }
 
@@ -226,6 +227,61 @@ int agent_login(agent *a, const char *user, const char *password, const char *cl
     else /* a real agent might say which: the API must not pass it on */
         return util_error_set(err, UTIL_ERR_UNAUTHORIZED, "wrong password for %s", user);
     return 0;
+}
+
+struct agent_login_job {
+    int rc;
+    agent_role role;
+    util_error err;
+};
+
+int agent_login_start(agent *a, const char *user, const char *password, const char *client, agent_role *role,
+                      void (*done)(void *arg), void *arg, agent_login_job **job, util_error *err)
+{
+    if (a->login_busy)
+        return util_error_set(err, UTIL_ERR_LOGIN_BUSY, "8 logins are being checked; retry in 1 s");
+    if (!a->defer_logins || a->held)
+        return agent_login(a, user, password, client, role, err);
+    agent_login_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+    j->rc = agent_login(a, user, password, client, &j->role, &j->err);
+    a->held = j;
+    a->held_done = done;
+    a->held_arg = arg;
+    *job = j;
+    return AGENT_LOGIN_PENDING;
+}
+
+bool fake_agent_release_login(agent *a)
+{
+    if (!a->held)
+        return false;
+    a->held = NULL;
+    a->held_done(a->held_arg);
+    return true;
+}
+
+int agent_login_finish(agent *a, agent_login_job *job, agent_role *role, util_error *err)
+{
+    (void)a;
+    int rc = job->rc;
+    if (rc == 0)
+        *role = job->role;
+    else
+        *err = job->err;
+    free(job);
+    return rc;
+}
+
+void agent_login_cancel(agent *a, agent_login_job *job)
+{
+    if (!job)
+        return;
+    a->login_cancels++;
+    if (a->held == job)
+        a->held = NULL;
+    free(job);
 }
 
 int agent_session_new(agent *a, const char *user, char **token, char **csrf, util_error *err)

@@ -37,6 +37,15 @@ struct agent {
     util_err fail_code;
     char fail_detail[256];
     bool throttled; /* agent_login answers THROTTLED */
+    /* agent_login_start: with defer_logins the answer is held until
+     * fake_agent_release_login (one at a time); login_busy answers
+     * LOGIN_BUSY; without either it answers at once like agent_login. */
+    bool defer_logins;
+    bool login_busy;
+    agent_login_job *held;
+    void (*held_done)(void *arg);
+    void *held_arg;
+    int login_cancels;
     int sessions_made;
     fake_session sessions[FAKE_SESSIONS];
 };
@@ -45,5 +54,7 @@ agent *fake_agent_create(void);
 void fake_agent_fail(agent *a, const char *call, util_err code, const char *detail);
 /* Forgets the calls and the injected failure (sessions stay). */
 void fake_agent_reset(agent *a);
+/* Calls the held login's done callback; false when none is held. */
+bool fake_agent_release_login(agent *a);
 
 #endif

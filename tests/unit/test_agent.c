@@ -23,6 +23,7 @@
 #include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,10 @@ typedef struct fx {
     char ca_url[160]; /* http://127.0.0.1:PORT/scep */
     int listen_fd;    /* a silent listener: counts connection attempts */
     bool exports;     /* agent_open configures function "f1" exporting to dir/f1.key, dir/f1.crt */
+    /* the login thread waits on login_gate before each hash while hold_logins */
+    bool hold_logins;
+    sem_t login_gate;
+    sem_t login_entered; /* posted by the login thread as each hash begins */
 } fx;
 
 /* ---- clock and random ---- */
@@ -67,6 +72,15 @@ typedef struct fx {
 static int64_t fake_clock(void *arg)
 {
     return ((fx *)arg)->now;
+}
+
+static void login_hook(void *arg)
+{
+    fx *f = arg;
+    if (!f->hold_logins)
+        return;
+    sem_post(&f->login_entered);
+    sem_wait(&f->login_gate);
 }
 
 static uint32_t fake_random(void *arg, uint32_t bound)
@@ -263,6 +277,7 @@ static void agent_open(fx *f)
     cfg.clock = fake_clock;
     cfg.random = f->real_random ? NULL : fake_random;
     cfg.hook_arg = f;
+    cfg.login_hook = login_hook;
     if (f->exports) {
         agent_function *fn = &cfg.functions[cfg.function_count++];
         snprintf(fn->name, sizeof fn->name, "f1");
@@ -1368,6 +1383,117 @@ static void test_login_cache_and_throttle(void **state)
     agent_close(f);
 }
 
+static void count_login(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+/* Runs the loop until *count reaches want (the login thread wakes it). */
+static void run_until_count(fx *f, const int *count, int want)
+{
+    for (int i = 0; i < 10000 && *count < want; i++)
+        event_base_loop(f->base, EVLOOP_ONCE);
+    assert_int_equal(*count, want);
+}
+
+/* Logins that must hash run on the login thread, held here by the test's
+ * hook: the loop answers nothing meanwhile, at most AGENT_LOGIN_QUEUE wait,
+ * a queued job that is cancelled frees its place, a job cancelled while
+ * hashing still has its failure counted, and the answers are those of
+ * agent_login (the same words for an unknown user, the cache filled). */
+static void test_login_thread(void **state)
+{
+    fx *f = *state;
+    agent_open(f);
+    assert_int_equal(sem_init(&f->login_gate, 0, 0), 0);
+    assert_int_equal(sem_init(&f->login_entered, 0, 0), 0);
+    f->hold_logins = true;
+    agent_role role = AGENT_ROLE_NONE;
+    util_error err = {0};
+    int done = 0;
+    agent_login_job *jobs[AGENT_LOGIN_QUEUE] = {0};
+    const char *users[AGENT_LOGIN_QUEUE] = {"admin", "admin", "admin", "nobody",
+                                            "admin", "admin", "admin", "admin"};
+    const char *passwords[AGENT_LOGIN_QUEUE] = {"wrong-password", "admin-password-1", "wrong-password",
+                                                "wrong-password", "wrong-password",   "wrong-password",
+                                                "wrong-password", "wrong-password"};
+    const char *clients[AGENT_LOGIN_QUEUE] = {"192.0.2.2", "192.0.2.1", "192.0.2.1", "192.0.2.1",
+                                              "192.0.2.3", "192.0.2.3", "192.0.2.3", "192.0.2.3"};
+    for (int i = 0; i < AGENT_LOGIN_QUEUE; i++) {
+        assert_int_equal(agent_login_start(f->a, users[i], passwords[i], clients[i], &role, count_login,
+                                           &done, &jobs[i], &err),
+                         AGENT_LOGIN_PENDING);
+        if (i == 0) /* the first is being hashed (held in the hook) */
+            assert_int_equal(sem_wait(&f->login_entered), 0);
+    }
+    agent_login_job *extra = NULL;
+    assert_int_equal(agent_login_start(f->a, "admin", "admin-password-1", "192.0.2.4", &role, count_login,
+                                       &done, &extra, &err),
+                     -1);
+    assert_int_equal(err.code, UTIL_ERR_LOGIN_BUSY);
+    assert_non_null(strstr(err.detail, "retry in 1 s"));
+    assert_null(extra);
+    agent_login_cancel(f->a, jobs[7]);
+    assert_int_equal(agent_login_start(f->a, users[7], passwords[7], clients[7], &role, count_login, &done,
+                                       &jobs[7], &err),
+                     AGENT_LOGIN_PENDING);
+    agent_login_cancel(f->a, jobs[0]); /* while its hash runs */
+    jobs[0] = NULL;
+    event_base_loop(f->base, EVLOOP_NONBLOCK);
+    assert_int_equal(done, 0);
+    for (int i = 0; i < AGENT_LOGIN_QUEUE; i++)
+        assert_int_equal(sem_post(&f->login_gate), 0);
+    run_until_count(f, &done, AGENT_LOGIN_QUEUE - 1);
+    util_error wrong = {0}, unknown = {0};
+    assert_int_equal(agent_login_finish(f->a, jobs[1], &role, &err), 0);
+    assert_int_equal(role, AGENT_ROLE_ADMIN);
+    assert_int_equal(agent_login_finish(f->a, jobs[2], &role, &wrong), -1);
+    assert_int_equal(wrong.code, UTIL_ERR_UNAUTHORIZED);
+    assert_int_equal(agent_login_finish(f->a, jobs[3], &role, &unknown), -1);
+    assert_int_equal(unknown.code, UTIL_ERR_UNAUTHORIZED);
+    assert_string_equal(unknown.detail, wrong.detail);
+    for (int i = 4; i < AGENT_LOGIN_QUEUE; i++) {
+        assert_int_equal(agent_login_finish(f->a, jobs[i], &role, &err), -1);
+        assert_int_equal(err.code, UTIL_ERR_UNAUTHORIZED);
+    }
+    /* the cancelled hash counted; the throttle and the cache as agent_login keeps them */
+    assert_int_equal(util_throttle_failures(f->a->login_throttle, "admin\n192.0.2.2", f->now), 1);
+    assert_int_equal(util_throttle_failures(f->a->login_throttle, "admin\n192.0.2.3", f->now), 4);
+    assert_int_equal(agent_login_start(f->a, "admin", "admin-password-1", "192.0.2.1", &role, count_login,
+                                       &done, &extra, &err),
+                     0);
+    assert_int_equal(agent_login_start(f->a, "admin", "admin-password-1", "192.0.2.3", &role, count_login,
+                                       &done, &extra, &err),
+                     -1);
+    assert_int_equal(err.code, UTIL_ERR_THROTTLED);
+    assert_null(extra);
+    /* a password changed while the old one is being checked: refused */
+    int changed = 0;
+    agent_login_job *old = NULL;
+    assert_int_equal(agent_user_put(f->a, "admin", "admin-password-2", AGENT_ROLE_ADMIN, "test", &err), 0);
+    assert_int_equal(agent_login_start(f->a, "admin", "admin-password-2", "192.0.2.6", &role, count_login,
+                                       &changed, &old, &err),
+                     AGENT_LOGIN_PENDING);
+    assert_int_equal(agent_user_put(f->a, "admin", "admin-password-3", AGENT_ROLE_ADMIN, "test", &err), 0);
+    assert_int_equal(sem_post(&f->login_gate), 0);
+    run_until_count(f, &changed, 1);
+    assert_int_equal(agent_login_finish(f->a, old, &role, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_UNAUTHORIZED);
+    /* logins still queued or hashing when the agent stops are freed */
+    assert_int_equal(agent_login_start(f->a, "nobody", "password-1", "192.0.2.5", &role, count_login, &done,
+                                       &jobs[0], &err),
+                     AGENT_LOGIN_PENDING);
+    assert_int_equal(agent_login_start(f->a, "nobody", "password-2", "192.0.2.5", &role, count_login, &done,
+                                       &jobs[1], &err),
+                     AGENT_LOGIN_PENDING);
+    assert_int_equal(sem_post(&f->login_gate), 0);
+    assert_int_equal(sem_post(&f->login_gate), 0);
+    agent_close(f);
+    assert_int_equal(done, AGENT_LOGIN_QUEUE - 1);
+    sem_destroy(&f->login_gate);
+    sem_destroy(&f->login_entered);
+}
+
 /* A password or role change ends the user's sessions; sessions also end
  * after their absolute lifetime however busy they are. */
 static void test_session_lifetime(void **state)
@@ -1844,6 +1970,7 @@ int main(void)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_login_cache_and_throttle),
+        T(test_login_thread),
         T(test_session_lifetime),
         T(test_settings_credentials),
         cmocka_unit_test(test_schedule_following),
