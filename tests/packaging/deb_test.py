@@ -11,6 +11,8 @@ directory (pkgtest/), so only the first run needs the Debian mirror
 (SCEPD_DEBIAN_MIRROR, default http://deb.debian.org/debian)."""
 import os, re, shutil, signal, subprocess, sys, tempfile
 
+from tap import bail, done, ok, read
+
 ROOT = os.environ.get('SCEPD_SOURCE_ROOT') or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.path.abspath(os.environ.get('SCEPD_BUILD') or os.environ.get('SCEPD_BUILD_ROOT') or 'build-test')
 CACHE = os.path.join(BUILD, 'pkgtest')
@@ -18,30 +20,6 @@ MIRROR = os.environ.get('SCEPD_DEBIAN_MIRROR', 'http://deb.debian.org/debian')
 SUITE = 'bookworm'
 CHROOT_ENV = {'PATH': '/usr/sbin:/usr/bin:/sbin:/bin', 'LANG': 'C.UTF-8', 'DEBIAN_FRONTEND': 'noninteractive',
               'HOME': '/root'}
-
-count = 0
-failed = 0
-
-
-def ok(cond, desc, detail=''):
-    global count, failed
-    count += 1
-    if cond:
-        print(f'ok {count} - {desc}')
-    else:
-        failed += 1
-        print(f'not ok {count} - {desc}')
-        for line in (detail or '').rstrip().splitlines()[-40:]:
-            print('#   ' + line)
-    sys.stdout.flush()
-    return cond
-
-
-def bail(desc, detail=''):
-    ok(False, desc, detail)
-    print(f'1..{count}')
-    sys.exit(1)
-
 
 def run(cmd, timeout=600, **kw):
     """Runs cmd in a process group of its own; on timeout the whole group
@@ -97,14 +75,6 @@ def snapshot(root):
             st = os.lstat(p)
             seen['/' + r] = (st.st_uid, st.st_gid)
     return seen
-
-
-def read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return ''
 
 
 def host_state():
@@ -197,8 +167,7 @@ def main():
         subprocess.run(['rm', '-rf', '--one-file-system', tmp])
     ok(host_state() == host_before, 'the machine\'s own root is untouched (no scepd package, no scepd user)',
        f'before: {host_before}\nafter: {host_state()}')
-    print(f'1..{count}')
-    return 1 if failed else 0
+    return done()
 
 
 def install(root):

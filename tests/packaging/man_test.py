@@ -5,26 +5,10 @@ getopt tables in src/cmd/) and each key of scepd's configuration parser has
 its entry. Prints TAP; SCEPD_MAN_DIR holds the pages meson built."""
 import os, re, subprocess, sys
 
+from tap import done, ok, read
+
 ROOT = os.environ.get('SCEPD_SOURCE_ROOT') or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MAN = os.environ['SCEPD_MAN_DIR']
-count = failed = 0
-
-
-def ok(cond, desc, detail=''):
-    global count, failed
-    count += 1
-    print(('ok' if cond else 'not ok') + f' {count} - {desc}')
-    if not cond:
-        failed += 1
-        for line in detail.rstrip().splitlines()[-40:]:
-            print('#   ' + line)
-
-
-def read(path):
-    with open(path) as f:
-        return f.read()
-
-
 pages = {'scepd.8': 'scepd.c', 'scepd.conf.5': None, 'scepctl.1': 'scepctl.c', 'scepca.1': 'scepca.c'}
 for page in pages:
     path = os.path.join(MAN, page)
@@ -53,5 +37,4 @@ doc = read(os.path.join(ROOT, 'docs', 'man', 'scepd.conf.5.scd'))
 missing = [k for k in keys if not re.search(rf'^\*{k}\* = ', doc, re.M)]
 ok(keys and not missing, f'scepd.conf.5 describes each of the {len(keys)} keys scepd\'s configuration parser reads',
    'not described: ' + ' '.join(missing) + '\nAdd them to docs/man/scepd.conf.5.scd.')
-print(f'1..{count}')
-sys.exit(1 if failed else 0)
+sys.exit(done())

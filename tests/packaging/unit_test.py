@@ -6,26 +6,10 @@ tmpfiles.d file creates writable. Prints TAP; SCEPD_UNIT is the unit as meson
 installs it."""
 import os, re, shutil, subprocess, sys, tempfile
 
+from tap import done, ok, read
+
 ROOT = os.environ.get('SCEPD_SOURCE_ROOT') or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 UNIT = os.environ['SCEPD_UNIT']
-count = failed = 0
-
-
-def ok(cond, desc, detail=''):
-    global count, failed
-    count += 1
-    print(('ok' if cond else 'not ok') + f' {count} - {desc}')
-    if not cond:
-        failed += 1
-        for line in detail.rstrip().splitlines()[-40:]:
-            print('#   ' + line)
-
-
-def read(path):
-    with open(path) as f:
-        return f.read()
-
-
 unit = read(UNIT)
 with tempfile.TemporaryDirectory(prefix='scepd-unit-') as tmp:
     # the file name gives the unit its name
@@ -73,5 +57,4 @@ p = subprocess.run(['systemd-analyze', 'verify', '--man=no', os.path.join(ROOT, 
                    capture_output=True, text=True, timeout=120)
 ok(p.returncode == 0 and not p.stderr.strip(), 'systemd-analyze verify accepts scepd-reload@.path and its service',
    p.stdout + p.stderr)
-print(f'1..{count}')
-sys.exit(1 if failed else 0)
+sys.exit(done())
