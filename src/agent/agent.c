@@ -178,8 +178,10 @@ int agent_scep_settings_put(agent *a, const json_t *in, const char *user, util_e
     agent_settings s;
     int rc = -1;
     json_t *doc = NULL, *sealed = NULL;
-    if (agent_parse_settings(in, &s, err) != 0)
+    if (agent_parse_settings(in, &s, err) != 0 || agent_settings_check_port(in, &s, err) != 0) {
+        OPENSSL_cleanse(&s, sizeof s);
         return -1;
+    }
     keep_credentials(&a->settings, &s);
     if (!(doc = agent_settings_json(&s)) || !(sealed = json_object())) {
         util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");

@@ -100,6 +100,9 @@ int agent_parse_key_params(const json_t *in, agent_key_params *out, util_error *
 json_t *agent_key_params_json(const agent_key_params *p); /* without the challenge */
 int agent_parse_settings(const json_t *in, agent_settings *out, util_error *err) MUST_CHECK;
 json_t *agent_settings_json(const agent_settings *s);
+/* A PUT that gives a port other than the one written in the URL is
+ * refused (documents stored before this rule keep their port). */
+int agent_settings_check_port(const json_t *in, const agent_settings *s, util_error *err) MUST_CHECK;
 /* `current` supplies fields the input omits (challenge kept when absent). */
 int agent_parse_auto(const json_t *in, const agent_auto *current, agent_auto *out,
                      util_error *err) MUST_CHECK;

@@ -21,6 +21,8 @@ const BASE = env('E2E_BASE');               // http://127.0.0.1:PORT
 const TLS_ADDR = env('E2E_TLS');            // 127.0.0.1:PORT
 const CA_URL = env('E2E_CA_URL');           // http://127.0.0.1:PORT
 const CA_DIR = env('E2E_CA_DIR');
+// the SCEP URL saved without its port: the port is given in its own field
+const SCEP_URL = `${new URL(CA_URL).protocol}//${new URL(CA_URL).hostname}/scep`;
 const SCEPCA = env('SCEPCA');
 const ADMIN_PW = env('E2E_ADMIN_PASSWORD');
 const SHOTS = env('E2E_SCREENSHOTS');
@@ -143,6 +145,8 @@ async function issueThroughPending(fields, shots) {
   await dlg.waitFor(WAIT);
   assert.match(await dlg.innerText(), new RegExp(`Key Name\\s+${fields.key}`));
   assert.ok((await dlg.innerText()).includes(`CN=${fields.cn}`), 'the dialog shows the subject as typed');
+  // the endpoint really used: the URL with the port of the settings
+  assert.equal(await dlg.locator('[data-endpoint]').innerText(), `${CA_URL}/scep`);
   if (shots) await shot(shots.confirm);
   await dlg.getByRole('button', { name: 'Send Request' }).click();
   const status = page.locator('.status-card');
@@ -245,19 +249,26 @@ step('communication settings: errors next to the fields, then saved and shown', 
   assert.equal(await url.evaluate((el) => el === document.activeElement), true);
   await shot('03-communication-errors');
   const port = new URL(CA_URL).port;
+  // a port that contradicts the URL's is refused by the device, on its field
   await url.fill(`${CA_URL}/scep`);
-  await page.getByLabel('Port Number').fill(port);
+  await page.getByLabel('Port Number').fill(String(Number(port) + 1));
   await page.getByLabel('Communication Timeout (seconds)').fill('10');
   await page.getByLabel('Polling Interval While Pending (seconds)').fill('5');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByText(`Port Number ${Number(port) + 1} contradicts the port ${port} in the url`).waitFor(WAIT);
+  assert.equal(await page.getByLabel('Port Number').getAttribute('aria-invalid'), 'true');
+  // a URL without a port takes the port field's (the dialog of the request shows the result)
+  await url.fill(SCEP_URL);
+  await page.getByLabel('Port Number').fill(port);
   await page.getByRole('button', { name: 'Save' }).click();
   await heading(page, 'Settings for Certificate Issuance Request (SCEP)').waitFor(WAIT);
   await page.getByText('Communication Settings saved.').waitFor(WAIT);
   const comm = page.locator('section', { has: page.getByRole('heading', { name: 'Communication Settings' }) });
-  await comm.getByText(`${CA_URL}/scep`).waitFor(WAIT);
+  await comm.getByText(SCEP_URL).waitFor(WAIT);
   await comm.getByText('10 s').waitFor(WAIT);
   await comm.getByText('every 5 s, at most 60 times').waitFor(WAIT);
   const saved = await api('GET', '/scep/settings');
-  assert.equal(saved.json.url, `${CA_URL}/scep`);
+  assert.equal(saved.json.url, SCEP_URL);
   assert.equal(saved.json.port, Number(port));
   assert.equal(saved.json.timeout_s, 10);
   await shot('04-scep');
@@ -474,7 +485,7 @@ step('the viewer sees everything read-only and the API refuses changes', async (
     return { put: put.status, code: (await put.json()).error.code, del: del.status };
   });
   assert.deepEqual(refused, { put: 403, code: 'forbidden', del: 403 });
-  assert.equal((await api('GET', '/scep/settings')).json.url, `${CA_URL}/scep`, 'nothing changed');
+  assert.equal((await api('GET', '/scep/settings')).json.url, SCEP_URL, 'nothing changed');
 
   // a session that ended on the device sends the page to the login, with
   // the reason, and back to the page after logging in again

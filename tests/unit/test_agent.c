@@ -1606,6 +1606,50 @@ static void test_settings_credentials(void **state)
     agent_close(f);
 }
 
+/* PUT settings with url and port; 0 or the error (detail in *err). */
+static int put_url_port(fx *f, const char *url, int port, util_error *err)
+{
+    json_t *in = port ? json_pack("{s:s, s:i}", "url", url, "port", port) : json_pack("{s:s}", "url", url);
+    int rc = agent_scep_settings_put(f->a, in, "test", err);
+    json_decref(in);
+    return rc;
+}
+
+static void assert_endpoint(fx *f, const char *want)
+{
+    client_config cfg;
+    char *url = NULL;
+    util_error err = {0};
+    assert_int_equal(agent_client_config(f->a, &cfg, &url, &err), 0);
+    util_x509_stack_free(cfg.next_ca);
+    assert_string_equal(url, want);
+    free(url);
+}
+
+/* A port that contradicts the one written in the URL is refused; a port
+ * equal to it, or with a URL that names none, is taken. */
+static void test_settings_port(void **state)
+{
+    fx *f = *state;
+    agent_open(f);
+    util_error err = {0};
+    assert_int_equal(put_url_port(f, "http://ca.example:8080/scep", 0, &err), 0);
+    assert_endpoint(f, "http://ca.example:8080/scep");
+    assert_int_equal(put_url_port(f, "http://ca.example:8080/scep", 8080, &err), 0);
+    assert_int_equal(put_url_port(f, "http://ca.example/scep", 9000, &err), 0);
+    assert_endpoint(f, "http://ca.example:9000/scep");
+    assert_int_equal(put_url_port(f, "https://[::1]:8443/scep", 8443, &err), 0);
+    /* refused, naming the field; the stored settings stay */
+    assert_int_not_equal(put_url_port(f, "http://ca.example:8080/scep", 80, &err), 0);
+    assert_int_equal(err.code, UTIL_ERR_INVALID_FIELD);
+    assert_true(strncmp(err.detail, "port: 80 contradicts the port 8080", 34) == 0);
+    assert_int_not_equal(put_url_port(f, "https://[::1]:8443/scep", 443, &err), 0);
+    assert_int_equal(err.code, UTIL_ERR_INVALID_FIELD);
+    assert_true(strncmp(err.detail, "port:", 5) == 0);
+    assert_endpoint(f, "https://[::1]:8443/scep");
+    agent_close(f);
+}
+
 static void test_manual_refusals(void **state)
 {
     fx *f = need_ca(state);
@@ -1973,6 +2017,7 @@ int main(void)
         T(test_login_thread),
         T(test_session_lifetime),
         T(test_settings_credentials),
+        T(test_settings_port),
         cmocka_unit_test(test_schedule_following),
         T(test_start_time_and_jitter),
         T(test_jitter_real_random),

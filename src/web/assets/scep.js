@@ -29,6 +29,19 @@ function linkButton(label, href, attrs) {
   return h('a', Object.assign({ class: 'btn', href }, attrs || {}), label);
 }
 
+// The URL requests really go to: the URL with the settings' port (the
+// device keeps them apart; a port the URL's scheme implies is not written).
+export function endpointOf(s) {
+  if (!s || !s.url) return '';
+  try {
+    const u = new URL(s.url);
+    if (s.port) u.port = String(s.port);
+    return u.href;
+  } catch (e) {
+    return s.url;
+  }
+}
+
 // ---- overview ----
 
 function communicationFacts(s) {
@@ -227,7 +240,7 @@ export async function requestPage(ctx) {
           ['Key', algorithmText(p)],
           ['Subject', subjectText(p)],
           ['Key Usage', labelOf(KEY_USAGES, p.key_usage)],
-          ['SCEP Server', h('span', { class: 'break' }, settings.url || '')],
+          ['SCEP Server', h('span', { class: 'break', 'data-endpoint': '' }, endpointOf(settings))],
         ]),
       ],
       confirm: 'Send Request',
