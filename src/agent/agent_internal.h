@@ -185,6 +185,9 @@ int agent_request_insert(agent *a, const char *kind, const agent_key_params *p, 
                          const char *replaces, const char *signer_cert_pem, const char *signer_key_pem,
                          const char *user, const json_t *auto_state, int64_t *id, util_error *err) MUST_CHECK;
 void agent_reap_runs(agent *a);
+/* KEY_STORE_FULL when max_keys pairs are stored, counting acquired pairs
+ * that wait for a restart; the detail says how many of each. */
+int agent_key_store_check(agent *a, util_error *err) MUST_CHECK;
 /* A request row as the API shows it. */
 json_t *agent_request_json(const store_request *r);
 /* Called by request.c when a run ends (acquired or failed). */

@@ -552,14 +552,8 @@ static int copy_row(store_request *dst, const store_request *src, util_error *er
 static int begin(agent_run *run)
 {
     util_error err;
-    int keys = 0;
-    if (store_key_count(run->a->st, &keys, &err) != 0) {
-        fail(run, &err);
-        return 0;
-    }
-    if (keys >= run->a->cfg.max_keys && run->row.state == STORE_STATE_QUEUED) {
-        util_error_set(&err, UTIL_ERR_KEY_STORE_FULL, "%d of %d key pairs stored", keys,
-                       run->a->cfg.max_keys);
+    /* checked when the request was made; again for one resumed from the queue */
+    if (run->row.state == STORE_STATE_QUEUED && agent_key_store_check(run->a, &err) != 0) {
         fail(run, &err);
         return 0;
     }

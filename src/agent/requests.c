@@ -71,6 +71,20 @@ json_t *agent_request_list(agent *a, util_error *err)
     return arr;
 }
 
+int agent_key_store_check(agent *a, util_error *err)
+{
+    int registered = 0, acquired = 0;
+    if (store_key_count_states(a->st, &registered, &acquired, err) != 0)
+        return -1;
+    if (registered + acquired < a->cfg.max_keys)
+        return 0;
+    return util_error_set(
+        err, UTIL_ERR_KEY_STORE_FULL,
+        "%d of %d key pairs stored: %d registered and %d acquired pairs waiting for restart; "
+        "restart or delete one",
+        registered + acquired, a->cfg.max_keys, registered, acquired);
+}
+
 /* Inserts a request row and starts it. The challenge is sealed with the
  * state directory's key and wiped from the row once the server answered. */
 int agent_request_insert(agent *a, const char *kind, const agent_key_params *p, const char *key_name,
@@ -115,6 +129,9 @@ int agent_request_create(agent *a, const json_t *in, const char *user, int64_t *
         return util_error_set(err, UTIL_ERR_AUTO_REQUEST_ENABLED, "the auto request timer is on");
     if (a->run)
         return util_error_set(err, UTIL_ERR_REQUEST_BUSY, "request in progress");
+    /* before anything is generated or sent */
+    if (agent_key_store_check(a, err) != 0)
+        return -1;
     if (agent_parse_key_params(in, &p, err) != 0)
         return -1;
     store_key existing;

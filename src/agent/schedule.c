@@ -291,8 +291,9 @@ int agent_auto_fire(agent *a, util_error *err)
                  old.state == STORE_STATE_REGISTERED;
     char name[AGENT_NAME_MAX + 1];
     int64_t id = 0;
-    int rc = unique_name(a, cfg->key.key_name, name, sizeof name);
-    if (rc != 0)
+    /* a full store is seen before any key is generated or anything sent */
+    int rc = agent_key_store_check(a, err);
+    if (rc == 0 && (rc = unique_name(a, cfg->key.key_name, name, sizeof name)) != 0)
         util_error_set(err, UTIL_ERR_KEY_NAME_TAKEN, "no free name for \"%s\"", cfg->key.key_name);
     /* the following run is scheduled in the same transaction that inserts
      * this one, so a crash can neither repeat nor lose a run */

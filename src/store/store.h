@@ -143,6 +143,8 @@ int store_key_list(store *st, store_key **out, size_t *n, util_error *err) MUST_
 /* Refuses with KEY_IN_USE (detail: "used by FUNCTION") when bound. */
 int store_key_delete(store *st, const char *name, const char *user, util_error *err) MUST_CHECK;
 int store_key_count(store *st, int *out, util_error *err) MUST_CHECK;
+/* The stored pairs by state: registered, and acquired (waiting for a restart). */
+int store_key_count_states(store *st, int *registered, int *acquired, util_error *err) MUST_CHECK;
 
 /* ---- bindings: function name -> key name ---- */
 

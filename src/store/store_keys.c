@@ -499,6 +499,23 @@ int store_key_count(store *st, int *out, util_error *err)
     return 0;
 }
 
+int store_key_count_states(store *st, int *registered, int *acquired, util_error *err)
+{
+    int64_t reg = 0, acq = 0;
+    if (store_tx_begin(st, false, err) != 0)
+        return -1;
+    int rc = store_query_int(st, err, "count registered keys", &reg,
+                             "SELECT count(*) FROM keys WHERE state = 'registered'", "");
+    if (rc >= 0)
+        rc = store_query_int(st, err, "count acquired keys", &acq,
+                             "SELECT count(*) FROM keys WHERE state = 'acquired'", "");
+    if (store_tx_end(st, rc < 0 ? -1 : 0, err) != 0)
+        return -1;
+    *registered = (int)reg;
+    *acquired = (int)acq;
+    return 0;
+}
+
 /* A request whose acquired key is deleted before registration can no
  * longer complete: it fails, so that no request stays ACQUIRED without
  * its key. */

@@ -836,30 +836,58 @@ static void test_no_poll_key_store_full(void **state)
     json_decref(status);
     char start[32];
     fmt_time(f->now, start);
-    int64_t id = fire_now(f, auto_doc(start, true, 5, 10, key_params("Dev", PW)));
-    json_t *r = wait_state(f, id, "failed", 0);
-    assert_string_equal(error_code(r), "key_store_full");
-    assert_int_equal(json_integer_value(json_object_get(r, "attempts")), 0);
-    assert_true(json_is_null(json_object_get(r, "transaction_id")));
-    json_decref(r);
+    /* the timer fires: refused up front, no request row, no key */
+    auto_put_ok(f, auto_doc(start, true, 5, 10, key_params("Dev", PW)));
+    agent_tick(f->a);
+    assert_int_equal(request_count(f), 0);
     json_t *st = auto_status(f);
     assert_string_equal(sget(st, "last_result"), "key_store_full");
     json_decref(st);
     advance(f, 10);
     run_for(f, 100);
-    assert_int_equal(request_count(f), 1);
-    /* the same for a manual request */
+    assert_int_equal(request_count(f), 0);
+    /* the same for a manual request: 409 at once, naming what fills the store */
     auto_put_ok(f, json_pack("{s:b}", "enabled", 0));
     util_error err = {0};
+    int64_t id = 0;
     json_t *in = key_params("Manual", PW);
-    assert_int_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+    assert_int_not_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
     json_decref(in);
-    r = wait_state(f, id, "failed", 0);
-    assert_string_equal(error_code(r), "key_store_full");
-    json_decref(r);
+    assert_int_equal(err.code, UTIL_ERR_KEY_STORE_FULL);
+    assert_string_equal(err.detail, "1 of 1 key pairs stored: 1 registered and 0 acquired pairs waiting for "
+                                    "restart; restart or delete one");
+    assert_int_equal(request_count(f), 0);
     /* no connection was ever attempted */
     struct pollfd p = {.fd = f->listen_fd, .events = POLLIN};
     assert_int_equal(poll(&p, 1, 0), 0);
+}
+
+/* Acquired pairs that wait for a restart fill the store too: the next
+ * request is refused before it is made, with both counts. */
+static void test_key_store_counts_acquired(void **state)
+{
+    fx *f = need_ca(state);
+    ca_serve(f, "--challenge", PW, NULL);
+    f->max_keys = 2; /* DefaultTLS and one more */
+    agent_open(f);
+    util_error err = {0};
+    int64_t id = 0;
+    json_t *in = key_params("K1", PW);
+    assert_int_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+    json_decref(in);
+    json_decref(wait_state(f, id, "acquired", 0));
+    size_t before = request_count(f);
+    in = key_params("K2", PW);
+    assert_int_not_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+    assert_int_equal(err.code, UTIL_ERR_KEY_STORE_FULL);
+    assert_string_equal(err.detail, "2 of 2 key pairs stored: 1 registered and 1 acquired pairs waiting for "
+                                    "restart; restart or delete one");
+    assert_int_equal(request_count(f), before);
+    /* once the acquired pair is deleted, the request is made */
+    assert_int_equal(agent_key_delete(f->a, "K1", "test", &err), 0);
+    assert_int_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+    json_decref(in);
+    json_decref(wait_state(f, id, "acquired", 0));
 }
 
 static void bad_response_case(fx *f, const char *fault, const char *code)
@@ -2025,6 +2053,7 @@ int main(void)
         T(test_connect_retries),
         T(test_no_poll_on_failure),
         T(test_no_poll_key_store_full),
+        T(test_key_store_counts_acquired),
         T(test_no_poll_bad_response),
         T(test_periodic_renewal_delete_old),
         T(test_missed_run_after_restart),

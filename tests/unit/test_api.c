@@ -811,6 +811,8 @@ static void test_status_mapping(void **state)
         {"agent_request_create", "POST", "/api/v1/scep/requests", "{}", UTIL_ERR_AUTO_REQUEST_ENABLED, 409},
         {"agent_request_create", "POST", "/api/v1/scep/requests", "{}", UTIL_ERR_REQUEST_BUSY, 409},
         {"agent_request_create", "POST", "/api/v1/scep/requests", "{}", UTIL_ERR_KEY_NAME_TAKEN, 409},
+        {"agent_request_create", "POST", "/api/v1/scep/requests", "{}", UTIL_ERR_KEY_STORE_FULL, 409},
+        {"agent_scep_settings_put", "PUT", "/api/v1/scep/settings", "{}", UTIL_ERR_INVALID_FIELD, 400},
         {"agent_key_delete", "DELETE", "/api/v1/keys/k1", NULL, UTIL_ERR_KEY_IN_USE, 409},
         {"agent_restart", "POST", "/api/v1/restart", NULL, UTIL_ERR_KEY_STORE_FULL, 409},
         {"agent_key_get", "GET", "/api/v1/keys/k1", NULL, UTIL_ERR_NOT_FOUND, 404},
