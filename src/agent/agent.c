@@ -390,6 +390,9 @@ void agent_free(agent *a)
     agent_crl_abandon(a);
     agent_rollover_abandon(a);
     agent_run_free(a->run);
+    for (size_t i = 0; i < a->orphan_count; i++)
+        agent_run_free(a->orphans[i]);
+    free(a->orphans);
     agent_reap_runs(a);
     free(a->finished);
     if (a->tick)

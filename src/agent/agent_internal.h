@@ -158,6 +158,8 @@ struct agent {
     agent_run *run;       /* at most one request runs at a time */
     agent_run **finished; /* ended runs, freed from the loop (their callbacks were on the stack) */
     size_t finished_count;
+    agent_run **orphans; /* cancelled runs whose key generation or transfer has not come back yet */
+    size_t orphan_count;
     struct event *reaper;
     agent_crl_fetch *crl_fetch;                       /* a GetCRL in flight */
     int64_t crl_next_try;                             /* no GetCRL to crl_url before this */
@@ -180,11 +182,20 @@ void agent_tick(agent *a);
 int agent_run_start(agent *a, const store_request *row, util_error *err) MUST_CHECK;
 void agent_run_free(agent_run *run);
 int64_t agent_run_due(const agent_run *run); /* 0: not waiting on a timer */
+int64_t agent_run_id(const agent_run *run);
 void agent_run_wake(agent_run *run);
 int agent_request_insert(agent *a, const char *kind, const agent_key_params *p, const char *key_name,
                          const char *replaces, const char *signer_cert_pem, const char *signer_key_pem,
                          const char *user, const json_t *auto_state, int64_t *id, util_error *err) MUST_CHECK;
 void agent_reap_runs(agent *a);
+/* Cancels the running request: writes the cancelled row (agent_request_
+ * cancelled), detaches the run from the agent (an orphan until its thread
+ * or transfer comes back, which is then ignored) and ends it. */
+int agent_run_cancel(agent_run *run, util_error *err) MUST_CHECK;
+/* Marks a row cancelled and wipes its secrets (key, signer key, challenge). */
+void agent_request_cancelled(agent *a, store_request *row);
+/* Hands an ended run to the reaper (its callback may be on the stack). */
+void agent_run_release(agent *a, agent_run *run);
 /* KEY_STORE_FULL when max_keys pairs are stored, counting acquired pairs
  * that wait for a restart; the detail says how many of each. */
 int agent_key_store_check(agent *a, util_error *err) MUST_CHECK;

@@ -18,7 +18,7 @@
 
 typedef struct store store;
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 /* The database file inside the state directory. */
 #define STORE_DB_NAME "scepd.db"
 
@@ -59,8 +59,9 @@ typedef enum store_state {
     STORE_STATE_ACQUIRED,
     STORE_STATE_REGISTERED,
     STORE_STATE_FAILED,
+    STORE_STATE_CANCELLED, /* ended by DELETE /api/v1/scep/requests/{id} */
 } store_state;
-#define STORE_STATE_COUNT 8
+#define STORE_STATE_COUNT 9
 
 /* The state's name; "?" for a value outside the enum. */
 const char *store_state_name(store_state state);

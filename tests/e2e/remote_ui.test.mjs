@@ -408,6 +408,35 @@ step('the server stays the authority: a request refused by the API shows its mes
   assert.equal(off.status, 200, JSON.stringify(off.json));
 });
 
+step('a pending request is cancelled from the status, and the next one may be sent at once', async () => {
+  const sent = await api('POST', '/scep/requests', { key_name: 'CancelKey', common_name: 'cancel.example.com', challenge_password: CHALLENGE });
+  assert.equal(sent.status, 202, JSON.stringify(sent.json));
+  const id = sent.json.id;
+  await goto(page, '#/scep', 'Settings for Certificate Issuance Request (SCEP)');
+  const status = page.locator('.status-card');
+  await status.locator('.badge', { hasText: 'Pending' }).waitFor(WAIT);
+  await page.getByText(new RegExp(`Request #${id} is in progress \\(Pending\\)`)).waitFor(WAIT);
+  await status.getByRole('button', { name: `Cancel request #${id}` }).click();
+  const dlg = page.getByRole('dialog', { name: `Cancel request #${id}?` });
+  await dlg.waitFor(WAIT);
+  assert.match(await dlg.innerText(), /The server has received it already/);
+  await shot('15a-request-cancel-confirm');
+  await dlg.getByRole('button', { name: 'Cancel Request' }).click();
+  await status.locator('.badge', { hasText: 'Cancelled' }).waitFor(WAIT);
+  await status.getByText('The request was cancelled; its key was discarded.').waitFor(WAIT);
+  assert.equal(await status.getByRole('button', { name: `Cancel request #${id}` }).count(), 0, 'no Cancel for a finished request');
+  assert.equal((await api('GET', `/scep/requests/${id}`)).json.state, 'cancelled');
+  // the device is free again: the request button is enabled
+  await page.getByRole('link', { name: 'Issuance Request...' }).waitFor(WAIT);
+  await shot('15b-request-cancelled');
+  // a cancelled request cannot be cancelled again: 409 with the catalogue's words
+  const again = await api('DELETE', `/scep/requests/${id}`);
+  assert.equal(again.status, 409);
+  assert.equal(again.json.error.code, 'request_finished');
+  // the CA still holds it: approved here, so that it does not stay pending there
+  await approvePending();
+});
+
 step('auto request: the start is given in local time, saved in UTC, and the next run is shown', async () => {
   await goto(page, '#/scep', 'Settings for Certificate Issuance Request (SCEP)');
   await page.getByRole('link', { name: 'Edit Settings for Certificate Issuance Auto Request' }).click();

@@ -408,7 +408,8 @@ static json_t *wait_state(fx *f, int64_t id, const char *state, int attempts)
         const char *s = sget(r, "state");
         if (!strcmp(s, state) && json_integer_value(json_object_get(r, "attempts")) >= attempts)
             return r;
-        bool terminal = !strcmp(s, "failed") || !strcmp(s, "acquired") || !strcmp(s, "registered");
+        bool terminal = !strcmp(s, "failed") || !strcmp(s, "acquired") || !strcmp(s, "registered") ||
+                        !strcmp(s, "cancelled");
         if (terminal || mono_ms() > deadline) {
             char *text = json_dumps(r, JSON_COMPACT);
             print_error("waiting for %s/%d: %s\n", state, attempts, text ? text : "?");
@@ -888,6 +889,165 @@ static void test_key_store_counts_acquired(void **state)
     assert_int_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
     json_decref(in);
     json_decref(wait_state(f, id, "acquired", 0));
+}
+
+/* DELETE of request `id`: 0 or the error code. */
+static util_err cancel(fx *f, int64_t id)
+{
+    util_error err = {0};
+    return agent_request_cancel(f->a, id, "test", &err) == 0 ? UTIL_ERR_NONE : err.code;
+}
+
+/* The row is cancelled and holds no secret. */
+static void assert_cancelled(fx *f, int64_t id)
+{
+    store_request row;
+    util_error err = {0};
+    assert_int_equal(store_request_get(f->a->st, id, &row, &err), 0);
+    assert_string_equal(store_state_name(row.state), "cancelled");
+    assert_null(row.key_pem);
+    assert_null(row.signer_key_pem);
+    assert_null(row.challenge_sealed);
+    assert_int_equal(row.next_attempt_at, 0);
+    store_request_clear(&row);
+    json_t *r = request_get(f, id);
+    assert_string_equal(sget(r, "state"), "cancelled");
+    assert_true(json_is_null(json_object_get(r, "error")));
+    json_decref(r);
+}
+
+/* Runs the loop until the cancelled runs' threads and transfers are back. */
+static void wait_orphans(fx *f)
+{
+    int64_t deadline = mono_ms() + WAIT_MS;
+    while (f->a->orphan_count > 0) {
+        if (mono_ms() > deadline)
+            fail_msg("%zu cancelled runs did not come back", f->a->orphan_count);
+        loop_once(f);
+        usleep(2000);
+    }
+}
+
+/* Cancelling while the server defers the request (between polls), while
+ * the key is being generated, and then the ones that cannot be. */
+static void test_cancel_pending_and_keygen(void **state)
+{
+    fx *f = need_ca(state);
+    ca_serve(f, "--challenge", PW, "--pending", NULL);
+    agent_open(f);
+    util_error err = {0};
+    int64_t id = 0, id2 = 0;
+    json_t *in = key_params("K1", PW);
+    assert_int_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+    json_decref(in);
+    json_decref(wait_state(f, id, "pending", 1));
+    assert_int_equal(cancel(f, id), UTIL_ERR_NONE);
+    assert_cancelled(f, id);
+    json_t *st = agent_status(f->a);
+    assert_string_equal(sget(json_object_get(st, "latest_request"), "state"), "cancelled");
+    json_decref(st);
+    /* no poll follows, however much time passes */
+    f->now += 3600;
+    agent_tick(f->a);
+    run_for(f, 50);
+    assert_cancelled(f, id);
+    /* the device is free at once: the next request starts (its key is being generated) */
+    in = key_params("K2", PW);
+    assert_int_equal(agent_request_create(f->a, in, "test", &id2, &err), 0);
+    json_decref(in);
+    json_t *r = request_get(f, id2);
+    assert_string_equal(sget(r, "state"), "generating_key");
+    json_decref(r);
+    assert_int_equal(cancel(f, id2), UTIL_ERR_NONE);
+    assert_cancelled(f, id2);
+    wait_orphans(f); /* the generated key is dropped, nothing is sent */
+    assert_cancelled(f, id2);
+    r = request_get(f, id2);
+    assert_true(json_is_null(json_object_get(r, "transaction_id")));
+    json_decref(r);
+    store_key k;
+    assert_int_not_equal(store_key_get(f->a->st, "K2", &k, &err), 0);
+    /* finished requests stay as they are; an unknown one is not found */
+    assert_int_equal(cancel(f, id), UTIL_ERR_REQUEST_FINISHED);
+    assert_int_equal(cancel(f, id2 + 100), UTIL_ERR_NOT_FOUND);
+    json_t *audit = agent_audit(f->a, 10, &err);
+    char *text = json_dumps(audit, JSON_COMPACT);
+    assert_non_null(strstr(text, "request.cancel"));
+    free(text);
+    json_decref(audit);
+    agent_close(f);
+    /* after a restart the cancelled requests stay cancelled */
+    agent_open(f);
+    run_for(f, 50);
+    assert_cancelled(f, id);
+    assert_cancelled(f, id2);
+}
+
+/* Cancelling an auto request waiting for a retry, a manual one whose
+ * discovery is in flight (the server never answers: the exchange is
+ * abandoned), and a failed one. */
+static void test_cancel_retry_and_in_flight(void **state)
+{
+    fx *f = *state;
+    f->listen_fd = socket(AF_INET, SOCK_STREAM, 0); /* bound, not listening: refused */
+    assert_true(f->listen_fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    assert_int_equal(bind(f->listen_fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(getsockname(f->listen_fd, (struct sockaddr *)&sa, &len), 0);
+    snprintf(f->ca_url, sizeof f->ca_url, "http://127.0.0.1:%d/scep", ntohs(sa.sin_port));
+    agent_open(f);
+    set_url(f, f->ca_url, 5);
+    char start[32];
+    fmt_time(f->now, start);
+    int64_t id = fire_now(f, auto_doc(start, true, 3, 60, key_params("Dev", PW)));
+    json_decref(wait_state(f, id, "contacting_server", 1));
+    assert_int_equal(cancel(f, id), UTIL_ERR_NONE);
+    assert_cancelled(f, id);
+    json_t *st = auto_status(f);
+    assert_string_equal(sget(st, "last_result"), "cancelled");
+    json_decref(st);
+    advance(f, 120);
+    run_for(f, 50);
+    assert_cancelled(f, id);
+    /* a failed request cannot be cancelled */
+    auto_put_ok(f, json_pack("{s:b}", "enabled", 0));
+    util_error err = {0};
+    json_t *in = key_params("Manual", PW);
+    assert_int_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+    json_decref(in);
+    json_decref(wait_state(f, id, "failed", 0));
+    assert_int_equal(cancel(f, id), UTIL_ERR_REQUEST_FINISHED);
+
+    /* a server that accepts the connection and never answers */
+    agent_close(f);
+    close(f->listen_fd);
+    f->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(f->listen_fd >= 0);
+    sa.sin_port = 0;
+    assert_int_equal(bind(f->listen_fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(f->listen_fd, 8), 0);
+    assert_int_equal(getsockname(f->listen_fd, (struct sockaddr *)&sa, &len), 0);
+    snprintf(f->ca_url, sizeof f->ca_url, "http://127.0.0.1:%d/scep", ntohs(sa.sin_port));
+    agent_open(f);
+    set_url(f, f->ca_url, 600);
+    in = key_params("Hang", PW);
+    assert_int_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+    json_decref(in);
+    json_decref(wait_state(f, id, "contacting_server", 0));
+    assert_int_equal(cancel(f, id), UTIL_ERR_NONE);
+    assert_cancelled(f, id);
+    assert_int_equal(f->a->orphan_count, 1); /* its transfer is abandoned when it comes back */
+    /* a new request starts at once, while the abandoned exchange is still open */
+    int64_t id2 = 0;
+    in = key_params("Hang2", PW);
+    assert_int_equal(agent_request_create(f->a, in, "test", &id2, &err), 0);
+    json_decref(in);
+    json_decref(wait_state(f, id2, "contacting_server", 0));
+    assert_int_equal(cancel(f, id2), UTIL_ERR_NONE);
+    assert_cancelled(f, id);
+    assert_cancelled(f, id2);
+    agent_close(f); /* frees the abandoned runs (ASan checks) */
 }
 
 static void bad_response_case(fx *f, const char *fault, const char *code)
@@ -2054,6 +2214,8 @@ int main(void)
         T(test_no_poll_on_failure),
         T(test_no_poll_key_store_full),
         T(test_key_store_counts_acquired),
+        T(test_cancel_pending_and_keygen),
+        T(test_cancel_retry_and_in_flight),
         T(test_no_poll_bad_response),
         T(test_periodic_renewal_delete_old),
         T(test_missed_run_after_restart),

@@ -87,7 +87,7 @@ function requestBlocker(status, auto) {
   }
   if (requestActive(status)) {
     const r = status.latest_request;
-    return `Request #${r.id} is in progress (${stateLabels[r.state] || r.state}): wait until it is acquired or has failed.`;
+    return `Request #${r.id} is in progress (${stateLabels[r.state] || r.state}): wait until it is acquired or has failed, or cancel it in the status.`;
   }
   if (status && !status.scep_configured) return 'Set the SCEP server URL under Communication Settings first.';
   return null;
