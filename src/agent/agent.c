@@ -456,8 +456,8 @@ json_t *agent_status(agent *a)
     agent_time_format(agent_now(a), now, sizeof now);
     const agent_auto_state *s = &a->auto_state;
     json_t *auto_status = json_pack(
-        "{s:b, s:o, s:i, s:o, s:i, s:o}", "enabled", a->autoreq.enabled, "next_run",
-        agent_time_json(s->next_run), "jitter_s", s->jitter_s, "last_result",
+        "{s:b, s:b, s:o, s:i, s:o, s:i, s:o}", "enabled", a->autoreq.enabled, "done", agent_auto_done(a),
+        "next_run", agent_time_json(s->next_run), "jitter_s", s->jitter_s, "last_result",
         s->last_result[0] ? json_string(s->last_result) : json_null(), "attempts_left", s->attempts_left,
         "last_request_id", s->last_request_id ? json_integer(s->last_request_id) : json_null());
     return json_pack("{s:s, s:s, s:o, s:o, s:i, s:i, s:i, s:b}", "version", SCEPD_VERSION, "time", now,

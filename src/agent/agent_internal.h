@@ -183,6 +183,7 @@ int agent_run_start(agent *a, const store_request *row, util_error *err) MUST_CH
 void agent_run_free(agent_run *run);
 int64_t agent_run_due(const agent_run *run); /* 0: not waiting on a timer */
 int64_t agent_run_id(const agent_run *run);
+bool agent_run_is_auto(const agent_run *run);
 void agent_run_wake(agent_run *run);
 int agent_request_insert(agent *a, const char *kind, const agent_key_params *p, const char *key_name,
                          const char *replaces, const char *signer_cert_pem, const char *signer_key_pem,
@@ -211,6 +212,9 @@ int agent_auto_save_state(agent *a, util_error *err) MUST_CHECK;
 int64_t agent_schedule_following(const agent_auto *cfg, int64_t base, int64_t now);
 void agent_auto_request_done(agent *a, int64_t id, store_state state, const util_error *err);
 int agent_auto_fire(agent *a, util_error *err) MUST_CHECK;
+/* The timer is enabled, one-shot, and its run has fired: nothing more is
+ * scheduled, and manual requests are allowed again. */
+bool agent_auto_done(const agent *a);
 
 /* keys.c */
 int agent_apply_bindings(agent *a, const char *only_key, util_error *err) MUST_CHECK;

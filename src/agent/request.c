@@ -541,6 +541,11 @@ int64_t agent_run_id(const agent_run *run)
     return run->row.id;
 }
 
+bool agent_run_is_auto(const agent_run *run)
+{
+    return run->is_auto;
+}
+
 int64_t agent_run_due(const agent_run *run)
 {
     return run->op ? 0 : run->due;

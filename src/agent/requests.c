@@ -125,7 +125,7 @@ out:
 int agent_request_create(agent *a, const json_t *in, const char *user, int64_t *id, util_error *err)
 {
     agent_key_params p;
-    if (a->autoreq.enabled)
+    if (a->autoreq.enabled && !agent_auto_done(a))
         return util_error_set(err, UTIL_ERR_AUTO_REQUEST_ENABLED, "the auto request timer is on");
     if (a->run)
         return util_error_set(err, UTIL_ERR_REQUEST_BUSY, "request in progress");

@@ -479,6 +479,38 @@ step('auto request: the start is given in local time, saved in UTC, and the next
   await shot('17-scep-auto-on');
 });
 
+step('a one-shot timer that has run is shown as done, without a reload, and manual requests are allowed again', async () => {
+  const minute = new Date(Math.floor(Date.now() / 60000) * 60000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  const on = await api('PUT', '/scep/auto-request', {
+    enabled: true, start: minute, auto_adjust: false, periodic: { enabled: false },
+    polling: { enabled: true, retries: 5, interval_s: 10 },
+  });
+  assert.equal(on.status, 200, JSON.stringify(on.json));
+  await goto(page, '#/portal', 'Portal'); // (the page was on #/scep: the same URL would not load it again)
+  await goto(page, '#/scep', 'Settings for Certificate Issuance Request (SCEP)');
+  const card = page.locator('section', { has: page.getByRole('heading', { name: 'Settings for Certificate Issuance Auto Request' }) });
+  const status = page.locator('.status-card');
+  // the timer has fired; the CA defers the request: the timer is not done while its request runs
+  await status.locator('.badge', { hasText: 'Pending' }).waitFor(WAIT);
+  assert.equal((await api('GET', '/scep/auto-request')).json.done, false);
+  assert.equal(await card.getByText(/^Done:/).count(), 0);
+  await approvePending();
+  await status.locator('.badge', { hasText: 'Acquired' }).waitFor({ timeout: 30000 });
+  // the same page, not reloaded: the card and the request button follow
+  await card.getByText('Done: the one-time request has run; manual requests are allowed again.').waitFor(WAIT);
+  await page.getByRole('link', { name: 'Issuance Request...' }).waitFor(WAIT);
+  assert.match(await page.locator('.status-auto').innerText(), /Timer\s+On, done: the one-time request has run/);
+  await shot('17a-scep-timer-done');
+  const a = (await api('GET', '/scep/auto-request')).json;
+  assert.equal(a.enabled, true);
+  assert.equal(a.done, true);
+  assert.equal(a.next_run, null);
+  assert.equal((await api('GET', '/status')).json.auto_request.done, true);
+  // back to where the following steps expect the device: no pair waiting, timer off
+  assert.equal((await api('DELETE', '/keys/AutoKey')).status, 204);
+  assert.equal((await api('PUT', '/scep/auto-request', { enabled: false, start: null })).status, 200);
+});
+
 step('the viewer sees everything read-only and the API refuses changes', async () => {
   const vctx = await newContext();
   const p = watch(await vctx.newPage());

@@ -1050,6 +1050,65 @@ static void test_cancel_retry_and_in_flight(void **state)
     agent_close(f); /* frees the abandoned runs (ASan checks) */
 }
 
+static bool auto_done(fx *f)
+{
+    json_t *st = auto_status(f);
+    bool done = json_is_true(json_object_get(st, "done"));
+    json_decref(st);
+    util_error err = {0};
+    json_t *doc = agent_auto_get(f->a, &err);
+    assert_non_null(doc);
+    assert_true(json_is_boolean(json_object_get(doc, "done")));
+    assert_int_equal(json_is_true(json_object_get(doc, "done")), done); /* the API says the same twice */
+    json_decref(doc);
+    return done;
+}
+
+/* Once a one-shot timer has run it is done: nothing more is scheduled, the
+ * API says so, and manual requests are allowed again. A periodic timer is
+ * never done. */
+static void test_one_shot_done(void **state)
+{
+    fx *f = need_ca(state);
+    ca_serve(f, "--challenge", PW, NULL);
+    agent_open(f);
+    char start[32];
+    fmt_time(f->now + 60, start);
+    auto_put_ok(f, auto_doc(start, false, 0, 60, key_params("Dev", PW)));
+    assert_false(auto_done(f));
+    util_error err = {0};
+    int64_t id = 0;
+    json_t *in = key_params("Manual", PW);
+    assert_int_not_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+    assert_int_equal(err.code, UTIL_ERR_AUTO_REQUEST_ENABLED);
+    advance(f, 60);
+    id = latest_id(f);
+    assert_true(id > 0);
+    assert_false(auto_done(f)); /* its run goes on */
+    json_decref(wait_state(f, id, "acquired", 0));
+    assert_true(auto_done(f));
+    json_t *st = auto_status(f);
+    assert_true(json_is_true(json_object_get(st, "enabled")));
+    assert_true(json_is_null(json_object_get(st, "next_run")));
+    json_decref(st);
+    int64_t manual = 0;
+    assert_int_equal(agent_request_create(f->a, in, "test", &manual, &err), 0);
+    json_decref(wait_state(f, manual, "acquired", 0));
+    json_decref(in);
+    /* still done after a restart of the daemon */
+    agent_close(f);
+    agent_open(f);
+    assert_true(auto_done(f));
+    /* a periodic timer has a next run after each one: never done */
+    fmt_time(f->now, start);
+    json_t *doc = auto_doc(start, false, 0, 60, key_params("Per", PW));
+    json_object_set_new(doc, "periodic", json_pack("{s:b, s:i}", "enabled", 1, "interval_days", 30));
+    auto_put_ok(f, doc);
+    agent_tick(f->a);
+    json_decref(wait_state(f, latest_id(f), "acquired", 0));
+    assert_false(auto_done(f));
+}
+
 static void bad_response_case(fx *f, const char *fault, const char *code)
 {
     ca_serve(f, "--challenge", PW, "--fault", fault, NULL);
@@ -1427,7 +1486,8 @@ static void test_disable_unconfigured_auto_restarts(void **state)
     /* what GET shows can be sent back as it is */
     json_t *back = json_deep_copy(cfg);
     json_decref(cfg);
-    const char *shown_only[] = {"next_run", "jitter_s", "last_result", "attempts_left", "last_request_id"};
+    const char *shown_only[] = {"next_run",      "jitter_s",        "last_result",
+                                "attempts_left", "last_request_id", "done"};
     for (size_t i = 0; i < sizeof shown_only / sizeof shown_only[0]; i++)
         json_object_del(back, shown_only[i]);
     auto_put_ok(f, back);
@@ -2216,6 +2276,7 @@ int main(void)
         T(test_key_store_counts_acquired),
         T(test_cancel_pending_and_keygen),
         T(test_cancel_retry_and_in_flight),
+        T(test_one_shot_done),
         T(test_no_poll_bad_response),
         T(test_periodic_renewal_delete_old),
         T(test_missed_run_after_restart),

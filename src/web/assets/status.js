@@ -321,8 +321,8 @@ function latestRequestView(r) {
 function autoView(a) {
   if (!a) return null;
   return details([
-    ['Timer', a.enabled ? 'On' : 'Off'],
-    ['Next run', a.enabled ? h('span', {}, timeEl(a.next_run, 'Not scheduled'),
+    ['Timer', a.enabled ? (a.done ? 'On, done: the one-time request has run' : 'On') : 'Off'],
+    ['Next run', a.enabled && a.done ? h('span', { class: 'muted' }, 'None') : a.enabled ? h('span', {}, timeEl(a.next_run, 'Not scheduled'),
       a.jitter_s ? h('span', { class: 'muted' }, ` (includes a random delay of ${a.jitter_s} s)`) : null) : h('span', { class: 'muted' }, 'Timer off')],
     ['Last result', resultLabel(a.last_result)],
     ['Attempts left', String(a.attempts_left)],
