@@ -178,8 +178,10 @@ int agent_scep_settings_put(agent *a, const json_t *in, const char *user, util_e
     agent_settings s;
     int rc = -1;
     json_t *doc = NULL, *sealed = NULL;
-    if (agent_parse_settings(in, &s, err) != 0)
+    if (agent_parse_settings(in, &s, err) != 0 || agent_settings_check_port(in, &s, err) != 0) {
+        OPENSSL_cleanse(&s, sizeof s);
         return -1;
+    }
     keep_credentials(&a->settings, &s);
     if (!(doc = agent_settings_json(&s)) || !(sealed = json_object())) {
         util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
@@ -388,6 +390,9 @@ void agent_free(agent *a)
     agent_crl_abandon(a);
     agent_rollover_abandon(a);
     agent_run_free(a->run);
+    for (size_t i = 0; i < a->orphan_count; i++)
+        agent_run_free(a->orphans[i]);
+    free(a->orphans);
     agent_reap_runs(a);
     free(a->finished);
     if (a->tick)
@@ -451,8 +456,8 @@ json_t *agent_status(agent *a)
     agent_time_format(agent_now(a), now, sizeof now);
     const agent_auto_state *s = &a->auto_state;
     json_t *auto_status = json_pack(
-        "{s:b, s:o, s:i, s:o, s:i, s:o}", "enabled", a->autoreq.enabled, "next_run",
-        agent_time_json(s->next_run), "jitter_s", s->jitter_s, "last_result",
+        "{s:b, s:b, s:o, s:i, s:o, s:i, s:o}", "enabled", a->autoreq.enabled, "done", agent_auto_done(a),
+        "next_run", agent_time_json(s->next_run), "jitter_s", s->jitter_s, "last_result",
         s->last_result[0] ? json_string(s->last_result) : json_null(), "attempts_left", s->attempts_left,
         "last_request_id", s->last_request_id ? json_integer(s->last_request_id) : json_null());
     return json_pack("{s:s, s:s, s:o, s:o, s:i, s:i, s:i, s:b}", "version", SCEPD_VERSION, "time", now,

@@ -78,6 +78,13 @@ int agent_scep_settings_put(agent *a, const json_t *in, const char *user, util_e
 int agent_request_create(agent *a, const json_t *in, const char *user, int64_t *id,
                          util_error *err) MUST_CHECK;
 json_t *agent_request_get(agent *a, int64_t id, util_error *err);
+/* Ends a request that has not finished (queued, generating its key,
+ * contacting the server, sent, pending or waiting for a retry): it becomes
+ * cancelled, its key, challenge and temporary signer are wiped from the row,
+ * and a new request may start at once. A network exchange in flight is
+ * abandoned (its answer is ignored; nothing more is sent). NOT_FOUND for an
+ * unknown id; REQUEST_FINISHED for acquired, registered, failed, cancelled. */
+int agent_request_cancel(agent *a, int64_t id, const char *user, util_error *err) MUST_CHECK;
 json_t *agent_request_list(agent *a, util_error *err);
 
 /* ---- auto request ---- */

@@ -100,6 +100,9 @@ int agent_parse_key_params(const json_t *in, agent_key_params *out, util_error *
 json_t *agent_key_params_json(const agent_key_params *p); /* without the challenge */
 int agent_parse_settings(const json_t *in, agent_settings *out, util_error *err) MUST_CHECK;
 json_t *agent_settings_json(const agent_settings *s);
+/* A PUT that gives a port other than the one written in the URL is
+ * refused (documents stored before this rule keep their port). */
+int agent_settings_check_port(const json_t *in, const agent_settings *s, util_error *err) MUST_CHECK;
 /* `current` supplies fields the input omits (challenge kept when absent). */
 int agent_parse_auto(const json_t *in, const agent_auto *current, agent_auto *out,
                      util_error *err) MUST_CHECK;
@@ -155,6 +158,8 @@ struct agent {
     agent_run *run;       /* at most one request runs at a time */
     agent_run **finished; /* ended runs, freed from the loop (their callbacks were on the stack) */
     size_t finished_count;
+    agent_run **orphans; /* cancelled runs whose key generation or transfer has not come back yet */
+    size_t orphan_count;
     struct event *reaper;
     agent_crl_fetch *crl_fetch;                       /* a GetCRL in flight */
     int64_t crl_next_try;                             /* no GetCRL to crl_url before this */
@@ -177,11 +182,24 @@ void agent_tick(agent *a);
 int agent_run_start(agent *a, const store_request *row, util_error *err) MUST_CHECK;
 void agent_run_free(agent_run *run);
 int64_t agent_run_due(const agent_run *run); /* 0: not waiting on a timer */
+int64_t agent_run_id(const agent_run *run);
+bool agent_run_is_auto(const agent_run *run);
 void agent_run_wake(agent_run *run);
 int agent_request_insert(agent *a, const char *kind, const agent_key_params *p, const char *key_name,
                          const char *replaces, const char *signer_cert_pem, const char *signer_key_pem,
                          const char *user, const json_t *auto_state, int64_t *id, util_error *err) MUST_CHECK;
 void agent_reap_runs(agent *a);
+/* Cancels the running request: writes the cancelled row (agent_request_
+ * cancelled), detaches the run from the agent (an orphan until its thread
+ * or transfer comes back, which is then ignored) and ends it. */
+int agent_run_cancel(agent_run *run, util_error *err) MUST_CHECK;
+/* Marks a row cancelled and wipes its secrets (key, signer key, challenge). */
+void agent_request_cancelled(agent *a, store_request *row);
+/* Hands an ended run to the reaper (its callback may be on the stack). */
+void agent_run_release(agent *a, agent_run *run);
+/* KEY_STORE_FULL when max_keys pairs are stored, counting acquired pairs
+ * that wait for a restart; the detail says how many of each. */
+int agent_key_store_check(agent *a, util_error *err) MUST_CHECK;
 /* A request row as the API shows it. */
 json_t *agent_request_json(const store_request *r);
 /* Called by request.c when a run ends (acquired or failed). */
@@ -194,6 +212,9 @@ int agent_auto_save_state(agent *a, util_error *err) MUST_CHECK;
 int64_t agent_schedule_following(const agent_auto *cfg, int64_t base, int64_t now);
 void agent_auto_request_done(agent *a, int64_t id, store_state state, const util_error *err);
 int agent_auto_fire(agent *a, util_error *err) MUST_CHECK;
+/* The timer is enabled, one-shot, and its run has fired: nothing more is
+ * scheduled, and manual requests are allowed again. */
+bool agent_auto_done(const agent *a);
 
 /* keys.c */
 int agent_apply_bindings(agent *a, const char *only_key, util_error *err) MUST_CHECK;

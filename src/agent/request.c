@@ -2,6 +2,7 @@
  * An issuance request as a persisted state machine:
  *   queued -> generating_key -> contacting_server -> sent -> pending -> acquired -> registered
  *                                                      \-> failed (with a catalogue code)
+ * and, from any state before acquired, -> cancelled (agent_request_cancel).
  * Every transition is written to the store before the next step starts, so
  * a restarted daemon resumes where it stopped: a key that was generated is
  * reused (same transactionID), a pending request is polled with CertPoll.
@@ -43,6 +44,7 @@ struct agent_run {
     crypto_key_spec spec;
     EVP_PKEY *generated;
     util_error keygen_err;
+    bool cancelled; /* an orphan: its thread or transfer is ignored when it comes back */
 };
 
 static void step_discover(agent_run *run);
@@ -162,6 +164,10 @@ static void on_keygen_done(evutil_socket_t fd, short what, void *arg)
     agent_run *run = arg;
     pthread_join(run->thread, NULL);
     run->thread_started = false;
+    if (run->cancelled) {
+        agent_run_release(run->a, run);
+        return;
+    }
     if (!run->generated) {
         fail(run, &run->keygen_err);
         return;
@@ -363,6 +369,10 @@ static void on_discovered(void *arg, int rc, const util_error *net)
     agent_run *run = arg;
     util_error err;
     run->op = NULL;
+    if (run->cancelled) {
+        agent_run_release(run->a, run);
+        return;
+    }
     if (rc != 0) {
         retry_or_fail(run, net, STORE_STATE_CONTACTING_SERVER);
         return;
@@ -430,6 +440,10 @@ static void on_reply(void *arg, int rc, const util_error *net)
     agent_run *run = arg;
     util_error err;
     run->op = NULL;
+    if (run->cancelled) {
+        agent_run_release(run->a, run);
+        return;
+    }
     /* the CSR carries the challenge: gone once sent (a resend builds it again) */
     OPENSSL_clear_free(run->csr, run->csr_len);
     run->csr = NULL;
@@ -491,7 +505,46 @@ static void step_poll(agent_run *run)
         fail(run, &err);
 }
 
+/* ---- cancelling ---- */
+
+int agent_run_cancel(agent_run *run, util_error *err)
+{
+    agent *a = run->a;
+    int64_t id = run->row.id;
+    bool waiting = run->op || run->thread_started;
+    if (waiting) { /* room first: a run that cannot be kept must not be detached */
+        agent_run **grown = realloc(a->orphans, (a->orphan_count + 1) * sizeof *grown);
+        if (!grown)
+            return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+        a->orphans = grown;
+    }
+    wipe_challenge(run);
+    agent_request_cancelled(a, &run->row);
+    int rc = store_request_update(a->st, &run->row, err);
+    if (rc != 0) /* the run ends all the same; the request resumes from its last saved state */
+        log_error("request %lld: could not save state cancelled: %s", (long long)id, err->detail);
+    run->due = 0;
+    run->cancelled = true;
+    a->run = NULL;
+    if (waiting)
+        a->orphans[a->orphan_count++] = run;
+    else
+        agent_run_release(a, run);
+    agent_run_finished(a, id, rc == 0 ? STORE_STATE_CANCELLED : STORE_STATE_FAILED, rc == 0 ? NULL : err);
+    return rc;
+}
+
 /* ---- lifetime ---- */
+
+int64_t agent_run_id(const agent_run *run)
+{
+    return run->row.id;
+}
+
+bool agent_run_is_auto(const agent_run *run)
+{
+    return run->is_auto;
+}
 
 int64_t agent_run_due(const agent_run *run)
 {
@@ -552,14 +605,8 @@ static int copy_row(store_request *dst, const store_request *src, util_error *er
 static int begin(agent_run *run)
 {
     util_error err;
-    int keys = 0;
-    if (store_key_count(run->a->st, &keys, &err) != 0) {
-        fail(run, &err);
-        return 0;
-    }
-    if (keys >= run->a->cfg.max_keys && run->row.state == STORE_STATE_QUEUED) {
-        util_error_set(&err, UTIL_ERR_KEY_STORE_FULL, "%d of %d key pairs stored", keys,
-                       run->a->cfg.max_keys);
+    /* checked when the request was made; again for one resumed from the queue */
+    if (run->row.state == STORE_STATE_QUEUED && agent_key_store_check(run->a, &err) != 0) {
         fail(run, &err);
         return 0;
     }

@@ -71,6 +71,20 @@ json_t *agent_request_list(agent *a, util_error *err)
     return arr;
 }
 
+int agent_key_store_check(agent *a, util_error *err)
+{
+    int registered = 0, acquired = 0;
+    if (store_key_count_states(a->st, &registered, &acquired, err) != 0)
+        return -1;
+    if (registered + acquired < a->cfg.max_keys)
+        return 0;
+    return util_error_set(
+        err, UTIL_ERR_KEY_STORE_FULL,
+        "%d of %d key pairs stored: %d registered and %d acquired pairs waiting for restart; "
+        "restart or delete one",
+        registered + acquired, a->cfg.max_keys, registered, acquired);
+}
+
 /* Inserts a request row and starts it. The challenge is sealed with the
  * state directory's key and wiped from the row once the server answered. */
 int agent_request_insert(agent *a, const char *kind, const agent_key_params *p, const char *key_name,
@@ -111,10 +125,13 @@ out:
 int agent_request_create(agent *a, const json_t *in, const char *user, int64_t *id, util_error *err)
 {
     agent_key_params p;
-    if (a->autoreq.enabled)
+    if (a->autoreq.enabled && !agent_auto_done(a))
         return util_error_set(err, UTIL_ERR_AUTO_REQUEST_ENABLED, "the auto request timer is on");
     if (a->run)
         return util_error_set(err, UTIL_ERR_REQUEST_BUSY, "request in progress");
+    /* before anything is generated or sent */
+    if (agent_key_store_check(a, err) != 0)
+        return -1;
     if (agent_parse_key_params(in, &p, err) != 0)
         return -1;
     store_key existing;
@@ -141,24 +158,86 @@ void agent_reap_runs(agent *a)
     a->finished_count = 0;
 }
 
+void agent_run_release(agent *a, agent_run *run)
+{
+    for (size_t i = 0; i < a->orphan_count; i++)
+        if (a->orphans[i] == run) {
+            a->orphans[i] = a->orphans[--a->orphan_count];
+            break;
+        }
+    agent_run **grown = realloc(a->finished, (a->finished_count + 1) * sizeof *grown);
+    if (grown) {
+        a->finished = grown;
+        a->finished[a->finished_count++] = run;
+    } else {
+        log_error("could not release a request run");
+    }
+    struct timeval now = {0, 0};
+    event_add(a->reaper, &now);
+}
+
+void agent_request_cancelled(agent *a, store_request *row)
+{
+    if (row->key_pem)
+        crypto_secret_free(row->key_pem, strlen(row->key_pem));
+    row->key_pem = NULL;
+    if (row->signer_key_pem)
+        crypto_secret_free(row->signer_key_pem, strlen(row->signer_key_pem));
+    row->signer_key_pem = NULL;
+    if (row->challenge_sealed)
+        OPENSSL_cleanse(row->challenge_sealed, row->challenge_sealed_len);
+    free(row->challenge_sealed);
+    row->challenge_sealed = NULL;
+    row->challenge_sealed_len = 0;
+    row->state = STORE_STATE_CANCELLED;
+    row->next_attempt_at = 0;
+    row->error_code[0] = row->error_detail[0] = '\0';
+    row->updated_at = agent_now(a);
+}
+
+int agent_request_cancel(agent *a, int64_t id, const char *user, util_error *err)
+{
+    store_request r;
+    if (store_request_get(a->st, id, &r, err) != 0)
+        return -1;
+    store_state was = r.state;
+    int rc = -1;
+    if (was == STORE_STATE_ACQUIRED || was == STORE_STATE_REGISTERED || was == STORE_STATE_FAILED ||
+        was == STORE_STATE_CANCELLED) {
+        util_error_set(err, UTIL_ERR_REQUEST_FINISHED, "request %lld is %s", (long long)id,
+                       store_state_name(was));
+        goto out;
+    }
+    if (a->run && agent_run_id(a->run) == id) {
+        rc = agent_run_cancel(a->run, err);
+    } else { /* a request not running (another one ran when the daemon resumed) */
+        agent_request_cancelled(a, &r);
+        rc = store_request_update(a->st, &r, err);
+        if (rc == 0 && !strcmp(r.kind, "auto"))
+            agent_auto_request_done(a, id, STORE_STATE_CANCELLED, NULL);
+    }
+    if (rc != 0)
+        goto out;
+    char detail[96];
+    snprintf(detail, sizeof detail, "request %lld cancelled (was %s)", (long long)id, store_state_name(was));
+    log_info("%s by %s", detail, user);
+    util_error audit_err;
+    if (store_audit_add(a->st, user, "request.cancel", detail, &audit_err) != 0)
+        log_error("request %lld: audit line not written: %s", (long long)id, audit_err.detail);
+out:
+    store_request_clear(&r);
+    return rc;
+}
+
 void agent_run_finished(agent *a, int64_t request_id, store_state state, const util_error *err)
 {
     agent_run *run = a->run;
     a->run = NULL;
     /* the run's own callback is still on the stack: free it from the loop */
-    if (run) {
-        agent_run **grown = realloc(a->finished, (a->finished_count + 1) * sizeof *grown);
-        if (grown) {
-            a->finished = grown;
-            a->finished[a->finished_count++] = run;
-        } else {
-            log_error("could not release request %lld", (long long)request_id);
-        }
-        struct timeval now = {0, 0};
-        event_add(a->reaper, &now);
-    }
-    bool acquired = state == STORE_STATE_ACQUIRED;
-    a->metric_requests[acquired ? 0 : 1]++;
+    if (run)
+        agent_run_release(a, run);
+    if (state == STORE_STATE_ACQUIRED || state == STORE_STATE_FAILED)
+        a->metric_requests[state == STORE_STATE_ACQUIRED ? 0 : 1]++;
     store_request r;
     util_error e;
     bool is_auto = false;
@@ -168,7 +247,7 @@ void agent_run_finished(agent *a, int64_t request_id, store_state state, const u
     }
     if (is_auto)
         agent_auto_request_done(a, request_id, state, err);
-    if (acquired && is_auto && a->autoreq.auto_restart) {
+    if (state == STORE_STATE_ACQUIRED && is_auto && a->autoreq.auto_restart) {
         json_t *result = NULL;
         if (agent_restart(a, "auto-restart", &result, &e) != 0)
             log_error("automatic restart after acquisition failed: %s", e.detail);

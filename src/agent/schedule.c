@@ -135,6 +135,13 @@ int agent_auto_load(agent *a, util_error *err)
     return rc;
 }
 
+bool agent_auto_done(const agent *a)
+{
+    /* an enabled timer always has a next run until its one run has fired;
+     * while that run goes on (polls, retries) the timer is not done yet */
+    return a->autoreq.enabled && a->auto_state.next_run == 0 && !(a->run && agent_run_is_auto(a->run));
+}
+
 json_t *agent_auto_get(agent *a, util_error *err)
 {
     (void)err;
@@ -143,6 +150,7 @@ json_t *agent_auto_get(agent *a, util_error *err)
                         json_boolean(a->auto_challenge_sealed != NULL));
     const agent_auto_state *s = &a->auto_state;
     json_object_set_new(j, "next_run", a->autoreq.enabled ? agent_time_json(s->next_run) : json_null());
+    json_object_set_new(j, "done", json_boolean(agent_auto_done(a)));
     json_object_set_new(j, "jitter_s", json_integer(s->jitter_s));
     json_object_set_new(j, "last_result", s->last_result[0] ? json_string(s->last_result) : json_null());
     json_object_set_new(j, "attempts_left", json_integer(s->attempts_left));
@@ -291,8 +299,9 @@ int agent_auto_fire(agent *a, util_error *err)
                  old.state == STORE_STATE_REGISTERED;
     char name[AGENT_NAME_MAX + 1];
     int64_t id = 0;
-    int rc = unique_name(a, cfg->key.key_name, name, sizeof name);
-    if (rc != 0)
+    /* a full store is seen before any key is generated or anything sent */
+    int rc = agent_key_store_check(a, err);
+    if (rc == 0 && (rc = unique_name(a, cfg->key.key_name, name, sizeof name)) != 0)
         util_error_set(err, UTIL_ERR_KEY_NAME_TAKEN, "no free name for \"%s\"", cfg->key.key_name);
     /* the following run is scheduled in the same transaction that inserts
      * this one, so a crash can neither repeat nor lose a run */

@@ -263,8 +263,8 @@ static int check_url(const char *url, util_error *err)
     return 0;
 }
 
-/* The port written in the URL, else the scheme's default. */
-static long url_port(const char *url)
+/* The port written in the URL; 0 when it names none. */
+static long url_explicit_port(const char *url)
 {
     const char *host = strstr(url, "://");
     host = host ? host + 3 : url;
@@ -282,7 +282,14 @@ static long url_port(const char *url)
         if (close && close[1] == ':')
             return strtol(close + 2, NULL, 10);
     }
-    return strncasecmp(url, "https", 5) ? 80 : 443;
+    return 0;
+}
+
+/* The port written in the URL, else the scheme's default. */
+static long url_port(const char *url)
+{
+    long port = url_explicit_port(url);
+    return port ? port : strncasecmp(url, "https", 5) ? 80 : 443;
 }
 
 /* Moves "user:password@" out of an http(s) URL into creds. */
@@ -313,6 +320,17 @@ static int get_flag(const json_t *in, const char *name, signed char *out)
     json_t *v = json_object_get(in, name);
     *out = !v || json_is_null(v) ? -1 : json_is_true(v) ? 1 : 0;
     return 0;
+}
+
+int agent_settings_check_port(const json_t *in, const agent_settings *s, util_error *err)
+{
+    long written = url_explicit_port(s->url);
+    json_t *port = json_object_get(in, "port");
+    if (!written || !json_is_integer(port) || s->port == written)
+        return 0;
+    return util_error_set(err, UTIL_ERR_INVALID_FIELD,
+                          "port: %d contradicts the port %ld in the url; give %ld, or leave the port out",
+                          s->port, written, written);
 }
 
 int agent_parse_settings(const json_t *in, agent_settings *out, util_error *err)

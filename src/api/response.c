@@ -48,6 +48,7 @@ int api_status_for(util_err code)
     case UTIL_ERR_NOT_FOUND: return 404;
     case UTIL_ERR_AUTO_REQUEST_ENABLED:
     case UTIL_ERR_REQUEST_BUSY:
+    case UTIL_ERR_REQUEST_FINISHED:
     case UTIL_ERR_KEY_IN_USE:
     case UTIL_ERR_KEY_NAME_TAKEN:
     case UTIL_ERR_KEY_STORE_FULL: return 409;

@@ -78,6 +78,16 @@ static void request_get(api_ctx *c)
     api_reply_doc(c, agent_request_get(c->api->agent, c->id, &err), &err);
 }
 
+static void request_cancel(api_ctx *c)
+{
+    util_error err = {0};
+    if (agent_request_cancel(c->api->agent, c->id, c->auth.user, &err) != 0) {
+        api_reply_error(c, &err);
+        return;
+    }
+    request_get(c);
+}
+
 static void auto_get(api_ctx *c)
 {
     util_error err = {0};
@@ -211,6 +221,7 @@ static const api_route routes[] = {
     {"POST", "/api/v1/scep/requests", ADMIN | BODY, request_create},
     {"GET", "/api/v1/scep/requests", 0, request_list},
     {"GET", "/api/v1/scep/requests/:id", 0, request_get},
+    {"DELETE", "/api/v1/scep/requests/:id", ADMIN, request_cancel},
     {"GET", "/api/v1/scep/auto-request", 0, auto_get},
     {"PUT", "/api/v1/scep/auto-request", ADMIN | BODY, auto_put},
     {"POST", "/api/v1/restart", ADMIN, restart},

@@ -18,7 +18,7 @@
 
 typedef struct store store;
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 /* The database file inside the state directory. */
 #define STORE_DB_NAME "scepd.db"
 
@@ -59,8 +59,9 @@ typedef enum store_state {
     STORE_STATE_ACQUIRED,
     STORE_STATE_REGISTERED,
     STORE_STATE_FAILED,
+    STORE_STATE_CANCELLED, /* ended by DELETE /api/v1/scep/requests/{id} */
 } store_state;
-#define STORE_STATE_COUNT 8
+#define STORE_STATE_COUNT 9
 
 /* The state's name; "?" for a value outside the enum. */
 const char *store_state_name(store_state state);
@@ -143,6 +144,8 @@ int store_key_list(store *st, store_key **out, size_t *n, util_error *err) MUST_
 /* Refuses with KEY_IN_USE (detail: "used by FUNCTION") when bound. */
 int store_key_delete(store *st, const char *name, const char *user, util_error *err) MUST_CHECK;
 int store_key_count(store *st, int *out, util_error *err) MUST_CHECK;
+/* The stored pairs by state: registered, and acquired (waiting for a restart). */
+int store_key_count_states(store *st, int *registered, int *acquired, util_error *err) MUST_CHECK;
 
 /* ---- bindings: function name -> key name ---- */
 

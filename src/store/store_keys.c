@@ -30,6 +30,7 @@ static const char *const state_names[STORE_STATE_COUNT] = {
     [STORE_STATE_ACQUIRED] = "acquired",
     [STORE_STATE_REGISTERED] = "registered",
     [STORE_STATE_FAILED] = "failed",
+    [STORE_STATE_CANCELLED] = "cancelled",
 };
 
 const char *store_state_name(store_state state)
@@ -272,7 +273,7 @@ int store_request_list(store *st, int limit, bool only_active, store_request **o
     /* id, not created_at: the order of insertion whatever the clock did. */
     if (store_prepare_bound(st, err, &s,
                             "SELECT " REQUEST_COLUMNS " FROM requests"
-                            " WHERE ?2 = 0 OR state NOT IN ('registered', 'failed')"
+                            " WHERE ?2 = 0 OR state NOT IN ('registered', 'failed', 'cancelled')"
                             " ORDER BY id DESC LIMIT ?1",
                             "ii", (int64_t)(limit > 0 ? limit : -1), (int64_t)only_active) != 0)
         goto out;
@@ -496,6 +497,23 @@ int store_key_count(store *st, int *out, util_error *err)
     if (store_tx_end(st, rc < 0 ? -1 : 0, err) != 0)
         return -1;
     *out = (int)count;
+    return 0;
+}
+
+int store_key_count_states(store *st, int *registered, int *acquired, util_error *err)
+{
+    int64_t reg = 0, acq = 0;
+    if (store_tx_begin(st, false, err) != 0)
+        return -1;
+    int rc = store_query_int(st, err, "count registered keys", &reg,
+                             "SELECT count(*) FROM keys WHERE state = 'registered'", "");
+    if (rc >= 0)
+        rc = store_query_int(st, err, "count acquired keys", &acq,
+                             "SELECT count(*) FROM keys WHERE state = 'acquired'", "");
+    if (store_tx_end(st, rc < 0 ? -1 : 0, err) != 0)
+        return -1;
+    *registered = (int)reg;
+    *acquired = (int)acq;
     return 0;
 }
 

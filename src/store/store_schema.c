@@ -90,4 +90,18 @@ const char *const store_migrations[STORE_SCHEMA_VERSION] = {
     " user TEXT NOT NULL,"
     " action TEXT NOT NULL CHECK (action <> ''),"
     " detail TEXT NOT NULL);",
+
+    /* 1 -> 2: the state 'cancelled' for requests. Widening a CHECK does not
+     * change what is stored, so the table's definition is edited in place
+     * (https://sqlite.org/lang_altertable.html, "making other kinds of
+     * table schema changes"): rebuilding the table is not possible while
+     * keys.request_id refers to it with ON DELETE RESTRICT. The table
+     * created and dropped after the reset raises the schema cookie, so that
+     * other connections read the schema again. */
+    "PRAGMA writable_schema = ON;"
+    "UPDATE sqlite_schema SET sql = replace(sql, '''registered'', ''failed''))',"
+    " '''registered'', ''failed'', ''cancelled''))') WHERE type = 'table' AND name = 'requests';"
+    "PRAGMA writable_schema = RESET;"
+    "CREATE TABLE migration_2 (x);"
+    "DROP TABLE migration_2;",
 };

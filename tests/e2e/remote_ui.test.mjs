@@ -21,6 +21,8 @@ const BASE = env('E2E_BASE');               // http://127.0.0.1:PORT
 const TLS_ADDR = env('E2E_TLS');            // 127.0.0.1:PORT
 const CA_URL = env('E2E_CA_URL');           // http://127.0.0.1:PORT
 const CA_DIR = env('E2E_CA_DIR');
+// the SCEP URL saved without its port: the port is given in its own field
+const SCEP_URL = `${new URL(CA_URL).protocol}//${new URL(CA_URL).hostname}/scep`;
 const SCEPCA = env('SCEPCA');
 const ADMIN_PW = env('E2E_ADMIN_PASSWORD');
 const SHOTS = env('E2E_SCREENSHOTS');
@@ -143,6 +145,8 @@ async function issueThroughPending(fields, shots) {
   await dlg.waitFor(WAIT);
   assert.match(await dlg.innerText(), new RegExp(`Key Name\\s+${fields.key}`));
   assert.ok((await dlg.innerText()).includes(`CN=${fields.cn}`), 'the dialog shows the subject as typed');
+  // the endpoint really used: the URL with the port of the settings
+  assert.equal(await dlg.locator('[data-endpoint]').innerText(), `${CA_URL}/scep`);
   if (shots) await shot(shots.confirm);
   await dlg.getByRole('button', { name: 'Send Request' }).click();
   const status = page.locator('.status-card');
@@ -245,19 +249,26 @@ step('communication settings: errors next to the fields, then saved and shown', 
   assert.equal(await url.evaluate((el) => el === document.activeElement), true);
   await shot('03-communication-errors');
   const port = new URL(CA_URL).port;
+  // a port that contradicts the URL's is refused by the device, on its field
   await url.fill(`${CA_URL}/scep`);
-  await page.getByLabel('Port Number').fill(port);
+  await page.getByLabel('Port Number').fill(String(Number(port) + 1));
   await page.getByLabel('Communication Timeout (seconds)').fill('10');
   await page.getByLabel('Polling Interval While Pending (seconds)').fill('5');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByText(`Port Number ${Number(port) + 1} contradicts the port ${port} in the url`).waitFor(WAIT);
+  assert.equal(await page.getByLabel('Port Number').getAttribute('aria-invalid'), 'true');
+  // a URL without a port takes the port field's (the dialog of the request shows the result)
+  await url.fill(SCEP_URL);
+  await page.getByLabel('Port Number').fill(port);
   await page.getByRole('button', { name: 'Save' }).click();
   await heading(page, 'Settings for Certificate Issuance Request (SCEP)').waitFor(WAIT);
   await page.getByText('Communication Settings saved.').waitFor(WAIT);
   const comm = page.locator('section', { has: page.getByRole('heading', { name: 'Communication Settings' }) });
-  await comm.getByText(`${CA_URL}/scep`).waitFor(WAIT);
+  await comm.getByText(SCEP_URL).waitFor(WAIT);
   await comm.getByText('10 s').waitFor(WAIT);
   await comm.getByText('every 5 s, at most 60 times').waitFor(WAIT);
   const saved = await api('GET', '/scep/settings');
-  assert.equal(saved.json.url, `${CA_URL}/scep`);
+  assert.equal(saved.json.url, SCEP_URL);
   assert.equal(saved.json.port, Number(port));
   assert.equal(saved.json.timeout_s, 10);
   await shot('04-scep');
@@ -397,6 +408,35 @@ step('the server stays the authority: a request refused by the API shows its mes
   assert.equal(off.status, 200, JSON.stringify(off.json));
 });
 
+step('a pending request is cancelled from the status, and the next one may be sent at once', async () => {
+  const sent = await api('POST', '/scep/requests', { key_name: 'CancelKey', common_name: 'cancel.example.com', challenge_password: CHALLENGE });
+  assert.equal(sent.status, 202, JSON.stringify(sent.json));
+  const id = sent.json.id;
+  await goto(page, '#/scep', 'Settings for Certificate Issuance Request (SCEP)');
+  const status = page.locator('.status-card');
+  await status.locator('.badge', { hasText: 'Pending' }).waitFor(WAIT);
+  await page.getByText(new RegExp(`Request #${id} is in progress \\(Pending\\)`)).waitFor(WAIT);
+  await status.getByRole('button', { name: `Cancel request #${id}` }).click();
+  const dlg = page.getByRole('dialog', { name: `Cancel request #${id}?` });
+  await dlg.waitFor(WAIT);
+  assert.match(await dlg.innerText(), /The server has received it already/);
+  await shot('15a-request-cancel-confirm');
+  await dlg.getByRole('button', { name: 'Cancel Request' }).click();
+  await status.locator('.badge', { hasText: 'Cancelled' }).waitFor(WAIT);
+  await status.getByText('The request was cancelled; its key was discarded.').waitFor(WAIT);
+  assert.equal(await status.getByRole('button', { name: `Cancel request #${id}` }).count(), 0, 'no Cancel for a finished request');
+  assert.equal((await api('GET', `/scep/requests/${id}`)).json.state, 'cancelled');
+  // the device is free again: the request button is enabled
+  await page.getByRole('link', { name: 'Issuance Request...' }).waitFor(WAIT);
+  await shot('15b-request-cancelled');
+  // a cancelled request cannot be cancelled again: 409 with the catalogue's words
+  const again = await api('DELETE', `/scep/requests/${id}`);
+  assert.equal(again.status, 409);
+  assert.equal(again.json.error.code, 'request_finished');
+  // the CA still holds it: approved here, so that it does not stay pending there
+  await approvePending();
+});
+
 step('auto request: the start is given in local time, saved in UTC, and the next run is shown', async () => {
   await goto(page, '#/scep', 'Settings for Certificate Issuance Request (SCEP)');
   await page.getByRole('link', { name: 'Edit Settings for Certificate Issuance Auto Request' }).click();
@@ -439,6 +479,38 @@ step('auto request: the start is given in local time, saved in UTC, and the next
   await shot('17-scep-auto-on');
 });
 
+step('a one-shot timer that has run is shown as done, without a reload, and manual requests are allowed again', async () => {
+  const minute = new Date(Math.floor(Date.now() / 60000) * 60000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  const on = await api('PUT', '/scep/auto-request', {
+    enabled: true, start: minute, auto_adjust: false, periodic: { enabled: false },
+    polling: { enabled: true, retries: 5, interval_s: 10 },
+  });
+  assert.equal(on.status, 200, JSON.stringify(on.json));
+  await goto(page, '#/portal', 'Portal'); // (the page was on #/scep: the same URL would not load it again)
+  await goto(page, '#/scep', 'Settings for Certificate Issuance Request (SCEP)');
+  const card = page.locator('section', { has: page.getByRole('heading', { name: 'Settings for Certificate Issuance Auto Request' }) });
+  const status = page.locator('.status-card');
+  // the timer has fired; the CA defers the request: the timer is not done while its request runs
+  await status.locator('.badge', { hasText: 'Pending' }).waitFor(WAIT);
+  assert.equal((await api('GET', '/scep/auto-request')).json.done, false);
+  assert.equal(await card.getByText(/^Done:/).count(), 0);
+  await approvePending();
+  await status.locator('.badge', { hasText: 'Acquired' }).waitFor({ timeout: 30000 });
+  // the same page, not reloaded: the card and the request button follow
+  await card.getByText('Done: the one-time request has run; manual requests are allowed again.').waitFor(WAIT);
+  await page.getByRole('link', { name: 'Issuance Request...' }).waitFor(WAIT);
+  assert.match(await page.locator('.status-auto').innerText(), /Timer\s+On, done: the one-time request has run/);
+  await shot('17a-scep-timer-done');
+  const a = (await api('GET', '/scep/auto-request')).json;
+  assert.equal(a.enabled, true);
+  assert.equal(a.done, true);
+  assert.equal(a.next_run, null);
+  assert.equal((await api('GET', '/status')).json.auto_request.done, true);
+  // back to where the following steps expect the device: no pair waiting, timer off
+  assert.equal((await api('DELETE', '/keys/AutoKey')).status, 204);
+  assert.equal((await api('PUT', '/scep/auto-request', { enabled: false, start: null })).status, 200);
+});
+
 step('the viewer sees everything read-only and the API refuses changes', async () => {
   const vctx = await newContext();
   const p = watch(await vctx.newPage());
@@ -474,7 +546,7 @@ step('the viewer sees everything read-only and the API refuses changes', async (
     return { put: put.status, code: (await put.json()).error.code, del: del.status };
   });
   assert.deepEqual(refused, { put: 403, code: 'forbidden', del: 403 });
-  assert.equal((await api('GET', '/scep/settings')).json.url, `${CA_URL}/scep`, 'nothing changed');
+  assert.equal((await api('GET', '/scep/settings')).json.url, SCEP_URL, 'nothing changed');
 
   // a session that ended on the device sends the page to the login, with
   // the reason, and back to the page after logging in again

@@ -661,10 +661,13 @@ def key_store_full(work, ca):
            'scepd with max_keys = 2 from the config file; DefaultTLS is one pair', s)
         _, _, _, rid = d.request('Full1', 'full-1')
         eq(d.wait_request(rid).get('state'), 'acquired', 'the second pair fits')
+        _, _, before = d.api('GET', '/api/v1/scep/requests')
         st, _, doc, rid = d.request('Full2', 'full-2')
-        r = d.wait_request(rid)
-        ok(st == 202 and r.get('state') == 'failed' and code_of(r) == 'key_store_full'
-           and r.get('transaction_id') is None, 'the third fails key_store_full before contacting the server', r)
+        ok(st == 409 and code_of(doc) == 'key_store_full'
+           and '1 registered and 1 acquired pairs waiting for restart' in (doc['error'].get('detail') or ''),
+           'the third is refused up front (409 key_store_full), naming the acquired pair that waits', doc)
+        _, _, after = d.api('GET', '/api/v1/scep/requests')
+        eq(len(after), len(before), 'no request was made for it')
         ok(d.key('Full2') is None, 'no third pair stored')
         st, _, _ = d.api('DELETE', '/api/v1/keys/Full1')
         eq(st, 204, 'an acquired, unbound pair can be deleted')

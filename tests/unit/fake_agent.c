@@ -111,6 +111,13 @@ int agent_request_create(agent *a, const json_t *in, const char *user, int64_t *
     return 0;
 }
 
+int agent_request_cancel(agent *a, int64_t id, const char *user, util_error *err)
+{
+    a->last_id = id;
+    record_in(a, NULL, user);
+    return record(a, __func__, err) ? -1 : 0;
+}
+
 json_t *agent_request_get(agent *a, int64_t id, util_error *err)
 {
     a->last_id = id;

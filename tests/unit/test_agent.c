@@ -408,7 +408,8 @@ static json_t *wait_state(fx *f, int64_t id, const char *state, int attempts)
         const char *s = sget(r, "state");
         if (!strcmp(s, state) && json_integer_value(json_object_get(r, "attempts")) >= attempts)
             return r;
-        bool terminal = !strcmp(s, "failed") || !strcmp(s, "acquired") || !strcmp(s, "registered");
+        bool terminal = !strcmp(s, "failed") || !strcmp(s, "acquired") || !strcmp(s, "registered") ||
+                        !strcmp(s, "cancelled");
         if (terminal || mono_ms() > deadline) {
             char *text = json_dumps(r, JSON_COMPACT);
             print_error("waiting for %s/%d: %s\n", state, attempts, text ? text : "?");
@@ -836,30 +837,276 @@ static void test_no_poll_key_store_full(void **state)
     json_decref(status);
     char start[32];
     fmt_time(f->now, start);
-    int64_t id = fire_now(f, auto_doc(start, true, 5, 10, key_params("Dev", PW)));
-    json_t *r = wait_state(f, id, "failed", 0);
-    assert_string_equal(error_code(r), "key_store_full");
-    assert_int_equal(json_integer_value(json_object_get(r, "attempts")), 0);
-    assert_true(json_is_null(json_object_get(r, "transaction_id")));
-    json_decref(r);
+    /* the timer fires: refused up front, no request row, no key */
+    auto_put_ok(f, auto_doc(start, true, 5, 10, key_params("Dev", PW)));
+    agent_tick(f->a);
+    assert_int_equal(request_count(f), 0);
     json_t *st = auto_status(f);
     assert_string_equal(sget(st, "last_result"), "key_store_full");
     json_decref(st);
     advance(f, 10);
     run_for(f, 100);
-    assert_int_equal(request_count(f), 1);
-    /* the same for a manual request */
+    assert_int_equal(request_count(f), 0);
+    /* the same for a manual request: 409 at once, naming what fills the store */
+    auto_put_ok(f, json_pack("{s:b}", "enabled", 0));
+    util_error err = {0};
+    int64_t id = 0;
+    json_t *in = key_params("Manual", PW);
+    assert_int_not_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+    json_decref(in);
+    assert_int_equal(err.code, UTIL_ERR_KEY_STORE_FULL);
+    assert_string_equal(err.detail, "1 of 1 key pairs stored: 1 registered and 0 acquired pairs waiting for "
+                                    "restart; restart or delete one");
+    assert_int_equal(request_count(f), 0);
+    /* no connection was ever attempted */
+    struct pollfd p = {.fd = f->listen_fd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 0), 0);
+}
+
+/* Acquired pairs that wait for a restart fill the store too: the next
+ * request is refused before it is made, with both counts. */
+static void test_key_store_counts_acquired(void **state)
+{
+    fx *f = need_ca(state);
+    ca_serve(f, "--challenge", PW, NULL);
+    f->max_keys = 2; /* DefaultTLS and one more */
+    agent_open(f);
+    util_error err = {0};
+    int64_t id = 0;
+    json_t *in = key_params("K1", PW);
+    assert_int_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+    json_decref(in);
+    json_decref(wait_state(f, id, "acquired", 0));
+    size_t before = request_count(f);
+    in = key_params("K2", PW);
+    assert_int_not_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+    assert_int_equal(err.code, UTIL_ERR_KEY_STORE_FULL);
+    assert_string_equal(err.detail, "2 of 2 key pairs stored: 1 registered and 1 acquired pairs waiting for "
+                                    "restart; restart or delete one");
+    assert_int_equal(request_count(f), before);
+    /* once the acquired pair is deleted, the request is made */
+    assert_int_equal(agent_key_delete(f->a, "K1", "test", &err), 0);
+    assert_int_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+    json_decref(in);
+    json_decref(wait_state(f, id, "acquired", 0));
+}
+
+/* DELETE of request `id`: 0 or the error code. */
+static util_err cancel(fx *f, int64_t id)
+{
+    util_error err = {0};
+    return agent_request_cancel(f->a, id, "test", &err) == 0 ? UTIL_ERR_NONE : err.code;
+}
+
+/* The row is cancelled and holds no secret. */
+static void assert_cancelled(fx *f, int64_t id)
+{
+    store_request row;
+    util_error err = {0};
+    assert_int_equal(store_request_get(f->a->st, id, &row, &err), 0);
+    assert_string_equal(store_state_name(row.state), "cancelled");
+    assert_null(row.key_pem);
+    assert_null(row.signer_key_pem);
+    assert_null(row.challenge_sealed);
+    assert_int_equal(row.next_attempt_at, 0);
+    store_request_clear(&row);
+    json_t *r = request_get(f, id);
+    assert_string_equal(sget(r, "state"), "cancelled");
+    assert_true(json_is_null(json_object_get(r, "error")));
+    json_decref(r);
+}
+
+/* Runs the loop until the cancelled runs' threads and transfers are back. */
+static void wait_orphans(fx *f)
+{
+    int64_t deadline = mono_ms() + WAIT_MS;
+    while (f->a->orphan_count > 0) {
+        if (mono_ms() > deadline)
+            fail_msg("%zu cancelled runs did not come back", f->a->orphan_count);
+        loop_once(f);
+        usleep(2000);
+    }
+}
+
+/* Cancelling while the server defers the request (between polls), while
+ * the key is being generated, and then the ones that cannot be. */
+static void test_cancel_pending_and_keygen(void **state)
+{
+    fx *f = need_ca(state);
+    ca_serve(f, "--challenge", PW, "--pending", NULL);
+    agent_open(f);
+    util_error err = {0};
+    int64_t id = 0, id2 = 0;
+    json_t *in = key_params("K1", PW);
+    assert_int_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+    json_decref(in);
+    json_decref(wait_state(f, id, "pending", 1));
+    assert_int_equal(cancel(f, id), UTIL_ERR_NONE);
+    assert_cancelled(f, id);
+    json_t *st = agent_status(f->a);
+    assert_string_equal(sget(json_object_get(st, "latest_request"), "state"), "cancelled");
+    json_decref(st);
+    /* no poll follows, however much time passes */
+    f->now += 3600;
+    agent_tick(f->a);
+    run_for(f, 50);
+    assert_cancelled(f, id);
+    /* the device is free at once: the next request starts (its key is being generated) */
+    in = key_params("K2", PW);
+    assert_int_equal(agent_request_create(f->a, in, "test", &id2, &err), 0);
+    json_decref(in);
+    json_t *r = request_get(f, id2);
+    assert_string_equal(sget(r, "state"), "generating_key");
+    json_decref(r);
+    assert_int_equal(cancel(f, id2), UTIL_ERR_NONE);
+    assert_cancelled(f, id2);
+    wait_orphans(f); /* the generated key is dropped, nothing is sent */
+    assert_cancelled(f, id2);
+    r = request_get(f, id2);
+    assert_true(json_is_null(json_object_get(r, "transaction_id")));
+    json_decref(r);
+    store_key k;
+    assert_int_not_equal(store_key_get(f->a->st, "K2", &k, &err), 0);
+    /* finished requests stay as they are; an unknown one is not found */
+    assert_int_equal(cancel(f, id), UTIL_ERR_REQUEST_FINISHED);
+    assert_int_equal(cancel(f, id2 + 100), UTIL_ERR_NOT_FOUND);
+    json_t *audit = agent_audit(f->a, 10, &err);
+    char *text = json_dumps(audit, JSON_COMPACT);
+    assert_non_null(strstr(text, "request.cancel"));
+    free(text);
+    json_decref(audit);
+    agent_close(f);
+    /* after a restart the cancelled requests stay cancelled */
+    agent_open(f);
+    run_for(f, 50);
+    assert_cancelled(f, id);
+    assert_cancelled(f, id2);
+}
+
+/* Cancelling an auto request waiting for a retry, a manual one whose
+ * discovery is in flight (the server never answers: the exchange is
+ * abandoned), and a failed one. */
+static void test_cancel_retry_and_in_flight(void **state)
+{
+    fx *f = *state;
+    f->listen_fd = socket(AF_INET, SOCK_STREAM, 0); /* bound, not listening: refused */
+    assert_true(f->listen_fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    assert_int_equal(bind(f->listen_fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(getsockname(f->listen_fd, (struct sockaddr *)&sa, &len), 0);
+    snprintf(f->ca_url, sizeof f->ca_url, "http://127.0.0.1:%d/scep", ntohs(sa.sin_port));
+    agent_open(f);
+    set_url(f, f->ca_url, 5);
+    char start[32];
+    fmt_time(f->now, start);
+    int64_t id = fire_now(f, auto_doc(start, true, 3, 60, key_params("Dev", PW)));
+    json_decref(wait_state(f, id, "contacting_server", 1));
+    assert_int_equal(cancel(f, id), UTIL_ERR_NONE);
+    assert_cancelled(f, id);
+    json_t *st = auto_status(f);
+    assert_string_equal(sget(st, "last_result"), "cancelled");
+    json_decref(st);
+    advance(f, 120);
+    run_for(f, 50);
+    assert_cancelled(f, id);
+    /* a failed request cannot be cancelled */
     auto_put_ok(f, json_pack("{s:b}", "enabled", 0));
     util_error err = {0};
     json_t *in = key_params("Manual", PW);
     assert_int_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
     json_decref(in);
-    r = wait_state(f, id, "failed", 0);
-    assert_string_equal(error_code(r), "key_store_full");
-    json_decref(r);
-    /* no connection was ever attempted */
-    struct pollfd p = {.fd = f->listen_fd, .events = POLLIN};
-    assert_int_equal(poll(&p, 1, 0), 0);
+    json_decref(wait_state(f, id, "failed", 0));
+    assert_int_equal(cancel(f, id), UTIL_ERR_REQUEST_FINISHED);
+
+    /* a server that accepts the connection and never answers */
+    agent_close(f);
+    close(f->listen_fd);
+    f->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(f->listen_fd >= 0);
+    sa.sin_port = 0;
+    assert_int_equal(bind(f->listen_fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(f->listen_fd, 8), 0);
+    assert_int_equal(getsockname(f->listen_fd, (struct sockaddr *)&sa, &len), 0);
+    snprintf(f->ca_url, sizeof f->ca_url, "http://127.0.0.1:%d/scep", ntohs(sa.sin_port));
+    agent_open(f);
+    set_url(f, f->ca_url, 600);
+    in = key_params("Hang", PW);
+    assert_int_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+    json_decref(in);
+    json_decref(wait_state(f, id, "contacting_server", 0));
+    assert_int_equal(cancel(f, id), UTIL_ERR_NONE);
+    assert_cancelled(f, id);
+    assert_int_equal(f->a->orphan_count, 1); /* its transfer is abandoned when it comes back */
+    /* a new request starts at once, while the abandoned exchange is still open */
+    int64_t id2 = 0;
+    in = key_params("Hang2", PW);
+    assert_int_equal(agent_request_create(f->a, in, "test", &id2, &err), 0);
+    json_decref(in);
+    json_decref(wait_state(f, id2, "contacting_server", 0));
+    assert_int_equal(cancel(f, id2), UTIL_ERR_NONE);
+    assert_cancelled(f, id);
+    assert_cancelled(f, id2);
+    agent_close(f); /* frees the abandoned runs (ASan checks) */
+}
+
+static bool auto_done(fx *f)
+{
+    json_t *st = auto_status(f);
+    bool done = json_is_true(json_object_get(st, "done"));
+    json_decref(st);
+    util_error err = {0};
+    json_t *doc = agent_auto_get(f->a, &err);
+    assert_non_null(doc);
+    assert_true(json_is_boolean(json_object_get(doc, "done")));
+    assert_int_equal(json_is_true(json_object_get(doc, "done")), done); /* the API says the same twice */
+    json_decref(doc);
+    return done;
+}
+
+/* Once a one-shot timer has run it is done: nothing more is scheduled, the
+ * API says so, and manual requests are allowed again. A periodic timer is
+ * never done. */
+static void test_one_shot_done(void **state)
+{
+    fx *f = need_ca(state);
+    ca_serve(f, "--challenge", PW, NULL);
+    agent_open(f);
+    char start[32];
+    fmt_time(f->now + 60, start);
+    auto_put_ok(f, auto_doc(start, false, 0, 60, key_params("Dev", PW)));
+    assert_false(auto_done(f));
+    util_error err = {0};
+    int64_t id = 0;
+    json_t *in = key_params("Manual", PW);
+    assert_int_not_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+    assert_int_equal(err.code, UTIL_ERR_AUTO_REQUEST_ENABLED);
+    advance(f, 60);
+    id = latest_id(f);
+    assert_true(id > 0);
+    assert_false(auto_done(f)); /* its run goes on */
+    json_decref(wait_state(f, id, "acquired", 0));
+    assert_true(auto_done(f));
+    json_t *st = auto_status(f);
+    assert_true(json_is_true(json_object_get(st, "enabled")));
+    assert_true(json_is_null(json_object_get(st, "next_run")));
+    json_decref(st);
+    int64_t manual = 0;
+    assert_int_equal(agent_request_create(f->a, in, "test", &manual, &err), 0);
+    json_decref(wait_state(f, manual, "acquired", 0));
+    json_decref(in);
+    /* still done after a restart of the daemon */
+    agent_close(f);
+    agent_open(f);
+    assert_true(auto_done(f));
+    /* a periodic timer has a next run after each one: never done */
+    fmt_time(f->now, start);
+    json_t *doc = auto_doc(start, false, 0, 60, key_params("Per", PW));
+    json_object_set_new(doc, "periodic", json_pack("{s:b, s:i}", "enabled", 1, "interval_days", 30));
+    auto_put_ok(f, doc);
+    agent_tick(f->a);
+    json_decref(wait_state(f, latest_id(f), "acquired", 0));
+    assert_false(auto_done(f));
 }
 
 static void bad_response_case(fx *f, const char *fault, const char *code)
@@ -1239,7 +1486,8 @@ static void test_disable_unconfigured_auto_restarts(void **state)
     /* what GET shows can be sent back as it is */
     json_t *back = json_deep_copy(cfg);
     json_decref(cfg);
-    const char *shown_only[] = {"next_run", "jitter_s", "last_result", "attempts_left", "last_request_id"};
+    const char *shown_only[] = {"next_run",      "jitter_s",        "last_result",
+                                "attempts_left", "last_request_id", "done"};
     for (size_t i = 0; i < sizeof shown_only / sizeof shown_only[0]; i++)
         json_object_del(back, shown_only[i]);
     auto_put_ok(f, back);
@@ -1603,6 +1851,50 @@ static void test_settings_credentials(void **state)
     out = agent_scep_settings_get(f->a);
     assert_true(json_is_false(json_object_get(out, "url_credentials_set")));
     json_decref(out);
+    agent_close(f);
+}
+
+/* PUT settings with url and port; 0 or the error (detail in *err). */
+static int put_url_port(fx *f, const char *url, int port, util_error *err)
+{
+    json_t *in = port ? json_pack("{s:s, s:i}", "url", url, "port", port) : json_pack("{s:s}", "url", url);
+    int rc = agent_scep_settings_put(f->a, in, "test", err);
+    json_decref(in);
+    return rc;
+}
+
+static void assert_endpoint(fx *f, const char *want)
+{
+    client_config cfg;
+    char *url = NULL;
+    util_error err = {0};
+    assert_int_equal(agent_client_config(f->a, &cfg, &url, &err), 0);
+    util_x509_stack_free(cfg.next_ca);
+    assert_string_equal(url, want);
+    free(url);
+}
+
+/* A port that contradicts the one written in the URL is refused; a port
+ * equal to it, or with a URL that names none, is taken. */
+static void test_settings_port(void **state)
+{
+    fx *f = *state;
+    agent_open(f);
+    util_error err = {0};
+    assert_int_equal(put_url_port(f, "http://ca.example:8080/scep", 0, &err), 0);
+    assert_endpoint(f, "http://ca.example:8080/scep");
+    assert_int_equal(put_url_port(f, "http://ca.example:8080/scep", 8080, &err), 0);
+    assert_int_equal(put_url_port(f, "http://ca.example/scep", 9000, &err), 0);
+    assert_endpoint(f, "http://ca.example:9000/scep");
+    assert_int_equal(put_url_port(f, "https://[::1]:8443/scep", 8443, &err), 0);
+    /* refused, naming the field; the stored settings stay */
+    assert_int_not_equal(put_url_port(f, "http://ca.example:8080/scep", 80, &err), 0);
+    assert_int_equal(err.code, UTIL_ERR_INVALID_FIELD);
+    assert_true(strncmp(err.detail, "port: 80 contradicts the port 8080", 34) == 0);
+    assert_int_not_equal(put_url_port(f, "https://[::1]:8443/scep", 443, &err), 0);
+    assert_int_equal(err.code, UTIL_ERR_INVALID_FIELD);
+    assert_true(strncmp(err.detail, "port:", 5) == 0);
+    assert_endpoint(f, "https://[::1]:8443/scep");
     agent_close(f);
 }
 
@@ -1973,6 +2265,7 @@ int main(void)
         T(test_login_thread),
         T(test_session_lifetime),
         T(test_settings_credentials),
+        T(test_settings_port),
         cmocka_unit_test(test_schedule_following),
         T(test_start_time_and_jitter),
         T(test_jitter_real_random),
@@ -1980,6 +2273,10 @@ int main(void)
         T(test_connect_retries),
         T(test_no_poll_on_failure),
         T(test_no_poll_key_store_full),
+        T(test_key_store_counts_acquired),
+        T(test_cancel_pending_and_keygen),
+        T(test_cancel_retry_and_in_flight),
+        T(test_one_shot_done),
         T(test_no_poll_bad_response),
         T(test_periodic_renewal_delete_old),
         T(test_missed_run_after_restart),

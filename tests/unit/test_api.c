@@ -261,6 +261,8 @@ static const route_case routes[] = {
      "[{\"id\":7,\"state\":\"pending\",\"key_name\":\"k2\"}]"},
     {"GET", "/api/v1/scep/requests/7", NULL, false, 200, "agent_request_get",
      "{\"id\":7,\"state\":\"pending\",\"key_name\":\"k2\"}"},
+    {"DELETE", "/api/v1/scep/requests/7", NULL, true, 200, "agent_request_cancel,agent_request_get",
+     "{\"id\":7,\"state\":\"pending\",\"key_name\":\"k2\"}"},
     {"GET", "/api/v1/scep/auto-request", NULL, false, 200, "agent_auto_get",
      "{\"enabled\":false,\"interval_days\":30}"},
     {"PUT", "/api/v1/scep/auto-request", "{\"enabled\":true}", true, 200, "agent_auto_put,agent_auto_get",
@@ -314,7 +316,7 @@ static void test_routes_viewer_cannot_change(void **state)
         assert_string_equal(error_field(t, "detail"), "user viewer has the viewer role");
         assert_string_equal(t->agent->calls, "");
     }
-    assert_int_equal(changes, 8);
+    assert_int_equal(changes, 9);
 }
 
 static void test_routes_admin(void **state)
@@ -355,6 +357,10 @@ static void test_route_arguments(void **state)
     assert_header(t, "Location", "/api/v1/scep/requests/7");
     req(t, "GET", "/api/v1/scep/requests/123456789012", NULL, t->admin);
     assert_int_equal(t->agent->last_id, 123456789012LL);
+    req(t, "DELETE", "/api/v1/scep/requests/4567", NULL, t->admin);
+    assert_int_equal(t->resp.status, 200);
+    assert_string_equal(t->agent->calls, "agent_request_cancel,agent_request_get");
+    assert_int_equal(t->agent->last_id, 4567);
     req(t, "DELETE", "/api/v1/keys/old-key_1", NULL, t->admin);
     assert_string_equal(t->agent->last_name, "old-key_1");
     req(t, "PUT", "/api/v1/bindings/ieee8021x", "{\"key_name\":\"k2\"}", t->admin);
@@ -811,10 +817,14 @@ static void test_status_mapping(void **state)
         {"agent_request_create", "POST", "/api/v1/scep/requests", "{}", UTIL_ERR_AUTO_REQUEST_ENABLED, 409},
         {"agent_request_create", "POST", "/api/v1/scep/requests", "{}", UTIL_ERR_REQUEST_BUSY, 409},
         {"agent_request_create", "POST", "/api/v1/scep/requests", "{}", UTIL_ERR_KEY_NAME_TAKEN, 409},
+        {"agent_request_create", "POST", "/api/v1/scep/requests", "{}", UTIL_ERR_KEY_STORE_FULL, 409},
+        {"agent_scep_settings_put", "PUT", "/api/v1/scep/settings", "{}", UTIL_ERR_INVALID_FIELD, 400},
         {"agent_key_delete", "DELETE", "/api/v1/keys/k1", NULL, UTIL_ERR_KEY_IN_USE, 409},
         {"agent_restart", "POST", "/api/v1/restart", NULL, UTIL_ERR_KEY_STORE_FULL, 409},
         {"agent_key_get", "GET", "/api/v1/keys/k1", NULL, UTIL_ERR_NOT_FOUND, 404},
         {"agent_request_get", "GET", "/api/v1/scep/requests/9", NULL, UTIL_ERR_NOT_FOUND, 404},
+        {"agent_request_cancel", "DELETE", "/api/v1/scep/requests/9", NULL, UTIL_ERR_NOT_FOUND, 404},
+        {"agent_request_cancel", "DELETE", "/api/v1/scep/requests/9", NULL, UTIL_ERR_REQUEST_FINISHED, 409},
         {"agent_binding_put", "PUT", "/api/v1/bindings/nope", "{}", UTIL_ERR_NOT_FOUND, 404},
         {"agent_key_list", "GET", "/api/v1/keys", NULL, UTIL_ERR_STORE, 500},
         {"agent_audit", "GET", "/api/v1/audit", NULL, UTIL_ERR_INTERNAL, 500},
@@ -875,6 +885,10 @@ static void test_not_found(void **state)
         assert_error(t, 404, "not_found");
         assert_string_equal(t->agent->calls, "");
     }
+    /* a request id that is not one: 404 before the agent is asked to cancel */
+    req(t, "DELETE", "/api/v1/scep/requests/abc", NULL, t->admin);
+    assert_error(t, 404, "not_found");
+    assert_string_equal(t->agent->calls, "");
     req(t, "GET", "/api/v1/keys/abcdefghijklmnopqrstuvwxyz012345", NULL, t->admin); /* 32 */
     assert_int_equal(t->resp.status, 200);
 }

@@ -591,6 +591,10 @@ static void test_acquire_store_full(void **state)
     int count = 0;
     assert_int_equal(store_key_count(f->st, &count, &err), 0);
     assert_int_equal(count, 2);
+    int registered = -1, acquired = -1;
+    assert_int_equal(store_key_count_states(f->st, &registered, &acquired, &err), 0);
+    assert_int_equal(registered, 1);
+    assert_int_equal(acquired, 1);
 }
 
 static void test_acquire_name_taken(void **state)

@@ -29,6 +29,19 @@ function linkButton(label, href, attrs) {
   return h('a', Object.assign({ class: 'btn', href }, attrs || {}), label);
 }
 
+// The URL requests really go to: the URL with the settings' port (the
+// device keeps them apart; a port the URL's scheme implies is not written).
+export function endpointOf(s) {
+  if (!s || !s.url) return '';
+  try {
+    const u = new URL(s.url);
+    if (s.port) u.port = String(s.port);
+    return u.href;
+  } catch (e) {
+    return s.url;
+  }
+}
+
 // ---- overview ----
 
 function communicationFacts(s) {
@@ -52,7 +65,8 @@ function autoFacts(a) {
   return details([
     ['Enable Timer', yesNo(a.enabled)],
     ['Start Date and Time', timeEl(a.start, 'Not set')],
-    ['Next Run', a.enabled ? h('span', {}, timeEl(a.next_run, 'Not scheduled'),
+    ['Next Run', a.enabled && a.done ? h('span', { class: 'timer-done' }, 'Done: the one-time request has run; manual requests are allowed again.')
+      : a.enabled ? h('span', {}, timeEl(a.next_run, 'Not scheduled'),
       a.jitter_s ? h('span', { class: 'muted' }, ` (random delay ${a.jitter_s} s included)`) : null) : h('span', { class: 'muted' }, 'Timer off')],
     ['Auto Adjust Issuance Request Time', yesNo(a.auto_adjust)],
     ['Retries', a.polling.enabled ? `On: ${a.polling.retries} times, every ${a.polling.interval_s} s` : 'Off'],
@@ -66,22 +80,31 @@ function autoFacts(a) {
   ]);
 }
 
-// Why a manual request cannot be sent now, or null.
+// Why a manual request cannot be sent now, or null. The status's view of
+// the timer is the newer one (a one-shot timer that has run is done).
 function requestBlocker(status, auto) {
   if (!isAdmin()) return 'Only the System Manager (admin) can send issuance requests.';
-  if (auto && auto.enabled) {
+  const timer = (status && status.auto_request) || auto;
+  if (timer && timer.enabled && !timer.done) {
     return 'Not available while the auto request timer is on: switch the timer off under Settings for Certificate Issuance Auto Request to send a request by hand.';
   }
   if (requestActive(status)) {
     const r = status.latest_request;
-    return `Request #${r.id} is in progress (${stateLabels[r.state] || r.state}): wait until it is acquired or has failed.`;
+    return `Request #${r.id} is in progress (${stateLabels[r.state] || r.state}): wait until it is acquired or has failed, or cancel it in the status.`;
   }
   if (status && !status.scep_configured) return 'Set the SCEP server URL under Communication Settings first.';
   return null;
 }
 
+// A key of what the status says about the timer: when it changes, the
+// auto request card is fetched again.
+const timerKey = (s) => JSON.stringify(s && s.auto_request
+  ? [s.auto_request.enabled, s.auto_request.done, s.auto_request.next_run, s.auto_request.last_result, s.auto_request.last_request_id]
+  : null);
+
 export async function scepPage(ctx) {
-  const [settings, auto] = await Promise.all([get('/scep/settings'), get('/scep/auto-request'), refreshStatus()]);
+  const [settings, firstAuto] = await Promise.all([get('/scep/settings'), get('/scep/auto-request'), refreshStatus()]);
+  let auto = firstAuto;
   const admin = isAdmin();
   const requestCard = section('Certificate Issuance Request',
     h('p', {}, 'Generates a key pair on the device and asks the SCEP server to issue its certificate.'));
@@ -104,7 +127,19 @@ export async function scepPage(ctx) {
 
   const comm = section('Communication Settings', communicationFacts(settings));
   if (admin) comm.appendChild(h('div', { class: 'actions' }, linkButton('Edit', '#/scep/communication', { 'aria-label': 'Edit Communication Settings' })));
-  const autoCard = section('Settings for Certificate Issuance Auto Request', autoFacts(auto));
+  const autoSlot = h('div', {}, autoFacts(auto));
+  const autoCard = section('Settings for Certificate Issuance Auto Request', autoSlot);
+  let seenTimer = timerKey(latestStatus());
+  ctx.register(onStatus((s) => {
+    const key = timerKey(s);
+    if (key === seenTimer) return;
+    seenTimer = key;
+    get('/scep/auto-request').then((a) => {
+      auto = a;
+      replace(autoSlot, autoFacts(a));
+      renderBlock(latestStatus());
+    }).catch(() => {});
+  }));
   if (admin) autoCard.appendChild(h('div', { class: 'actions' }, linkButton('Edit', '#/scep/auto', { 'aria-label': 'Edit Settings for Certificate Issuance Auto Request' })));
 
   replace(ctx.main, crumbs(), pageHeading(SCEP_TITLE), readOnlyNote(), ctx.flash(),
@@ -227,7 +262,7 @@ export async function requestPage(ctx) {
           ['Key', algorithmText(p)],
           ['Subject', subjectText(p)],
           ['Key Usage', labelOf(KEY_USAGES, p.key_usage)],
-          ['SCEP Server', h('span', { class: 'break' }, settings.url || '')],
+          ['SCEP Server', h('span', { class: 'break', 'data-endpoint': '' }, endpointOf(settings))],
         ]),
       ],
       confirm: 'Send Request',

@@ -3,7 +3,7 @@
 // is about to run, and never longer than MAX_POLLS in a row. Also the
 // "restart to register" banner and the status panel of the SCEP page.
 import { h, replace, clear, timeEl, details, errorBox, notice, confirmDialog, button } from './dom.js';
-import { get, post, session, isAdmin } from './api.js';
+import { get, post, del, session, isAdmin } from './api.js';
 
 const POLL_MS = 2000;
 const MAX_POLLS = 450; // 15 minutes of live refresh, then a button resumes it
@@ -27,6 +27,7 @@ export const stateLabels = {
   acquired: 'Acquired',
   registered: 'Registered',
   failed: 'Failed',
+  cancelled: 'Cancelled',
 };
 
 export function latestStatus() {
@@ -254,13 +255,38 @@ function resultLabel(code) {
   return `Failed (${code})`;
 }
 
+// The last refusal of a cancellation, shown while its request is the latest.
+let cancelRefused = null;
+
+// [Cancel] of an unfinished request: asks, then DELETE /scep/requests/{id}.
+async function cancelRequest(r) {
+  const ok = await confirmDialog({
+    title: `Cancel request #${r.id}?`,
+    body: [
+      h('p', {}, `The request for key "${r.key_name}" ends as cancelled: its key is discarded and the device sends the server nothing more. A new request can be sent at once.`),
+      r.transaction_id ? h('p', {}, 'The server has received it already: ask its administrator to reject it there.') : null,
+    ],
+    confirm: 'Cancel Request',
+    danger: true,
+  });
+  if (!ok) return;
+  cancelRefused = null;
+  try {
+    await del(`/scep/requests/${r.id}`);
+  } catch (e) {
+    cancelRefused = { id: r.id, err: e };
+  }
+  await refreshStatus().catch(() => {});
+  notify();
+}
+
 function latestRequestView(r) {
   if (!r) return h('p', { class: 'muted' }, 'No issuance request has been sent yet.');
   const out = [];
   const label = stateLabels[r.state] || r.state;
   out.push(h('p', { class: 'state-line' }, stateBadge(r.state),
     r.status_text && r.status_text.toLowerCase() !== label.toLowerCase() ? [' ', h('span', { class: 'state-text' }, r.status_text)] : null));
-  if (r.state !== 'failed') out.push(stepper(r));
+  if (r.state !== 'failed' && r.state !== 'cancelled') out.push(stepper(r));
   out.push(details([
     ['Request', `#${r.id} · ${kindLabel(r.kind)}`],
     ['Key name', r.key_name],
@@ -280,6 +306,14 @@ function latestRequestView(r) {
     out.push(errorBox(r.error, { title: 'The request failed' }));
   } else if (r.state === 'acquired') {
     out.push(notice('warning', h('p', { class: 'alert-message' }, 'The certificate was acquired. Restart to register the key pair.')));
+  } else if (r.state === 'cancelled') {
+    out.push(notice('info', h('p', { class: 'alert-message' }, 'The request was cancelled; its key was discarded.')));
+  }
+  if (cancelRefused && cancelRefused.id === r.id) out.push(errorBox(cancelRefused.err, { title: 'The request was not cancelled' }));
+  if (isAdmin() && ACTIVE.has(r.state)) {
+    const b = button('Cancel', { class: 'btn btn-small', 'aria-label': `Cancel request #${r.id}` });
+    b.addEventListener('click', () => cancelRequest(r));
+    out.push(h('div', { class: 'actions' }, b));
   }
   return out;
 }
@@ -287,8 +321,8 @@ function latestRequestView(r) {
 function autoView(a) {
   if (!a) return null;
   return details([
-    ['Timer', a.enabled ? 'On' : 'Off'],
-    ['Next run', a.enabled ? h('span', {}, timeEl(a.next_run, 'Not scheduled'),
+    ['Timer', a.enabled ? (a.done ? 'On, done: the one-time request has run' : 'On') : 'Off'],
+    ['Next run', a.enabled && a.done ? h('span', { class: 'muted' }, 'None') : a.enabled ? h('span', {}, timeEl(a.next_run, 'Not scheduled'),
       a.jitter_s ? h('span', { class: 'muted' }, ` (includes a random delay of ${a.jitter_s} s)`) : null) : h('span', { class: 'muted' }, 'Timer off')],
     ['Last result', resultLabel(a.last_result)],
     ['Attempts left', String(a.attempts_left)],
