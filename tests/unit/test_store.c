@@ -371,6 +371,18 @@ static void test_upgrade_from_schema1(void **state)
     assert_int_equal(store_open(f->dir, &f->st, &err), 0);
     store_set_clock(f->st, test_clock, f);
     assert_int_equal(store_check_consistency(f->st, &err), 0);
+    /* migration 2 widened the requests table's state CHECK: 'cancelled' is
+     * accepted, a name outside the list still is not */
+    store_close(f->st);
+    f->st = NULL;
+    db = raw_open(f);
+    raw_exec(db, "UPDATE requests SET state = 'cancelled' WHERE id = 1");
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM requests WHERE state = 'cancelled'"), 1);
+    assert_int_not_equal(
+        sqlite3_exec(db, "UPDATE requests SET state = 'bogus' WHERE id = 1", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check = 'ok'"),
+                     1);
+    sqlite3_close(db);
 }
 
 /* ---- documents ---- */
