@@ -117,16 +117,22 @@ int store_ca_setting_get(store_ca *s, const char *name, char **value, util_error
     return rc;
 }
 
+/* Inside a transaction: each role's certificate and key, replacing the old. */
+static int write_material(store_ca *s, const store_ca_material *m, size_t count, util_error *err)
+{
+    for (size_t i = 0; i < count; i++)
+        if (store_run(s->st, err, "write material",
+                      "INSERT OR REPLACE INTO material (role, cert_pem, key_pem) VALUES (?1, ?2, ?3)", "ttt",
+                      m[i].role, m[i].cert_pem, m[i].key_pem) < 0)
+            return -1;
+    return 0;
+}
+
 int store_ca_material_put(store_ca *s, const store_ca_material *m, size_t count, util_error *err)
 {
     if (store_tx_begin(s->st, true, err) != 0)
         return -1;
-    int rc = 0;
-    for (size_t i = 0; rc == 0 && i < count; i++)
-        if (store_run(s->st, err, "write material",
-                      "INSERT OR REPLACE INTO material (role, cert_pem, key_pem) VALUES (?1, ?2, ?3)", "ttt",
-                      m[i].role, m[i].cert_pem, m[i].key_pem) < 0)
-            rc = -1;
+    int rc = write_material(s, m, count, err);
     return store_tx_end(s->st, rc, err);
 }
 
@@ -135,12 +141,7 @@ int store_ca_material_replace(store_ca *s, const store_ca_material *m, size_t co
 {
     if (store_tx_begin(s->st, true, err) != 0)
         return -1;
-    int rc = 0;
-    for (size_t i = 0; rc == 0 && i < count; i++)
-        if (store_run(s->st, err, "write material",
-                      "INSERT OR REPLACE INTO material (role, cert_pem, key_pem) VALUES (?1, ?2, ?3)", "ttt",
-                      m[i].role, m[i].cert_pem, m[i].key_pem) < 0)
-            rc = -1;
+    int rc = write_material(s, m, count, err);
     if (rc == 0 &&
         store_run(s->st, err, "delete material", "DELETE FROM material WHERE role = ?1", "t", drop) < 0)
         rc = -1;

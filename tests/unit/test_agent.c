@@ -295,6 +295,20 @@ static void agent_close(fx *f)
     f->a = NULL;
 }
 
+/* Stops the agent, has scepca approve the pending request with this
+ * transactionID, and starts the agent again five seconds later. */
+static void approve_across_restart(fx *f, const char *tid)
+{
+    agent_close(f);
+    char approve_id[24];
+    snprintf(approve_id, sizeof approve_id, "%ld", ca_pending_id(f, tid));
+    const char *args[] = {"approve", "--dir", f->cadir, approve_id, NULL};
+    assert_int_equal(scepca_run(f, NULL, args), 0);
+    f->now += 5;
+    agent_open(f);
+    agent_tick(f->a);
+}
+
 static void set_url(fx *f, const char *url, int timeout_s)
 {
     json_t *in = json_pack("{s:s, s:i, s:i, s:i}", "url", url, "timeout_s", timeout_s, "poll_interval_s", 5,
@@ -717,14 +731,7 @@ static void test_pending_retries(void **state)
     assert_int_equal(store_request_get(f->a->st, other, &row, &err), 0);
     char *signer_before = strdup(row.signer_cert_pem);
     store_request_clear(&row);
-    agent_close(f);
-    char approve_id[24];
-    snprintf(approve_id, sizeof approve_id, "%ld", ca_pending_id(f, tid_copy));
-    const char *args[] = {"approve", "--dir", f->cadir, approve_id, NULL};
-    assert_int_equal(scepca_run(f, NULL, args), 0);
-    f->now += 5;
-    agent_open(f);
-    agent_tick(f->a);
+    approve_across_restart(f, tid_copy);
     r = wait_state(f, other, "acquired", 0);
     assert_string_equal(error_code(r), "");
     json_decref(r);
@@ -2028,14 +2035,7 @@ static void test_ecdsa_temporary_signer(void **state)
     store_request_clear(&row);
 
     /* restart while pending; approve; the CertPoll after the restart opens the reply */
-    agent_close(f);
-    char approve_id[24];
-    snprintf(approve_id, sizeof approve_id, "%ld", ca_pending_id(f, tid));
-    const char *args[] = {"approve", "--dir", f->cadir, approve_id, NULL};
-    assert_int_equal(scepca_run(f, NULL, args), 0);
-    f->now += 5;
-    agent_open(f);
-    agent_tick(f->a);
+    approve_across_restart(f, tid);
     r = wait_state(f, id, "acquired", 0);
     assert_string_equal(sget(r, "transaction_id"), tid);
     json_decref(r);

@@ -1082,21 +1082,7 @@ static void roundtrip(struct event_base *base, int port, enum evhttp_cmd_type cm
                       const char *authorization, const char *body, exchange *x)
 {
     struct timeval limit = {5, 0};
-    exchange_clear(x);
-    x->base = base;
-    struct evhttp_connection *conn = evhttp_connection_base_new(base, NULL, "127.0.0.1", (ev_uint16_t)port);
-    struct evhttp_request *r = evhttp_request_new(on_response, x);
-    assert_non_null(conn);
-    assert_non_null(r);
-    struct evkeyvalq *h = evhttp_request_get_output_headers(r);
-    evhttp_add_header(h, "Host", "127.0.0.1");
-    if (authorization)
-        evhttp_add_header(h, "Authorization", authorization);
-    if (body) {
-        evhttp_add_header(h, "Content-Type", "application/json");
-        evbuffer_add(evhttp_request_get_output_buffer(r), body, strlen(body));
-    }
-    assert_int_equal(evhttp_make_request(conn, r, cmd, uri), 0);
+    struct evhttp_connection *conn = send_request(base, port, cmd, uri, authorization, body, x);
     event_base_loopexit(base, &limit);
     event_base_dispatch(base);
     evhttp_connection_free(conn);
