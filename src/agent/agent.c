@@ -363,7 +363,23 @@ int agent_new(struct event_base *base, const agent_config *cfg, const char *admi
     a->reaper = evtimer_new(base, on_reap, a);
     a->sigchld = evsignal_new(base, SIGCHLD, on_sigchld, a);
     a->hc = http_client_new(base);
-    if (!a->tick || !a->reaper || !a->sigchld || !a->hc || event_add(a->sigchld, NULL) != 0) {
+    if (cfg->vault) {
+        a->vault = cfg->vault;
+    } else {
+        vault_config vc = {.on_tls = cfg->on_tls_change, .tls_arg = cfg->tls_arg};
+        if (cfg->kek)
+            memcpy(vc.kek, cfg->kek, sizeof vc.kek);
+        for (size_t i = 0; i < a->cfg.function_count && vc.export_count < VAULT_MAX_EXPORTS; i++)
+            if (a->cfg.functions[i].export_key[0]) {
+                vault_export_path *e = &vc.exports[vc.export_count++];
+                snprintf(e->function, sizeof e->function, "%s", a->cfg.functions[i].name);
+                snprintf(e->path, sizeof e->path, "%s", a->cfg.functions[i].export_key);
+            }
+        a->own_vault = vault_new(&vc);
+        OPENSSL_cleanse(vc.kek, sizeof vc.kek);
+        a->vault = a->own_vault ? vault_link_local(a->own_vault) : NULL;
+    }
+    if (!a->vault || !a->tick || !a->reaper || !a->sigchld || !a->hc || event_add(a->sigchld, NULL) != 0) {
         util_error_set(err, UTIL_ERR_INTERNAL, "setting up the event loop");
         goto fail;
     }
@@ -412,6 +428,10 @@ void agent_free(agent *a)
     OPENSSL_cleanse(&a->autoreq.key.challenge, sizeof a->autoreq.key.challenge);
     if (a->auto_challenge_sealed)
         OPENSSL_clear_free(a->auto_challenge_sealed, a->auto_challenge_sealed_len);
+    if (a->own_vault) { /* after every proxy key (runs, fetches) is gone */
+        vault_link_free(a->vault);
+        vault_free(a->own_vault);
+    }
     free(a);
 }
 

@@ -23,6 +23,7 @@
 #include "util/error.h"
 
 struct event_base;
+struct vault_link;
 
 #define AGENT_MAX_FUNCTIONS 16
 
@@ -48,8 +49,12 @@ typedef struct agent_config {
     /* Tests: called on the login thread before each hash (with hook_arg),
      * so that a test can hold the thread; NULL in the daemon. */
     void (*login_hook)(void *arg);
-    /* Called on the event loop when the key bound to "tls" changes
-     * (registration, binding). PEMs are borrowed for the call. */
+    /* The holder of the private keys (src/vault). scepd passes its vault
+     * process's link; NULL: a vault in this process, under kek (NULL: all
+     * zero; for tests), which calls on_tls_change when the key bound to "tls"
+     * changes (registration, binding) with the key's PEM, borrowed. */
+    struct vault_link *vault;
+    const uint8_t *kek;
     void (*on_tls_change)(void *arg, const char *key_pem, const char *cert_pem, const char *chain_pem);
     void *tls_arg;
 } agent_config;

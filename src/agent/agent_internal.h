@@ -8,6 +8,7 @@
 #include "util/throttle.h"
 #include "agent/agent.h"
 #include "client/client.h"
+#include "vault/vault.h"
 
 #define AGENT_NAME_MAX 24
 #define AGENT_MAX_SANS 16
@@ -134,6 +135,8 @@ struct agent {
     char state_dir[512];
     store *st;
     http_client *hc;
+    struct vault_link *vault; /* every private-key operation goes there */
+    struct vault *own_vault;  /* one process: the vault made in place */
     uint8_t seal_key[32];
     /* Verified Basic credentials, kept for a minute as an HMAC under a key
      * that lives only in memory, so that each API call does not cost a
@@ -172,6 +175,17 @@ struct agent {
 };
 
 int64_t agent_now(const agent *a);
+
+/* ---- keys.c: where a private key is sealed ----
+ * A key is sealed for its place: "key" (a pair under its name, in the
+ * requests table before registration and in the keys table after) or
+ * "signer" (the key that signs a request's messages, under the request's
+ * key name). */
+#define AGENT_AAD_MAX 96
+void agent_key_aad(char out[AGENT_AAD_MAX], const char *place, const char *name);
+/* A proxy for a stored key (sealed text) whose operations run in the vault. */
+int agent_key_open(agent *a, const char *stored, const char *place, const char *name, EVP_PKEY **key,
+                   util_error *err) MUST_CHECK;
 uint32_t agent_random(const agent *a, uint32_t bound);
 /* Re-arms the scheduler timer for the earliest due time. */
 void agent_schedule(agent *a);

@@ -120,6 +120,21 @@ int agent_key_delete(agent *a, const char *name, const char *user, util_error *e
     return store_key_delete(a->st, name, user, err);
 }
 
+void agent_key_aad(char out[AGENT_AAD_MAX], const char *place, const char *name)
+{
+    snprintf(out, AGENT_AAD_MAX, "scepd-key-v1|%s|%s", place, name);
+}
+
+int agent_key_open(agent *a, const char *stored, const char *place, const char *name, EVP_PKEY **key,
+                   util_error *err)
+{
+    char aad[AGENT_AAD_MAX];
+    if (!stored || !stored[0])
+        return util_error_set(err, UTIL_ERR_STORE, "the key \"%s\" has no stored private key", name);
+    agent_key_aad(aad, place, name);
+    return vault_key(a->vault, stored, aad, key, err);
+}
+
 json_t *agent_key_verify(agent *a, const char *name, util_error *err)
 {
     store_key k;
@@ -130,7 +145,7 @@ json_t *agent_key_verify(agent *a, const char *name, util_error *err)
     if (store_key_get(a->st, name, &k, err) != 0)
         return NULL;
     if (crypto_cert_load((const uint8_t *)k.cert_pem, strlen(k.cert_pem), &cert, err) != 0 ||
-        crypto_key_load((const uint8_t *)k.key_pem, strlen(k.key_pem), &key, err) != 0 ||
+        agent_key_open(a, k.key_pem, "key", k.name, &key, err) != 0 ||
         agent_stored_ca_certs(a->st, NULL, false, &trusted, err) != 0)
         goto out;
     util_error ignored;
@@ -242,8 +257,10 @@ static void run_command(const agent_function *f)
 static void export_function(agent *a, const agent_function *f, const store_key *k)
 {
     util_error err;
-    if (f->export_key[0] &&
-        util_file_write_atomic(f->export_key, k->key_pem, strlen(k->key_pem), 0600, &err) != 0)
+    char aad[AGENT_AAD_MAX];
+    agent_key_aad(aad, "key", k->name);
+    /* the key is written by the vault, to the path the configuration gave it */
+    if (f->export_key[0] && vault_export(a->vault, k->key_pem, aad, f->name, &err) != 0)
         log_error("%s: exporting the key: %s", f->name, err.detail);
     if (f->export_cert[0] &&
         util_file_write_atomic(f->export_cert, k->cert_pem, strlen(k->cert_pem), 0644, &err) != 0)
@@ -254,7 +271,6 @@ static void export_function(agent *a, const agent_function *f, const store_key *
         log_error("%s: exporting the chain: %s", f->name, err.detail);
     if (f->command[0])
         run_command(f);
-    (void)a;
 }
 
 int agent_apply_bindings(agent *a, const char *only_key, util_error *err)
@@ -272,8 +288,10 @@ int agent_apply_bindings(agent *a, const char *only_key, util_error *err)
         if (!f || store_key_get(a->st, b[i].key_name, &k, &e) != 0)
             continue;
         export_function(a, f, &k);
-        if (!strcmp(f->name, "tls") && a->cfg.on_tls_change)
-            a->cfg.on_tls_change(a->cfg.tls_arg, k.key_pem, k.cert_pem, k.chain_pem);
+        char aad[AGENT_AAD_MAX];
+        agent_key_aad(aad, "key", k.name);
+        if (!strcmp(f->name, "tls") && vault_tls(a->vault, k.key_pem, aad, k.cert_pem, k.chain_pem, &e) != 0)
+            log_error("the HTTPS listener keeps its certificate: %s", e.detail);
         store_key_clear(&k);
     }
     free(b);
@@ -327,7 +345,6 @@ int agent_ensure_tls_key(agent *a, util_error *err)
     free(b);
     if (bound)
         return 0;
-    crypto_key_spec spec = {CRYPTO_KEY_EC, 256};
     EVP_PKEY *key = NULL;
     X509_NAME *name = NULL;
     X509 *cert = NULL;
@@ -339,12 +356,14 @@ int agent_ensure_tls_key(agent *a, util_error *err)
     gethostname(host, sizeof host - 1);
     char subject[128];
     snprintf(subject, sizeof subject, "CN=%s,O=scepd self-signed", host);
-    if (crypto_key_generate(&spec, &key, err) != 0 || crypto_name_parse(subject, &name, err) != 0 ||
+    char aad[AGENT_AAD_MAX];
+    snprintf(k.name, sizeof k.name, "DefaultTLS");
+    agent_key_aad(aad, "key", k.name);
+    if (vault_generate(a->vault, "ec:P-256", aad, &k.key_pem, &key, err) != 0 ||
+        crypto_name_parse(subject, &name, err) != 0 ||
         crypto_selfsigned_build(key, name, EVP_sha256(), (time_t)agent_now(a), 3650, &cert, err) != 0 ||
-        crypto_key_to_pem(key, &k.key_pem, &len, err) != 0 ||
         crypto_cert_to_pem(cert, &k.cert_pem, &len, err) != 0)
         goto out;
-    snprintf(k.name, sizeof k.name, "DefaultTLS");
     k.state = STORE_STATE_REGISTERED;
     k.chain_pem = strdup("");
     store_key existing;

@@ -42,7 +42,8 @@ struct agent_run {
     int pipe_fd[2];
     struct event *keygen_done;
     crypto_key_spec spec;
-    EVP_PKEY *generated;
+    EVP_PKEY *generated;    /* a proxy: the key is in the vault */
+    char *generated_sealed; /* what the store keeps */
     util_error keygen_err;
     bool cancelled; /* an orphan: its thread or transfer is ignored when it comes back */
 };
@@ -149,7 +150,12 @@ static void retry_or_fail(agent_run *run, const util_error *err, store_state sta
 static void *keygen_thread(void *arg)
 {
     agent_run *run = arg;
-    if (crypto_key_generate(&run->spec, &run->generated, &run->keygen_err) != 0)
+    char spec[32], aad[AGENT_AAD_MAX];
+    crypto_key_spec_format(&run->spec, spec, sizeof spec);
+    agent_key_aad(aad, "key", run->row.key_name);
+    /* the vault generates and seals it; the link serialises its callers */
+    if (vault_generate(run->a->vault, spec, aad, &run->generated_sealed, &run->generated, &run->keygen_err) !=
+        0)
         run->generated = NULL;
     char done = 1;
     ssize_t n = write(run->pipe_fd[1], &done, 1);
@@ -172,14 +178,8 @@ static void on_keygen_done(evutil_socket_t fd, short what, void *arg)
         fail(run, &run->keygen_err);
         return;
     }
-    char *pem = NULL;
-    size_t len = 0;
-    util_error err;
-    if (crypto_key_to_pem(run->generated, &pem, &len, &err) != 0) {
-        fail(run, &err);
-        return;
-    }
-    run->row.key_pem = pem;
+    run->row.key_pem = run->generated_sealed;
+    run->generated_sealed = NULL;
     run->t.new_key = run->generated;
     run->generated = NULL;
     if (set_state(run, STORE_STATE_CONTACTING_SERVER) == 0)
@@ -265,7 +265,7 @@ static void wipe_temporary_signer(agent_run *run)
 /* Records the first enrollment's signer (certificate, and a key other than
  * the new one) so that a resumed request signs its CertPolls the same way. */
 static int remember_signer(agent_run *run, const X509 *stored_cert, const EVP_PKEY *stored_key,
-                           util_error *err)
+                           char **new_signer_sealed, util_error *err)
 {
     char *pem = NULL;
     size_t len = 0;
@@ -276,11 +276,11 @@ static int remember_signer(agent_run *run, const X509 *stored_cert, const EVP_PK
         run->row.signer_cert_pem = pem;
     }
     if (run->t.signer_key != run->t.new_key && run->t.signer_key != stored_key) {
-        if (crypto_key_to_pem(run->t.signer_key, &pem, &len, err) != 0)
-            return -1;
-        if (run->row.signer_key_pem)
-            crypto_secret_free(run->row.signer_key_pem, strlen(run->row.signer_key_pem));
-        run->row.signer_key_pem = pem;
+        if (!*new_signer_sealed)
+            return util_error_set(err, UTIL_ERR_INTERNAL, "a signer key that the vault did not make");
+        free(run->row.signer_key_pem);
+        run->row.signer_key_pem = *new_signer_sealed;
+        *new_signer_sealed = NULL;
     }
     return 0;
 }
@@ -294,13 +294,14 @@ static int prepare(agent_run *run, util_error *err)
 {
     client_enrollment e = {.now = (time_t)agent_now(run->a)};
     X509 *stored = NULL;
-    EVP_PKEY *stored_key = NULL;
+    EVP_PKEY *stored_key = NULL, *new_signer = NULL;
+    char *new_signer_sealed = NULL;
+    const char *name = run->row.key_name;
     int rc = -1;
     csr_params(run, &e.csr);
     bool renewal = stored_signer_is_renewal(&run->row);
     if (renewal) {
-        if (crypto_key_load((const uint8_t *)run->row.signer_key_pem, strlen(run->row.signer_key_pem),
-                            &e.renew_key, err) != 0 ||
+        if (agent_key_open(run->a, run->row.signer_key_pem, "signer", name, &e.renew_key, err) != 0 ||
             load_pem_cert(run->row.signer_cert_pem, &e.renew_cert, err) != 0)
             goto out;
     } else if (run->row.signer_cert_pem) {
@@ -308,21 +309,30 @@ static int prepare(agent_run *run, util_error *err)
         if (load_pem_cert(run->row.signer_cert_pem, &stored, &ignored) == 0)
             e.earlier_signer = stored;
         if (run->row.signer_key_pem &&
-            crypto_key_load((const uint8_t *)run->row.signer_key_pem, strlen(run->row.signer_key_pem),
-                            &stored_key, &ignored) == 0)
+            agent_key_open(run->a, run->row.signer_key_pem, "signer", name, &stored_key, &ignored) == 0)
             e.signer_key = stored_key;
+    }
+    /* the temporary RSA signer of an EC key comes from the vault too */
+    if (!renewal && !e.signer_key && client_signer_needs_rsa(&run->srv, run->t.new_key)) {
+        char aad[AGENT_AAD_MAX];
+        agent_key_aad(aad, "signer", name);
+        if (vault_generate(run->a->vault, "rsa:2048", aad, &new_signer_sealed, &new_signer, err) != 0)
+            goto out;
+        e.signer_key = new_signer;
     }
     OPENSSL_clear_free(run->csr, run->csr_len);
     run->csr = NULL;
     run->csr_len = 0;
     if (client_enrollment_prepare(&run->srv, &e, &run->t, &run->csr, &run->csr_len, err) != 0)
         goto out;
-    if (!renewal && remember_signer(run, stored, stored_key, err) != 0)
+    if (!renewal && remember_signer(run, stored, stored_key, &new_signer_sealed, err) != 0)
         goto out;
     rc = 0;
 out:
     X509_free(stored);
     EVP_PKEY_free(stored_key);
+    EVP_PKEY_free(new_signer);
+    free(new_signer_sealed);
     X509_free(e.renew_cert);
     EVP_PKEY_free(e.renew_key);
     return rc;
@@ -614,8 +624,7 @@ static int begin(agent_run *run)
         step_keygen(run);
         return 0;
     }
-    if (crypto_key_load((const uint8_t *)run->row.key_pem, strlen(run->row.key_pem), &run->t.new_key, &err) !=
-        0) {
+    if (agent_key_open(run->a, run->row.key_pem, "key", run->row.key_name, &run->t.new_key, &err) != 0) {
         fail(run, &err);
         return 0;
     }
@@ -681,6 +690,7 @@ void agent_run_free(agent_run *run)
     if (run->pipe_fd[1] >= 0)
         close(run->pipe_fd[1]);
     EVP_PKEY_free(run->generated);
+    free(run->generated_sealed);
     wipe_challenge(run);
     store_request_clear(&run->row);
     client_server_clear(&run->srv);

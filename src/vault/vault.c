@@ -12,6 +12,7 @@
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +33,9 @@ struct vault {
 struct vault_link {
     int fd;   /* remote */
     vault *v; /* local */
+    /* one call at a time: the agent calls from its loop and from its
+     * key-generation thread, and a reply must meet its request */
+    pthread_mutex_t lock;
 };
 
 /* ---- sealing: AES-256-GCM, nonce || ciphertext || tag, base64 after a prefix ---- */
@@ -418,30 +422,49 @@ int vault_serve(vault *v, int fd, util_error *err)
 
 /* ---- links ---- */
 
-vault_link *vault_link_remote(int fd)
+static vault_link *link_new(int fd, vault *v)
 {
     vault_link *l = calloc(1, sizeof *l);
-    if (l)
-        l->fd = fd;
-    return l;
-}
-
-vault_link *vault_link_local(vault *v)
-{
-    vault_link *l = calloc(1, sizeof *l);
+    if (l && pthread_mutex_init(&l->lock, NULL) != 0) {
+        free(l);
+        return NULL;
+    }
     if (l) {
-        l->fd = -1;
+        l->fd = fd;
         l->v = v;
     }
     return l;
 }
 
+vault_link *vault_link_remote(int fd)
+{
+    return link_new(fd, NULL);
+}
+
+vault_link *vault_link_local(vault *v)
+{
+    return link_new(-1, v);
+}
+
 void vault_link_free(vault_link *l)
 {
+    if (!l)
+        return;
+    pthread_mutex_destroy(&l->lock);
     free(l);
 }
 
+static int call_locked(vault_link *l, ipc_builder *b, ipc_msg *reply, util_error *err);
+
 static int call(vault_link *l, ipc_builder *b, ipc_msg *reply, util_error *err)
+{
+    pthread_mutex_lock(&l->lock);
+    int rc = call_locked(l, b, reply, err);
+    pthread_mutex_unlock(&l->lock);
+    return rc;
+}
+
+static int call_locked(vault_link *l, ipc_builder *b, ipc_msg *reply, util_error *err)
 {
     if (!l->v)
         return ipc_call(l->fd, b, reply, err);

@@ -1978,7 +1978,7 @@ static void assert_acquired_ec(fx *f, const char *name, int bits)
     store_key key;
     assert_int_equal(store_key_get(f->a->st, name, &key, &err), 0);
     EVP_PKEY *priv = NULL;
-    assert_int_equal(crypto_key_load((const uint8_t *)key.key_pem, strlen(key.key_pem), &priv, &err), 0);
+    assert_int_equal(agent_key_open(f->a, key.key_pem, "key", key.name, &priv, &err), 0);
     X509 *cert = pem_cert(key.cert_pem);
     assert_true(crypto_cert_matches_key(cert, priv));
     assert_int_equal(EVP_PKEY_get_base_id(priv), EVP_PKEY_EC);
@@ -2018,9 +2018,11 @@ static void test_ecdsa_temporary_signer(void **state)
     assert_non_null(row.signer_key_pem);
     assert_non_null(row.signer_cert_pem);
     EVP_PKEY *signer = NULL, *new_key = NULL;
-    assert_int_equal(
-        crypto_key_load((const uint8_t *)row.signer_key_pem, strlen(row.signer_key_pem), &signer, &err), 0);
-    assert_int_equal(crypto_key_load((const uint8_t *)row.key_pem, strlen(row.key_pem), &new_key, &err), 0);
+    /* both sealed for their places; the vault opens them */
+    assert_int_equal(agent_key_open(f->a, row.signer_key_pem, "signer", row.key_name, &signer, &err), 0);
+    assert_int_equal(agent_key_open(f->a, row.key_pem, "key", row.key_name, &new_key, &err), 0);
+    assert_null(strstr(row.signer_key_pem, "PRIVATE KEY"));
+    assert_null(strstr(row.key_pem, "PRIVATE KEY"));
     assert_true(crypto_key_is_rsa(signer));
     X509 *signer_cert = pem_cert(row.signer_cert_pem);
     assert_true(crypto_cert_is_self_signed(signer_cert));
@@ -2072,7 +2074,7 @@ static void test_ecdsa_temporary_signer(void **state)
     assert_int_equal(store_request_get(f->a->st, id, &row, &err), 0);
     assert_null(row.signer_key_pem);
     EVP_PKEY *own = NULL;
-    assert_int_equal(crypto_key_load((const uint8_t *)row.key_pem, strlen(row.key_pem), &own, &err), 0);
+    assert_int_equal(agent_key_open(f->a, row.key_pem, "key", row.key_name, &own, &err), 0);
     signer_cert = pem_cert(row.signer_cert_pem);
     assert_true(crypto_cert_matches_key(signer_cert, own));
     X509_free(signer_cert);
