@@ -362,7 +362,7 @@ int agent_new(struct event_base *base, const agent_config *cfg, const char *admi
     a->tick = evtimer_new(base, on_tick, a);
     a->reaper = evtimer_new(base, on_reap, a);
     a->sigchld = evsignal_new(base, SIGCHLD, on_sigchld, a);
-    a->hc = http_client_new(base);
+    a->hc = cfg->http ? cfg->http : http_client_new(base);
     if (cfg->vault) {
         a->vault = cfg->vault;
     } else {
@@ -401,7 +401,8 @@ void agent_free(agent *a)
     if (!a)
         return;
     /* transfers first: their callbacks must not run into freed requests */
-    http_client_free(a->hc);
+    if (!a->cfg.http)
+        http_client_free(a->hc);
     a->hc = NULL;
     agent_crl_abandon(a);
     agent_rollover_abandon(a);

@@ -24,6 +24,7 @@
 
 struct event_base;
 struct vault_link;
+struct http_client;
 
 #define AGENT_MAX_FUNCTIONS 16
 
@@ -55,6 +56,9 @@ typedef struct agent_config {
      * changes (registration, binding) with the key's PEM, borrowed. */
     struct vault_link *vault;
     const uint8_t *kek;
+    /* Where SCEP transfers go (scepd: forwarded to its network process,
+     * which the caller frees after the agent); NULL: curl in this process. */
+    struct http_client *http;
     void (*on_tls_change)(void *arg, const char *key_pem, const char *cert_pem, const char *chain_pem);
     void *tls_arg;
 } agent_config;

@@ -41,6 +41,7 @@ work directory. On a failure the work directory is kept and named; the logs
 are copied to $SCEPD_TEST_LOGS when tests/run sets it.
 Only loopback (127.0.0.1) is used; every listener is bound to port 0.
 """
+import base64
 import hashlib
 import http.client
 import json
@@ -57,6 +58,8 @@ import sys
 import tempfile
 import threading
 import time
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 ACTIVE = ("queued", "generating_key", "contacting_server", "sent", "pending")
 ADMIN_PW = "crash-test-admin-pw"
@@ -338,7 +341,24 @@ def pubkey(kind, pem):
     return _pub_cache[h]
 
 
-def invariants(s, have_openssl):
+SEALED = "scepd-sealed-v1:"
+
+
+def open_sealed(kek_path, place, name, text):
+    """The clear PEM of a key sealed for (place, name) with the KEK in
+    kek_path (AES-256-GCM: nonce, ciphertext, tag); None when it does not
+    open."""
+    try:
+        with open(kek_path, "rb") as f:
+            kek = f.read()
+        raw = base64.b64decode(text[len(SEALED):])
+        aad = ("scepd-key-v1|%s|%s" % (place, name)).encode()
+        return AESGCM(kek).decrypt(raw[:12], raw[12:], aad).decode()
+    except Exception:  # noqa: BLE001 - any failure means: does not open
+        return None
+
+
+def invariants(s, have_openssl, kek_path):
     """store_check_consistency's invariants, and a few stricter ones."""
     v = []
     if s.integrity != "ok":
@@ -377,10 +397,17 @@ def invariants(s, have_openssl):
     active = [rid for rid, r in s.reqs.items() if r["state"] in ACTIVE]
     if len(active) > 1:
         v.append("more than one unfinished request: %s" % sorted(active))
+    for name, k in sorted(s.keys.items()):
+        if k["key_pem"] and not k["key_pem"].startswith(SEALED):
+            v.append("key %s: the private key is stored in the clear" % name)
     if have_openssl:
         for name, k in sorted(s.keys.items()):
             if k["key_pem"] and k["cert_pem"]:
-                a, b = pubkey("cert", k["cert_pem"]), pubkey("key", k["key_pem"])
+                clear = open_sealed(kek_path, "key", name, k["key_pem"])
+                if clear is None:
+                    v.append("key %s: the sealed private key does not open with the KEK" % name)
+                    continue
+                a, b = pubkey("cert", k["cert_pem"]), pubkey("key", clear)
                 if a is None or b is None or a != b:
                     v.append("key %s: the certificate does not belong to the private key" % name)
     return v
@@ -554,6 +581,7 @@ class CrashTest:
         self.name_seq = 0
         self.slowest_resume = (0.0, "")
         self.current = ""
+        self.kek = os.path.join(self.state, "kek")
         self.conf = os.path.join(self.work, "scepd.conf")
         with open(self.conf, "w") as f:
             f.write("[scepd]\nstate_dir = %s\nmax_keys = 100\nlog_level = info\n\n"
@@ -773,7 +801,9 @@ class CrashTest:
             k = s.keys[kn]
             for what, fname in files.items():
                 p = os.path.join(self.exports, fname)
-                want = {"key": k["key_pem"], "cert": k["cert_pem"], "chain": k["chain_pem"]}[what]
+                want = {"key": None, "cert": k["cert_pem"], "chain": k["chain_pem"]}[what]
+                if what == "key":  # exported in the clear, stored sealed
+                    want = open_sealed(self.kek, "key", kn, k["key_pem"])
                 try:
                     with open(p) as fh:
                         got = fh.read()
@@ -858,7 +888,7 @@ class CrashTest:
 
     def after_kill(self, prev, allow):
         s = snapshot_offline(self.state, self.scratch)
-        return s, invariants(s, self.have_openssl) + compare(prev, s, allow) + self.check_modes()
+        return s, invariants(s, self.have_openssl, self.kek) + compare(prev, s, allow) + self.check_modes()
 
     # ---- phases: each prepares, snapshots, runs an operation and kills scepd
     def phase_keygen(self, it):
@@ -1087,7 +1117,7 @@ class CrashTest:
         allow_after = Allow()
         allow_after.max_auto = 1 if auto_base is not None and not any(
             r["kind"] == "auto" and i > auto_base for i, r in base.reqs.items()) else 0
-        problems += invariants(resumed, self.have_openssl) + compare(base, resumed, allow_after) + self.check_modes()
+        problems += invariants(resumed, self.have_openssl, self.kek) + compare(base, resumed, allow_after) + self.check_modes()
         problems += self.log_problems()
         if phase == "auto":
             self.must("PUT", "/api/v1/scep/auto-request", {"enabled": False})
@@ -1114,7 +1144,7 @@ class CrashTest:
         self.api.login()
         self.make_registered()
         first = snapshot_live(self.db)
-        v = invariants(first, self.have_openssl) + self.check_modes() + self.log_problems()
+        v = invariants(first, self.have_openssl, self.kek) + self.check_modes() + self.log_problems()
         self.ok(not v, "scepd started, one pair acquired and registered, store consistent", v)
         if v:
             return
@@ -1145,7 +1175,7 @@ class CrashTest:
                 log("%-8s the call at the kill: %s" % (phase, ", ".join(
                     "%s %d" % kv for kv in sorted(self.outcomes[phase].items()))))
         final = snapshot_live(self.db)
-        v = invariants(final, self.have_openssl) + self.log_problems()
+        v = invariants(final, self.have_openssl, self.kek) + self.log_problems()
         # the daemons end as they should: scepd and every scepca exit 0 on
         # SIGTERM, with no sanitizer report (LeakSanitizer runs at that exit)
         for problem in [self.stop()] + [srv.stop() for _, srv in sorted(self.servers.items())]:
