@@ -272,17 +272,17 @@ static int open_state(agent *a, util_error *err)
 {
     if (mkdir(a->state_dir, 0700) != 0 && errno != EEXIST)
         return util_error_set(err, UTIL_ERR_STORE, "%s: %s", a->state_dir, strerror(errno));
-    if (store_open(a->state_dir, &a->st, err) != 0)
+    if (!a->cfg.kek)
+        return util_error_set(err, UTIL_ERR_KEK_MISSING, "the agent was started without one");
+    if (store_open_sealing(a->state_dir, agent_seal_migrated, a, &a->st, err) != 0)
         return -1;
     if (a->cfg.clock)
         store_set_clock(a->st, a->cfg.clock, a->cfg.hook_arg);
-    char path[600];
-    snprintf(path, sizeof path, "%s/seal.key", a->state_dir);
+    if (agent_vault_open(a, err) != 0)
+        return -1;
     if (RAND_bytes(a->login_key, sizeof a->login_key) != 1)
         return util_error_set(err, UTIL_ERR_INTERNAL, "random key");
-    if (agent_login_setup(a, err) != 0)
-        return -1;
-    return crypto_seal_key_load(path, a->seal_key, err);
+    return agent_login_setup(a, err);
 }
 
 static int ensure_admin(agent *a, const char *admin_password, char **generated, util_error *err)

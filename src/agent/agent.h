@@ -23,6 +23,7 @@
 #include "util/error.h"
 
 struct event_base;
+struct crypto_kek;
 
 #define AGENT_MAX_FUNCTIONS 16
 
@@ -37,6 +38,10 @@ typedef struct agent_function {
 
 typedef struct agent_config {
     const char *state_dir;
+    /* The key-encryption key that seals every private key in the store
+     * (src/crypto/seal.h). Borrowed: the caller keeps it alive and frees it
+     * after agent_free. agent_new refuses to start without one. */
+    const struct crypto_kek *kek;
     int max_keys;                                  /* default 10 */
     agent_function functions[AGENT_MAX_FUNCTIONS]; /* "tls" is always present */
     size_t function_count;
@@ -56,7 +61,9 @@ typedef struct agent_config {
 
 typedef struct agent agent;
 
-/* Opens the store, creates the first admin when there is none (password
+/* Opens the store (sealing the keys of an older store with cfg->kek),
+ * checks that cfg->kek opens what it holds (SEALED_INVALID, nothing
+ * changed), creates the first admin when there is none (password
  * from admin_password; NULL: generated and written to *generated_password,
  * which the caller prints once and wipes), makes the self-signed tls key at
  * first start, resumes unfinished requests and arms the scheduler. */

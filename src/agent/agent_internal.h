@@ -134,6 +134,8 @@ struct agent {
     char state_dir[512];
     store *st;
     http_client *hc;
+    /* Seals challenge passwords and URL credentials. Random, kept in the
+     * store sealed under the KEK (document "secrets_key"). */
     uint8_t seal_key[32];
     /* Verified Basic credentials, kept for a minute as an HMAC under a key
      * that lives only in memory, so that each API call does not cost a
@@ -178,6 +180,31 @@ void agent_schedule(agent *a);
 /* Runs whatever is due at agent_now(): auto request, poll retries. */
 void agent_tick(agent *a);
 
+/* vault.c: every seal and unseal of a private key, under cfg.kek. The
+ * store holds sealed text only; these are the only functions that turn it
+ * into a key and back. */
+/* Seals a PEM key for the keys table (name, request_id: crypto_seal_aad_key). */
+int agent_seal_pair_key(const agent *a, const char *name, int64_t request_id, const char *pem, char **sealed,
+                        util_error *err) MUST_CHECK;
+/* Seals a key for a column of the requests table (crypto_seal_aad_request). */
+int agent_seal_request_key(const agent *a, int64_t id, const char *column, const char *key_name,
+                           EVP_PKEY *key, char **sealed, util_error *err) MUST_CHECK;
+/* Opens a stored pair's key: as PEM (crypto_secret_free(*pem, *len)) or as
+ * a key. */
+int agent_unseal_pair_pem(const agent *a, const store_key *k, char **pem, size_t *len,
+                          util_error *err) MUST_CHECK;
+int agent_unseal_pair_key(const agent *a, const store_key *k, EVP_PKEY **out, util_error *err) MUST_CHECK;
+/* Opens a request's key (column "key_pem" or "signer_key_pem"). */
+int agent_unseal_request_key(const agent *a, const store_request *r, const char *column, EVP_PKEY **out,
+                             util_error *err) MUST_CHECK;
+/* store_seal_fn for the sealing migration (arg: the agent). */
+int agent_seal_migrated(void *arg, const store_secret_place *place, const char *clear, char **sealed,
+                        util_error *err);
+/* Loads the secrets key (seal_key) from the store, creating it or taking
+ * over the old state-directory file seal.key, and checks that the KEK opens
+ * what the store holds. */
+int agent_vault_open(agent *a, util_error *err) MUST_CHECK;
+
 /* request.c */
 int agent_run_start(agent *a, const store_request *row, util_error *err) MUST_CHECK;
 void agent_run_free(agent_run *run);
@@ -185,9 +212,11 @@ int64_t agent_run_due(const agent_run *run); /* 0: not waiting on a timer */
 int64_t agent_run_id(const agent_run *run);
 bool agent_run_is_auto(const agent_run *run);
 void agent_run_wake(agent_run *run);
+/* renew: the stored pair being renewed (its certificate and key sign the
+ * request), NULL for a first enrollment. */
 int agent_request_insert(agent *a, const char *kind, const agent_key_params *p, const char *key_name,
-                         const char *replaces, const char *signer_cert_pem, const char *signer_key_pem,
-                         const char *user, const json_t *auto_state, int64_t *id, util_error *err) MUST_CHECK;
+                         const char *replaces, const store_key *renew, const char *user,
+                         const json_t *auto_state, int64_t *id, util_error *err) MUST_CHECK;
 void agent_reap_runs(agent *a);
 /* Cancels the running request: writes the cancelled row (agent_request_
  * cancelled), detaches the run from the agent (an orphan until its thread

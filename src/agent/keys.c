@@ -130,7 +130,7 @@ json_t *agent_key_verify(agent *a, const char *name, util_error *err)
     if (store_key_get(a->st, name, &k, err) != 0)
         return NULL;
     if (crypto_cert_load((const uint8_t *)k.cert_pem, strlen(k.cert_pem), &cert, err) != 0 ||
-        crypto_key_load((const uint8_t *)k.key_pem, strlen(k.key_pem), &key, err) != 0 ||
+        agent_unseal_pair_key(a, &k, &key, err) != 0 ||
         agent_stored_ca_certs(a->st, NULL, false, &trusted, err) != 0)
         goto out;
     util_error ignored;
@@ -238,13 +238,19 @@ static void run_command(const agent_function *f)
         log_info("%s: running its command (pid %d)", f->name, (int)pid);
 }
 
-/* Writes a function's export files and runs its command. */
+/* Writes a function's export files and runs its command. The exported key
+ * is a plain 0600 PEM file by design: the service that reads it (a VPN
+ * client, a web server) has no KEK. */
 static void export_function(agent *a, const agent_function *f, const store_key *k)
 {
     util_error err;
-    if (f->export_key[0] &&
-        util_file_write_atomic(f->export_key, k->key_pem, strlen(k->key_pem), 0600, &err) != 0)
+    char *pem = NULL;
+    size_t len = 0;
+    if (f->export_key[0] && (agent_unseal_pair_pem(a, k, &pem, &len, &err) != 0 ||
+                             util_file_write_atomic(f->export_key, pem, len, 0600, &err) != 0))
         log_error("%s: exporting the key: %s", f->name, err.detail);
+    if (pem)
+        crypto_secret_free(pem, len);
     if (f->export_cert[0] &&
         util_file_write_atomic(f->export_cert, k->cert_pem, strlen(k->cert_pem), 0644, &err) != 0)
         log_error("%s: exporting the certificate: %s", f->name, err.detail);
@@ -254,7 +260,6 @@ static void export_function(agent *a, const agent_function *f, const store_key *
         log_error("%s: exporting the chain: %s", f->name, err.detail);
     if (f->command[0])
         run_command(f);
-    (void)a;
 }
 
 int agent_apply_bindings(agent *a, const char *only_key, util_error *err)
@@ -272,8 +277,16 @@ int agent_apply_bindings(agent *a, const char *only_key, util_error *err)
         if (!f || store_key_get(a->st, b[i].key_name, &k, &e) != 0)
             continue;
         export_function(a, f, &k);
-        if (!strcmp(f->name, "tls") && a->cfg.on_tls_change)
-            a->cfg.on_tls_change(a->cfg.tls_arg, k.key_pem, k.cert_pem, k.chain_pem);
+        char *pem = NULL;
+        size_t len = 0;
+        if (!strcmp(f->name, "tls") && a->cfg.on_tls_change) {
+            if (agent_unseal_pair_pem(a, &k, &pem, &len, &e) == 0)
+                a->cfg.on_tls_change(a->cfg.tls_arg, pem, k.cert_pem, k.chain_pem);
+            else
+                log_error("tls: the key %s does not open: %s", k.name, e.detail);
+        }
+        if (pem)
+            crypto_secret_free(pem, len);
         store_key_clear(&k);
     }
     free(b);
@@ -341,10 +354,17 @@ int agent_ensure_tls_key(agent *a, util_error *err)
     snprintf(subject, sizeof subject, "CN=%s,O=scepd self-signed", host);
     if (crypto_key_generate(&spec, &key, err) != 0 || crypto_name_parse(subject, &name, err) != 0 ||
         crypto_selfsigned_build(key, name, EVP_sha256(), (time_t)agent_now(a), 3650, &cert, err) != 0 ||
-        crypto_key_to_pem(key, &k.key_pem, &len, err) != 0 ||
         crypto_cert_to_pem(cert, &k.cert_pem, &len, err) != 0)
         goto out;
     snprintf(k.name, sizeof k.name, "DefaultTLS");
+    char *pem = NULL;
+    size_t pem_len = 0;
+    if (crypto_key_to_pem(key, &pem, &pem_len, err) != 0)
+        goto out;
+    int sealed = agent_seal_pair_key(a, k.name, 0, pem, &k.key_sealed, err);
+    crypto_secret_free(pem, pem_len);
+    if (sealed != 0)
+        goto out;
     k.state = STORE_STATE_REGISTERED;
     k.chain_pem = strdup("");
     store_key existing;

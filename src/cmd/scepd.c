@@ -25,6 +25,7 @@
 #include "agent/agent.h"
 #include "api/api.h"
 #include "crypto/crypto.h"
+#include "crypto/seal.h"
 #include "edge/edge.h"
 #include "http/http.h"
 #include "util/file.h"
@@ -40,6 +41,7 @@ typedef struct options {
     char listen[128];
     char listen_tls[128];
     char admin_password_file[512];
+    char kek_file[512]; /* --kek-file / kek_file: "" for none */
     char initial_url[512];
     bool check_only;
     bool use_syslog;
@@ -156,6 +158,7 @@ static const char *const scepd_keys[] = {"state_dir",
                                          "max_keys",
                                          "scep_url",
                                          "admin_password_file",
+                                         "kek_file",
                                          "server_name",
                                          "max_connections",
                                          "max_connections_per_address",
@@ -181,6 +184,8 @@ static int on_ini(void *user, const char *section, const char *name, const char 
             snprintf(o->initial_url, sizeof o->initial_url, "%s", value);
         else if (!strcmp(name, "admin_password_file"))
             snprintf(o->admin_password_file, sizeof o->admin_password_file, "%s", value);
+        else if (!strcmp(name, "kek_file"))
+            snprintf(o->kek_file, sizeof o->kek_file, "%s", value);
         else if (!strcmp(name, "server_name"))
             snprintf(o->server_names, sizeof o->server_names, "%s", value);
         else if (!strcmp(name, "max_connections"))
@@ -259,24 +264,30 @@ static int on_ini_first_error(void *user, const char *section, const char *name,
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: scepd [--config FILE] [--state DIR] [--listen 127.0.0.1:8080]\n"
-                 "             [--listen-tls 127.0.0.1:8443] [--admin-password-file F] [--scep-url URL]\n"
-                 "             [--syslog] [--debug] [-n] [--version]\n"
-                 "\n"
-                 "  -c, --config FILE            INI configuration (scepd.conf(5)). Default: none.\n"
-                 "  -s, --state DIR              state directory. Default: /var/lib/scepd.\n"
-                 "  -l, --listen HOST:PORT       HTTP listener. Default: 127.0.0.1:8080.\n"
-                 "  -t, --listen-tls HOST:PORT   HTTPS listener. Default: none.\n"
-                 "  -p, --admin-password-file F  first admin password. Default: SCEPD_ADMIN_PASSWORD,\n"
-                 "                               else generated and printed once.\n"
-                 "  -u, --scep-url URL           initial SCEP server (http:// or https://). Default: none.\n"
-                 "      --syslog                 log to syslog. Default: stderr.\n"
-                 "      --debug                  log debug messages. Default: info and above.\n"
-                 "  -n                           check the configuration and exit.\n"
-                 "      --version                print the version and exit.\n"
-                 "  -h, --help                   print this help and exit.\n"
-                 "\n"
-                 "Long options are taken only when spelt out in full.\n");
+    fprintf(out,
+            "usage: scepd [--config FILE] [--state DIR] [--listen 127.0.0.1:8080]\n"
+            "             [--listen-tls 127.0.0.1:8443] [--admin-password-file F] [--scep-url URL]\n"
+            "             [--kek-file FILE]\n"
+            "             [--syslog] [--debug] [-n] [--version]\n"
+            "\n"
+            "  -c, --config FILE            INI configuration (scepd.conf(5)). Default: none.\n"
+            "  -s, --state DIR              state directory. Default: /var/lib/scepd.\n"
+            "  -l, --listen HOST:PORT       HTTP listener. Default: 127.0.0.1:8080.\n"
+            "  -t, --listen-tls HOST:PORT   HTTPS listener. Default: none.\n"
+            "  -p, --admin-password-file F  first admin password. Default: SCEPD_ADMIN_PASSWORD,\n"
+            "                               else generated and printed once.\n"
+            "  -u, --scep-url URL           initial SCEP server (http:// or https://). Default: none.\n"
+            "  -k, --kek-file FILE          key-encryption key that seals the stored private keys\n"
+            "                               (32 bytes, created 0600 when missing; outside the state\n"
+            "                               directory). Used when no TPM and no systemd credential\n"
+            "                               scepd-kek ($CREDENTIALS_DIRECTORY) gives one. Default: none.\n"
+            "      --syslog                 log to syslog. Default: stderr.\n"
+            "      --debug                  log debug messages. Default: info and above.\n"
+            "  -n                           check the configuration and exit.\n"
+            "      --version                print the version and exit.\n"
+            "  -h, --help                   print this help and exit.\n"
+            "\n"
+            "Long options are taken only when spelt out in full.\n");
 }
 
 #define UNKNOWN_OPTION (-2)
@@ -326,6 +337,7 @@ static int parse_args(int argc, char **argv, options *o, util_error *err)
         {"listen-tls", required_argument, NULL, 't'},
         {"admin-password-file", required_argument, NULL, 'p'},
         {"scep-url", required_argument, NULL, 'u'},
+        {"kek-file", required_argument, NULL, 'k'},
         {"syslog", no_argument, NULL, 'S'},
         {"debug", no_argument, NULL, 'd'},
         {"help", no_argument, NULL, 'h'},
@@ -348,7 +360,7 @@ static int parse_args(int argc, char **argv, options *o, util_error *err)
     }
     int c, index = -1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":c:s:l:t:p:u:nh", opts, &index)) != -1) {
+    while ((c = getopt_long(argc, argv, ":c:s:l:t:p:u:k:nh", opts, &index)) != -1) {
         const char *whole = c != '?' && c != ':' ? abbreviated(argv, opts, index) : NULL;
         index = -1;
         if (whole)
@@ -360,6 +372,7 @@ static int parse_args(int argc, char **argv, options *o, util_error *err)
         case 't': snprintf(o->listen_tls, sizeof o->listen_tls, "%s", optarg); break;
         case 'p': snprintf(o->admin_password_file, sizeof o->admin_password_file, "%s", optarg); break;
         case 'u': snprintf(o->initial_url, sizeof o->initial_url, "%s", optarg); break;
+        case 'k': snprintf(o->kek_file, sizeof o->kek_file, "%s", optarg); break;
         case 'S': o->use_syslog = true; break;
         case 'd': o->level = UTIL_LOG_DEBUG; break;
         case 'n': o->check_only = true; break;
@@ -571,6 +584,7 @@ static int run(options *o, util_error *err)
     api *server = NULL;
     tls_holder tls = {0};
     char *generated = NULL, *password = NULL;
+    crypto_kek *kek = NULL;
     struct event *sigs[3] = {NULL, NULL, NULL};
     signals sig = {base, NULL};
     char bound[INET6_ADDRSTRLEN + 8] = "", bound_tls[INET6_ADDRSTRLEN + 8] = "";
@@ -586,6 +600,12 @@ static int run(options *o, util_error *err)
     password = read_admin_password(o, err);
     if (o->admin_password_file[0] && !password)
         goto out;
+    char kek_source[700];
+    crypto_kek_sources sources = {getenv("CREDENTIALS_DIRECTORY"), o->kek_file, o->state_dir};
+    if (crypto_kek_load(&sources, &kek, kek_source, sizeof kek_source, err) != 0)
+        goto out;
+    log_info("key-encryption key from the %s", kek_source);
+    o->agent.kek = kek;
     if (agent_new(base, &o->agent, password, &generated, &a, err) != 0)
         goto out;
     sig.a = a;
@@ -640,6 +660,7 @@ out:
     edge_free(e);
     api_free(server);
     agent_free(a);
+    crypto_kek_free(kek);
     SSL_CTX_free(tls.ctx);
     if (base)
         event_base_free(base);
@@ -683,12 +704,18 @@ int main(int argc, char **argv)
     }
     util_log_setup("scepd", o.level, o.use_syslog);
     harden_process();
+    /* the KEK lives in locked memory that is wiped when freed; without a
+     * secure heap it is still wiped, only not locked */
+    if (CRYPTO_secure_malloc_init(32 * 1024, 32) != 1)
+        log_warn("no locked memory for the key-encryption key (RLIMIT_MEMLOCK?); it is kept in "
+                 "ordinary memory and still wiped at exit");
     if (http_global_init() != 0) {
         fprintf(stderr, "error: libcurl could not be initialised\n");
         return 2;
     }
     int rc = run(&o, &err);
     http_global_cleanup();
+    CRYPTO_secure_malloc_done();
     if (rc != 0) {
         log_error("%s: %s (%s) — %s", util_err_code(err.code), util_err_message(err.code), err.detail,
                   util_err_remedy(err.code));
