@@ -4,7 +4,7 @@
 set -eu
 PKGS="meson ninja-build pkg-config gcc clang libclang-rt-14-dev libssl-dev openssl
 libevent-dev libcurl4-openssl-dev libsqlite3-dev sqlite3 libjansson-dev libinih-dev
-libcmocka-dev python3 iproute2 util-linux curl scep strongswan-pki libstrongswan-extra-plugins
+libcmocka-dev python3 python3-cryptography iproute2 util-linux curl scep strongswan-pki libstrongswan-extra-plugins
 chromium fonts-dejavu-core wrk clang-format tinyproxy certmonger dbus-daemon"
 missing=""
 for p in $PKGS; do
