@@ -133,8 +133,18 @@ int agent_request_insert(agent *a, const char *kind, const agent_key_params *p, 
                     : store_request_insert(a->st, &r, user, err)) != 0)
         goto out;
     *id = r.id;
-    if (renew && renewal_signer(a, &r, renew, err) != 0)
+    if (renew && renewal_signer(a, &r, renew, err) != 0) {
+        /* the row exists: it ends failed rather than resume as a first request */
+        util_error ignored;
+        free(r.signer_key_sealed);
+        r.signer_key_sealed = NULL;
+        r.state = STORE_STATE_FAILED;
+        snprintf(r.error_code, sizeof r.error_code, "%s", util_err_code(err->code));
+        snprintf(r.error_detail, sizeof r.error_detail, "renewal signer: %.480s", err->detail);
+        if (store_request_update(a->st, &r, &ignored) != 0)
+            log_error("request %lld: could not record its failure: %s", (long long)r.id, ignored.detail);
         goto out;
+    }
     log_info("request %lld created by %s for key \"%s\"", (long long)r.id, user, key_name);
     if (agent_run_start(a, &r, err) != 0)
         goto out;

@@ -2269,6 +2269,68 @@ static void test_ca_rollover(void **state)
     json_decref(rows);
 }
 
+/* The stored keys are sealed to their place under the KEK: the DefaultTLS
+ * key opens only as itself; another KEK, or none, does not start the agent,
+ * and the refusal writes nothing. */
+static void test_sealed_keys(void **state)
+{
+    fx *f = *state;
+    util_error err = {0};
+    agent_open(f);
+    store_key k;
+    assert_int_equal(store_key_get(f->a->st, "DefaultTLS", &k, &err), 0);
+    assert_true(crypto_is_sealed(k.key_sealed));
+    assert_null(strstr(k.key_sealed, "PRIVATE KEY"));
+    EVP_PKEY *key = NULL;
+    assert_int_equal(agent_unseal_pair_key(f->a, &k, &key, &err), 0);
+    EVP_PKEY_free(key);
+    key = NULL;
+    /* the same sealed text in another place does not open */
+    store_key moved = k;
+    snprintf(moved.name, sizeof moved.name, "Other");
+    assert_int_equal(agent_unseal_pair_key(f->a, &moved, &key, &err), -1);
+    assert_string_equal(util_err_code(err.code), "sealed_invalid");
+    moved = k;
+    moved.request_id = 1;
+    assert_int_equal(agent_unseal_pair_key(f->a, &moved, &key, &err), -1);
+    assert_string_equal(util_err_code(err.code), "sealed_invalid");
+    store_key_clear(&k);
+    agent_close(f);
+
+    char db[256];
+    snprintf(db, sizeof db, "%s/scepd.db", f->state);
+    struct stat before, after;
+    assert_int_equal(stat(db, &before), 0);
+    agent_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.state_dir = f->state;
+    cfg.clock = fake_clock;
+    cfg.random = fake_random;
+    cfg.hook_arg = f;
+    crypto_kek *wrong = NULL;
+    uint8_t bytes[CRYPTO_KEK_LEN];
+    assert_int_equal(RAND_bytes(bytes, sizeof bytes), 1);
+    assert_int_equal(crypto_kek_from_bytes(bytes, sizeof bytes, &wrong, &err), 0);
+    cfg.kek = wrong;
+    agent *a = NULL;
+    assert_int_equal(agent_new(f->base, &cfg, "admin-password-1", NULL, &a, &err), -1);
+    assert_null(a);
+    assert_string_equal(util_err_code(err.code), "sealed_invalid");
+    cfg.kek = NULL;
+    assert_int_equal(agent_new(f->base, &cfg, "admin-password-1", NULL, &a, &err), -1);
+    assert_string_equal(util_err_code(err.code), "kek_missing");
+    crypto_kek_free(wrong);
+    assert_int_equal(stat(db, &after), 0);
+    assert_int_equal(after.st_size, before.st_size);
+    assert_int_equal(after.st_mtime, before.st_mtime);
+    /* the right one still opens it */
+    agent_open(f);
+    assert_int_equal(store_key_get(f->a->st, "DefaultTLS", &k, &err), 0);
+    assert_int_equal(agent_unseal_pair_key(f->a, &k, &key, &err), 0);
+    EVP_PKEY_free(key);
+    store_key_clear(&k);
+}
+
 int main(void)
 {
     util_log_setup("test_agent", UTIL_LOG_WARN, false);
@@ -2277,6 +2339,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
+        T(test_sealed_keys),
         T(test_login_cache_and_throttle),
         T(test_login_thread),
         T(test_session_lifetime),
