@@ -272,17 +272,15 @@ static int open_state(agent *a, util_error *err)
 {
     if (mkdir(a->state_dir, 0700) != 0 && errno != EEXIST)
         return util_error_set(err, UTIL_ERR_STORE, "%s: %s", a->state_dir, strerror(errno));
-    if (store_open(a->state_dir, &a->st, err) != 0)
+    if (store_open_sealing(a->state_dir, agent_seal_migrated, a, &a->st, err) != 0)
         return -1;
     if (a->cfg.clock)
         store_set_clock(a->st, a->cfg.clock, a->cfg.hook_arg);
-    char path[600];
-    snprintf(path, sizeof path, "%s/seal.key", a->state_dir);
+    if (agent_vault_open(a, err) != 0)
+        return -1;
     if (RAND_bytes(a->login_key, sizeof a->login_key) != 1)
         return util_error_set(err, UTIL_ERR_INTERNAL, "random key");
-    if (agent_login_setup(a, err) != 0)
-        return -1;
-    return crypto_seal_key_load(path, a->seal_key, err);
+    return agent_login_setup(a, err);
 }
 
 static int ensure_admin(agent *a, const char *admin_password, char **generated, util_error *err)
@@ -366,9 +364,11 @@ int agent_new(struct event_base *base, const agent_config *cfg, const char *admi
     if (cfg->vault) {
         a->vault = cfg->vault;
     } else {
-        vault_config vc = {.on_tls = cfg->on_tls_change, .tls_arg = cfg->tls_arg};
-        if (cfg->kek)
-            memcpy(vc.kek, cfg->kek, sizeof vc.kek);
+        if (!cfg->kek) {
+            util_error_set(err, UTIL_ERR_KEK_MISSING, "the agent was started without a vault or a KEK");
+            goto fail;
+        }
+        vault_config vc = {.kek = cfg->kek, .on_tls = cfg->on_tls_change, .tls_arg = cfg->tls_arg};
         for (size_t i = 0; i < a->cfg.function_count && vc.export_count < VAULT_MAX_EXPORTS; i++)
             if (a->cfg.functions[i].export_key[0]) {
                 vault_export_path *e = &vc.exports[vc.export_count++];
@@ -376,7 +376,6 @@ int agent_new(struct event_base *base, const agent_config *cfg, const char *admi
                 snprintf(e->path, sizeof e->path, "%s", a->cfg.functions[i].export_key);
             }
         a->own_vault = vault_new(&vc);
-        OPENSSL_cleanse(vc.kek, sizeof vc.kek);
         a->vault = a->own_vault ? vault_link_local(a->own_vault) : NULL;
     }
     if (!a->vault || !a->tick || !a->reaper || !a->sigchld || !a->hc || event_add(a->sigchld, NULL) != 0) {

@@ -120,21 +120,6 @@ int agent_key_delete(agent *a, const char *name, const char *user, util_error *e
     return store_key_delete(a->st, name, user, err);
 }
 
-void agent_key_aad(char out[AGENT_AAD_MAX], const char *place, const char *name)
-{
-    snprintf(out, AGENT_AAD_MAX, "scepd-key-v1|%s|%s", place, name);
-}
-
-int agent_key_open(agent *a, const char *stored, const char *place, const char *name, EVP_PKEY **key,
-                   util_error *err)
-{
-    char aad[AGENT_AAD_MAX];
-    if (!stored || !stored[0])
-        return util_error_set(err, UTIL_ERR_STORE, "the key \"%s\" has no stored private key", name);
-    agent_key_aad(aad, place, name);
-    return vault_key(a->vault, stored, aad, key, err);
-}
-
 json_t *agent_key_verify(agent *a, const char *name, util_error *err)
 {
     store_key k;
@@ -145,7 +130,7 @@ json_t *agent_key_verify(agent *a, const char *name, util_error *err)
     if (store_key_get(a->st, name, &k, err) != 0)
         return NULL;
     if (crypto_cert_load((const uint8_t *)k.cert_pem, strlen(k.cert_pem), &cert, err) != 0 ||
-        agent_key_open(a, k.key_pem, "key", k.name, &key, err) != 0 ||
+        agent_unseal_pair_key(a, &k, &key, err) != 0 ||
         agent_stored_ca_certs(a->st, NULL, false, &trusted, err) != 0)
         goto out;
     util_error ignored;
@@ -253,14 +238,14 @@ static void run_command(const agent_function *f)
         log_info("%s: running its command (pid %d)", f->name, (int)pid);
 }
 
-/* Writes a function's export files and runs its command. */
+/* Writes a function's export files and runs its command. The exported key
+ * is a plain 0600 PEM file by design: the service that reads it (a VPN
+ * client, a web server) has no KEK. The vault writes it, to the path the
+ * configuration gave the function. */
 static void export_function(agent *a, const agent_function *f, const store_key *k)
 {
     util_error err;
-    char aad[AGENT_AAD_MAX];
-    agent_key_aad(aad, "key", k->name);
-    /* the key is written by the vault, to the path the configuration gave it */
-    if (f->export_key[0] && vault_export(a->vault, k->key_pem, aad, f->name, &err) != 0)
+    if (f->export_key[0] && agent_export_pair_key(a, k, f->name, &err) != 0)
         log_error("%s: exporting the key: %s", f->name, err.detail);
     if (f->export_cert[0] &&
         util_file_write_atomic(f->export_cert, k->cert_pem, strlen(k->cert_pem), 0644, &err) != 0)
@@ -288,10 +273,9 @@ int agent_apply_bindings(agent *a, const char *only_key, util_error *err)
         if (!f || store_key_get(a->st, b[i].key_name, &k, &e) != 0)
             continue;
         export_function(a, f, &k);
-        char aad[AGENT_AAD_MAX];
-        agent_key_aad(aad, "key", k.name);
-        if (!strcmp(f->name, "tls") && vault_tls(a->vault, k.key_pem, aad, k.cert_pem, k.chain_pem, &e) != 0)
-            log_error("the HTTPS listener keeps its certificate: %s", e.detail);
+        /* the vault hands the key to the HTTPS listener; the agent never sees it */
+        if (!strcmp(f->name, "tls") && agent_tls_pair(a, &k, &e) != 0)
+            log_error("tls: the HTTPS listener keeps its certificate: key %s: %s", k.name, e.detail);
         store_key_clear(&k);
     }
     free(b);
@@ -356,10 +340,8 @@ int agent_ensure_tls_key(agent *a, util_error *err)
     gethostname(host, sizeof host - 1);
     char subject[128];
     snprintf(subject, sizeof subject, "CN=%s,O=scepd self-signed", host);
-    char aad[AGENT_AAD_MAX];
     snprintf(k.name, sizeof k.name, "DefaultTLS");
-    agent_key_aad(aad, "key", k.name);
-    if (vault_generate(a->vault, "ec:P-256", aad, &k.key_pem, &key, err) != 0 ||
+    if (agent_generate_pair_key(a, k.name, 0, "ec:P-256", &k.key_sealed, &key, err) != 0 ||
         crypto_name_parse(subject, &name, err) != 0 ||
         crypto_selfsigned_build(key, name, EVP_sha256(), (time_t)agent_now(a), 3650, &cert, err) != 0 ||
         crypto_cert_to_pem(cert, &k.cert_pem, &len, err) != 0)

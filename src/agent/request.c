@@ -55,7 +55,6 @@ static void step_poll(agent_run *run);
 /* ---- persistence ---- */
 
 static void finish(agent_run *run, store_state state, const util_error *err);
-static void wipe_temporary_signer(agent_run *run);
 
 /* Writes the state before the next step starts. A write that fails ends
  * the run with that error: no step may run on a state the store lacks.
@@ -92,7 +91,11 @@ static void finish(agent_run *run, store_state state, const util_error *err)
                  err->detail);
     }
     wipe_challenge(run);
-    wipe_temporary_signer(run);
+    /* an ended request keeps no key (the store writes none either) */
+    free(run->row.key_sealed);
+    run->row.key_sealed = NULL;
+    free(run->row.signer_key_sealed);
+    run->row.signer_key_sealed = NULL;
     run->row.state = state;
     run->row.updated_at = agent_now(run->a);
     util_error store_err;
@@ -150,12 +153,11 @@ static void retry_or_fail(agent_run *run, const util_error *err, store_state sta
 static void *keygen_thread(void *arg)
 {
     agent_run *run = arg;
-    char spec[32], aad[AGENT_AAD_MAX];
+    char spec[32];
     crypto_key_spec_format(&run->spec, spec, sizeof spec);
-    agent_key_aad(aad, "key", run->row.key_name);
     /* the vault generates and seals it; the link serialises its callers */
-    if (vault_generate(run->a->vault, spec, aad, &run->generated_sealed, &run->generated, &run->keygen_err) !=
-        0)
+    if (agent_generate_request_key(run->a, run->row.id, "key_pem", run->row.key_name, spec,
+                                   &run->generated_sealed, &run->generated, &run->keygen_err) != 0)
         run->generated = NULL;
     char done = 1;
     ssize_t n = write(run->pipe_fd[1], &done, 1);
@@ -178,7 +180,7 @@ static void on_keygen_done(evutil_socket_t fd, short what, void *arg)
         fail(run, &run->keygen_err);
         return;
     }
-    run->row.key_pem = run->generated_sealed;
+    run->row.key_sealed = run->generated_sealed;
     run->generated_sealed = NULL;
     run->t.new_key = run->generated;
     run->generated = NULL;
@@ -244,22 +246,12 @@ static bool stored_signer_is_renewal(const store_request *row)
 {
     X509 *cert = NULL;
     util_error ignored;
-    if (!row->signer_key_pem || !row->signer_cert_pem ||
+    if (!row->signer_key_sealed || !row->signer_cert_pem ||
         load_pem_cert(row->signer_cert_pem, &cert, &ignored) != 0)
         return false;
     bool renewal = !crypto_cert_is_self_signed(cert);
     X509_free(cert);
     return renewal;
-}
-
-/* The temporary signer's key is needed until the reply is opened (and for
- * every CertPoll before that); once the request has ended it is wiped. */
-static void wipe_temporary_signer(agent_run *run)
-{
-    if (!run->row.signer_key_pem || stored_signer_is_renewal(&run->row))
-        return;
-    crypto_secret_free(run->row.signer_key_pem, strlen(run->row.signer_key_pem));
-    run->row.signer_key_pem = NULL;
 }
 
 /* Records the first enrollment's signer (certificate, and a key other than
@@ -278,8 +270,8 @@ static int remember_signer(agent_run *run, const X509 *stored_cert, const EVP_PK
     if (run->t.signer_key != run->t.new_key && run->t.signer_key != stored_key) {
         if (!*new_signer_sealed)
             return util_error_set(err, UTIL_ERR_INTERNAL, "a signer key that the vault did not make");
-        free(run->row.signer_key_pem);
-        run->row.signer_key_pem = *new_signer_sealed;
+        free(run->row.signer_key_sealed);
+        run->row.signer_key_sealed = *new_signer_sealed;
         *new_signer_sealed = NULL;
     }
     return 0;
@@ -296,27 +288,25 @@ static int prepare(agent_run *run, util_error *err)
     X509 *stored = NULL;
     EVP_PKEY *stored_key = NULL, *new_signer = NULL;
     char *new_signer_sealed = NULL;
-    const char *name = run->row.key_name;
     int rc = -1;
     csr_params(run, &e.csr);
     bool renewal = stored_signer_is_renewal(&run->row);
     if (renewal) {
-        if (agent_key_open(run->a, run->row.signer_key_pem, "signer", name, &e.renew_key, err) != 0 ||
+        if (agent_unseal_request_key(run->a, &run->row, "signer_key_pem", &e.renew_key, err) != 0 ||
             load_pem_cert(run->row.signer_cert_pem, &e.renew_cert, err) != 0)
             goto out;
     } else if (run->row.signer_cert_pem) {
         util_error ignored; /* an unreadable earlier signer is replaced */
         if (load_pem_cert(run->row.signer_cert_pem, &stored, &ignored) == 0)
             e.earlier_signer = stored;
-        if (run->row.signer_key_pem &&
-            agent_key_open(run->a, run->row.signer_key_pem, "signer", name, &stored_key, &ignored) == 0)
+        if (run->row.signer_key_sealed &&
+            agent_unseal_request_key(run->a, &run->row, "signer_key_pem", &stored_key, &ignored) == 0)
             e.signer_key = stored_key;
     }
     /* the temporary RSA signer of an EC key comes from the vault too */
     if (!renewal && !e.signer_key && client_signer_needs_rsa(&run->srv, run->t.new_key)) {
-        char aad[AGENT_AAD_MAX];
-        agent_key_aad(aad, "signer", name);
-        if (vault_generate(run->a->vault, "rsa:2048", aad, &new_signer_sealed, &new_signer, err) != 0)
+        if (agent_generate_request_key(run->a, run->row.id, "signer_key_pem", run->row.key_name, "rsa:2048",
+                                       &new_signer_sealed, &new_signer, err) != 0)
             goto out;
         e.signer_key = new_signer;
     }
@@ -423,8 +413,9 @@ static int acquire(agent_run *run, util_error *err)
     k.state = STORE_STATE_ACQUIRED;
     snprintf(k.replaces, sizeof k.replaces, "%s", run->row.replaces);
     k.request_id = run->row.id;
-    k.key_pem = run->row.key_pem;
-    if (crypto_cert_to_pem(run->r.cert, &k.cert_pem, &len, err) != 0)
+    /* sealed again by the vault for its place in the keys table */
+    if (agent_reseal_request_to_pair(run->a, &run->row, k.name, k.request_id, &k.key_sealed, err) != 0 ||
+        crypto_cert_to_pem(run->r.cert, &k.cert_pem, &len, err) != 0)
         goto out;
     STACK_OF(X509) *chain = client_result_chain(&run->r, &run->srv);
     int chain_rc = chain && sk_X509_num(chain) > 0 ? crypto_certs_to_pem(chain, &k.chain_pem, &len, err)
@@ -433,13 +424,19 @@ static int acquire(agent_run *run, util_error *err)
     if (chain_rc != 0)
         goto out;
     wipe_challenge(run);
-    wipe_temporary_signer(run); /* the reply is open */
+    /* the reply is open: the pair's key is in the keys table now, and the
+     * request keeps no copy of it or of its signer's key */
+    free(run->row.key_sealed);
+    run->row.key_sealed = NULL;
+    free(run->row.signer_key_sealed);
+    run->row.signer_key_sealed = NULL;
     run->row.state = STORE_STATE_ACQUIRED;
     run->row.error_code[0] = run->row.error_detail[0] = '\0';
     run->row.next_attempt_at = 0;
     run->row.updated_at = agent_now(run->a);
     rc = store_acquire(run->a->st, &run->row, &k, run->a->cfg.max_keys, err);
 out:
+    free(k.key_sealed);
     free(k.cert_pem);
     free(k.chain_pem);
     return rc;
@@ -596,14 +593,15 @@ static int copy_row(store_request *dst, const store_request *src, util_error *er
     *dst = *src;
     dst->params = json_deep_copy(src->params);
     dst->server = src->server ? json_deep_copy(src->server) : NULL;
-    dst->key_pem = src->key_pem ? strdup(src->key_pem) : NULL;
+    dst->key_sealed = src->key_sealed ? strdup(src->key_sealed) : NULL;
     dst->signer_cert_pem = src->signer_cert_pem ? strdup(src->signer_cert_pem) : NULL;
-    dst->signer_key_pem = src->signer_key_pem ? strdup(src->signer_key_pem) : NULL;
+    dst->signer_key_sealed = src->signer_key_sealed ? strdup(src->signer_key_sealed) : NULL;
     dst->challenge_sealed = src->challenge_sealed ? malloc(src->challenge_sealed_len) : NULL;
     if (dst->challenge_sealed)
         memcpy(dst->challenge_sealed, src->challenge_sealed, src->challenge_sealed_len);
-    if (!dst->params || (src->server && !dst->server) || (src->key_pem && !dst->key_pem) ||
-        (src->signer_cert_pem && !dst->signer_cert_pem) || (src->signer_key_pem && !dst->signer_key_pem) ||
+    if (!dst->params || (src->server && !dst->server) || (src->key_sealed && !dst->key_sealed) ||
+        (src->signer_cert_pem && !dst->signer_cert_pem) ||
+        (src->signer_key_sealed && !dst->signer_key_sealed) ||
         (src->challenge_sealed && !dst->challenge_sealed)) {
         store_request_clear(dst);
         return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory copying request %lld",
@@ -620,11 +618,11 @@ static int begin(agent_run *run)
         fail(run, &err);
         return 0;
     }
-    if (!run->row.key_pem) {
+    if (!run->row.key_sealed) {
         step_keygen(run);
         return 0;
     }
-    if (agent_key_open(run->a, run->row.key_pem, "key", run->row.key_name, &run->t.new_key, &err) != 0) {
+    if (agent_unseal_request_key(run->a, &run->row, "key_pem", &run->t.new_key, &err) != 0) {
         fail(run, &err);
         return 0;
     }

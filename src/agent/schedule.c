@@ -313,18 +313,11 @@ int agent_auto_fire(agent *a, util_error *err)
         json_t *state = state_json(s);
         /* the challenge is opened for the moment the request row seals it again */
         agent_key_params key = cfg->key;
-        /* the old key signs the renewal: sealed again for that place */
-        char *signer = NULL, old_aad[AGENT_AAD_MAX], signer_aad[AGENT_AAD_MAX];
-        agent_key_aad(old_aad, "key", old.name);
-        agent_key_aad(signer_aad, "signer", name);
         if (!state)
             rc = util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
-        else if (renew && (rc = vault_reseal(a->vault, old.key_pem, old_aad, signer_aad, &signer, err)) != 0)
-            ;
         else if ((rc = unseal_challenge(a, &key, err)) == 0)
             rc = agent_request_insert(a, "auto", &key, name, renew && cfg->delete_old ? old.name : NULL,
-                                      renew ? old.cert_pem : NULL, signer, "auto-request", state, &id, err);
-        free(signer);
+                                      renew ? &old : NULL, "auto-request", state, &id, err);
         OPENSSL_cleanse(key.challenge, sizeof key.challenge);
         json_decref(state);
     }

@@ -26,6 +26,7 @@
 #include "agent/agent.h"
 #include "api/api.h"
 #include "crypto/crypto.h"
+#include "crypto/seal.h"
 #include "edge/edge.h"
 #include "http/http.h"
 #include "util/file.h"
@@ -129,6 +130,7 @@ static const char *const scepd_keys[] = {"state_dir",
                                          "max_keys",
                                          "scep_url",
                                          "admin_password_file",
+                                         "kek_file",
                                          "server_name",
                                          "max_connections",
                                          "max_connections_per_address",
@@ -157,6 +159,8 @@ static int on_ini(void *user, const char *section, const char *name, const char 
             snprintf(o->admin_password_file, sizeof o->admin_password_file, "%s", value);
         else if (!strcmp(name, "user"))
             snprintf(o->user, sizeof o->user, "%s", value);
+        else if (!strcmp(name, "kek_file"))
+            snprintf(o->kek_file, sizeof o->kek_file, "%s", value);
         else if (!strcmp(name, "server_name"))
             snprintf(o->server_names, sizeof o->server_names, "%s", value);
         else if (!strcmp(name, "max_connections"))
@@ -235,24 +239,30 @@ static int on_ini_first_error(void *user, const char *section, const char *name,
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: scepd [--config FILE] [--state DIR] [--listen 127.0.0.1:8080]\n"
-                 "             [--listen-tls 127.0.0.1:8443] [--admin-password-file F] [--scep-url URL]\n"
-                 "             [--syslog] [--debug] [-n] [--version]\n"
-                 "\n"
-                 "  -c, --config FILE            INI configuration (scepd.conf(5)). Default: none.\n"
-                 "  -s, --state DIR              state directory. Default: /var/lib/scepd.\n"
-                 "  -l, --listen HOST:PORT       HTTP listener. Default: 127.0.0.1:8080.\n"
-                 "  -t, --listen-tls HOST:PORT   HTTPS listener. Default: none.\n"
-                 "  -p, --admin-password-file F  first admin password. Default: SCEPD_ADMIN_PASSWORD,\n"
-                 "                               else generated and printed once.\n"
-                 "  -u, --scep-url URL           initial SCEP server (http:// or https://). Default: none.\n"
-                 "      --syslog                 log to syslog. Default: stderr.\n"
-                 "      --debug                  log debug messages. Default: info and above.\n"
-                 "  -n                           check the configuration and exit.\n"
-                 "      --version                print the version and exit.\n"
-                 "  -h, --help                   print this help and exit.\n"
-                 "\n"
-                 "Long options are taken only when spelt out in full.\n");
+    fprintf(out,
+            "usage: scepd [--config FILE] [--state DIR] [--listen 127.0.0.1:8080]\n"
+            "             [--listen-tls 127.0.0.1:8443] [--admin-password-file F] [--scep-url URL]\n"
+            "             [--kek-file FILE]\n"
+            "             [--syslog] [--debug] [-n] [--version]\n"
+            "\n"
+            "  -c, --config FILE            INI configuration (scepd.conf(5)). Default: none.\n"
+            "  -s, --state DIR              state directory. Default: /var/lib/scepd.\n"
+            "  -l, --listen HOST:PORT       HTTP listener. Default: 127.0.0.1:8080.\n"
+            "  -t, --listen-tls HOST:PORT   HTTPS listener. Default: none.\n"
+            "  -p, --admin-password-file F  first admin password. Default: SCEPD_ADMIN_PASSWORD,\n"
+            "                               else generated and printed once.\n"
+            "  -u, --scep-url URL           initial SCEP server (http:// or https://). Default: none.\n"
+            "  -k, --kek-file FILE          key-encryption key that seals the stored private keys\n"
+            "                               (32 bytes, created 0600 when missing; outside the state\n"
+            "                               directory). Used when no TPM and no systemd credential\n"
+            "                               scepd-kek ($CREDENTIALS_DIRECTORY) gives one. Default: none.\n"
+            "      --syslog                 log to syslog. Default: stderr.\n"
+            "      --debug                  log debug messages. Default: info and above.\n"
+            "  -n                           check the configuration and exit.\n"
+            "      --version                print the version and exit.\n"
+            "  -h, --help                   print this help and exit.\n"
+            "\n"
+            "Long options are taken only when spelt out in full.\n");
 }
 
 #define UNKNOWN_OPTION (-2)
@@ -302,6 +312,7 @@ static int parse_args(int argc, char **argv, options *o, util_error *err)
         {"listen-tls", required_argument, NULL, 't'},
         {"admin-password-file", required_argument, NULL, 'p'},
         {"scep-url", required_argument, NULL, 'u'},
+        {"kek-file", required_argument, NULL, 'k'},
         {"syslog", no_argument, NULL, 'S'},
         {"debug", no_argument, NULL, 'd'},
         {"help", no_argument, NULL, 'h'},
@@ -324,7 +335,7 @@ static int parse_args(int argc, char **argv, options *o, util_error *err)
     }
     int c, index = -1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":c:s:l:t:p:u:nh", opts, &index)) != -1) {
+    while ((c = getopt_long(argc, argv, ":c:s:l:t:p:u:k:nh", opts, &index)) != -1) {
         const char *whole = c != '?' && c != ':' ? abbreviated(argv, opts, index) : NULL;
         index = -1;
         if (whole)
@@ -336,6 +347,7 @@ static int parse_args(int argc, char **argv, options *o, util_error *err)
         case 't': snprintf(o->listen_tls, sizeof o->listen_tls, "%s", optarg); break;
         case 'p': snprintf(o->admin_password_file, sizeof o->admin_password_file, "%s", optarg); break;
         case 'u': snprintf(o->initial_url, sizeof o->initial_url, "%s", optarg); break;
+        case 'k': snprintf(o->kek_file, sizeof o->kek_file, "%s", optarg); break;
         case 'S': o->use_syslog = true; break;
         case 'd': o->level = UTIL_LOG_DEBUG; break;
         case 'n': o->check_only = true; break;
@@ -546,12 +558,18 @@ int main(int argc, char **argv)
     }
     util_log_setup("scepd", o.level, o.use_syslog);
     harden_process();
+    /* the KEK lives in locked memory that is wiped when freed; without a
+     * secure heap it is still wiped, only not locked */
+    if (CRYPTO_secure_malloc_init(32 * 1024, 32) != 1)
+        log_warn("no locked memory for the key-encryption key (RLIMIT_MEMLOCK?); it is kept in "
+                 "ordinary memory and still wiped at exit");
     if (http_global_init() != 0) {
         fprintf(stderr, "error: libcurl could not be initialised\n");
         return 2;
     }
     int rc = scepd_run(&o, &err);
     http_global_cleanup();
+    CRYPTO_secure_malloc_done();
     if (rc != 0 && err.code == UTIL_ERR_NONE)
         return 1; /* the process that failed said why */
     if (rc != 0) {

@@ -22,6 +22,7 @@ typedef struct options {
     char listen[128];
     char listen_tls[128];
     char admin_password_file[512];
+    char kek_file[512]; /* --kek-file / kek_file: "" for none */
     char initial_url[512];
     bool check_only;
     bool use_syslog;

@@ -46,6 +46,7 @@
 #include "api/api.h"
 #include "cmd/scepd.h"
 #include "crypto/crypto.h"
+#include "crypto/seal.h"
 #include "http/http.h"
 #include "ipc/chan.h"
 #include "util/file.h"
@@ -145,28 +146,6 @@ static int drop_privileges(const options *o, util_error *err)
     return 0;
 }
 
-/* ---- the key-encryption key ----
- * TODO(merge): the KEK sources (TPM, systemd credential, --kek-file). */
-static int load_kek(const options *o, uint8_t kek[VAULT_KEK_LEN], util_error *err)
-{
-    char path[600];
-    snprintf(path, sizeof path, "%s/kek", o->state_dir);
-    uint8_t *data = NULL;
-    size_t len = 0;
-    util_error ignored;
-    if (util_file_read(path, 64, &data, &len, &ignored) == 0 && len == VAULT_KEK_LEN) {
-        memcpy(kek, data, VAULT_KEK_LEN);
-        OPENSSL_clear_free(data, len);
-        return 0;
-    }
-    if (data)
-        OPENSSL_clear_free(data, len);
-    if (RAND_bytes(kek, VAULT_KEK_LEN) != 1)
-        return util_error_set(err, UTIL_ERR_INTERNAL, "no random bytes for a key-encryption key");
-    mkdir(o->state_dir, 0700);
-    return util_file_write_atomic(path, (const char *)kek, VAULT_KEK_LEN, 0600, err);
-}
-
 /* ---- the vault process ---- */
 
 static int vault_to_net = -1;
@@ -201,17 +180,26 @@ static int vault_main(const options *o, int agent_fd, int net_fd)
     vault_to_net = net_fd;
     struct timeval tv = {.tv_sec = 2};
     setsockopt(net_fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    if (load_kek(o, vc.kek, &err) != 0 || confine(ROLE_VAULT, &err) != 0) {
-        OPENSSL_cleanse(vc.kek, sizeof vc.kek);
-        log_error("%s: %s (%s)", util_err_code(err.code), util_err_message(err.code), err.detail);
+    /* the KEK is read here, by the one process that uses it */
+    crypto_kek *kek = NULL;
+    char source[700];
+    crypto_kek_sources sources = {getenv("CREDENTIALS_DIRECTORY"), o->kek_file, o->state_dir};
+    if (crypto_kek_load(&sources, &kek, source, sizeof source, &err) != 0 || confine(ROLE_VAULT, &err) != 0) {
+        crypto_kek_free(kek);
+        log_error("%s: %s (%s) — %s", util_err_code(err.code), util_err_message(err.code), err.detail,
+                  util_err_remedy(err.code));
         return 1;
     }
+    log_info("key-encryption key from the %s", source);
+    vc.kek = kek;
     vault *v = vault_new(&vc);
-    OPENSSL_cleanse(vc.kek, sizeof vc.kek);
-    if (!v)
+    if (!v) {
+        crypto_kek_free(kek);
         return 1;
+    }
     vault_serve(v, agent_fd, &err); /* until the agent closes its end */
     vault_free(v);
+    crypto_kek_free(kek);
     return 0;
 }
 

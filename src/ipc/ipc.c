@@ -68,6 +68,8 @@ static const ipc_rule r_ecdh[] = {R(SEALED, SEALED_MAX), R(AAD, AAD_MAX), R(PEER
 static const ipc_rule r_export[] = {R(SEALED, SEALED_MAX), R(AAD, AAD_MAX), R(FUNCTION, 64), END};
 static const ipc_rule r_tls[] = {R(SEALED, SEALED_MAX), R(AAD, AAD_MAX), R(CERT, 64 * KiB),
                                  O(CHAIN, 256 * KiB), END};
+static const ipc_rule r_secret_open[] = {R(SEALED, 1 * KiB), END};
+static const ipc_rule r_secret_seal[] = {R(INPUT, 32), END};
 static const ipc_rule r_tls_key[] = {R(KEY, SEALED_MAX), R(CERT, 64 * KiB), O(CHAIN, 256 * KiB), END};
 static const ipc_rule r_ok[] = {O(SEALED, SEALED_MAX), O(PUBKEY, DATA_MAX), O(OUTPUT, DATA_MAX), END};
 static const ipc_rule r_error[] = {R4(CODE), R(DETAIL, 1 * KiB), END};
@@ -98,6 +100,8 @@ static const ipc_schema schemas[IPC_TYPE_MAX] = {
     [IPC_V_ECDH] = {"ecdh", r_ecdh},
     [IPC_V_EXPORT] = {"export", r_export},
     [IPC_V_TLS] = {"tls", r_tls},
+    [IPC_V_SECRET_OPEN] = {"secret-open", r_secret_open},
+    [IPC_V_SECRET_SEAL] = {"secret-seal", r_secret_seal},
     [IPC_OK] = {"ok", r_ok},
     [IPC_ERROR] = {"error", r_error},
     [IPC_N_READY] = {"ready", r_ready},

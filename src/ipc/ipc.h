@@ -38,6 +38,8 @@ typedef enum ipc_type {
     IPC_V_ECDH,         /* SEALED AAD PEER (public key DER) -> OUTPUT */
     IPC_V_EXPORT,       /* SEALED AAD FUNCTION -> (the key written to the function's export_key) */
     IPC_V_TLS,          /* SEALED AAD CERT [CHAIN] -> (the vault hands key and certificates to net) */
+    IPC_V_SECRET_OPEN,  /* SEALED -> OUTPUT (the store's secrets key, and nothing else) */
+    IPC_V_SECRET_SEAL,  /* INPUT (32 bytes) -> SEALED */
     IPC_OK = 32,        /* fields of the answer */
     IPC_ERROR,          /* CODE DETAIL */
     /* net -> agent */

@@ -17,14 +17,10 @@
 #include <string.h>
 
 #include "crypto/crypto.h"
+#include "crypto/seal.h"
 #include "util/codec.h"
 #include "util/file.h"
 #include "util/log.h"
-
-#define SEALED_PREFIX "scepd-sealed-v1:"
-#define NONCE_LEN 12
-#define TAG_LEN 16
-#define PEM_MAX (32 * 1024)
 
 struct vault {
     vault_config cfg;
@@ -38,90 +34,26 @@ struct vault_link {
     pthread_mutex_t lock;
 };
 
-/* ---- sealing: AES-256-GCM, nonce || ciphertext || tag, base64 after a prefix ---- */
-
 bool vault_is_sealed(const char *text)
 {
-    return text && !strncmp(text, SEALED_PREFIX, strlen(SEALED_PREFIX));
+    return crypto_is_sealed(text);
 }
 
-static int seal(const uint8_t kek[VAULT_KEK_LEN], const char *aad, const uint8_t *in, size_t len, char **out,
-                util_error *err)
+static int seal(const vault *v, const char *aad, const uint8_t *in, size_t len, char **out, util_error *err)
 {
-    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-    uint8_t *buf = malloc(NONCE_LEN + len + TAG_LEN);
-    int n = 0, fin = 0, rc = -1;
-    if (!c || !buf) {
-        util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
-        goto out;
-    }
-    if (RAND_bytes(buf, NONCE_LEN) != 1 || EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, kek, buf) != 1 ||
-        EVP_EncryptUpdate(c, NULL, &n, (const uint8_t *)aad, (int)strlen(aad)) != 1 ||
-        EVP_EncryptUpdate(c, buf + NONCE_LEN, &n, in, (int)len) != 1 ||
-        EVP_EncryptFinal_ex(c, buf + NONCE_LEN + n, &fin) != 1 ||
-        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, TAG_LEN, buf + NONCE_LEN + len) != 1) {
-        util_error_ossl(err, UTIL_ERR_INTERNAL, "sealing a key");
-        goto out;
-    }
-    char *b64 = util_base64_encode(buf, NONCE_LEN + len + TAG_LEN);
-    if (!b64 || asprintf(out, "%s%s", SEALED_PREFIX, b64) < 0) {
-        free(b64);
-        util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
-        goto out;
-    }
-    free(b64);
-    rc = 0;
-out:
-    EVP_CIPHER_CTX_free(c);
-    if (buf)
-        OPENSSL_clear_free(buf, NONCE_LEN + len + TAG_LEN);
+    return crypto_seal_text(v->cfg.kek, aad, in, len, out, err);
+}
+
+static int unseal(const vault *v, const char *aad, const char *text, size_t text_len, uint8_t **out,
+                  size_t *out_len, util_error *err)
+{
+    char *copy = strndup(text, text_len), *plain = NULL;
+    if (!copy)
+        return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+    int rc = crypto_unseal_text(v->cfg.kek, aad, copy, &plain, out_len, err);
+    free(copy);
+    *out = (uint8_t *)plain;
     return rc;
-}
-
-static int unseal(const uint8_t kek[VAULT_KEK_LEN], const char *aad, const char *text, size_t text_len,
-                  uint8_t **out, size_t *out_len, util_error *err)
-{
-    size_t plen = strlen(SEALED_PREFIX);
-    uint8_t *raw = NULL, *plain = NULL;
-    size_t raw_len = 0;
-    EVP_CIPHER_CTX *c = NULL;
-    int n = 0, fin = 0;
-    if (text_len < plen || memcmp(text, SEALED_PREFIX, plen) ||
-        util_base64_decode(text + plen, text_len - plen, &raw, &raw_len) != 0 ||
-        raw_len < NONCE_LEN + TAG_LEN || raw_len - NONCE_LEN - TAG_LEN > PEM_MAX) {
-        free(raw);
-        return util_error_set(err, UTIL_ERR_KEY_SEALED, "the stored key is not a sealed key of this version");
-    }
-    size_t len = raw_len - NONCE_LEN - TAG_LEN;
-    plain = malloc(len + 1);
-    c = EVP_CIPHER_CTX_new();
-    if (!plain || !c) {
-        util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
-        goto fail;
-    }
-    if (EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, kek, raw) != 1 ||
-        EVP_DecryptUpdate(c, NULL, &n, (const uint8_t *)aad, (int)strlen(aad)) != 1 ||
-        EVP_DecryptUpdate(c, plain, &n, raw + NONCE_LEN, (int)len) != 1 ||
-        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TAG_LEN, raw + NONCE_LEN + len) != 1 ||
-        EVP_DecryptFinal_ex(c, plain + n, &fin) != 1) {
-        util_error_set(
-            err, UTIL_ERR_KEY_SEALED,
-            "the stored key does not open with this key-encryption key (another KEK, or the key was "
-            "moved or altered)");
-        goto fail;
-    }
-    plain[len] = '\0';
-    EVP_CIPHER_CTX_free(c);
-    free(raw);
-    *out = plain;
-    *out_len = len;
-    return 0;
-fail:
-    EVP_CIPHER_CTX_free(c);
-    free(raw);
-    if (plain)
-        OPENSSL_clear_free(plain, len + 1);
-    return -1;
 }
 
 /* ---- the handler ---- */
@@ -156,7 +88,7 @@ static int open_key(vault *v, const ipc_msg *req, EVP_PKEY **key, util_error *er
     int rc = -1;
     if (!sealed || !aad)
         util_error_set(err, UTIL_ERR_INTERNAL, "a key request without its key");
-    else if (unseal(v->cfg.kek, aad, (const char *)sealed->data, sealed->len, &pem, &len, err) == 0)
+    else if (unseal(v, aad, (const char *)sealed->data, sealed->len, &pem, &len, err) == 0)
         rc = crypto_key_load(pem, len, key, err);
     free(aad);
     if (pem)
@@ -169,7 +101,7 @@ static int clear_pem(vault *v, const ipc_msg *req, char **pem, size_t *len, util
     const ipc_field *sealed = ipc_get(req, IPC_T_SEALED);
     char *aad = ipc_str(req, IPC_T_AAD);
     int rc = aad && sealed
-                 ? unseal(v->cfg.kek, aad, (const char *)sealed->data, sealed->len, (uint8_t **)pem, len, err)
+                 ? unseal(v, aad, (const char *)sealed->data, sealed->len, (uint8_t **)pem, len, err)
                  : util_error_set(err, UTIL_ERR_INTERNAL, "a key request without its key");
     free(aad);
     return rc;
@@ -192,7 +124,7 @@ static int seal_key(vault *v, EVP_PKEY *key, const char *aad, ipc_builder *b, ut
     size_t len = 0;
     if (crypto_key_to_pem(key, &pem, &len, err) != 0)
         return -1;
-    int rc = seal(v->cfg.kek, aad, (const uint8_t *)pem, len, &sealed, err);
+    int rc = seal(v, aad, (const uint8_t *)pem, len, &sealed, err);
     crypto_secret_free(pem, len);
     if (rc != 0)
         return -1;
@@ -239,7 +171,7 @@ static int op_reseal(vault *v, const ipc_msg *req, ipc_builder *b, util_error *e
     size_t len = 0;
     int rc = -1;
     if (aad && clear_pem(v, req, &pem, &len, err) == 0 &&
-        seal(v->cfg.kek, aad, (const uint8_t *)pem, len, &sealed, err) == 0) {
+        seal(v, aad, (const uint8_t *)pem, len, &sealed, err) == 0) {
         ipc_add_str(b, IPC_T_SEALED, sealed);
         rc = 0;
     }
@@ -376,6 +308,37 @@ static int op_tls(vault *v, const ipc_msg *req, util_error *err)
     return rc;
 }
 
+static int op_secret_open(vault *v, const ipc_msg *req, ipc_builder *b, util_error *err)
+{
+    const ipc_field *sealed = ipc_get(req, IPC_T_SEALED);
+    uint8_t *plain = NULL;
+    size_t len = 0;
+    if (unseal(v, CRYPTO_SEAL_AAD_SECRETS_KEY, (const char *)sealed->data, sealed->len, &plain, &len, err) !=
+        0)
+        return -1;
+    int rc = len == VAULT_SECRET_LEN
+                 ? 0
+                 : util_error_set(err, UTIL_ERR_SEALED_INVALID,
+                                  "the store's secrets key has %zu bytes, not %d", len, VAULT_SECRET_LEN);
+    if (rc == 0)
+        ipc_add(b, IPC_T_OUTPUT, plain, len);
+    crypto_secret_free(plain, len);
+    return rc;
+}
+
+static int op_secret_seal(vault *v, const ipc_msg *req, ipc_builder *b, util_error *err)
+{
+    const ipc_field *in = ipc_get(req, IPC_T_INPUT);
+    char *sealed = NULL;
+    if (in->len != VAULT_SECRET_LEN)
+        return util_error_set(err, UTIL_ERR_INTERNAL, "a secrets key of %u bytes", (unsigned)in->len);
+    if (seal(v, CRYPTO_SEAL_AAD_SECRETS_KEY, in->data, in->len, &sealed, err) != 0)
+        return -1;
+    ipc_add_str(b, IPC_T_SEALED, sealed);
+    free(sealed);
+    return 0;
+}
+
 uint8_t *vault_handle(vault *v, const ipc_msg *req, size_t *len)
 {
     ipc_builder b;
@@ -392,6 +355,8 @@ uint8_t *vault_handle(vault *v, const ipc_msg *req, size_t *len)
     case IPC_V_ECDH: rc = op_private(v, req, &b, &err); break;
     case IPC_V_EXPORT: rc = op_export(v, req, &err); break;
     case IPC_V_TLS: rc = op_tls(v, req, &err); break;
+    case IPC_V_SECRET_OPEN: rc = op_secret_open(v, req, &b, &err); break;
+    case IPC_V_SECRET_SEAL: rc = op_secret_seal(v, req, &b, &err); break;
     default:
         util_error_set(&err, UTIL_ERR_INTERNAL, "the vault does not do \"%s\"", ipc_type_name(req->type));
     }
@@ -843,4 +808,30 @@ out:
     EVP_PKEY_free(out);
     EVP_PKEY_free(pk);
     return rc;
+}
+
+int vault_secret_open(vault_link *l, const char *sealed, uint8_t secret[VAULT_SECRET_LEN], util_error *err)
+{
+    ipc_builder b;
+    ipc_msg reply;
+    ipc_begin(&b, IPC_V_SECRET_OPEN, 0);
+    ipc_add_str(&b, IPC_T_SEALED, sealed);
+    if (call(l, &b, &reply, err) != 0)
+        return -1;
+    const ipc_field *f = ipc_get(&reply, IPC_T_OUTPUT);
+    int rc = f && f->len == VAULT_SECRET_LEN
+                 ? 0
+                 : util_error_set(err, UTIL_ERR_VAULT, "the vault's answer has no key");
+    if (rc == 0)
+        memcpy(secret, f->data, VAULT_SECRET_LEN);
+    ipc_msg_clear(&reply);
+    return rc;
+}
+
+int vault_secret_seal(vault_link *l, const uint8_t secret[VAULT_SECRET_LEN], char **sealed, util_error *err)
+{
+    ipc_builder b;
+    ipc_begin(&b, IPC_V_SECRET_SEAL, 0);
+    ipc_add(&b, IPC_T_INPUT, secret, VAULT_SECRET_LEN);
+    return sealed_answer(l, &b, sealed, err);
 }

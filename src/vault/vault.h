@@ -20,8 +20,10 @@
 #include "ipc/ipc.h"
 #include "util/error.h"
 
-#define VAULT_KEK_LEN 32
 #define VAULT_MAX_EXPORTS 16
+#define VAULT_SECRET_LEN 32
+
+struct crypto_kek;
 
 typedef struct vault vault;
 
@@ -32,7 +34,7 @@ typedef struct vault_export_path {
 } vault_export_path;
 
 typedef struct vault_config {
-    uint8_t kek[VAULT_KEK_LEN];
+    const struct crypto_kek *kek; /* borrowed: outlives the vault */
     vault_export_path exports[VAULT_MAX_EXPORTS];
     size_t export_count;
     /* The listener's key: handed over with its certificate and chain. In
@@ -42,7 +44,7 @@ typedef struct vault_config {
     void *tls_arg;
 } vault_config;
 
-/* Copies cfg (the KEK too: cfg's copy can be wiped). */
+/* Copies cfg. */
 vault *vault_new(const vault_config *cfg);
 void vault_free(vault *v);
 /* Answers one request; the reply frame (IPC_OK or IPC_ERROR) is the
@@ -77,6 +79,14 @@ int vault_export(vault_link *l, const char *sealed, const char *aad, const char 
 /* Makes the key, with cert and chain, the HTTPS listener's. */
 int vault_tls(vault_link *l, const char *sealed, const char *aad, const char *cert_pem, const char *chain_pem,
               util_error *err) MUST_CHECK;
+
+/* The store's secrets key (it seals challenge passwords and URL
+ * credentials; not a private key, so the agent may hold it): opened from,
+ * or sealed to, its one place (CRYPTO_SEAL_AAD_SECRETS_KEY). */
+int vault_secret_open(vault_link *l, const char *sealed, uint8_t secret[VAULT_SECRET_LEN],
+                      util_error *err) MUST_CHECK;
+int vault_secret_seal(vault_link *l, const uint8_t secret[VAULT_SECRET_LEN], char **sealed,
+                      util_error *err) MUST_CHECK;
 
 /* Whether text is a sealed key (otherwise: a clear PEM of an old store). */
 bool vault_is_sealed(const char *text);

@@ -59,8 +59,6 @@ import tempfile
 import threading
 import time
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 ACTIVE = ("queued", "generating_key", "contacting_server", "sent", "pending")
 ADMIN_PW = "crash-test-admin-pw"
 CHALLENGE = "crashpw"
@@ -248,6 +246,28 @@ class Snap:
     pass
 
 
+# The key-encryption key file scepd seals its private keys with (kek_file in
+# the configuration); read_store opens the sealed keys with it.
+KEK_FILE = {"path": None}
+SEALED_PREFIX = "scepd-sealed:v1:"
+
+
+def unseal(aad, text):
+    """Opens scepd's sealed text (src/crypto/seal.h): base64 of nonce (12) ||
+    ciphertext || tag (16), AES-256-GCM with the place as associated data.
+    Returns the clear text, or None when it is not sealed or does not open."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    if not text or not text.startswith(SEALED_PREFIX) or not KEK_FILE["path"]:
+        return None
+    try:
+        with open(KEK_FILE["path"], "rb") as fh:
+            kek = fh.read()
+        raw = base64.b64decode(text[len(SEALED_PREFIX):], validate=True)
+        return AESGCM(kek).decrypt(raw[:12], raw[12:], aad.encode()).decode()
+    except Exception:  # noqa: BLE001  (any failure: it does not open)
+        return None
+
+
 def read_store(path, uri_ro):
     if uri_ro:
         conn = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=10, isolation_level=None)
@@ -261,8 +281,10 @@ def read_store(path, uri_ro):
         s.keys = {}
         for name, st, kp, cp, ch, rid, rep in conn.execute(
                 "SELECT name, state, key_pem, cert_pem, chain_pem, request_id, replaces FROM keys"):
-            s.keys[name] = dict(state=st, key_pem=kp or "", cert_pem=cp or "", chain_pem=ch or "",
-                                request_id=rid, replaces=rep or "")
+            clear = unseal("scepd-key-v1|keys|%s|%d" % (name, rid or 0), kp)
+            s.keys[name] = dict(state=st, key_pem=clear or "", cert_pem=cp or "", chain_pem=ch or "",
+                                request_id=rid, replaces=rep or "", sealed=kp or "",
+                                opens=clear is not None)
         s.reqs = {}
         for rid, kind, st, kn, rep, ec, ed, has_key in conn.execute(
                 "SELECT id, kind, state, key_name, replaces, error_code, error_detail,"
@@ -341,24 +363,7 @@ def pubkey(kind, pem):
     return _pub_cache[h]
 
 
-SEALED = "scepd-sealed-v1:"
-
-
-def open_sealed(kek_path, place, name, text):
-    """The clear PEM of a key sealed for (place, name) with the KEK in
-    kek_path (AES-256-GCM: nonce, ciphertext, tag); None when it does not
-    open."""
-    try:
-        with open(kek_path, "rb") as f:
-            kek = f.read()
-        raw = base64.b64decode(text[len(SEALED):])
-        aad = ("scepd-key-v1|%s|%s" % (place, name)).encode()
-        return AESGCM(kek).decrypt(raw[:12], raw[12:], aad).decode()
-    except Exception:  # noqa: BLE001 - any failure means: does not open
-        return None
-
-
-def invariants(s, have_openssl, kek_path):
+def invariants(s, have_openssl):
     """store_check_consistency's invariants, and a few stricter ones."""
     v = []
     if s.integrity != "ok":
@@ -368,8 +373,10 @@ def invariants(s, have_openssl, kek_path):
     for name, k in sorted(s.keys.items()):
         if k["state"] == "registered" and not k["cert_pem"]:
             v.append("registered key without a certificate: " + name)
-        if not k["key_pem"] or not k["cert_pem"]:
+        if not k["sealed"] or not k["cert_pem"]:
             v.append("key %s without its private key or certificate" % name)
+        elif not k["opens"]:
+            v.append("key %s: its private key is not sealed or does not open with the KEK" % name)
     for f, kn in sorted(s.binds.items()):
         if kn is None:
             continue
@@ -397,17 +404,10 @@ def invariants(s, have_openssl, kek_path):
     active = [rid for rid, r in s.reqs.items() if r["state"] in ACTIVE]
     if len(active) > 1:
         v.append("more than one unfinished request: %s" % sorted(active))
-    for name, k in sorted(s.keys.items()):
-        if k["key_pem"] and not k["key_pem"].startswith(SEALED):
-            v.append("key %s: the private key is stored in the clear" % name)
     if have_openssl:
         for name, k in sorted(s.keys.items()):
             if k["key_pem"] and k["cert_pem"]:
-                clear = open_sealed(kek_path, "key", name, k["key_pem"])
-                if clear is None:
-                    v.append("key %s: the sealed private key does not open with the KEK" % name)
-                    continue
-                a, b = pubkey("cert", k["cert_pem"]), pubkey("key", clear)
+                a, b = pubkey("cert", k["cert_pem"]), pubkey("key", k["key_pem"])
                 if a is None or b is None or a != b:
                     v.append("key %s: the certificate does not belong to the private key" % name)
     return v
@@ -481,7 +481,7 @@ def compare(prev, cur, allow):
     removed = {}
     for name, k in sorted(prev.keys.items()):
         c = cur.keys.get(name)
-        if c is not None and (c["key_pem"] != k["key_pem"] or c["cert_pem"] != k["cert_pem"]):
+        if c is not None and (c["sealed"] != k["sealed"] or c["cert_pem"] != k["cert_pem"]):
             v.append("key %s now holds another key pair (deleted, and the name used again)" % name)
             continue
         if c is None:
@@ -562,6 +562,7 @@ class CrashTest:
         self.work = tempfile.mkdtemp(prefix="scepd_crash.")
         os.chmod(self.work, 0o755)
         self.state = os.path.join(self.work, "state")
+        KEK_FILE["path"] = os.path.join(self.work, "scepd.kek")
         self.db = os.path.join(self.state, "scepd.db")
         self.cadir = os.path.join(self.work, "ca")
         self.exports = os.path.join(self.work, "exports")
@@ -581,14 +582,13 @@ class CrashTest:
         self.name_seq = 0
         self.slowest_resume = (0.0, "")
         self.current = ""
-        self.kek = os.path.join(self.state, "kek")
         self.conf = os.path.join(self.work, "scepd.conf")
         with open(self.conf, "w") as f:
-            f.write("[scepd]\nstate_dir = %s\nmax_keys = 100\nlog_level = info\n\n"
+            f.write("[scepd]\nstate_dir = %s\nkek_file = %s\nmax_keys = 100\nlog_level = info\n\n"
                     "[function f1]\nexport_key = %s/f1.key\nexport_cert = %s/f1.crt\n"
                     "export_chain = %s/f1-chain.crt\n\n"
                     "[function f2]\nexport_cert = %s/f2.crt\n"
-                    % (self.state, self.exports, self.exports, self.exports, self.exports))
+                    % (self.state, KEK_FILE["path"], self.exports, self.exports, self.exports, self.exports))
         self.exported = {"f1": {"key": "f1.key", "cert": "f1.crt", "chain": "f1-chain.crt"},
                          "f2": {"cert": "f2.crt"}}
 
@@ -783,7 +783,7 @@ class CrashTest:
         mode = stat.S_IMODE(os.stat(self.state).st_mode)
         if mode != 0o700:
             v.append("state directory mode %o (want 700)" % mode)
-        for name in ("scepd.db", "scepd.db-wal", "scepd.db-shm", "seal.key"):
+        for name in ("scepd.db", "scepd.db-wal", "scepd.db-shm"):
             p = os.path.join(self.state, name)
             if os.path.exists(p):
                 m = stat.S_IMODE(os.stat(p).st_mode)
@@ -801,9 +801,7 @@ class CrashTest:
             k = s.keys[kn]
             for what, fname in files.items():
                 p = os.path.join(self.exports, fname)
-                want = {"key": None, "cert": k["cert_pem"], "chain": k["chain_pem"]}[what]
-                if what == "key":  # exported in the clear, stored sealed
-                    want = open_sealed(self.kek, "key", kn, k["key_pem"])
+                want = {"key": k["key_pem"], "cert": k["cert_pem"], "chain": k["chain_pem"]}[what]
                 try:
                     with open(p) as fh:
                         got = fh.read()
@@ -888,7 +886,7 @@ class CrashTest:
 
     def after_kill(self, prev, allow):
         s = snapshot_offline(self.state, self.scratch)
-        return s, invariants(s, self.have_openssl, self.kek) + compare(prev, s, allow) + self.check_modes()
+        return s, invariants(s, self.have_openssl) + compare(prev, s, allow) + self.check_modes()
 
     # ---- phases: each prepares, snapshots, runs an operation and kills scepd
     def phase_keygen(self, it):
@@ -1117,7 +1115,7 @@ class CrashTest:
         allow_after = Allow()
         allow_after.max_auto = 1 if auto_base is not None and not any(
             r["kind"] == "auto" and i > auto_base for i, r in base.reqs.items()) else 0
-        problems += invariants(resumed, self.have_openssl, self.kek) + compare(base, resumed, allow_after) + self.check_modes()
+        problems += invariants(resumed, self.have_openssl) + compare(base, resumed, allow_after) + self.check_modes()
         problems += self.log_problems()
         if phase == "auto":
             self.must("PUT", "/api/v1/scep/auto-request", {"enabled": False})
@@ -1144,7 +1142,7 @@ class CrashTest:
         self.api.login()
         self.make_registered()
         first = snapshot_live(self.db)
-        v = invariants(first, self.have_openssl, self.kek) + self.check_modes() + self.log_problems()
+        v = invariants(first, self.have_openssl) + self.check_modes() + self.log_problems()
         self.ok(not v, "scepd started, one pair acquired and registered, store consistent", v)
         if v:
             return
@@ -1175,7 +1173,7 @@ class CrashTest:
                 log("%-8s the call at the kill: %s" % (phase, ", ".join(
                     "%s %d" % kv for kv in sorted(self.outcomes[phase].items()))))
         final = snapshot_live(self.db)
-        v = invariants(final, self.have_openssl, self.kek) + self.log_problems()
+        v = invariants(final, self.have_openssl) + self.log_problems()
         # the daemons end as they should: scepd and every scepca exit 0 on
         # SIGTERM, with no sanitizer report (LeakSanitizer runs at that exit)
         for problem in [self.stop()] + [srv.stop() for _, srv in sorted(self.servers.items())]:

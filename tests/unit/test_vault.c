@@ -18,13 +18,25 @@
 #include <unistd.h>
 
 #include "crypto/crypto.h"
+#include "crypto/seal.h"
 #include "ipc/ipc.h"
 #include "scep/scep.h"
 #include "vault/vault.h"
 
 static const uint8_t PAYLOAD[] = "a CSR stands here";
 
+static crypto_kek *kek_of(uint8_t byte)
+{
+    uint8_t bytes[CRYPTO_KEK_LEN];
+    crypto_kek *kek = NULL;
+    util_error err = {0};
+    memset(bytes, byte, sizeof bytes);
+    assert_int_equal(crypto_kek_from_bytes(bytes, sizeof bytes, &kek, &err), 0);
+    return kek;
+}
+
 typedef struct fixture {
+    crypto_kek *kek;
     vault *v;
     vault_link *l;
     int tls_calls;
@@ -43,8 +55,8 @@ static void on_tls(void *arg, const char *key_pem, const char *cert_pem, const c
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    vault_config cfg = {.on_tls = on_tls, .tls_arg = f};
-    memset(cfg.kek, 0x42, sizeof cfg.kek);
+    f->kek = kek_of(0x42);
+    vault_config cfg = {.kek = f->kek, .on_tls = on_tls, .tls_arg = f};
     f->v = vault_new(&cfg);
     f->l = vault_link_local(f->v);
     *state = f;
@@ -56,6 +68,7 @@ static int teardown(void **state)
     fixture *f = *state;
     vault_link_free(f->l);
     vault_free(f->v);
+    crypto_kek_free(f->kek);
     free(f);
     return 0;
 }
@@ -145,7 +158,7 @@ static void check_key(fixture *f, const char *spec, bool rsa)
     /* bound to its place: another aad does not open it */
     EVP_PKEY *wrong = NULL;
     assert_int_equal(vault_key(f->l, sealed, "key|two", &wrong, &err), -1);
-    assert_int_equal(err.code, UTIL_ERR_KEY_SEALED);
+    assert_int_equal(err.code, UTIL_ERR_SEALED_INVALID);
     /* moved to another place, it opens there only */
     char *moved = NULL;
     assert_int_equal(vault_reseal(f->l, sealed, "key|one", "key|two", &moved, &err), 0);
@@ -190,7 +203,7 @@ static void test_tampered_and_other_kek(void **state)
     size_t at = strlen(bad) / 2;
     bad[at] = bad[at] == 'A' ? 'B' : 'A';
     assert_int_equal(vault_key(f->l, bad, "key|x", &key, &err), -1);
-    assert_int_equal(err.code, UTIL_ERR_KEY_SEALED);
+    assert_int_equal(err.code, UTIL_ERR_SEALED_INVALID);
     /* truncated */
     bad[strlen(bad) - 8] = '\0';
     assert_int_equal(vault_key(f->l, bad, "key|x", &key, &err), -1);
@@ -198,14 +211,15 @@ static void test_tampered_and_other_kek(void **state)
     /* a clear PEM is not a sealed key */
     assert_int_equal(vault_key(f->l, "-----BEGIN PRIVATE KEY-----\n", "key|x", &key, &err), -1);
     /* another KEK */
-    vault_config cfg = {0};
-    memset(cfg.kek, 0x43, sizeof cfg.kek);
+    crypto_kek *other_kek = kek_of(0x43);
+    vault_config cfg = {.kek = other_kek};
     vault *other = vault_new(&cfg);
     vault_link *ol = vault_link_local(other);
     assert_int_equal(vault_key(ol, sealed, "key|x", &key, &err), -1);
-    assert_int_equal(err.code, UTIL_ERR_KEY_SEALED);
+    assert_int_equal(err.code, UTIL_ERR_SEALED_INVALID);
     vault_link_free(ol);
     vault_free(other);
+    crypto_kek_free(other_kek);
     free(sealed);
 }
 
@@ -243,12 +257,13 @@ static void test_remote_vault(void **state)
     assert_true(pid >= 0);
     if (pid == 0) {
         close(sv[0]);
-        vault_config cfg = {0};
-        memset(cfg.kek, 0x44, sizeof cfg.kek);
+        crypto_kek *kek = kek_of(0x44);
+        vault_config cfg = {.kek = kek};
         vault *v = vault_new(&cfg);
         util_error err;
         vault_serve(v, sv[1], &err);
         vault_free(v);
+        crypto_kek_free(kek);
         _exit(0);
     }
     close(sv[1]);
@@ -262,7 +277,7 @@ static void test_remote_vault(void **state)
     /* a request the vault refuses comes back as a catalogue error */
     EVP_PKEY *none = NULL;
     assert_int_equal(vault_key(l, sealed, "key|elsewhere", &none, &err), -1);
-    assert_int_equal(err.code, UTIL_ERR_KEY_SEALED);
+    assert_int_equal(err.code, UTIL_ERR_SEALED_INVALID);
     X509_free(cert);
     EVP_PKEY_free(key);
     free(sealed);
