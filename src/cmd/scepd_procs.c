@@ -1113,10 +1113,10 @@ int scepd_run(options *o, util_error *err)
                         *nl = '\0';
                     if (bound_tls && (nl = strchr(bound_tls, '\n')))
                         *nl = '\0';
-                    if (bound[0])
-                        snprintf(o->listen, sizeof o->listen, "%s", bound);
-                    if (bound_tls && bound_tls[0])
-                        snprintf(o->listen_tls, sizeof o->listen_tls, "%s", bound_tls);
+                    if (bound[0] && strlen(bound) < sizeof o->listen)
+                        memcpy(o->listen, bound, strlen(bound) + 1);
+                    if (bound_tls && bound_tls[0] && strlen(bound_tls) < sizeof o->listen_tls)
+                        memcpy(o->listen_tls, bound_tls, strlen(bound_tls) + 1);
                 }
                 close(set.ready_fd);
                 set.ready_fd = -1;
