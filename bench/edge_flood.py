@@ -62,7 +62,8 @@ def bench_build(build, work):
     rows = []
     bins = {n: os.path.join(build, 'src', 'cmd', n) for n in ('scepd', 'scepca')}
     port, tls_port = free_port(), free_port()
-    d = Daemon([bins['scepd'], '--state', os.path.join(work, 'state'), '--listen', f'127.0.0.1:{port}',
+    d = Daemon([bins['scepd'], '--state', os.path.join(work, 'state'), '--kek-file', os.path.join(work, 'kek'),
+                '--listen', f'127.0.0.1:{port}',
                 '--listen-tls', f'127.0.0.1:{tls_port}'], os.path.join(work, 'scepd.log'),
                env=dict(os.environ, SCEPD_ADMIN_PASSWORD=PW), nofile=1024)
 

@@ -102,7 +102,7 @@ timeout 120 "$SCEPCA" init --dir "$T/ca" --key-type rsa:2048 --admin-password ca
 "$SCEPCA" serve --dir "$T/ca" --listen "127.0.0.1:$CA_PORT" --challenge secret >"$T/scepca.log" 2>&1 &
 CA_PID=$!
 SCEPD_ADMIN_PASSWORD=$ADMIN_PW "$SCEPD" --state "$T/state" --listen "127.0.0.1:$API_PORT" \
-    --scep-url "$SCEP_URL" >"$T/scepd.log" 2>&1 &
+    --scep-url "$SCEP_URL" --kek-file "$T/scepd.kek" >"$T/scepd.log" 2>&1 &
 D_PID=$!
 up=0
 for _ in $(seq 1 100); do

@@ -2,9 +2,9 @@
 # Installs the Debian 12 packages that the build, the tests and `make run`
 # need, only when something is missing. Non-interactive; root or sudo.
 set -eu
-PKGS="meson ninja-build pkg-config gcc clang libclang-rt-14-dev libssl-dev openssl
+PKGS="meson ninja-build pkg-config gcc clang libclang-rt-14-dev libssl-dev openssl libseccomp-dev
 libevent-dev libcurl4-openssl-dev libsqlite3-dev sqlite3 libjansson-dev libinih-dev
-libcmocka-dev python3 iproute2 util-linux curl scep strongswan-pki libstrongswan-extra-plugins
+libcmocka-dev python3 python3-cryptography iproute2 util-linux curl scep strongswan-pki libstrongswan-extra-plugins
 chromium fonts-dejavu-core wrk clang-format tinyproxy certmonger dbus-daemon"
 missing=""
 for p in $PKGS; do

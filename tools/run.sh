@@ -40,5 +40,8 @@ cat <<INFO
   user / password:       admin / $(cat "$run/admin-password")
 
 INFO
+# the key-encryption key that seals scepd's private keys: next to the state
+# directory, never inside it (scepd creates it, 0600, at the first start)
 "$build/scepd" --state "$run/scepd" --listen "$http" --listen-tls "$https" \
-    --admin-password-file "$run/admin-password" --scep-url "http://127.0.0.1:$ca_port/scep"
+    --admin-password-file "$run/admin-password" --scep-url "http://127.0.0.1:$ca_port/scep" \
+    --kek-file "$run/scepd.kek"

@@ -272,17 +272,15 @@ static int open_state(agent *a, util_error *err)
 {
     if (mkdir(a->state_dir, 0700) != 0 && errno != EEXIST)
         return util_error_set(err, UTIL_ERR_STORE, "%s: %s", a->state_dir, strerror(errno));
-    if (store_open(a->state_dir, &a->st, err) != 0)
+    if (store_open_sealing(a->state_dir, agent_seal_migrated, a, &a->st, err) != 0)
         return -1;
     if (a->cfg.clock)
         store_set_clock(a->st, a->cfg.clock, a->cfg.hook_arg);
-    char path[600];
-    snprintf(path, sizeof path, "%s/seal.key", a->state_dir);
+    if (agent_vault_open(a, err) != 0)
+        return -1;
     if (RAND_bytes(a->login_key, sizeof a->login_key) != 1)
         return util_error_set(err, UTIL_ERR_INTERNAL, "random key");
-    if (agent_login_setup(a, err) != 0)
-        return -1;
-    return crypto_seal_key_load(path, a->seal_key, err);
+    return agent_login_setup(a, err);
 }
 
 static int ensure_admin(agent *a, const char *admin_password, char **generated, util_error *err)
@@ -362,8 +360,25 @@ int agent_new(struct event_base *base, const agent_config *cfg, const char *admi
     a->tick = evtimer_new(base, on_tick, a);
     a->reaper = evtimer_new(base, on_reap, a);
     a->sigchld = evsignal_new(base, SIGCHLD, on_sigchld, a);
-    a->hc = http_client_new(base);
-    if (!a->tick || !a->reaper || !a->sigchld || !a->hc || event_add(a->sigchld, NULL) != 0) {
+    a->hc = cfg->http ? cfg->http : http_client_new(base);
+    if (cfg->vault) {
+        a->vault = cfg->vault;
+    } else {
+        if (!cfg->kek) {
+            util_error_set(err, UTIL_ERR_KEK_MISSING, "the agent was started without a vault or a KEK");
+            goto fail;
+        }
+        vault_config vc = {.kek = cfg->kek, .on_tls = cfg->on_tls_change, .tls_arg = cfg->tls_arg};
+        for (size_t i = 0; i < a->cfg.function_count && vc.export_count < VAULT_MAX_EXPORTS; i++)
+            if (a->cfg.functions[i].export_key[0]) {
+                vault_export_path *e = &vc.exports[vc.export_count++];
+                snprintf(e->function, sizeof e->function, "%s", a->cfg.functions[i].name);
+                snprintf(e->path, sizeof e->path, "%s", a->cfg.functions[i].export_key);
+            }
+        a->own_vault = vault_new(&vc);
+        a->vault = a->own_vault ? vault_link_local(a->own_vault) : NULL;
+    }
+    if (!a->vault || !a->tick || !a->reaper || !a->sigchld || !a->hc || event_add(a->sigchld, NULL) != 0) {
         util_error_set(err, UTIL_ERR_INTERNAL, "setting up the event loop");
         goto fail;
     }
@@ -385,7 +400,8 @@ void agent_free(agent *a)
     if (!a)
         return;
     /* transfers first: their callbacks must not run into freed requests */
-    http_client_free(a->hc);
+    if (!a->cfg.http)
+        http_client_free(a->hc);
     a->hc = NULL;
     agent_crl_abandon(a);
     agent_rollover_abandon(a);
@@ -412,6 +428,10 @@ void agent_free(agent *a)
     OPENSSL_cleanse(&a->autoreq.key.challenge, sizeof a->autoreq.key.challenge);
     if (a->auto_challenge_sealed)
         OPENSSL_clear_free(a->auto_challenge_sealed, a->auto_challenge_sealed_len);
+    if (a->own_vault) { /* after every proxy key (runs, fetches) is gone */
+        vault_link_free(a->vault);
+        vault_free(a->own_vault);
+    }
     free(a);
 }
 

@@ -23,6 +23,9 @@
 #include "util/error.h"
 
 struct event_base;
+struct vault_link;
+struct http_client;
+struct crypto_kek;
 
 #define AGENT_MAX_FUNCTIONS 16
 
@@ -48,15 +51,25 @@ typedef struct agent_config {
     /* Tests: called on the login thread before each hash (with hook_arg),
      * so that a test can hold the thread; NULL in the daemon. */
     void (*login_hook)(void *arg);
-    /* Called on the event loop when the key bound to "tls" changes
-     * (registration, binding). PEMs are borrowed for the call. */
+    /* The holder of the private keys (src/vault). scepd passes its vault
+     * process's link. NULL: a vault in this process under kek (borrowed,
+     * kept alive until agent_free; required then), which calls
+     * on_tls_change with the key's PEM (borrowed) when the key bound to
+     * "tls" changes (registration, binding). */
+    struct vault_link *vault;
+    const struct crypto_kek *kek;
+    /* Where SCEP transfers go (scepd: forwarded to its network process,
+     * which the caller frees after the agent); NULL: curl in this process. */
+    struct http_client *http;
     void (*on_tls_change)(void *arg, const char *key_pem, const char *cert_pem, const char *chain_pem);
     void *tls_arg;
 } agent_config;
 
 typedef struct agent agent;
 
-/* Opens the store, creates the first admin when there is none (password
+/* Opens the store (sealing the keys of an older store in the vault),
+ * checks that the vault's KEK opens what it holds (SEALED_INVALID, nothing
+ * changed), creates the first admin when there is none (password
  * from admin_password; NULL: generated and written to *generated_password,
  * which the caller prints once and wipes), makes the self-signed tls key at
  * first start, resumes unfinished requests and arms the scheduler. */

@@ -8,6 +8,7 @@
 #include "util/throttle.h"
 #include "agent/agent.h"
 #include "client/client.h"
+#include "vault/vault.h"
 
 #define AGENT_NAME_MAX 24
 #define AGENT_MAX_SANS 16
@@ -134,6 +135,10 @@ struct agent {
     char state_dir[512];
     store *st;
     http_client *hc;
+    struct vault_link *vault; /* every private-key operation goes there */
+    struct vault *own_vault;  /* one process: the vault made in place */
+    /* Seals challenge passwords and URL credentials. Random, kept in the
+     * store sealed under the KEK (document "secrets_key"). */
     uint8_t seal_key[32];
     /* Verified Basic credentials, kept for a minute as an HMAC under a key
      * that lives only in memory, so that each API call does not cost a
@@ -172,11 +177,50 @@ struct agent {
 };
 
 int64_t agent_now(const agent *a);
+
 uint32_t agent_random(const agent *a, uint32_t bound);
 /* Re-arms the scheduler timer for the earliest due time. */
 void agent_schedule(agent *a);
 /* Runs whatever is due at agent_now(): auto request, poll retries. */
 void agent_tick(agent *a);
+
+/* vault.c: the agent's side of the vault (src/vault). The store holds
+ * sealed text only; the vault opens it, and the agent gets proxy keys whose
+ * private operations run in the vault. The associated data names each
+ * place (crypto/seal.h), so a key moved to another row does not open; a key
+ * that moves is sealed again by the vault. */
+/* A new key (spec "rsa:2048", "ec:P-256") for a column of the requests
+ * table ("key_pem" or "signer_key_pem"); *key: its proxy. Callable from the
+ * key-generation thread. */
+int agent_generate_request_key(agent *a, int64_t id, const char *column, const char *key_name,
+                               const char *spec, char **sealed, EVP_PKEY **key, util_error *err) MUST_CHECK;
+/* A new key for the keys table (request id 0: not from a request). */
+int agent_generate_pair_key(agent *a, const char *name, int64_t request_id, const char *spec, char **sealed,
+                            EVP_PKEY **key, util_error *err) MUST_CHECK;
+/* Proxies for a stored pair's key and a request's key. */
+int agent_unseal_pair_key(agent *a, const store_key *k, EVP_PKEY **out, util_error *err) MUST_CHECK;
+int agent_unseal_request_key(agent *a, const store_request *r, const char *column, EVP_PKEY **out,
+                             util_error *err) MUST_CHECK;
+/* A request's new key sealed again for the keys table (name, request_id). */
+int agent_reseal_request_to_pair(agent *a, const store_request *r, const char *name, int64_t request_id,
+                                 char **sealed, util_error *err) MUST_CHECK;
+/* A pair's key sealed again as the signer of request r (a renewal). */
+int agent_reseal_pair_to_request(agent *a, const store_key *k, const store_request *r, char **sealed,
+                                 util_error *err) MUST_CHECK;
+/* A pair's key sealed again under another name (the pair is renamed). */
+int agent_reseal_pair_renamed(agent *a, const store_key *k, const char *new_name, char **sealed,
+                              util_error *err) MUST_CHECK;
+/* The vault writes the pair's key to the function's export_key path. */
+int agent_export_pair_key(agent *a, const store_key *k, const char *function, util_error *err) MUST_CHECK;
+/* The vault hands the pair's key, with its certificates, to the HTTPS listener. */
+int agent_tls_pair(agent *a, const store_key *k, util_error *err) MUST_CHECK;
+/* store_seal_fn for the sealing migration (arg: the agent). */
+int agent_seal_migrated(void *arg, const store_secret_place *place, const char *clear, char **sealed,
+                        util_error *err) MUST_CHECK;
+/* Loads the secrets key (seal_key) from the store, creating it or taking
+ * over the old state-directory file seal.key, and checks that the KEK opens
+ * the store's keys. */
+int agent_vault_open(agent *a, util_error *err) MUST_CHECK;
 
 /* request.c */
 int agent_run_start(agent *a, const store_request *row, util_error *err) MUST_CHECK;
@@ -185,9 +229,11 @@ int64_t agent_run_due(const agent_run *run); /* 0: not waiting on a timer */
 int64_t agent_run_id(const agent_run *run);
 bool agent_run_is_auto(const agent_run *run);
 void agent_run_wake(agent_run *run);
+/* renew: the stored pair being renewed (its certificate and key sign the
+ * request), NULL for a first enrollment. */
 int agent_request_insert(agent *a, const char *kind, const agent_key_params *p, const char *key_name,
-                         const char *replaces, const char *signer_cert_pem, const char *signer_key_pem,
-                         const char *user, const json_t *auto_state, int64_t *id, util_error *err) MUST_CHECK;
+                         const char *replaces, const store_key *renew, const char *user,
+                         const json_t *auto_state, int64_t *id, util_error *err) MUST_CHECK;
 void agent_reap_runs(agent *a);
 /* Cancels the running request: writes the cancelled row (agent_request_
  * cancelled), detaches the run from the agent (an orphan until its thread

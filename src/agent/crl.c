@@ -124,7 +124,7 @@ void agent_crl_refresh(agent *a, const char *key_name)
     agent_crl_fetch *f = calloc(1, sizeof *f);
     if (!f || (f->a = a, agent_client_config(a, &f->cfg, &f->url, &err)) != 0 ||
         crypto_cert_load((const uint8_t *)k.cert_pem, strlen(k.cert_pem), &f->t.signer_cert, &err) != 0 ||
-        crypto_key_load((const uint8_t *)k.key_pem, strlen(k.key_pem), &f->t.signer_key, &err) != 0 ||
+        agent_unseal_pair_key(a, &k, &f->t.signer_key, &err) != 0 ||
         X509_check_issued(f->t.signer_cert, f->t.signer_cert) == X509_V_OK) { /* self-signed: no CA */
         store_key_clear(&k);
         fetch_free(f);

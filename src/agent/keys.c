@@ -130,7 +130,7 @@ json_t *agent_key_verify(agent *a, const char *name, util_error *err)
     if (store_key_get(a->st, name, &k, err) != 0)
         return NULL;
     if (crypto_cert_load((const uint8_t *)k.cert_pem, strlen(k.cert_pem), &cert, err) != 0 ||
-        crypto_key_load((const uint8_t *)k.key_pem, strlen(k.key_pem), &key, err) != 0 ||
+        agent_unseal_pair_key(a, &k, &key, err) != 0 ||
         agent_stored_ca_certs(a->st, NULL, false, &trusted, err) != 0)
         goto out;
     util_error ignored;
@@ -238,12 +238,14 @@ static void run_command(const agent_function *f)
         log_info("%s: running its command (pid %d)", f->name, (int)pid);
 }
 
-/* Writes a function's export files and runs its command. */
+/* Writes a function's export files and runs its command. The exported key
+ * is a plain 0600 PEM file by design: the service that reads it (a VPN
+ * client, a web server) has no KEK. The vault writes it, to the path the
+ * configuration gave the function. */
 static void export_function(agent *a, const agent_function *f, const store_key *k)
 {
     util_error err;
-    if (f->export_key[0] &&
-        util_file_write_atomic(f->export_key, k->key_pem, strlen(k->key_pem), 0600, &err) != 0)
+    if (f->export_key[0] && agent_export_pair_key(a, k, f->name, &err) != 0)
         log_error("%s: exporting the key: %s", f->name, err.detail);
     if (f->export_cert[0] &&
         util_file_write_atomic(f->export_cert, k->cert_pem, strlen(k->cert_pem), 0644, &err) != 0)
@@ -254,7 +256,6 @@ static void export_function(agent *a, const agent_function *f, const store_key *
         log_error("%s: exporting the chain: %s", f->name, err.detail);
     if (f->command[0])
         run_command(f);
-    (void)a;
 }
 
 int agent_apply_bindings(agent *a, const char *only_key, util_error *err)
@@ -272,8 +273,9 @@ int agent_apply_bindings(agent *a, const char *only_key, util_error *err)
         if (!f || store_key_get(a->st, b[i].key_name, &k, &e) != 0)
             continue;
         export_function(a, f, &k);
-        if (!strcmp(f->name, "tls") && a->cfg.on_tls_change)
-            a->cfg.on_tls_change(a->cfg.tls_arg, k.key_pem, k.cert_pem, k.chain_pem);
+        /* the vault hands the key to the HTTPS listener; the agent never sees it */
+        if (!strcmp(f->name, "tls") && agent_tls_pair(a, &k, &e) != 0)
+            log_error("tls: the HTTPS listener keeps its certificate: key %s: %s", k.name, e.detail);
         store_key_clear(&k);
     }
     free(b);
@@ -327,7 +329,6 @@ int agent_ensure_tls_key(agent *a, util_error *err)
     free(b);
     if (bound)
         return 0;
-    crypto_key_spec spec = {CRYPTO_KEY_EC, 256};
     EVP_PKEY *key = NULL;
     X509_NAME *name = NULL;
     X509 *cert = NULL;
@@ -339,12 +340,12 @@ int agent_ensure_tls_key(agent *a, util_error *err)
     gethostname(host, sizeof host - 1);
     char subject[128];
     snprintf(subject, sizeof subject, "CN=%s,O=scepd self-signed", host);
-    if (crypto_key_generate(&spec, &key, err) != 0 || crypto_name_parse(subject, &name, err) != 0 ||
+    snprintf(k.name, sizeof k.name, "DefaultTLS");
+    if (agent_generate_pair_key(a, k.name, 0, "ec:P-256", &k.key_sealed, &key, err) != 0 ||
+        crypto_name_parse(subject, &name, err) != 0 ||
         crypto_selfsigned_build(key, name, EVP_sha256(), (time_t)agent_now(a), 3650, &cert, err) != 0 ||
-        crypto_key_to_pem(key, &k.key_pem, &len, err) != 0 ||
         crypto_cert_to_pem(cert, &k.cert_pem, &len, err) != 0)
         goto out;
-    snprintf(k.name, sizeof k.name, "DefaultTLS");
     k.state = STORE_STATE_REGISTERED;
     k.chain_pem = strdup("");
     store_key existing;

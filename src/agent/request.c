@@ -42,7 +42,8 @@ struct agent_run {
     int pipe_fd[2];
     struct event *keygen_done;
     crypto_key_spec spec;
-    EVP_PKEY *generated;
+    EVP_PKEY *generated;    /* a proxy: the key is in the vault */
+    char *generated_sealed; /* what the store keeps */
     util_error keygen_err;
     bool cancelled; /* an orphan: its thread or transfer is ignored when it comes back */
 };
@@ -54,7 +55,6 @@ static void step_poll(agent_run *run);
 /* ---- persistence ---- */
 
 static void finish(agent_run *run, store_state state, const util_error *err);
-static void wipe_temporary_signer(agent_run *run);
 
 /* Writes the state before the next step starts. A write that fails ends
  * the run with that error: no step may run on a state the store lacks.
@@ -91,7 +91,11 @@ static void finish(agent_run *run, store_state state, const util_error *err)
                  err->detail);
     }
     wipe_challenge(run);
-    wipe_temporary_signer(run);
+    /* an ended request keeps no key (the store writes none either) */
+    free(run->row.key_sealed);
+    run->row.key_sealed = NULL;
+    free(run->row.signer_key_sealed);
+    run->row.signer_key_sealed = NULL;
     run->row.state = state;
     run->row.updated_at = agent_now(run->a);
     util_error store_err;
@@ -149,7 +153,11 @@ static void retry_or_fail(agent_run *run, const util_error *err, store_state sta
 static void *keygen_thread(void *arg)
 {
     agent_run *run = arg;
-    if (crypto_key_generate(&run->spec, &run->generated, &run->keygen_err) != 0)
+    char spec[32];
+    crypto_key_spec_format(&run->spec, spec, sizeof spec);
+    /* the vault generates and seals it; the link serialises its callers */
+    if (agent_generate_request_key(run->a, run->row.id, "key_pem", run->row.key_name, spec,
+                                   &run->generated_sealed, &run->generated, &run->keygen_err) != 0)
         run->generated = NULL;
     char done = 1;
     ssize_t n = write(run->pipe_fd[1], &done, 1);
@@ -172,14 +180,8 @@ static void on_keygen_done(evutil_socket_t fd, short what, void *arg)
         fail(run, &run->keygen_err);
         return;
     }
-    char *pem = NULL;
-    size_t len = 0;
-    util_error err;
-    if (crypto_key_to_pem(run->generated, &pem, &len, &err) != 0) {
-        fail(run, &err);
-        return;
-    }
-    run->row.key_pem = pem;
+    run->row.key_sealed = run->generated_sealed;
+    run->generated_sealed = NULL;
     run->t.new_key = run->generated;
     run->generated = NULL;
     if (set_state(run, STORE_STATE_CONTACTING_SERVER) == 0)
@@ -244,7 +246,7 @@ static bool stored_signer_is_renewal(const store_request *row)
 {
     X509 *cert = NULL;
     util_error ignored;
-    if (!row->signer_key_pem || !row->signer_cert_pem ||
+    if (!row->signer_key_sealed || !row->signer_cert_pem ||
         load_pem_cert(row->signer_cert_pem, &cert, &ignored) != 0)
         return false;
     bool renewal = !crypto_cert_is_self_signed(cert);
@@ -252,20 +254,10 @@ static bool stored_signer_is_renewal(const store_request *row)
     return renewal;
 }
 
-/* The temporary signer's key is needed until the reply is opened (and for
- * every CertPoll before that); once the request has ended it is wiped. */
-static void wipe_temporary_signer(agent_run *run)
-{
-    if (!run->row.signer_key_pem || stored_signer_is_renewal(&run->row))
-        return;
-    crypto_secret_free(run->row.signer_key_pem, strlen(run->row.signer_key_pem));
-    run->row.signer_key_pem = NULL;
-}
-
 /* Records the first enrollment's signer (certificate, and a key other than
  * the new one) so that a resumed request signs its CertPolls the same way. */
 static int remember_signer(agent_run *run, const X509 *stored_cert, const EVP_PKEY *stored_key,
-                           util_error *err)
+                           char **new_signer_sealed, util_error *err)
 {
     char *pem = NULL;
     size_t len = 0;
@@ -276,11 +268,11 @@ static int remember_signer(agent_run *run, const X509 *stored_cert, const EVP_PK
         run->row.signer_cert_pem = pem;
     }
     if (run->t.signer_key != run->t.new_key && run->t.signer_key != stored_key) {
-        if (crypto_key_to_pem(run->t.signer_key, &pem, &len, err) != 0)
-            return -1;
-        if (run->row.signer_key_pem)
-            crypto_secret_free(run->row.signer_key_pem, strlen(run->row.signer_key_pem));
-        run->row.signer_key_pem = pem;
+        if (!*new_signer_sealed)
+            return util_error_set(err, UTIL_ERR_INTERNAL, "a signer key that the vault did not make");
+        free(run->row.signer_key_sealed);
+        run->row.signer_key_sealed = *new_signer_sealed;
+        *new_signer_sealed = NULL;
     }
     return 0;
 }
@@ -294,35 +286,43 @@ static int prepare(agent_run *run, util_error *err)
 {
     client_enrollment e = {.now = (time_t)agent_now(run->a)};
     X509 *stored = NULL;
-    EVP_PKEY *stored_key = NULL;
+    EVP_PKEY *stored_key = NULL, *new_signer = NULL;
+    char *new_signer_sealed = NULL;
     int rc = -1;
     csr_params(run, &e.csr);
     bool renewal = stored_signer_is_renewal(&run->row);
     if (renewal) {
-        if (crypto_key_load((const uint8_t *)run->row.signer_key_pem, strlen(run->row.signer_key_pem),
-                            &e.renew_key, err) != 0 ||
+        if (agent_unseal_request_key(run->a, &run->row, "signer_key_pem", &e.renew_key, err) != 0 ||
             load_pem_cert(run->row.signer_cert_pem, &e.renew_cert, err) != 0)
             goto out;
     } else if (run->row.signer_cert_pem) {
         util_error ignored; /* an unreadable earlier signer is replaced */
         if (load_pem_cert(run->row.signer_cert_pem, &stored, &ignored) == 0)
             e.earlier_signer = stored;
-        if (run->row.signer_key_pem &&
-            crypto_key_load((const uint8_t *)run->row.signer_key_pem, strlen(run->row.signer_key_pem),
-                            &stored_key, &ignored) == 0)
+        if (run->row.signer_key_sealed &&
+            agent_unseal_request_key(run->a, &run->row, "signer_key_pem", &stored_key, &ignored) == 0)
             e.signer_key = stored_key;
+    }
+    /* the temporary RSA signer of an EC key comes from the vault too */
+    if (!renewal && !e.signer_key && client_signer_needs_rsa(&run->srv, run->t.new_key)) {
+        if (agent_generate_request_key(run->a, run->row.id, "signer_key_pem", run->row.key_name, "rsa:2048",
+                                       &new_signer_sealed, &new_signer, err) != 0)
+            goto out;
+        e.signer_key = new_signer;
     }
     OPENSSL_clear_free(run->csr, run->csr_len);
     run->csr = NULL;
     run->csr_len = 0;
     if (client_enrollment_prepare(&run->srv, &e, &run->t, &run->csr, &run->csr_len, err) != 0)
         goto out;
-    if (!renewal && remember_signer(run, stored, stored_key, err) != 0)
+    if (!renewal && remember_signer(run, stored, stored_key, &new_signer_sealed, err) != 0)
         goto out;
     rc = 0;
 out:
     X509_free(stored);
     EVP_PKEY_free(stored_key);
+    EVP_PKEY_free(new_signer);
+    free(new_signer_sealed);
     X509_free(e.renew_cert);
     EVP_PKEY_free(e.renew_key);
     return rc;
@@ -413,8 +413,9 @@ static int acquire(agent_run *run, util_error *err)
     k.state = STORE_STATE_ACQUIRED;
     snprintf(k.replaces, sizeof k.replaces, "%s", run->row.replaces);
     k.request_id = run->row.id;
-    k.key_pem = run->row.key_pem;
-    if (crypto_cert_to_pem(run->r.cert, &k.cert_pem, &len, err) != 0)
+    /* sealed again by the vault for its place in the keys table */
+    if (agent_reseal_request_to_pair(run->a, &run->row, k.name, k.request_id, &k.key_sealed, err) != 0 ||
+        crypto_cert_to_pem(run->r.cert, &k.cert_pem, &len, err) != 0)
         goto out;
     STACK_OF(X509) *chain = client_result_chain(&run->r, &run->srv);
     int chain_rc = chain && sk_X509_num(chain) > 0 ? crypto_certs_to_pem(chain, &k.chain_pem, &len, err)
@@ -423,13 +424,19 @@ static int acquire(agent_run *run, util_error *err)
     if (chain_rc != 0)
         goto out;
     wipe_challenge(run);
-    wipe_temporary_signer(run); /* the reply is open */
+    /* the reply is open: the pair's key is in the keys table now, and the
+     * request keeps no copy of it or of its signer's key */
+    free(run->row.key_sealed);
+    run->row.key_sealed = NULL;
+    free(run->row.signer_key_sealed);
+    run->row.signer_key_sealed = NULL;
     run->row.state = STORE_STATE_ACQUIRED;
     run->row.error_code[0] = run->row.error_detail[0] = '\0';
     run->row.next_attempt_at = 0;
     run->row.updated_at = agent_now(run->a);
     rc = store_acquire(run->a->st, &run->row, &k, run->a->cfg.max_keys, err);
 out:
+    free(k.key_sealed);
     free(k.cert_pem);
     free(k.chain_pem);
     return rc;
@@ -586,14 +593,15 @@ static int copy_row(store_request *dst, const store_request *src, util_error *er
     *dst = *src;
     dst->params = json_deep_copy(src->params);
     dst->server = src->server ? json_deep_copy(src->server) : NULL;
-    dst->key_pem = src->key_pem ? strdup(src->key_pem) : NULL;
+    dst->key_sealed = src->key_sealed ? strdup(src->key_sealed) : NULL;
     dst->signer_cert_pem = src->signer_cert_pem ? strdup(src->signer_cert_pem) : NULL;
-    dst->signer_key_pem = src->signer_key_pem ? strdup(src->signer_key_pem) : NULL;
+    dst->signer_key_sealed = src->signer_key_sealed ? strdup(src->signer_key_sealed) : NULL;
     dst->challenge_sealed = src->challenge_sealed ? malloc(src->challenge_sealed_len) : NULL;
     if (dst->challenge_sealed)
         memcpy(dst->challenge_sealed, src->challenge_sealed, src->challenge_sealed_len);
-    if (!dst->params || (src->server && !dst->server) || (src->key_pem && !dst->key_pem) ||
-        (src->signer_cert_pem && !dst->signer_cert_pem) || (src->signer_key_pem && !dst->signer_key_pem) ||
+    if (!dst->params || (src->server && !dst->server) || (src->key_sealed && !dst->key_sealed) ||
+        (src->signer_cert_pem && !dst->signer_cert_pem) ||
+        (src->signer_key_sealed && !dst->signer_key_sealed) ||
         (src->challenge_sealed && !dst->challenge_sealed)) {
         store_request_clear(dst);
         return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory copying request %lld",
@@ -610,12 +618,11 @@ static int begin(agent_run *run)
         fail(run, &err);
         return 0;
     }
-    if (!run->row.key_pem) {
+    if (!run->row.key_sealed) {
         step_keygen(run);
         return 0;
     }
-    if (crypto_key_load((const uint8_t *)run->row.key_pem, strlen(run->row.key_pem), &run->t.new_key, &err) !=
-        0) {
+    if (agent_unseal_request_key(run->a, &run->row, "key_pem", &run->t.new_key, &err) != 0) {
         fail(run, &err);
         return 0;
     }
@@ -681,6 +688,7 @@ void agent_run_free(agent_run *run)
     if (run->pipe_fd[1] >= 0)
         close(run->pipe_fd[1]);
     EVP_PKEY_free(run->generated);
+    free(run->generated_sealed);
     wipe_challenge(run);
     store_request_clear(&run->row);
     client_server_clear(&run->srv);

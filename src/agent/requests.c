@@ -85,11 +85,28 @@ int agent_key_store_check(agent *a, util_error *err)
         registered + acquired, a->cfg.max_keys, registered, acquired);
 }
 
+/* A renewal's signer: the old pair's key, sealed again for the request's
+ * row (its AAD names the row, so it is sealed once the row has its id). */
+static int renewal_signer(agent *a, store_request *r, const store_key *renew, util_error *err)
+{
+    char *sealed = NULL;
+    if (agent_reseal_pair_to_request(a, renew, r, &sealed, err) != 0)
+        return -1;
+    r->signer_key_sealed = sealed;
+    r->signer_cert_pem = strdup(renew->cert_pem);
+    if (!r->signer_cert_pem)
+        return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+    return store_request_update(a->st, r, err);
+}
+
 /* Inserts a request row and starts it. The challenge is sealed with the
- * state directory's key and wiped from the row once the server answered. */
+ * secrets key and wiped from the row once the server answered. A renewal's
+ * signer is written right after the insert: a crash between the two
+ * leaves a queued request without it, which enrolls as a first request
+ * (self-signed signer) instead of a renewal. */
 int agent_request_insert(agent *a, const char *kind, const agent_key_params *p, const char *key_name,
-                         const char *replaces, const char *signer_cert_pem, const char *signer_key_pem,
-                         const char *user, const json_t *auto_state, int64_t *id, util_error *err)
+                         const char *replaces, const store_key *renew, const char *user,
+                         const json_t *auto_state, int64_t *id, util_error *err)
 {
     store_request r;
     memset(&r, 0, sizeof r);
@@ -104,8 +121,6 @@ int agent_request_insert(agent *a, const char *kind, const agent_key_params *p, 
     json_object_del(r.params, "challenge_password_set");
     OPENSSL_cleanse(stored.challenge, sizeof stored.challenge);
     r.created_at = r.updated_at = agent_now(a);
-    r.signer_cert_pem = signer_cert_pem ? strdup(signer_cert_pem) : NULL;
-    r.signer_key_pem = signer_key_pem ? strdup(signer_key_pem) : NULL;
     if (p->challenge[0] && crypto_seal(a->seal_key, (const uint8_t *)p->challenge, strlen(p->challenge),
                                        &r.challenge_sealed, &r.challenge_sealed_len, err) != 0)
         goto out;
@@ -113,6 +128,18 @@ int agent_request_insert(agent *a, const char *kind, const agent_key_params *p, 
                     : store_request_insert(a->st, &r, user, err)) != 0)
         goto out;
     *id = r.id;
+    if (renew && renewal_signer(a, &r, renew, err) != 0) {
+        /* the row exists: it ends failed rather than resume as a first request */
+        util_error ignored;
+        free(r.signer_key_sealed);
+        r.signer_key_sealed = NULL;
+        r.state = STORE_STATE_FAILED;
+        snprintf(r.error_code, sizeof r.error_code, "%s", util_err_code(err->code));
+        snprintf(r.error_detail, sizeof r.error_detail, "renewal signer: %.480s", err->detail);
+        if (store_request_update(a->st, &r, &ignored) != 0)
+            log_error("request %lld: could not record its failure: %s", (long long)r.id, ignored.detail);
+        goto out;
+    }
     log_info("request %lld created by %s for key \"%s\"", (long long)r.id, user, key_name);
     if (agent_run_start(a, &r, err) != 0)
         goto out;
@@ -146,7 +173,7 @@ int agent_request_create(agent *a, const json_t *in, const char *user, int64_t *
         return util_error_set(err, UTIL_ERR_INVALID_FIELD,
                               "url: set the SCEP server's URL in the communication settings first");
     }
-    int rc = agent_request_insert(a, "manual", &p, p.key_name, NULL, NULL, NULL, user, NULL, id, err);
+    int rc = agent_request_insert(a, "manual", &p, p.key_name, NULL, NULL, user, NULL, id, err);
     OPENSSL_cleanse(p.challenge, sizeof p.challenge);
     return rc;
 }
@@ -178,12 +205,10 @@ void agent_run_release(agent *a, agent_run *run)
 
 void agent_request_cancelled(agent *a, store_request *row)
 {
-    if (row->key_pem)
-        crypto_secret_free(row->key_pem, strlen(row->key_pem));
-    row->key_pem = NULL;
-    if (row->signer_key_pem)
-        crypto_secret_free(row->signer_key_pem, strlen(row->signer_key_pem));
-    row->signer_key_pem = NULL;
+    free(row->key_sealed);
+    row->key_sealed = NULL;
+    free(row->signer_key_sealed);
+    row->signer_key_sealed = NULL;
     if (row->challenge_sealed)
         OPENSSL_cleanse(row->challenge_sealed, row->challenge_sealed_len);
     free(row->challenge_sealed);

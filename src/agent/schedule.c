@@ -317,8 +317,7 @@ int agent_auto_fire(agent *a, util_error *err)
             rc = util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
         else if ((rc = unseal_challenge(a, &key, err)) == 0)
             rc = agent_request_insert(a, "auto", &key, name, renew && cfg->delete_old ? old.name : NULL,
-                                      renew ? old.cert_pem : NULL, renew ? old.key_pem : NULL, "auto-request",
-                                      state, &id, err);
+                                      renew ? &old : NULL, "auto-request", state, &id, err);
         OPENSSL_cleanse(key.challenge, sizeof key.challenge);
         json_decref(state);
     }

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <event2/http.h>
+
 #include "agent/agent.h"
 #include "util/error.h"
 
@@ -107,5 +109,14 @@ void api_response_clear(api_response *resp);
 /* edge (may be NULL) is told when a request is complete (its deadline stops). */
 struct edge;
 int api_attach(api *server, struct evhttp *http, bool tls, struct edge *network_edge) MUST_CHECK;
+
+/* For a process that carries requests to api_handle elsewhere (scepd's
+ * network process): the limits api_attach sets (max_body 0: the default),
+ * the method's name, the percent-decoded path ("" when it hides a NUL;
+ * malloc'd) and the reason phrase of a status. */
+void api_http_limits(struct evhttp *http, size_t max_body);
+const char *api_http_method(enum evhttp_cmd_type cmd);
+char *api_http_path(const struct evhttp_uri *uri);
+const char *api_http_reason(int status);
 
 #endif

@@ -16,7 +16,7 @@
 #define HEADERS_MAX (16 * 1024)
 #define TIMEOUT_S 30
 
-static const char *reason(int status)
+const char *api_http_reason(int status)
 {
     switch (status) {
     case 200: return "OK";
@@ -37,7 +37,7 @@ static const char *reason(int status)
     }
 }
 
-static const char *method_name(enum evhttp_cmd_type cmd)
+const char *api_http_method(enum evhttp_cmd_type cmd)
 {
     switch (cmd) {
     case EVHTTP_REQ_GET: return "GET";
@@ -76,13 +76,13 @@ static void send_response(struct evhttp_request *req, const api_response *resp)
         evbuffer_free(body);
         return;
     }
-    evhttp_send_reply(req, resp->status, reason(resp->status), body);
+    evhttp_send_reply(req, resp->status, api_http_reason(resp->status), body);
     if (body)
         evbuffer_free(body);
 }
 
 /* The decoded path; "" (matches nothing: 404) when it hides a NUL. */
-static char *decoded_path(const struct evhttp_uri *uri)
+char *api_http_path(const struct evhttp_uri *uri)
 {
     const char *raw = uri ? evhttp_uri_get_path(uri) : NULL;
     size_t len = 0;
@@ -130,7 +130,7 @@ static void serve(api_pending *p)
     struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    char *path = decoded_path(uri);
+    char *path = api_http_path(uri);
     char *host = NULL;
     ev_uint16_t port = 0;
     char peer[80] = "-";
@@ -141,7 +141,7 @@ static void serve(api_pending *p)
     size_t body_len = in ? evbuffer_get_length(in) : 0;
     unsigned char *body = body_len ? evbuffer_pullup(in, -1) : NULL;
     api_request r = {
-        .method = method_name(evhttp_request_get_command(req)),
+        .method = api_http_method(evhttp_request_get_command(req)),
         .path = path ? path : "",
         .query = uri ? evhttp_uri_get_query(uri) : NULL,
         .header = find_header,
@@ -192,9 +192,17 @@ int api_attach(api *server, struct evhttp *http, bool tls, struct edge *network_
         return -1;
     api_listener *l = &server->listeners[server->listener_count++];
     *l = (api_listener){.api = server, .tls = tls, .edge = network_edge};
+    api_http_limits(http, server->cfg.max_body);
+    evhttp_set_gencb(http, on_request, l);
+    return 0;
+}
+
+void api_http_limits(struct evhttp *http, size_t max)
+{
     /* Twice the API's limit: most oversized bodies still get the JSON 413
      * from api_handle, and evhttp cuts off the rest. */
-    size_t max = server->cfg.max_body;
+    if (!max)
+        max = API_DEFAULT_MAX_BODY;
     ev_ssize_t limit = max > (size_t)EV_SSIZE_MAX / 2 - 4096 ? EV_SSIZE_MAX : (ev_ssize_t)(max * 2 + 4096);
     evhttp_set_max_body_size(http, limit);
     evhttp_set_max_headers_size(http, HEADERS_MAX);
@@ -202,6 +210,4 @@ int api_attach(api *server, struct evhttp *http, bool tls, struct edge *network_
     evhttp_set_default_content_type(http, NULL);
     evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
                                          EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-    evhttp_set_gencb(http, on_request, l);
-    return 0;
 }

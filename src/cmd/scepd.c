@@ -1,4 +1,5 @@
-/* scepd: the device agent. Wiring only: configuration, listeners, signals. */
+/* scepd: the device agent. Configuration and start-up; the processes are in
+ * scepd_procs.c. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/bufferevent_ssl.h>
@@ -25,41 +26,14 @@
 #include "agent/agent.h"
 #include "api/api.h"
 #include "crypto/crypto.h"
+#include "crypto/seal.h"
 #include "edge/edge.h"
 #include "http/http.h"
 #include "util/file.h"
 #include "util/log.h"
 #include "util/suggest.h"
 #include "web/web.h"
-
-#define MAX_HOST_NAMES 64
-
-typedef struct options {
-    const char *config;
-    char state_dir[512];
-    char listen[128];
-    char listen_tls[128];
-    char admin_password_file[512];
-    char initial_url[512];
-    bool check_only;
-    bool use_syslog;
-    util_log_level level;
-    agent_config agent;
-    edge_config edge;
-    char server_names[512]; /* configured names of the device, comma-separated */
-    char host_name_buf[MAX_HOST_NAMES][256];
-    const char *host_names[MAX_HOST_NAMES];
-    size_t host_name_count;
-    int line_error;
-    char config_error[256];
-} options;
-
-/* The HTTPS listener's context: replaced when the tls binding changes; open
- * connections keep the context they started with. */
-typedef struct tls_holder {
-    SSL_CTX *ctx;
-    char fingerprint[100];
-} tls_holder;
+#include "cmd/scepd.h"
 
 static int config_unsigned(options *o, const char *name, const char *value, unsigned min, unsigned max,
                            unsigned *out)
@@ -156,13 +130,15 @@ static const char *const scepd_keys[] = {"state_dir",
                                          "max_keys",
                                          "scep_url",
                                          "admin_password_file",
+                                         "kek_file",
                                          "server_name",
                                          "max_connections",
                                          "max_connections_per_address",
                                          "request_timeout",
                                          "handshake_timeout",
                                          "log",
-                                         "log_level"};
+                                         "log_level",
+                                         "user"};
 static const char *const function_keys[] = {"export_key", "export_cert", "export_chain", "command"};
 
 static int on_ini(void *user, const char *section, const char *name, const char *value)
@@ -181,6 +157,10 @@ static int on_ini(void *user, const char *section, const char *name, const char 
             snprintf(o->initial_url, sizeof o->initial_url, "%s", value);
         else if (!strcmp(name, "admin_password_file"))
             snprintf(o->admin_password_file, sizeof o->admin_password_file, "%s", value);
+        else if (!strcmp(name, "user"))
+            snprintf(o->user, sizeof o->user, "%s", value);
+        else if (!strcmp(name, "kek_file"))
+            snprintf(o->kek_file, sizeof o->kek_file, "%s", value);
         else if (!strcmp(name, "server_name"))
             snprintf(o->server_names, sizeof o->server_names, "%s", value);
         else if (!strcmp(name, "max_connections"))
@@ -259,24 +239,30 @@ static int on_ini_first_error(void *user, const char *section, const char *name,
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: scepd [--config FILE] [--state DIR] [--listen 127.0.0.1:8080]\n"
-                 "             [--listen-tls 127.0.0.1:8443] [--admin-password-file F] [--scep-url URL]\n"
-                 "             [--syslog] [--debug] [-n] [--version]\n"
-                 "\n"
-                 "  -c, --config FILE            INI configuration (scepd.conf(5)). Default: none.\n"
-                 "  -s, --state DIR              state directory. Default: /var/lib/scepd.\n"
-                 "  -l, --listen HOST:PORT       HTTP listener. Default: 127.0.0.1:8080.\n"
-                 "  -t, --listen-tls HOST:PORT   HTTPS listener. Default: none.\n"
-                 "  -p, --admin-password-file F  first admin password. Default: SCEPD_ADMIN_PASSWORD,\n"
-                 "                               else generated and printed once.\n"
-                 "  -u, --scep-url URL           initial SCEP server (http:// or https://). Default: none.\n"
-                 "      --syslog                 log to syslog. Default: stderr.\n"
-                 "      --debug                  log debug messages. Default: info and above.\n"
-                 "  -n                           check the configuration and exit.\n"
-                 "      --version                print the version and exit.\n"
-                 "  -h, --help                   print this help and exit.\n"
-                 "\n"
-                 "Long options are taken only when spelt out in full.\n");
+    fprintf(out,
+            "usage: scepd [--config FILE] [--state DIR] [--listen 127.0.0.1:8080]\n"
+            "             [--listen-tls 127.0.0.1:8443] [--admin-password-file F] [--scep-url URL]\n"
+            "             [--kek-file FILE]\n"
+            "             [--syslog] [--debug] [-n] [--version]\n"
+            "\n"
+            "  -c, --config FILE            INI configuration (scepd.conf(5)). Default: none.\n"
+            "  -s, --state DIR              state directory. Default: /var/lib/scepd.\n"
+            "  -l, --listen HOST:PORT       HTTP listener. Default: 127.0.0.1:8080.\n"
+            "  -t, --listen-tls HOST:PORT   HTTPS listener. Default: none.\n"
+            "  -p, --admin-password-file F  first admin password. Default: SCEPD_ADMIN_PASSWORD,\n"
+            "                               else generated and printed once.\n"
+            "  -u, --scep-url URL           initial SCEP server (http:// or https://). Default: none.\n"
+            "  -k, --kek-file FILE          key-encryption key that seals the stored private keys\n"
+            "                               (32 bytes, created 0600 when missing; outside the state\n"
+            "                               directory). Used when no TPM and no systemd credential\n"
+            "                               scepd-kek ($CREDENTIALS_DIRECTORY) gives one. Default: none.\n"
+            "      --syslog                 log to syslog. Default: stderr.\n"
+            "      --debug                  log debug messages. Default: info and above.\n"
+            "  -n                           check the configuration and exit.\n"
+            "      --version                print the version and exit.\n"
+            "  -h, --help                   print this help and exit.\n"
+            "\n"
+            "Long options are taken only when spelt out in full.\n");
 }
 
 #define UNKNOWN_OPTION (-2)
@@ -326,6 +312,7 @@ static int parse_args(int argc, char **argv, options *o, util_error *err)
         {"listen-tls", required_argument, NULL, 't'},
         {"admin-password-file", required_argument, NULL, 'p'},
         {"scep-url", required_argument, NULL, 'u'},
+        {"kek-file", required_argument, NULL, 'k'},
         {"syslog", no_argument, NULL, 'S'},
         {"debug", no_argument, NULL, 'd'},
         {"help", no_argument, NULL, 'h'},
@@ -348,7 +335,7 @@ static int parse_args(int argc, char **argv, options *o, util_error *err)
     }
     int c, index = -1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":c:s:l:t:p:u:nh", opts, &index)) != -1) {
+    while ((c = getopt_long(argc, argv, ":c:s:l:t:p:u:k:nh", opts, &index)) != -1) {
         const char *whole = c != '?' && c != ':' ? abbreviated(argv, opts, index) : NULL;
         index = -1;
         if (whole)
@@ -360,6 +347,7 @@ static int parse_args(int argc, char **argv, options *o, util_error *err)
         case 't': snprintf(o->listen_tls, sizeof o->listen_tls, "%s", optarg); break;
         case 'p': snprintf(o->admin_password_file, sizeof o->admin_password_file, "%s", optarg); break;
         case 'u': snprintf(o->initial_url, sizeof o->initial_url, "%s", optarg); break;
+        case 'k': snprintf(o->kek_file, sizeof o->kek_file, "%s", optarg); break;
         case 'S': o->use_syslog = true; break;
         case 'd': o->level = UTIL_LOG_DEBUG; break;
         case 'n': o->check_only = true; break;
@@ -382,8 +370,7 @@ static int parse_args(int argc, char **argv, options *o, util_error *err)
 /* Binds addr (port 0: one the kernel picks) and writes the address actually
  * bound to bound, so that tests and scripts can take a free port without a
  * race between choosing it and binding it. */
-static int bind_http(edge *e, struct evhttp *http, const char *addr, char *bound, size_t bound_len,
-                     util_error *err)
+int bind_http(edge *e, struct evhttp *http, const char *addr, char *bound, size_t bound_len, util_error *err)
 {
     char host[128];
     int port;
@@ -411,13 +398,13 @@ static int bind_http(edge *e, struct evhttp *http, const char *addr, char *bound
     return 0;
 }
 
-static SSL *tls_new(void *arg)
+SSL *tls_new(void *arg)
 {
     tls_holder *h = arg;
     return h->ctx ? SSL_new(h->ctx) : NULL;
 }
 
-static void on_tls_change(void *arg, const char *key_pem, const char *cert_pem, const char *chain_pem)
+void on_tls_change(void *arg, const char *key_pem, const char *cert_pem, const char *chain_pem)
 {
     tls_holder *h = arg;
     SSL_CTX *ctx = NULL;
@@ -454,7 +441,7 @@ static void add_host_name(options *o, const char *name, size_t len)
 /* The names a request may give in Host: the listen addresses, every address
  * of the machine's interfaces (for listeners on 0.0.0.0 or ::), the host
  * name, localhost, and the configured server_name list. */
-static void collect_host_names(options *o)
+void collect_host_names(options *o)
 {
     char host[128];
     int port;
@@ -494,7 +481,7 @@ static void collect_host_names(options *o)
 
 /* A generated admin password goes to a file only root (or scepd's user) can
  * read; the log says where, never what. */
-static int save_generated_password(const options *o, const char *password, util_error *err)
+int save_generated_password(const options *o, const char *password, util_error *err)
 {
     char path[600];
     snprintf(path, sizeof path, "%s/admin-password", o->state_dir);
@@ -512,35 +499,7 @@ static int save_generated_password(const options *o, const char *password, util_
     return rc;
 }
 
-typedef struct signals {
-    struct event_base *base;
-    agent *a;
-} signals;
-
-static void on_stop(evutil_socket_t sig, short what, void *arg)
-{
-    (void)what;
-    signals *s = arg;
-    log_info("signal %d: stopping", (int)sig);
-    event_base_loopexit(s->base, NULL);
-}
-
-static void on_hup(evutil_socket_t sig, short what, void *arg)
-{
-    (void)sig;
-    (void)what;
-    signals *s = arg;
-    json_t *result = NULL;
-    util_error err;
-    if (agent_restart(s->a, "SIGHUP", &result, &err) != 0)
-        log_error("restart (SIGHUP): %s", err.detail);
-    else
-        log_info("restart (SIGHUP): %zu pair(s) registered",
-                 json_array_size(json_object_get(result, "registered")));
-    json_decref(result);
-}
-
-static char *read_admin_password(const options *o, util_error *err)
+char *read_admin_password(const options *o, util_error *err)
 {
     const char *env = getenv("SCEPD_ADMIN_PASSWORD");
     char *copy = env && !o->admin_password_file[0] ? strdup(env) : NULL;
@@ -562,93 +521,9 @@ static char *read_admin_password(const options *o, util_error *err)
     return copy;
 }
 
-static int run(options *o, util_error *err)
-{
-    struct event_base *base = event_base_new();
-    struct evhttp *http = NULL, *https = NULL;
-    edge *e = NULL;
-    agent *a = NULL;
-    api *server = NULL;
-    tls_holder tls = {0};
-    char *generated = NULL, *password = NULL;
-    struct event *sigs[3] = {NULL, NULL, NULL};
-    signals sig = {base, NULL};
-    char bound[INET6_ADDRSTRLEN + 8] = "", bound_tls[INET6_ADDRSTRLEN + 8] = "";
-    int rc = -1;
-    if (!base) {
-        util_error_set(err, UTIL_ERR_INTERNAL, "event loop");
-        goto out;
-    }
-    o->agent.state_dir = o->state_dir;
-    o->agent.initial_url = o->initial_url[0] ? o->initial_url : NULL;
-    o->agent.on_tls_change = on_tls_change;
-    o->agent.tls_arg = &tls;
-    password = read_admin_password(o, err);
-    if (o->admin_password_file[0] && !password)
-        goto out;
-    if (agent_new(base, &o->agent, password, &generated, &a, err) != 0)
-        goto out;
-    sig.a = a;
-    collect_host_names(o);
-    api_config api_cfg = {.host_names = o->host_names, .host_name_count = o->host_name_count};
-    server = api_new(a, &api_cfg);
-    e = edge_new(base, &o->edge);
-    http = evhttp_new(base);
-    https = o->listen_tls[0] ? evhttp_new(base) : NULL;
-    if (!server || !e || !http || (o->listen_tls[0] && !https)) {
-        util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
-        goto out;
-    }
-    api_set_static(server, web_lookup);
-    if (api_attach(server, http, false, e) != 0 || edge_add_http(e, http, NULL, NULL) != 0 ||
-        bind_http(e, http, o->listen, bound, sizeof bound, err) != 0)
-        goto out;
-    if (https && (api_attach(server, https, true, e) != 0 || edge_add_http(e, https, tls_new, &tls) != 0 ||
-                  bind_http(e, https, o->listen_tls, bound_tls, sizeof bound_tls, err) != 0))
-        goto out;
-    sigs[0] = evsignal_new(base, SIGINT, on_stop, &sig);
-    sigs[1] = evsignal_new(base, SIGTERM, on_stop, &sig);
-    sigs[2] = evsignal_new(base, SIGHUP, on_hup, &sig);
-    for (int i = 0; i < 3; i++)
-        if (!sigs[i] || event_add(sigs[i], NULL) != 0) {
-            util_error_set(err, UTIL_ERR_INTERNAL, "signal handlers");
-            goto out;
-        }
-    printf("scepd %s: Remote UI at http://%s/ui/%s%s%s\n", SCEPD_VERSION, bound, https ? " and https://" : "",
-           https ? bound_tls : "", https ? "/ui/" : "");
-    if (generated && save_generated_password(o, generated, err) != 0)
-        goto out;
-    fflush(stdout);
-    event_base_dispatch(base);
-    rc = 0;
-out:
-    if (generated) {
-        OPENSSL_cleanse(generated, strlen(generated));
-        free(generated);
-    }
-    if (password) {
-        OPENSSL_cleanse(password, strlen(password));
-        free(password);
-    }
-    for (int i = 0; i < 3; i++)
-        if (sigs[i])
-            event_free(sigs[i]);
-    if (https)
-        evhttp_free(https);
-    if (http)
-        evhttp_free(http);
-    edge_free(e);
-    api_free(server);
-    agent_free(a);
-    SSL_CTX_free(tls.ctx);
-    if (base)
-        event_base_free(base);
-    return rc;
-}
-
 /* No core dumps (they would hold keys, passwords and session tokens), and
  * every descriptor the hard limit allows: connections are capped below it. */
-static void harden_process(void)
+void harden_process(void)
 {
     struct rlimit none = {0, 0};
     if (setrlimit(RLIMIT_CORE, &none) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
@@ -683,12 +558,20 @@ int main(int argc, char **argv)
     }
     util_log_setup("scepd", o.level, o.use_syslog);
     harden_process();
+    /* the KEK lives in locked memory that is wiped when freed; without a
+     * secure heap it is still wiped, only not locked */
+    if (CRYPTO_secure_malloc_init(32 * 1024, 32) != 1)
+        log_warn("no locked memory for the key-encryption key (RLIMIT_MEMLOCK?); it is kept in "
+                 "ordinary memory and still wiped at exit");
     if (http_global_init() != 0) {
         fprintf(stderr, "error: libcurl could not be initialised\n");
         return 2;
     }
-    int rc = run(&o, &err);
+    int rc = scepd_run(&o, &err);
     http_global_cleanup();
+    CRYPTO_secure_malloc_done();
+    if (rc != 0 && err.code == UTIL_ERR_NONE)
+        return 1; /* the process that failed said why */
     if (rc != 0) {
         log_error("%s: %s (%s) — %s", util_err_code(err.code), util_err_message(err.code), err.detail,
                   util_err_remedy(err.code));

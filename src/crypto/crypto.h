@@ -165,9 +165,9 @@ int crypto_random_hex(char *out, size_t bytes) MUST_CHECK;
 uint32_t crypto_random_below(uint32_t bound);
 /* HMAC-SHA-256 of the concatenated parts (NUL-separated) under key. */
 int crypto_hmac_sha256(const uint8_t key[32], const char *const *parts, size_t n, uint8_t out[32]) MUST_CHECK;
-/* Reads the 32-byte sealing key from path, creating it (0600) when missing. */
-int crypto_seal_key_load(const char *path, uint8_t key[32], util_error *err) MUST_CHECK;
-/* AES-256-GCM: out = nonce(12) || ciphertext || tag(16). */
+/* AES-256-GCM: out = nonce(12) || ciphertext || tag(16). For challenge
+ * passwords and URL credentials, under the agent's secrets key (itself
+ * sealed under the KEK, seal.h). */
 int crypto_seal(const uint8_t key[32], const uint8_t *in, size_t len, uint8_t **out, size_t *out_len,
                 util_error *err) MUST_CHECK;
 int crypto_unseal(const uint8_t key[32], const uint8_t *in, size_t len, uint8_t **out, size_t *out_len,

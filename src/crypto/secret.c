@@ -141,25 +141,6 @@ int crypto_hmac_sha256(const uint8_t key[32], const char *const *parts, size_t n
     return ok ? 0 : -1;
 }
 
-int crypto_seal_key_load(const char *path, uint8_t key[32], util_error *err)
-{
-    uint8_t *data = NULL;
-    size_t len = 0;
-    if (access(path, F_OK) == 0) {
-        if (util_file_read(path, 64, &data, &len, err) != 0)
-            return -1;
-        int ok = len == 32;
-        if (ok)
-            memcpy(key, data, 32);
-        OPENSSL_cleanse(data, len);
-        free(data);
-        return ok ? 0 : util_error_set(err, UTIL_ERR_STORE, "%s: not a 32-byte key", path);
-    }
-    if (RAND_bytes(key, 32) != 1)
-        return util_error_ossl(err, UTIL_ERR_INTERNAL, "generating the sealing key");
-    return util_file_write_atomic(path, key, 32, 0600, err);
-}
-
 int crypto_seal(const uint8_t key[32], const uint8_t *in, size_t len, uint8_t **out, size_t *out_len,
                 util_error *err)
 {

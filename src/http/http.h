@@ -75,4 +75,17 @@ int http_client_get(http_client *c, const http_options *o, const char *url, http
 int http_client_post(http_client *c, const http_options *o, const char *url, const uint8_t *body, size_t len,
                      const char *content_type, http_done_cb cb, void *arg, util_error *err) MUST_CHECK;
 
+/* A client whose transfers another process performs (scepd's network
+ * process: the agent opens no socket). forward hands transfer id over and
+ * fails only as http_client_get/post may; the outcome comes back through
+ * http_client_deliver (resp's fields may be moved out by the callback), from
+ * the event loop. cancel (optional) is told of transfers dropped by
+ * http_client_free. */
+typedef int (*http_forward_fn)(void *arg, uint32_t id, bool post, const http_options *o, const char *url,
+                               const uint8_t *body, size_t len, const char *content_type, util_error *err);
+typedef void (*http_forward_cancel_fn)(void *arg, uint32_t id);
+http_client *http_client_new_forward(struct event_base *base, http_forward_fn forward,
+                                     http_forward_cancel_fn cancel, void *arg);
+void http_client_deliver(http_client *c, uint32_t id, int rc, http_response *resp, const util_error *err);
+
 #endif

@@ -14,7 +14,8 @@
 
 typedef struct http_req {
     http_client *c;
-    http_xfer *x;
+    http_xfer *x; /* NULL when forwarded */
+    uint32_t id;  /* forwarded: the transfer's number */
     http_done_cb cb;
     void *arg;
     struct http_req *prev, *next;
@@ -34,6 +35,11 @@ struct http_client {
     http_sock *socks;
     int dispatching; /* inside check_done (callbacks may free the client) */
     bool doomed;     /* http_client_free was called while dispatching */
+    /* forwarding: another process performs the transfers */
+    http_forward_fn forward;
+    http_forward_cancel_fn forward_cancel;
+    void *forward_arg;
+    uint32_t next_id;
 };
 
 /* Doubly linked lists of requests and of sockets (both have prev/next). */
@@ -185,6 +191,16 @@ static int submit(http_client *c, const http_options *o, const char *url, bool p
         util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
         goto out;
     }
+    if (c->forward) {
+        r->id = ++c->next_id ? c->next_id : ++c->next_id;
+        if (c->forward(c->forward_arg, r->id, post, o, url, body, len, ctype, err) != 0)
+            goto out;
+        r->c = c;
+        r->cb = cb;
+        r->arg = arg;
+        LINK(c->reqs, r);
+        return 0;
+    }
     if (http_xfer_new(o, url, post, body, len, ctype, &r->x, err) < 0)
         goto out;
     if (curl_easy_setopt(r->x->easy, CURLOPT_PRIVATE, (char *)r) != CURLE_OK ||
@@ -227,7 +243,10 @@ static void client_destroy(http_client *c)
     while (c->reqs) {
         http_req *r = c->reqs;
         UNLINK(c->reqs, r);
-        curl_multi_remove_handle(c->multi, r->x->easy);
+        if (r->x)
+            curl_multi_remove_handle(c->multi, r->x->easy);
+        else if (c->forward_cancel)
+            c->forward_cancel(c->forward_arg, r->id);
         req_free(r);
     }
     if (c->multi)
@@ -260,4 +279,35 @@ int http_client_post(http_client *c, const http_options *o, const char *url, con
                      const char *content_type, http_done_cb cb, void *arg, util_error *err)
 {
     return submit(c, o, url, true, body, len, content_type, cb, arg, err);
+}
+
+/* ---- forwarding --------------------------------------------------------- */
+
+http_client *http_client_new_forward(struct event_base *base, http_forward_fn forward,
+                                     http_forward_cancel_fn cancel, void *arg)
+{
+    http_client *c = NULL;
+    if (!base || !forward || !(c = calloc(1, sizeof *c)))
+        return NULL;
+    c->base = base;
+    c->forward = forward;
+    c->forward_cancel = cancel;
+    c->forward_arg = arg;
+    return c;
+}
+
+void http_client_deliver(http_client *c, uint32_t id, int rc, http_response *resp, const util_error *err)
+{
+    http_req *r = c->reqs;
+    while (r && r->id != id)
+        r = r->next;
+    if (!r)
+        return; /* cancelled in the meantime */
+    UNLINK(c->reqs, r);
+    c->dispatching++;
+    r->cb(r->arg, rc, rc == 0 ? resp : NULL, rc == 0 ? NULL : err);
+    req_free(r);
+    c->dispatching--;
+    if (c->doomed && c->dispatching == 0)
+        client_destroy(c);
 }

@@ -433,6 +433,7 @@ static int migrate_step(store *st, const store_spec *spec, util_error *err)
     st->schema_version = (int)version;
     if (version < spec->version) {
         if (store_exec(st, spec->migrations[version], "migrate schema", err) != 0 ||
+            (spec->migrate_code && spec->migrate_code(st, (int)version + 1, spec->migrate_arg, err) != 0) ||
             store_run(st, err, "write schema_version",
                       "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)"
                       " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -448,11 +449,25 @@ out:
     return rc == 0 ? applied : -1;
 }
 
+int store_checkpoint(store *st, util_error *err)
+{
+    int log = 0, done = 0;
+    pthread_mutex_lock(&st->lock);
+    int rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &done);
+    pthread_mutex_unlock(&st->lock);
+    if (rc != SQLITE_OK)
+        return store_fail(st, err, "checkpoint the write-ahead log");
+    return 0;
+}
+
 static int migrate(store *st, const store_spec *spec, util_error *err)
 {
-    int rc;
+    int rc, applied = 0;
     while ((rc = migrate_step(st, spec, err)) == 1)
-        ;
+        applied++;
+    /* a migration may have rewritten secrets: no old page stays in the WAL */
+    if (rc == 0 && applied && store_checkpoint(st, err) != 0)
+        return -1;
     return rc;
 }
 

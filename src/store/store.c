@@ -31,16 +31,140 @@ int store_audit_insert(store *st, const char *user, const char *action, const ch
 
 /* ---- opening ---- */
 
-int store_open(const char *dir, store **out, util_error *err)
+/* One clear key found by the sealing migration. */
+struct clear_key {
+    char table[16], column[16], key_name[64];
+    int64_t row;     /* requests: id; keys: unused (the name is the key) */
+    int64_t request; /* the AAD's request id */
+    char *pem;       /* secret */
+};
+
+static void clear_keys_free(struct clear_key *a, size_t n)
 {
-    static const store_spec spec = {
+    for (size_t i = 0; i < n; i++)
+        store_free_secret(a[i].pem);
+    free(a);
+}
+
+/* Every key column that does not hold sealed text yet (the sealed form
+ * starts with "scepd-sealed:"). */
+static int clear_keys_find(store *st, struct clear_key **out, size_t *n, util_error *err)
+{
+    static const char *const sql =
+        "SELECT 'keys', 'key_pem', name, 0, coalesce(request_id, 0), key_pem FROM keys"
+        " WHERE key_pem NOT LIKE 'scepd-sealed:%'"
+        " UNION ALL SELECT 'requests', 'key_pem', key_name, id, id, key_pem FROM requests"
+        " WHERE key_pem IS NOT NULL AND key_pem NOT LIKE 'scepd-sealed:%'"
+        " UNION ALL SELECT 'requests', 'signer_key_pem', key_name, id, id, signer_key_pem FROM requests"
+        " WHERE signer_key_pem IS NOT NULL AND signer_key_pem NOT LIKE 'scepd-sealed:%'";
+    sqlite3_stmt *s = NULL;
+    struct clear_key *a = NULL;
+    size_t count = 0, cap = 0;
+    int row, rc = -1;
+    if (store_prepare(st, sql, &s, err) != 0)
+        return -1;
+    while ((row = store_step_row(st, s, "find clear keys", err)) == 1) {
+        if (store_grow((void **)&a, &cap, count, sizeof *a) != 0) {
+            store_oom(err);
+            goto out;
+        }
+        struct clear_key *k = &a[count];
+        memset(k, 0, sizeof *k);
+        STORE_COL_FIXED(s, 0, k->table);
+        STORE_COL_FIXED(s, 1, k->column);
+        STORE_COL_FIXED(s, 2, k->key_name);
+        k->row = sqlite3_column_int64(s, 3);
+        k->request = sqlite3_column_int64(s, 4);
+        count++;
+        if (store_col_dup(s, 5, &k->pem) != 0 || !k->pem) {
+            store_oom(err);
+            goto out;
+        }
+    }
+    rc = row;
+out:
+    sqlite3_finalize(s);
+    if (rc == 0) {
+        *out = a;
+        *n = count;
+    } else {
+        clear_keys_free(a, count);
+    }
+    return rc;
+}
+
+struct sealer {
+    store_seal_fn fn;
+    void *arg;
+};
+
+/* The code step of migration 2 -> 3: seals every clear key in place. */
+static int seal_migration(store *st, int to_version, void *arg, util_error *err)
+{
+    const struct sealer *sealer = arg;
+    struct clear_key *keys = NULL;
+    size_t n = 0;
+    int rc = -1;
+    if (to_version != 3)
+        return 0;
+    if (clear_keys_find(st, &keys, &n, err) != 0)
+        return -1;
+    if (n && (!sealer || !sealer->fn)) {
+        util_error_set(err, UTIL_ERR_STORE,
+                       "the store holds %zu private key(s) in the clear; only scepd, started with a "
+                       "key-encryption key, seals them",
+                       n);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct clear_key *k = &keys[i];
+        store_secret_place place = {k->table, k->column, k->key_name, k->request};
+        char *sealed = NULL;
+        if (sealer->fn(sealer->arg, &place, k->pem, &sealed, err) != 0)
+            goto out;
+        int changed;
+        if (!strcmp(k->table, "keys"))
+            changed = store_run(st, err, "seal a key", "UPDATE keys SET key_pem = ?1 WHERE name = ?2", "tt",
+                                sealed, k->key_name);
+        else if (!strcmp(k->column, "key_pem"))
+            changed = store_run(st, err, "seal a request's key",
+                                "UPDATE requests SET key_pem = ?1 WHERE id = ?2", "ti", sealed, k->row);
+        else
+            changed =
+                store_run(st, err, "seal a request's signer key",
+                          "UPDATE requests SET signer_key_pem = ?1 WHERE id = ?2", "ti", sealed, k->row);
+        free(sealed);
+        if (changed != 1) {
+            if (changed >= 0)
+                util_error_set(err, UTIL_ERR_STORE, "sealing the key of %s %s: the row is gone", k->table,
+                               k->key_name);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    clear_keys_free(keys, n);
+    return rc;
+}
+
+int store_open_sealing(const char *dir, store_seal_fn seal, void *seal_arg, store **out, util_error *err)
+{
+    struct sealer sealer = {seal, seal_arg};
+    const store_spec spec = {
         .file = STORE_DB_NAME,
         .migrations = store_migrations,
         .version = STORE_SCHEMA_VERSION,
         .program = "scepd",
         .code = UTIL_ERR_STORE,
+        .migrate_code = seal_migration,
+        .migrate_arg = &sealer,
     };
     return store_open_spec(dir, &spec, out, err);
+}
+
+int store_open(const char *dir, store **out, util_error *err)
+{
+    return store_open_sealing(dir, NULL, NULL, out, err);
 }
 
 /* ---- consistency ---- */

@@ -2,9 +2,13 @@
  * scepd's store: SQLite in WAL mode with synchronous=FULL, in a state
  * directory created 0700 (database 0600). The only code that runs SQL for
  * scepd. Every change is one transaction; a change and its audit line are
- * written together. Secrets (private keys, sealed challenge passwords,
- * password hashes) are stored but never logged; their buffers are wiped
- * when freed (store_*_clear).
+ * written together. Secrets (sealed private keys, sealed challenge
+ * passwords, password hashes) are stored but never logged; their buffers
+ * are wiped when freed (store_*_clear). The store never sees a private key
+ * in the clear: the agent seals each one (src/crypto/seal.h) before it
+ * hands it over, and the store keeps the sealed text as it is. The one
+ * exception is the sealing migration of an older store, which hands the
+ * clear keys it finds to the caller's store_seal_fn.
  */
 #ifndef SCEPD_STORE_H
 #define SCEPD_STORE_H
@@ -18,13 +22,32 @@
 
 typedef struct store store;
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 /* The database file inside the state directory. */
 #define STORE_DB_NAME "scepd.db"
 
 /* Creates the directory (0700) and database (0600) when missing, applies
  * migrations up to STORE_SCHEMA_VERSION. */
 int store_open(const char *dir, store **out, util_error *err) MUST_CHECK;
+
+/* Where a private key is stored, for the sealing migration: the keys
+ * table (request_id: the key's request, 0 when none) or the requests table
+ * (request_id: the row's id; column "key_pem" or "signer_key_pem"). */
+typedef struct store_secret_place {
+    const char *table;
+    const char *column;
+    const char *key_name;
+    int64_t request_id;
+} store_secret_place;
+/* Turns a clear PEM key into the text stored in its place (*sealed: free()). */
+typedef int (*store_seal_fn)(void *arg, const store_secret_place *place, const char *clear, char **sealed,
+                             util_error *err);
+/* store_open, and the migration to schema 3 seals every clear key it finds
+ * with seal (in the migration's transaction; the WAL is checkpointed
+ * afterwards). store_open without a sealer refuses a store that holds clear
+ * keys. Ended requests' keys are dropped, not sealed. */
+int store_open_sealing(const char *dir, store_seal_fn seal, void *seal_arg, store **out,
+                       util_error *err) MUST_CHECK;
 void store_close(store *st);
 int store_schema_version(store *st);
 /* PRAGMA integrity_check plus the invariants: every registered key has a
@@ -77,10 +100,13 @@ typedef struct store_request {
     uint8_t *challenge_sealed; /* sealed challenge password, NULL when none or wiped (owned) */
     size_t challenge_sealed_len;
     char transaction_id[80];
-    char *key_pem;         /* the new key, PKCS#8 PEM (secret, owned) */
-    char *signer_cert_pem; /* certificate that signed the request (owned) */
-    char *signer_key_pem;  /* its key when it is not key_pem (renewal; secret, owned) */
-    json_t *server;        /* discovery snapshot: caps, server header, CA certs PEM (owned) */
+    /* The keys are sealed text (crypto_seal_text), opaque to the store.
+     * An ended request (registered, failed, cancelled) holds neither: the
+     * store writes NULL whatever the row says. */
+    char *key_sealed;        /* the new key (owned) */
+    char *signer_cert_pem;   /* certificate that signed the request (owned) */
+    char *signer_key_sealed; /* its key when it is not the new key (renewal; owned) */
+    json_t *server;          /* discovery snapshot: caps, server header, CA certs PEM (owned) */
     int attempts;
     int64_t next_attempt_at; /* unix seconds, 0: none */
     char error_code[48];     /* catalogue code, "" when none */
@@ -109,7 +135,7 @@ int store_request_list(store *st, int limit, bool only_active, store_request **o
 typedef struct store_key {
     char name[32];
     store_state state;  /* ACQUIRED (waits for restart) or REGISTERED */
-    char *key_pem;      /* secret (owned) */
+    char *key_sealed;   /* sealed text of the private key (owned) */
     char *cert_pem;     /* the certificate (owned) */
     char *chain_pem;    /* the rest of the chain, may be "" (owned) */
     int64_t request_id; /* 0 for keys not from a request (the initial tls key) */
@@ -141,7 +167,8 @@ int store_register_all(store *st, const char *user, store_registration **out, si
 int store_key_get(store *st, const char *name, store_key *out, util_error *err) MUST_CHECK;
 /* All keys, by name. */
 int store_key_list(store *st, store_key **out, size_t *n, util_error *err) MUST_CHECK;
-/* Refuses with KEY_IN_USE (detail: "used by FUNCTION") when bound. */
+/* Refuses with KEY_IN_USE (detail: "used by FUNCTION") when bound. The
+ * WAL is checkpointed afterwards (secure_delete is on). */
 int store_key_delete(store *st, const char *name, const char *user, util_error *err) MUST_CHECK;
 int store_key_count(store *st, int *out, util_error *err) MUST_CHECK;
 /* The stored pairs by state: registered, and acquired (waiting for a restart). */

@@ -33,6 +33,10 @@ typedef struct store_spec {
     const char *label;             /* see struct store; NULL: "" */
     bool fast_busy_retry;          /* retry a busy database every 0.2-1 ms instead of
                                       busy_timeout's sleeps (many connections) */
+    /* Optional: runs inside migration (to_version - 1)'s transaction, after
+     * its SQL, for the steps SQL cannot do (sealing keys); arg is passed on. */
+    int (*migrate_code)(store *st, int to_version, void *arg, util_error *err);
+    void *migrate_arg;
 } store_spec;
 
 /* Creates the directory 0700 and the file 0600 when missing (O_NOFOLLOW;
@@ -41,6 +45,11 @@ typedef struct store_spec {
  * and secure_delete (answers read back) and applies missing migrations,
  * each in its own transaction. */
 int store_open_spec(const char *dir, const store_spec *spec, store **out, util_error *err) MUST_CHECK;
+
+/* PRAGMA wal_checkpoint(TRUNCATE): the WAL's pages go into the database
+ * and the -wal file is emptied, so that no old page (a deleted key, a key
+ * as it was before sealing) survives there. Outside any transaction. */
+int store_checkpoint(store *st, util_error *err) MUST_CHECK;
 
 /* Migration i takes the schema from version i to version i + 1. */
 extern const char *const store_migrations[STORE_SCHEMA_VERSION];

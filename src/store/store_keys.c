@@ -69,8 +69,8 @@ void store_request_clear(store_request *r)
     if (r->challenge_sealed)
         OPENSSL_cleanse(r->challenge_sealed, r->challenge_sealed_len);
     free(r->challenge_sealed);
-    store_free_secret(r->key_pem);
-    store_free_secret(r->signer_key_pem);
+    store_free_secret(r->key_sealed);
+    store_free_secret(r->signer_key_sealed);
     free(r->signer_cert_pem);
     OPENSSL_cleanse(r, sizeof *r);
 }
@@ -95,8 +95,8 @@ static int request_from_row(sqlite3_stmt *s, store_request *r, util_error *err)
         return -1;
     if (store_col_json(s, 4, &r->params) != 0 ||
         store_col_blob(s, 5, &r->challenge_sealed, &r->challenge_sealed_len) != 0 ||
-        store_col_dup(s, 7, &r->key_pem) != 0 || store_col_dup(s, 8, &r->signer_cert_pem) != 0 ||
-        store_col_dup(s, 9, &r->signer_key_pem) != 0 || store_col_json(s, 10, &r->server) != 0) {
+        store_col_dup(s, 7, &r->key_sealed) != 0 || store_col_dup(s, 8, &r->signer_cert_pem) != 0 ||
+        store_col_dup(s, 9, &r->signer_key_sealed) != 0 || store_col_json(s, 10, &r->server) != 0) {
         int64_t id = r->id;
         store_request_clear(r);
         return util_error_set(
@@ -106,19 +106,25 @@ static int request_from_row(sqlite3_stmt *s, store_request *r, util_error *err)
     return 0;
 }
 
+static bool state_ended(store_state state)
+{
+    return state == STORE_STATE_REGISTERED || state == STORE_STATE_FAILED || state == STORE_STATE_CANCELLED;
+}
+
 /* Binds ?1..?15 in the column order of the INSERT and UPDATE below, with
- * `state` in place of r->state. */
+ * `state` in place of r->state. An ended request keeps no key. */
 static int bind_request(sqlite3_stmt *s, const store_request *r, store_state state)
 {
+    bool ended = state_ended(state);
     int b = STORE_BIND_FIXED(s, 1, r->kind);
     b |= (unsigned)state < STORE_STATE_COUNT ? store_bind_str(s, 2, store_state_name(state)) : SQLITE_MISUSE;
     b |= STORE_BIND_FIXED(s, 3, r->key_name);
     b |= store_bind_json(s, 4, r->params);
     b |= store_bind_blob(s, 5, r->challenge_sealed, r->challenge_sealed_len);
     b |= STORE_BIND_FIXED(s, 6, r->transaction_id);
-    b |= store_bind_str(s, 7, r->key_pem);
+    b |= store_bind_str(s, 7, ended ? NULL : r->key_sealed);
     b |= store_bind_str(s, 8, r->signer_cert_pem);
-    b |= store_bind_str(s, 9, r->signer_key_pem);
+    b |= store_bind_str(s, 9, ended ? NULL : r->signer_key_sealed);
     b |= store_bind_json(s, 10, r->server);
     b |= sqlite3_bind_int(s, 11, r->attempts);
     b |= sqlite3_bind_int64(s, 12, r->next_attempt_at);
@@ -309,7 +315,7 @@ void store_key_clear(store_key *k)
 {
     if (!k)
         return;
-    store_free_secret(k->key_pem);
+    store_free_secret(k->key_sealed);
     free(k->cert_pem);
     free(k->chain_pem);
     OPENSSL_cleanse(k, sizeof *k);
@@ -325,7 +331,7 @@ static int key_from_row(sqlite3_stmt *s, store_key *k, util_error *err)
     k->registered_at = sqlite3_column_int64(s, 8);
     if (col_state(s, 1, "key", k->name, &k->state, err) != 0)
         return -1;
-    if (store_col_dup(s, 2, &k->key_pem) != 0 || store_col_dup(s, 3, &k->cert_pem) != 0 ||
+    if (store_col_dup(s, 2, &k->key_sealed) != 0 || store_col_dup(s, 3, &k->cert_pem) != 0 ||
         store_col_dup(s, 4, &k->chain_pem) != 0) {
         store_key_clear(k);
         return store_oom(err);
@@ -360,7 +366,7 @@ static int key_add(store *st, const store_key *k, store_state state, int64_t req
                       &s, err) != 0)
         return -1;
     if ((STORE_BIND_FIXED(s, 1, k->name) | store_bind_str(s, 2, store_state_name(state)) |
-         store_bind_str(s, 3, k->key_pem) | store_bind_str(s, 4, k->cert_pem) |
+         store_bind_str(s, 3, k->key_sealed) | store_bind_str(s, 4, k->cert_pem) |
          store_bind_str(s, 5, k->chain_pem ? k->chain_pem : "") |
          (request_id ? sqlite3_bind_int64(s, 6, request_id) : sqlite3_bind_null(s, 6)) |
          store_bind_str(s, 7, replaces) | sqlite3_bind_int64(s, 8, now) |
@@ -381,7 +387,7 @@ static int check_key_input(const store_key *k, util_error *err)
     if (store_check_name("key name", k->name, sizeof k->name, false, err) != 0 ||
         store_check_name("replaced key name", k->replaces, sizeof k->replaces, true, err) != 0)
         return -1;
-    if (!k->key_pem || !*k->key_pem || !k->cert_pem || !*k->cert_pem)
+    if (!k->key_sealed || !*k->key_sealed || !k->cert_pem || !*k->cert_pem)
         return util_error_set(err, UTIL_ERR_INTERNAL, "key %s: private key or certificate missing", k->name);
     return 0;
 }
@@ -535,8 +541,8 @@ static int key_remove(store *st, const char *name, const char *user, util_error 
     if (found != 0)
         return found < 0 ? -1 : util_error_set(err, UTIL_ERR_KEY_IN_USE, "used by %s", used_by);
     if (store_run(st, err, "fail request of deleted key",
-                  "UPDATE requests SET state = 'failed', updated_at = ?2,"
-                  " error_detail = 'key deleted before registration'"
+                  "UPDATE requests SET state = 'failed', updated_at = ?2, key_pem = NULL,"
+                  " signer_key_pem = NULL, error_detail = 'key deleted before registration'"
                   " WHERE state = 'acquired' AND id IN"
                   " (SELECT request_id FROM keys WHERE name = ?1 AND state = 'acquired')",
                   "ti", name, store_now(st)) < 0 ||
@@ -551,7 +557,15 @@ int store_key_delete(store *st, const char *name, const char *user, util_error *
     if (store_check_name("key name", name, KEY_NAME_SIZE, false, err) != 0 ||
         store_tx_begin(st, true, err) != 0)
         return -1;
-    return store_tx_end(st, key_remove(st, name, user, err), err);
+    if (store_tx_end(st, key_remove(st, name, user, err), err) != 0)
+        return -1;
+    /* secure_delete zeroed the row's pages; the WAL still holds them. The
+     * deletion is committed whatever the checkpoint does (SQLite checkpoints
+     * again at close). */
+    util_error late;
+    int checkpointed = store_checkpoint(st, &late);
+    (void)checkpointed;
+    return 0;
 }
 
 /* ---- registration ---- */
@@ -630,7 +644,8 @@ static int register_one(store *st, const struct pending_key *p, const char *user
         replace_key(st, p->name, p->replaces, &replaced, err) != 0)
         return -1;
     if (p->request_id && store_run(st, err, "mark request registered",
-                                   "UPDATE requests SET state = 'registered', updated_at = ?2 WHERE id = ?1",
+                                   "UPDATE requests SET state = 'registered', updated_at = ?2,"
+                                   " key_pem = NULL, signer_key_pem = NULL WHERE id = ?1",
                                    "ii", p->request_id, now) < 0)
         return -1;
     snprintf(reg->name, sizeof reg->name, "%s", p->name);
@@ -662,6 +677,13 @@ int store_register_all(store *st, const char *user, store_registration **out, si
 out:
     free(pending);
     rc = store_tx_end(st, rc, err);
+    bool replaced = false;
+    for (size_t i = 0; rc == 0 && i < count; i++)
+        replaced |= regs[i].replaced[0] != '\0';
+    /* a replaced key was deleted: no page of it stays in the WAL */
+    util_error late; /* the change is committed; SQLite checkpoints again at close */
+    int checkpointed = rc == 0 && replaced ? store_checkpoint(st, &late) : 0;
+    (void)checkpointed;
     if (rc == 0) {
         *out = regs;
         *n = count;

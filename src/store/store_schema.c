@@ -104,4 +104,12 @@ const char *const store_migrations[STORE_SCHEMA_VERSION] = {
     "PRAGMA writable_schema = RESET;"
     "CREATE TABLE migration_2 (x);"
     "DROP TABLE migration_2;",
+
+    /* 2 -> 3: private keys are sealed (src/crypto/seal.h). The columns keep
+     * their names and now hold sealed text. An ended request needs no key:
+     * its copies are dropped here; every other clear key is sealed by the
+     * code step of this migration (store.c, seal_migration), in the same
+     * transaction. */
+    ("UPDATE requests SET key_pem = NULL, signer_key_pem = NULL"
+     " WHERE state IN ('registered', 'failed', 'cancelled');"),
 };

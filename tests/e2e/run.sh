@@ -84,7 +84,7 @@ CA_URL=$(sed -n 's/^listening on //p' "$WORK/ca.out")
 ADMIN_PASSWORD="e2e-admin-$$"
 # ports the kernel picks, read back from scepd's first line: no race with
 # another process between choosing a port and binding it
-SCEPD_ADMIN_PASSWORD=$ADMIN_PASSWORD "$SCEPD" --state "$WORK/state" \
+SCEPD_ADMIN_PASSWORD=$ADMIN_PASSWORD "$SCEPD" --state "$WORK/state" --kek-file "$WORK/scepd.kek" \
     --listen 127.0.0.1:0 --listen-tls 127.0.0.1:0 >"$WORK/scepd.out" 2>"$WORK/scepd.log" &
 SD_PID=$!
 wait_for "$WORK/scepd.out" "Remote UI at" "$SD_PID" || { cat "$WORK/scepd.log" >&2; bail "scepd did not start"; }

@@ -132,6 +132,7 @@ def main():
         # a SCEP server nobody listens on: requests fail fast with net_connect.
         # scepd takes a port the kernel picks and names it in its first line.
         proc = subprocess.Popen([SCEPD, '--state', os.path.join(work, 'state'), '--listen', '127.0.0.1:0',
+                                 '--kek-file', os.path.join(work, 'kek'),
                                  '--scep-url', f'http://127.0.0.1:{refused_port}/scep'],
                                 stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()

@@ -41,6 +41,7 @@ work directory. On a failure the work directory is kept and named; the logs
 are copied to $SCEPD_TEST_LOGS when tests/run sets it.
 Only loopback (127.0.0.1) is used; every listener is bound to port 0.
 """
+import base64
 import hashlib
 import http.client
 import json
@@ -245,6 +246,28 @@ class Snap:
     pass
 
 
+# The key-encryption key file scepd seals its private keys with (kek_file in
+# the configuration); read_store opens the sealed keys with it.
+KEK_FILE = {"path": None}
+SEALED_PREFIX = "scepd-sealed:v1:"
+
+
+def unseal(aad, text):
+    """Opens scepd's sealed text (src/crypto/seal.h): base64 of nonce (12) ||
+    ciphertext || tag (16), AES-256-GCM with the place as associated data.
+    Returns the clear text, or None when it is not sealed or does not open."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    if not text or not text.startswith(SEALED_PREFIX) or not KEK_FILE["path"]:
+        return None
+    try:
+        with open(KEK_FILE["path"], "rb") as fh:
+            kek = fh.read()
+        raw = base64.b64decode(text[len(SEALED_PREFIX):], validate=True)
+        return AESGCM(kek).decrypt(raw[:12], raw[12:], aad.encode()).decode()
+    except Exception:  # noqa: BLE001  (any failure: it does not open)
+        return None
+
+
 def read_store(path, uri_ro):
     if uri_ro:
         conn = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=10, isolation_level=None)
@@ -258,8 +281,10 @@ def read_store(path, uri_ro):
         s.keys = {}
         for name, st, kp, cp, ch, rid, rep in conn.execute(
                 "SELECT name, state, key_pem, cert_pem, chain_pem, request_id, replaces FROM keys"):
-            s.keys[name] = dict(state=st, key_pem=kp or "", cert_pem=cp or "", chain_pem=ch or "",
-                                request_id=rid, replaces=rep or "")
+            clear = unseal("scepd-key-v1|keys|%s|%d" % (name, rid or 0), kp)
+            s.keys[name] = dict(state=st, key_pem=clear or "", cert_pem=cp or "", chain_pem=ch or "",
+                                request_id=rid, replaces=rep or "", sealed=kp or "",
+                                opens=clear is not None)
         s.reqs = {}
         for rid, kind, st, kn, rep, ec, ed, has_key in conn.execute(
                 "SELECT id, kind, state, key_name, replaces, error_code, error_detail,"
@@ -348,8 +373,10 @@ def invariants(s, have_openssl):
     for name, k in sorted(s.keys.items()):
         if k["state"] == "registered" and not k["cert_pem"]:
             v.append("registered key without a certificate: " + name)
-        if not k["key_pem"] or not k["cert_pem"]:
+        if not k["sealed"] or not k["cert_pem"]:
             v.append("key %s without its private key or certificate" % name)
+        elif not k["opens"]:
+            v.append("key %s: its private key is not sealed or does not open with the KEK" % name)
     for f, kn in sorted(s.binds.items()):
         if kn is None:
             continue
@@ -454,7 +481,7 @@ def compare(prev, cur, allow):
     removed = {}
     for name, k in sorted(prev.keys.items()):
         c = cur.keys.get(name)
-        if c is not None and (c["key_pem"] != k["key_pem"] or c["cert_pem"] != k["cert_pem"]):
+        if c is not None and (c["sealed"] != k["sealed"] or c["cert_pem"] != k["cert_pem"]):
             v.append("key %s now holds another key pair (deleted, and the name used again)" % name)
             continue
         if c is None:
@@ -535,6 +562,7 @@ class CrashTest:
         self.work = tempfile.mkdtemp(prefix="scepd_crash.")
         os.chmod(self.work, 0o755)
         self.state = os.path.join(self.work, "state")
+        KEK_FILE["path"] = os.path.join(self.work, "scepd.kek")
         self.db = os.path.join(self.state, "scepd.db")
         self.cadir = os.path.join(self.work, "ca")
         self.exports = os.path.join(self.work, "exports")
@@ -556,11 +584,11 @@ class CrashTest:
         self.current = ""
         self.conf = os.path.join(self.work, "scepd.conf")
         with open(self.conf, "w") as f:
-            f.write("[scepd]\nstate_dir = %s\nmax_keys = 100\nlog_level = info\n\n"
+            f.write("[scepd]\nstate_dir = %s\nkek_file = %s\nmax_keys = 100\nlog_level = info\n\n"
                     "[function f1]\nexport_key = %s/f1.key\nexport_cert = %s/f1.crt\n"
                     "export_chain = %s/f1-chain.crt\n\n"
                     "[function f2]\nexport_cert = %s/f2.crt\n"
-                    % (self.state, self.exports, self.exports, self.exports, self.exports))
+                    % (self.state, KEK_FILE["path"], self.exports, self.exports, self.exports, self.exports))
         self.exported = {"f1": {"key": "f1.key", "cert": "f1.crt", "chain": "f1-chain.crt"},
                          "f2": {"cert": "f2.crt"}}
 
@@ -755,7 +783,7 @@ class CrashTest:
         mode = stat.S_IMODE(os.stat(self.state).st_mode)
         if mode != 0o700:
             v.append("state directory mode %o (want 700)" % mode)
-        for name in ("scepd.db", "scepd.db-wal", "scepd.db-shm", "seal.key"):
+        for name in ("scepd.db", "scepd.db-wal", "scepd.db-shm"):
             p = os.path.join(self.state, name)
             if os.path.exists(p):
                 m = stat.S_IMODE(os.stat(p).st_mode)

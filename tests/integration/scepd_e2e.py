@@ -194,6 +194,8 @@ class Scepd:
             args = [SCEPD, '--config', config]
         if scep_url:
             args += ['--scep-url', scep_url]
+        # the key-encryption key, next to the state directory (created at the first start)
+        args += ['--kek-file', self.state + '.kek']
         env = dict(os.environ, SCEPD_ADMIN_PASSWORD=ADMIN_PW)
         log = open(self.log_path, 'a')
         offset = log.tell()

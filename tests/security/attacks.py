@@ -216,7 +216,8 @@ def secrets(e):
     log2 = os.path.join(e.work, 'scepd2.log')
     env2 = {k: v for k, v in os.environ.items() if k != 'SCEPD_ADMIN_PASSWORD'}
     port2 = free_port()
-    d2 = Daemon([SCEPD, '--state', state2, '--listen', f'127.0.0.1:{port2}'], log2, env=env2)
+    d2 = Daemon([SCEPD, '--state', state2, '--kek-file', os.path.join(e.work, 'kek2'), '--listen',
+                 f'127.0.0.1:{port2}'], log2, env=env2)
     try:
         pwfile = os.path.join(state2, 'admin-password')
         ok = wait_until(lambda: os.path.exists(pwfile) and os.path.getsize(pwfile) > 0 and
@@ -401,7 +402,8 @@ def start(e):
     with open(conf, 'w') as fp:
         fp.write('[scepd]\nserver_name = printer.test\n\n[function probe]\n'
                  f'command = env > {e.work}/probe.env; exec > {e.work}/probe.fds; ls /proc/$$/fd\n')
-    e.scepd = Daemon([SCEPD, '--config', conf, '--state', e.state, '--listen', f'127.0.0.1:{e.port}',
+    e.scepd = Daemon([SCEPD, '--config', conf, '--state', e.state, '--kek-file', os.path.join(e.work, 'kek'),
+                      '--listen', f'127.0.0.1:{e.port}',
                       '--listen-tls', f'127.0.0.1:{e.tls_port}', '--scep-url', f'http://127.0.0.1:{e.ca_port}/scep'],
                      os.path.join(e.work, 'scepd.log'), env=dict(os.environ, SCEPD_ADMIN_PASSWORD=ADMIN_PW))
     up = wait_until(lambda: api(e, 'GET', '/api/v1/status')[0] == 200 and

@@ -94,7 +94,8 @@ def scepd_suite(work):
         fp.write('[scepd]\n'
                  f'request_timeout = {REQUEST_TIMEOUT_S}\n'
                  f'handshake_timeout = {HANDSHAKE_TIMEOUT_S}\n')
-    d = Daemon([SCEPD, '--config', conf, '--state', os.path.join(work, 'state'), '--listen', f'127.0.0.1:{port}',
+    d = Daemon([SCEPD, '--config', conf, '--state', os.path.join(work, 'state'), '--kek-file',
+                os.path.join(work, 'kek'), '--listen', f'127.0.0.1:{port}',
                 '--listen-tls', f'127.0.0.1:{tls_port}'], os.path.join(work, 'scepd.log'),
                env=dict(os.environ, SCEPD_ADMIN_PASSWORD=PW), nofile=1024)
     try:

@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
+#include <openssl/rand.h>
 #include <poll.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -36,6 +37,7 @@
 
 #include "tempdir.h"
 #include "agent/agent_internal.h"
+#include "crypto/seal.h"
 #include "http/http.h"
 #include "util/log.h"
 #include "util/ossl.h"
@@ -65,6 +67,7 @@ typedef struct fx {
     bool hold_logins;
     sem_t login_gate;
     sem_t login_entered; /* posted by the login thread as each hash begins */
+    crypto_kek *kek;     /* random per test; agent_open passes it */
 } fx;
 
 /* ---- clock and random ---- */
@@ -278,6 +281,7 @@ static void agent_open(fx *f)
     cfg.random = f->real_random ? NULL : fake_random;
     cfg.hook_arg = f;
     cfg.login_hook = login_hook;
+    cfg.kek = f->kek;
     if (f->exports) {
         agent_function *fn = &cfg.functions[cfg.function_count++];
         snprintf(fn->name, sizeof fn->name, "f1");
@@ -469,6 +473,11 @@ static int setup(void **state)
     f->listen_fd = -1;
     f->base = event_base_new();
     assert_non_null(f->base);
+    uint8_t kek[CRYPTO_KEK_LEN];
+    util_error err;
+    assert_int_equal(RAND_bytes(kek, sizeof kek), 1);
+    assert_int_equal(crypto_kek_from_bytes(kek, sizeof kek, &f->kek, &err), 0);
+    OPENSSL_cleanse(kek, sizeof kek);
     *state = f;
     return 0;
 }
@@ -482,6 +491,7 @@ static int teardown(void **state)
         close(f->listen_fd);
     event_base_free(f->base);
     h_rmtree(f->dir);
+    crypto_kek_free(f->kek);
     free(f);
     return 0;
 }
@@ -912,8 +922,8 @@ static void assert_cancelled(fx *f, int64_t id)
     util_error err = {0};
     assert_int_equal(store_request_get(f->a->st, id, &row, &err), 0);
     assert_string_equal(store_state_name(row.state), "cancelled");
-    assert_null(row.key_pem);
-    assert_null(row.signer_key_pem);
+    assert_null(row.key_sealed);
+    assert_null(row.signer_key_sealed);
     assert_null(row.challenge_sealed);
     assert_int_equal(row.next_attempt_at, 0);
     store_request_clear(&row);
@@ -1978,7 +1988,7 @@ static void assert_acquired_ec(fx *f, const char *name, int bits)
     store_key key;
     assert_int_equal(store_key_get(f->a->st, name, &key, &err), 0);
     EVP_PKEY *priv = NULL;
-    assert_int_equal(crypto_key_load((const uint8_t *)key.key_pem, strlen(key.key_pem), &priv, &err), 0);
+    assert_int_equal(agent_unseal_pair_key(f->a, &key, &priv, &err), 0);
     X509 *cert = pem_cert(key.cert_pem);
     assert_true(crypto_cert_matches_key(cert, priv));
     assert_int_equal(EVP_PKEY_get_base_id(priv), EVP_PKEY_EC);
@@ -2015,12 +2025,13 @@ static void test_ecdsa_temporary_signer(void **state)
     json_decref(r);
     store_request row;
     assert_int_equal(store_request_get(f->a->st, id, &row, &err), 0);
-    assert_non_null(row.signer_key_pem);
+    assert_non_null(row.signer_key_sealed);
     assert_non_null(row.signer_cert_pem);
+    assert_true(crypto_is_sealed(row.signer_key_sealed));
+    assert_true(crypto_is_sealed(row.key_sealed));
     EVP_PKEY *signer = NULL, *new_key = NULL;
-    assert_int_equal(
-        crypto_key_load((const uint8_t *)row.signer_key_pem, strlen(row.signer_key_pem), &signer, &err), 0);
-    assert_int_equal(crypto_key_load((const uint8_t *)row.key_pem, strlen(row.key_pem), &new_key, &err), 0);
+    assert_int_equal(agent_unseal_request_key(f->a, &row, "signer_key_pem", &signer, &err), 0);
+    assert_int_equal(agent_unseal_request_key(f->a, &row, "key_pem", &new_key, &err), 0);
     assert_true(crypto_key_is_rsa(signer));
     X509 *signer_cert = pem_cert(row.signer_cert_pem);
     assert_true(crypto_cert_is_self_signed(signer_cert));
@@ -2041,7 +2052,8 @@ static void test_ecdsa_temporary_signer(void **state)
     json_decref(r);
     assert_int_equal(store_request_get(f->a->st, id, &row, &err), 0);
     assert_string_equal(row.signer_cert_pem, signer_before);
-    assert_null(row.signer_key_pem); /* the temporary key is gone */
+    assert_null(row.signer_key_sealed); /* the temporary key is gone */
+    assert_null(row.key_sealed);        /* and the request's copy of the new key */
     store_request_clear(&row);
     free(signer_before);
     assert_acquired_ec(f, "Ec384", 384);
@@ -2070,9 +2082,13 @@ static void test_ecdsa_temporary_signer(void **state)
     json_decref(in);
     json_decref(wait_state(f, id, "acquired", 0));
     assert_int_equal(store_request_get(f->a->st, id, &row, &err), 0);
-    assert_null(row.signer_key_pem);
+    assert_null(row.signer_key_sealed);
+    assert_null(row.key_sealed);
+    store_key pair;
+    assert_int_equal(store_key_get(f->a->st, "Ec256", &pair, &err), 0);
     EVP_PKEY *own = NULL;
-    assert_int_equal(crypto_key_load((const uint8_t *)row.key_pem, strlen(row.key_pem), &own, &err), 0);
+    assert_int_equal(agent_unseal_pair_key(f->a, &pair, &own, &err), 0);
+    store_key_clear(&pair);
     signer_cert = pem_cert(row.signer_cert_pem);
     assert_true(crypto_cert_matches_key(signer_cert, own));
     X509_free(signer_cert);
@@ -2253,6 +2269,68 @@ static void test_ca_rollover(void **state)
     json_decref(rows);
 }
 
+/* The stored keys are sealed to their place under the KEK: the DefaultTLS
+ * key opens only as itself; another KEK, or none, does not start the agent,
+ * and the refusal writes nothing. */
+static void test_sealed_keys(void **state)
+{
+    fx *f = *state;
+    util_error err = {0};
+    agent_open(f);
+    store_key k;
+    assert_int_equal(store_key_get(f->a->st, "DefaultTLS", &k, &err), 0);
+    assert_true(crypto_is_sealed(k.key_sealed));
+    assert_null(strstr(k.key_sealed, "PRIVATE KEY"));
+    EVP_PKEY *key = NULL;
+    assert_int_equal(agent_unseal_pair_key(f->a, &k, &key, &err), 0);
+    EVP_PKEY_free(key);
+    key = NULL;
+    /* the same sealed text in another place does not open */
+    store_key moved = k;
+    snprintf(moved.name, sizeof moved.name, "Other");
+    assert_int_equal(agent_unseal_pair_key(f->a, &moved, &key, &err), -1);
+    assert_string_equal(util_err_code(err.code), "sealed_invalid");
+    moved = k;
+    moved.request_id = 1;
+    assert_int_equal(agent_unseal_pair_key(f->a, &moved, &key, &err), -1);
+    assert_string_equal(util_err_code(err.code), "sealed_invalid");
+    store_key_clear(&k);
+    agent_close(f);
+
+    char db[256];
+    snprintf(db, sizeof db, "%s/scepd.db", f->state);
+    struct stat before, after;
+    assert_int_equal(stat(db, &before), 0);
+    agent_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.state_dir = f->state;
+    cfg.clock = fake_clock;
+    cfg.random = fake_random;
+    cfg.hook_arg = f;
+    crypto_kek *wrong = NULL;
+    uint8_t bytes[CRYPTO_KEK_LEN];
+    assert_int_equal(RAND_bytes(bytes, sizeof bytes), 1);
+    assert_int_equal(crypto_kek_from_bytes(bytes, sizeof bytes, &wrong, &err), 0);
+    cfg.kek = wrong;
+    agent *a = NULL;
+    assert_int_equal(agent_new(f->base, &cfg, "admin-password-1", NULL, &a, &err), -1);
+    assert_null(a);
+    assert_string_equal(util_err_code(err.code), "sealed_invalid");
+    cfg.kek = NULL;
+    assert_int_equal(agent_new(f->base, &cfg, "admin-password-1", NULL, &a, &err), -1);
+    assert_string_equal(util_err_code(err.code), "kek_missing");
+    crypto_kek_free(wrong);
+    assert_int_equal(stat(db, &after), 0);
+    assert_int_equal(after.st_size, before.st_size);
+    assert_int_equal(after.st_mtime, before.st_mtime);
+    /* the right one still opens it */
+    agent_open(f);
+    assert_int_equal(store_key_get(f->a->st, "DefaultTLS", &k, &err), 0);
+    assert_int_equal(agent_unseal_pair_key(f->a, &k, &key, &err), 0);
+    EVP_PKEY_free(key);
+    store_key_clear(&k);
+}
+
 int main(void)
 {
     util_log_setup("test_agent", UTIL_LOG_WARN, false);
@@ -2261,6 +2339,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
+        T(test_sealed_keys),
         T(test_login_cache_and_throttle),
         T(test_login_thread),
         T(test_session_lifetime),

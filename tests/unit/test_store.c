@@ -116,7 +116,7 @@ static store_key new_key(const char *name, const char *replaces)
     store_key k = {0};
     snprintf(k.name, sizeof k.name, "%s", name);
     snprintf(k.replaces, sizeof k.replaces, "%s", replaces);
-    k.key_pem = (char *)SECRET_KEY_PEM;
+    k.key_sealed = (char *)SECRET_KEY_PEM;
     k.cert_pem = (char *)CERT_PEM;
     k.chain_pem = (char *)"";
     return k;
@@ -274,6 +274,58 @@ static void test_newer_schema_refused(void **state)
     assert_non_null(strstr(err.detail, "newer scepd"));
 }
 
+/* The sealing migration's stand-in for the agent: records each place and
+ * returns a marker that names it (the store keeps it as it is). */
+struct fake_sealer {
+    int calls;
+    char places[8][96];
+};
+
+static int fake_seal(void *arg, const store_secret_place *place, const char *clear, char **sealed,
+                     util_error *err)
+{
+    struct fake_sealer *fs = arg;
+    (void)err;
+    assert_non_null(strstr(clear, "PRIVATE KEY"));
+    if (fs->calls < 8)
+        snprintf(fs->places[fs->calls], sizeof fs->places[0], "%s|%s|%s|%lld", place->table, place->column,
+                 place->key_name, (long long)place->request_id);
+    fs->calls++;
+    char buf[160];
+    snprintf(buf, sizeof buf, "scepd-sealed:v1:fake|%s|%s|%s|%lld", place->table, place->column,
+             place->key_name, (long long)place->request_id);
+    *sealed = strdup(buf);
+    return *sealed ? 0 : -1;
+}
+
+static bool fake_sealer_saw(const struct fake_sealer *fs, const char *place)
+{
+    for (int i = 0; i < fs->calls && i < 8; i++)
+        if (!strcmp(fs->places[i], place))
+            return true;
+    return false;
+}
+
+/* Whether any file in dir holds needle (a clear key's bytes). */
+static bool dir_holds(const char *dir, const char *needle)
+{
+    static const char *const names[] = {STORE_DB_NAME, STORE_DB_NAME "-wal", STORE_DB_NAME "-shm"};
+    bool found = false;
+    for (size_t i = 0; i < 3 && !found; i++) {
+        char path[600];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        FILE *in = fopen(path, "rb");
+        if (!in)
+            continue;
+        static char data[1 << 20];
+        size_t n = fread(data, 1, sizeof data, in);
+        fclose(in);
+        for (size_t j = 0; !found && n >= strlen(needle) && j <= n - strlen(needle); j++)
+            found = !memcmp(data + j, needle, strlen(needle));
+    }
+    return found;
+}
+
 /* A store written by the first released schema (tests/unit/data/
  * store-schema1.db, never regenerated) opens with this scepd: it is migrated
  * to STORE_SCHEMA_VERSION in place and keeps every pair, binding, request,
@@ -307,10 +359,48 @@ static void test_upgrade_from_schema1(void **state)
     assert_int_equal(chmod(f->db_path, 0600), 0);
     sqlite3 *db = raw_open(f);
     assert_int_equal(raw_int(db, "SELECT value FROM meta WHERE key = 'schema_version'"), 1);
+    /* a line from the middle of each clear key's PEM body, looked for in
+     * every file of the directory after the migration */
+    char needles[4][65] = {{0}};
+    const char *needle_sql[] = {
+        "SELECT substr(key_pem, instr(key_pem, char(10)) + 65, 64) FROM keys WHERE name = 'DefaultTLS'",
+        "SELECT substr(key_pem, instr(key_pem, char(10)) + 650, 64) FROM keys WHERE name = 'Legacy1'",
+        "SELECT substr(key_pem, instr(key_pem, char(10)) + 650, 64) FROM keys WHERE name = 'Legacy2'",
+        "SELECT substr(key_pem, instr(key_pem, char(10)) + 650, 64) FROM requests WHERE id = 1",
+    };
+    for (size_t i = 0; i < 4; i++) {
+        sqlite3_stmt *q = NULL;
+        assert_int_equal(sqlite3_prepare_v2(db, needle_sql[i], -1, &q, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+        snprintf(needles[i], sizeof needles[i], "%s", (const char *)sqlite3_column_text(q, 0));
+        sqlite3_finalize(q);
+        assert_true(strlen(needles[i]) >= 40);
+    }
+    sqlite3_close(db);
+    for (size_t i = 0; i < 4; i++)
+        assert_true(dir_holds(f->dir, needles[i]));
+
+    /* without a sealer the clear keys are not taken: nothing changes */
+    assert_int_equal(store_open(f->dir, &f->st, &err), -1);
+    assert_null(f->st);
+    assert_int_equal(err.code, UTIL_ERR_STORE);
+    assert_non_null(strstr(err.detail, "in the clear"));
+    db = raw_open(f);
+    assert_int_equal(raw_int(db, "SELECT value FROM meta WHERE key = 'schema_version'"), 2);
     sqlite3_close(db);
 
-    assert_int_equal(store_open(f->dir, &f->st, &err), 0);
+    struct fake_sealer sealer = {0};
+    assert_int_equal(store_open_sealing(f->dir, fake_seal, &sealer, &f->st, &err), 0);
     store_set_clock(f->st, test_clock, f);
+    /* the three pairs and the acquired request's key; the registered
+     * request's key is dropped, not sealed */
+    assert_int_equal(sealer.calls, 4);
+    assert_true(fake_sealer_saw(&sealer, "keys|key_pem|DefaultTLS|0"));
+    assert_true(fake_sealer_saw(&sealer, "keys|key_pem|Legacy1|1"));
+    assert_true(fake_sealer_saw(&sealer, "keys|key_pem|Legacy2|2"));
+    assert_true(fake_sealer_saw(&sealer, "requests|key_pem|Legacy2|2"));
+    for (size_t i = 0; i < 4; i++)
+        assert_false(dir_holds(f->dir, needles[i]));
     assert_int_equal(store_schema_version(f->st), STORE_SCHEMA_VERSION);
     assert_int_equal(store_check_consistency(f->st, &err), 0);
     db = raw_open(f);
@@ -326,7 +416,8 @@ static void test_upgrade_from_schema1(void **state)
         store_key k;
         assert_int_equal(store_key_get(f->st, names[i], &k, &err), 0);
         assert_string_equal(store_state_name(k.state), states[i]);
-        assert_non_null(strstr(k.key_pem, "PRIVATE KEY"));
+        assert_non_null(strstr(k.key_sealed, "scepd-sealed:v1:fake|keys|key_pem|"));
+        assert_null(strstr(k.key_sealed, "PRIVATE KEY"));
         assert_non_null(strstr(k.cert_pem, "BEGIN CERTIFICATE"));
         store_key_clear(&k);
     }
@@ -346,9 +437,12 @@ static void test_upgrade_from_schema1(void **state)
     assert_int_equal(store_request_get(f->st, 1, &r, &err), 0);
     assert_string_equal(r.key_name, "Legacy1");
     assert_string_equal(store_state_name(r.state), "registered");
+    assert_null(r.key_sealed);
+    assert_null(r.signer_key_sealed);
     store_request_clear(&r);
     assert_int_equal(store_request_get(f->st, 2, &r, &err), 0);
     assert_string_equal(store_state_name(r.state), "acquired");
+    assert_string_equal(r.key_sealed, "scepd-sealed:v1:fake|requests|key_pem|Legacy2|2");
     store_request_clear(&r);
     store_user u;
     assert_int_equal(store_user_get(f->st, "admin", &u, &err), 0);
@@ -441,7 +535,7 @@ static void test_request_insert_get_update(void **state)
     assert_true(json_equal(got.params, r.params));
     assert_int_equal(got.challenge_sealed_len, strlen(SECRET_CHALLENGE));
     assert_memory_equal(got.challenge_sealed, SECRET_CHALLENGE, got.challenge_sealed_len);
-    assert_null(got.key_pem);
+    assert_null(got.key_sealed);
     assert_null(got.server);
     assert_int_equal(got.created_at, f->now);
     store_request_clear(&got);
@@ -449,9 +543,9 @@ static void test_request_insert_get_update(void **state)
     f->now += 60;
     r.state = STORE_STATE_PENDING;
     snprintf(r.transaction_id, sizeof r.transaction_id, "ABCDEF0123");
-    r.key_pem = (char *)SECRET_KEY_PEM;
+    r.key_sealed = (char *)SECRET_KEY_PEM;
     r.signer_cert_pem = (char *)CERT_PEM;
-    r.signer_key_pem = (char *)SECRET_SIGNER_PEM;
+    r.signer_key_sealed = (char *)SECRET_SIGNER_PEM;
     r.server = json_pack("{s:[s,s]}", "caps", "POSTPKIOperation", "SHA-256");
     r.attempts = 3;
     r.next_attempt_at = f->now + 300;
@@ -464,9 +558,9 @@ static void test_request_insert_get_update(void **state)
     assert_int_equal(store_request_get(f->st, r.id, &got, &err), 0);
     assert_string_equal(store_state_name(got.state), "pending");
     assert_string_equal(got.transaction_id, "ABCDEF0123");
-    assert_string_equal(got.key_pem, SECRET_KEY_PEM);
+    assert_string_equal(got.key_sealed, SECRET_KEY_PEM);
     assert_string_equal(got.signer_cert_pem, CERT_PEM);
-    assert_string_equal(got.signer_key_pem, SECRET_SIGNER_PEM);
+    assert_string_equal(got.signer_key_sealed, SECRET_SIGNER_PEM);
     assert_true(json_equal(got.server, r.server));
     assert_null(got.challenge_sealed); /* wiped */
     assert_int_equal(got.attempts, 3);
@@ -548,7 +642,7 @@ static void test_acquire(void **state)
     assert_int_equal(store_request_insert(f->st, &r, "admin", &err), 0);
     f->now += 10;
     snprintf(r.transaction_id, sizeof r.transaction_id, "T1");
-    r.key_pem = (char *)SECRET_KEY_PEM;
+    r.key_sealed = (char *)SECRET_KEY_PEM;
     store_key k = new_key("web1", "");
     assert_int_equal(store_acquire(f->st, &r, &k, 2, &err), 0);
 
@@ -561,7 +655,7 @@ static void test_acquire(void **state)
     store_key key = {0};
     assert_int_equal(store_key_get(f->st, "web1", &key, &err), 0);
     assert_string_equal(store_state_name(key.state), "acquired");
-    assert_string_equal(key.key_pem, SECRET_KEY_PEM);
+    assert_string_equal(key.key_sealed, SECRET_KEY_PEM);
     assert_string_equal(key.cert_pem, CERT_PEM);
     assert_string_equal(key.chain_pem, "");
     assert_int_equal(key.request_id, r.id);
@@ -916,8 +1010,8 @@ static void test_audit_has_no_secrets(void **state)
     store_request r = new_request("manual", "pending", "secret");
     r.challenge_sealed = (uint8_t *)SECRET_CHALLENGE;
     r.challenge_sealed_len = strlen(SECRET_CHALLENGE);
-    r.key_pem = (char *)SECRET_KEY_PEM;
-    r.signer_key_pem = (char *)SECRET_SIGNER_PEM;
+    r.key_sealed = (char *)SECRET_KEY_PEM;
+    r.signer_key_sealed = (char *)SECRET_SIGNER_PEM;
     assert_int_equal(store_request_insert(f->st, &r, "admin", &err), 0);
     store_key k = new_key("secret", "");
     assert_int_equal(store_acquire(f->st, &r, &k, 5, &err), 0);

@@ -1,0 +1,837 @@
+/* The vault's handler, its links, and proxy keys (vault.h). */
+/* This file alone uses RSA_METHOD and EC_KEY_METHOD, deprecated in OpenSSL 3
+ * (see "proxy keys" below for why). */
+#undef OPENSSL_NO_DEPRECATED
+#undef OPENSSL_API_COMPAT
+#define OPENSSL_API_COMPAT 10101
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include "vault/vault.h"
+
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto/crypto.h"
+#include "crypto/seal.h"
+#include "util/codec.h"
+#include "util/file.h"
+#include "util/log.h"
+
+struct vault {
+    vault_config cfg;
+};
+
+struct vault_link {
+    int fd;   /* remote */
+    vault *v; /* local */
+    /* one call at a time: the agent calls from its loop and from its
+     * key-generation thread, and a reply must meet its request */
+    pthread_mutex_t lock;
+};
+
+bool vault_is_sealed(const char *text)
+{
+    return crypto_is_sealed(text);
+}
+
+static int seal(const vault *v, const char *aad, const uint8_t *in, size_t len, char **out, util_error *err)
+{
+    return crypto_seal_text(v->cfg.kek, aad, in, len, out, err);
+}
+
+static int unseal(const vault *v, const char *aad, const char *text, size_t text_len, uint8_t **out,
+                  size_t *out_len, util_error *err)
+{
+    char *copy = strndup(text, text_len), *plain = NULL;
+    if (!copy)
+        return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+    int rc = crypto_unseal_text(v->cfg.kek, aad, copy, &plain, out_len, err);
+    free(copy);
+    *out = (uint8_t *)plain;
+    return rc;
+}
+
+/* ---- the handler ---- */
+
+vault *vault_new(const vault_config *cfg)
+{
+    vault *v = OPENSSL_secure_zalloc(sizeof *v);
+    if (!v)
+        v = OPENSSL_zalloc(sizeof *v);
+    if (v)
+        v->cfg = *cfg;
+    return v;
+}
+
+void vault_free(vault *v)
+{
+    if (!v)
+        return;
+    OPENSSL_cleanse(v, sizeof *v);
+    if (CRYPTO_secure_allocated(v))
+        OPENSSL_secure_free(v);
+    else
+        OPENSSL_free(v);
+}
+
+static int open_key(vault *v, const ipc_msg *req, EVP_PKEY **key, util_error *err)
+{
+    const ipc_field *sealed = ipc_get(req, IPC_T_SEALED);
+    char *aad = ipc_str(req, IPC_T_AAD);
+    uint8_t *pem = NULL;
+    size_t len = 0;
+    int rc = -1;
+    if (!sealed || !aad)
+        util_error_set(err, UTIL_ERR_INTERNAL, "a key request without its key");
+    else if (unseal(v, aad, (const char *)sealed->data, sealed->len, &pem, &len, err) == 0)
+        rc = crypto_key_load(pem, len, key, err);
+    free(aad);
+    if (pem)
+        OPENSSL_clear_free(pem, len + 1);
+    return rc;
+}
+
+static int clear_pem(vault *v, const ipc_msg *req, char **pem, size_t *len, util_error *err)
+{
+    const ipc_field *sealed = ipc_get(req, IPC_T_SEALED);
+    char *aad = ipc_str(req, IPC_T_AAD);
+    int rc = aad && sealed
+                 ? unseal(v, aad, (const char *)sealed->data, sealed->len, (uint8_t **)pem, len, err)
+                 : util_error_set(err, UTIL_ERR_INTERNAL, "a key request without its key");
+    free(aad);
+    return rc;
+}
+
+static int add_pubkey(ipc_builder *b, EVP_PKEY *key, util_error *err)
+{
+    unsigned char *der = NULL;
+    int n = i2d_PUBKEY(key, &der);
+    if (n <= 0)
+        return util_error_ossl(err, UTIL_ERR_INTERNAL, "encoding a public key");
+    ipc_add(b, IPC_T_PUBKEY, der, (size_t)n);
+    OPENSSL_free(der);
+    return 0;
+}
+
+static int seal_key(vault *v, EVP_PKEY *key, const char *aad, ipc_builder *b, util_error *err)
+{
+    char *pem = NULL, *sealed = NULL;
+    size_t len = 0;
+    if (crypto_key_to_pem(key, &pem, &len, err) != 0)
+        return -1;
+    int rc = seal(v, aad, (const uint8_t *)pem, len, &sealed, err);
+    crypto_secret_free(pem, len);
+    if (rc != 0)
+        return -1;
+    ipc_add_str(b, IPC_T_SEALED, sealed);
+    free(sealed);
+    return 0;
+}
+
+static int op_generate(vault *v, const ipc_msg *req, ipc_builder *b, util_error *err)
+{
+    char *spec_text = ipc_str(req, IPC_T_SPEC), *aad = ipc_str(req, IPC_T_AAD);
+    crypto_key_spec spec;
+    EVP_PKEY *key = NULL;
+    int rc = -1;
+    if (spec_text && aad && crypto_key_spec_parse(spec_text, &spec, err) == 0 &&
+        crypto_key_generate(&spec, &key, err) == 0 && seal_key(v, key, aad, b, err) == 0 &&
+        add_pubkey(b, key, err) == 0)
+        rc = 0;
+    else if (!spec_text || !aad)
+        util_error_set(err, UTIL_ERR_INTERNAL, "a generate request without spec or place");
+    EVP_PKEY_free(key);
+    free(spec_text);
+    free(aad);
+    return rc;
+}
+
+static int op_seal(vault *v, const ipc_msg *req, ipc_builder *b, util_error *err)
+{
+    const ipc_field *pem = ipc_get(req, IPC_T_KEY);
+    char *aad = ipc_str(req, IPC_T_AAD);
+    EVP_PKEY *key = NULL;
+    int rc = -1;
+    /* only something that is a key gets sealed */
+    if (aad && crypto_key_load(pem->data, pem->len, &key, err) == 0 && seal_key(v, key, aad, b, err) == 0)
+        rc = 0;
+    EVP_PKEY_free(key);
+    free(aad);
+    return rc;
+}
+
+static int op_reseal(vault *v, const ipc_msg *req, ipc_builder *b, util_error *err)
+{
+    char *pem = NULL, *sealed = NULL, *aad = ipc_str(req, IPC_T_NEW_AAD);
+    size_t len = 0;
+    int rc = -1;
+    if (aad && clear_pem(v, req, &pem, &len, err) == 0 &&
+        seal(v, aad, (const uint8_t *)pem, len, &sealed, err) == 0) {
+        ipc_add_str(b, IPC_T_SEALED, sealed);
+        rc = 0;
+    }
+    if (pem)
+        OPENSSL_clear_free(pem, len + 1);
+    free(sealed);
+    free(aad);
+    return rc;
+}
+
+static int op_public(vault *v, const ipc_msg *req, ipc_builder *b, util_error *err)
+{
+    EVP_PKEY *key = NULL;
+    int rc = open_key(v, req, &key, err) == 0 ? add_pubkey(b, key, err) : -1;
+    EVP_PKEY_free(key);
+    return rc;
+}
+
+static int op_private(vault *v, const ipc_msg *req, ipc_builder *b, util_error *err)
+{
+    EVP_PKEY *key = NULL, *peer = NULL;
+    EVP_PKEY_CTX *ctx = NULL;
+    const ipc_field *in = ipc_get(req, req->type == IPC_V_ECDH ? IPC_T_PEER : IPC_T_INPUT);
+    uint32_t op = 0, md = 0, padding = 0;
+    uint8_t *out = NULL;
+    size_t out_len = 0;
+    int rc = -1, ok = 0;
+    if (open_key(v, req, &key, err) != 0)
+        return -1;
+    bool rsa = EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA, ec = EVP_PKEY_get_base_id(key) == EVP_PKEY_EC;
+    if ((req->type == IPC_V_RSA && !rsa) || (req->type != IPC_V_RSA && !ec)) {
+        util_error_set(err, UTIL_ERR_INTERNAL, "%s operation with a key of another type",
+                       ipc_type_name(req->type));
+        goto out;
+    }
+    ctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
+    if (!ctx)
+        goto ossl;
+    if (req->type == IPC_V_RSA) {
+        ipc_u32(req, IPC_T_OP, &op);
+        if (op == IPC_OP_SIGN) {
+            const EVP_MD *digest = ipc_u32(req, IPC_T_MD, &md) ? EVP_get_digestbynid((int)md) : NULL;
+            if (!digest || (size_t)EVP_MD_get_size(digest) != in->len) {
+                util_error_set(err, UTIL_ERR_INTERNAL, "RSA signature of something that is not a digest");
+                goto out;
+            }
+            ok = EVP_PKEY_sign_init(ctx) == 1 && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1 &&
+                 EVP_PKEY_CTX_set_signature_md(ctx, digest) == 1 &&
+                 EVP_PKEY_sign(ctx, NULL, &out_len, in->data, in->len) == 1;
+            if (ok && (out = malloc(out_len)))
+                ok = EVP_PKEY_sign(ctx, out, &out_len, in->data, in->len) == 1;
+        } else if (op == IPC_OP_DECRYPT && ipc_u32(req, IPC_T_PADDING, &padding) &&
+                   (padding == RSA_PKCS1_PADDING || padding == RSA_NO_PADDING)) {
+            ok = EVP_PKEY_decrypt_init(ctx) == 1 && EVP_PKEY_CTX_set_rsa_padding(ctx, (int)padding) == 1 &&
+                 EVP_PKEY_decrypt(ctx, NULL, &out_len, in->data, in->len) == 1;
+            if (ok && (out = malloc(out_len)))
+                ok = EVP_PKEY_decrypt(ctx, out, &out_len, in->data, in->len) == 1;
+        } else {
+            util_error_set(err, UTIL_ERR_INTERNAL, "RSA operation not allowed");
+            goto out;
+        }
+    } else if (req->type == IPC_V_ECDSA) {
+        if (in->len < 20 || in->len > 64) {
+            util_error_set(err, UTIL_ERR_INTERNAL, "ECDSA signature of something that is not a digest");
+            goto out;
+        }
+        ok = EVP_PKEY_sign_init(ctx) == 1 && EVP_PKEY_sign(ctx, NULL, &out_len, in->data, in->len) == 1;
+        if (ok && (out = malloc(out_len)))
+            ok = EVP_PKEY_sign(ctx, out, &out_len, in->data, in->len) == 1;
+    } else {
+        const unsigned char *p = in->data;
+        peer = d2i_PUBKEY(NULL, &p, (long)in->len);
+        ok = peer && p == in->data + in->len && EVP_PKEY_derive_init(ctx) == 1 &&
+             EVP_PKEY_derive_set_peer(ctx, peer) == 1 && EVP_PKEY_derive(ctx, NULL, &out_len) == 1;
+        if (ok && (out = malloc(out_len)))
+            ok = EVP_PKEY_derive(ctx, out, &out_len) == 1;
+    }
+    if (!ok || !out)
+        goto ossl;
+    ipc_add(b, IPC_T_OUTPUT, out, out_len);
+    rc = 0;
+    goto out;
+ossl:
+    util_error_ossl(err, UTIL_ERR_INTERNAL, "%s operation", ipc_type_name(req->type));
+out:
+    if (out)
+        OPENSSL_clear_free(out, out_len);
+    EVP_PKEY_CTX_free(ctx);
+    EVP_PKEY_free(peer);
+    EVP_PKEY_free(key);
+    return rc;
+}
+
+static int op_export(vault *v, const ipc_msg *req, util_error *err)
+{
+    char *function = ipc_str(req, IPC_T_FUNCTION), *pem = NULL;
+    size_t len = 0;
+    const vault_export_path *e = NULL;
+    for (size_t i = 0; function && i < v->cfg.export_count; i++)
+        if (!strcmp(v->cfg.exports[i].function, function))
+            e = &v->cfg.exports[i];
+    int rc = -1;
+    if (!e)
+        util_error_set(err, UTIL_ERR_NOT_FOUND, "function \"%s\" has no export_key path in the configuration",
+                       function ? function : "?");
+    else if (clear_pem(v, req, &pem, &len, err) == 0)
+        rc = util_file_write_atomic(e->path, pem, len, 0600, err);
+    if (pem)
+        OPENSSL_clear_free(pem, len + 1);
+    free(function);
+    return rc;
+}
+
+static int op_tls(vault *v, const ipc_msg *req, util_error *err)
+{
+    char *pem = NULL, *cert = ipc_str(req, IPC_T_CERT), *chain = ipc_str(req, IPC_T_CHAIN);
+    size_t len = 0;
+    EVP_PKEY *key = NULL;
+    int rc = -1;
+    /* the key must open and be a key before the listener gets it */
+    if (cert && clear_pem(v, req, &pem, &len, err) == 0 &&
+        crypto_key_load((const uint8_t *)pem, len, &key, err) == 0) {
+        if (v->cfg.on_tls)
+            v->cfg.on_tls(v->cfg.tls_arg, pem, cert, chain ? chain : "");
+        rc = 0;
+    } else if (!cert) {
+        util_error_set(err, UTIL_ERR_INTERNAL, "a listener key without its certificate");
+    }
+    EVP_PKEY_free(key);
+    if (pem)
+        OPENSSL_clear_free(pem, len + 1);
+    free(cert);
+    free(chain);
+    return rc;
+}
+
+static int op_secret_open(vault *v, const ipc_msg *req, ipc_builder *b, util_error *err)
+{
+    const ipc_field *sealed = ipc_get(req, IPC_T_SEALED);
+    uint8_t *plain = NULL;
+    size_t len = 0;
+    if (unseal(v, CRYPTO_SEAL_AAD_SECRETS_KEY, (const char *)sealed->data, sealed->len, &plain, &len, err) !=
+        0)
+        return -1;
+    int rc = len == VAULT_SECRET_LEN
+                 ? 0
+                 : util_error_set(err, UTIL_ERR_SEALED_INVALID,
+                                  "the store's secrets key has %zu bytes, not %d", len, VAULT_SECRET_LEN);
+    if (rc == 0)
+        ipc_add(b, IPC_T_OUTPUT, plain, len);
+    crypto_secret_free(plain, len);
+    return rc;
+}
+
+static int op_secret_seal(vault *v, const ipc_msg *req, ipc_builder *b, util_error *err)
+{
+    const ipc_field *in = ipc_get(req, IPC_T_INPUT);
+    char *sealed = NULL;
+    if (in->len != VAULT_SECRET_LEN)
+        return util_error_set(err, UTIL_ERR_INTERNAL, "a secrets key of %u bytes", (unsigned)in->len);
+    if (seal(v, CRYPTO_SEAL_AAD_SECRETS_KEY, in->data, in->len, &sealed, err) != 0)
+        return -1;
+    ipc_add_str(b, IPC_T_SEALED, sealed);
+    free(sealed);
+    return 0;
+}
+
+uint8_t *vault_handle(vault *v, const ipc_msg *req, size_t *len)
+{
+    ipc_builder b;
+    util_error err = {0};
+    int rc = -1;
+    ipc_begin(&b, IPC_OK, req->id);
+    switch (req->type) {
+    case IPC_V_GENERATE: rc = op_generate(v, req, &b, &err); break;
+    case IPC_V_SEAL: rc = op_seal(v, req, &b, &err); break;
+    case IPC_V_RESEAL: rc = op_reseal(v, req, &b, &err); break;
+    case IPC_V_PUBLIC: rc = op_public(v, req, &b, &err); break;
+    case IPC_V_RSA:
+    case IPC_V_ECDSA:
+    case IPC_V_ECDH: rc = op_private(v, req, &b, &err); break;
+    case IPC_V_EXPORT: rc = op_export(v, req, &err); break;
+    case IPC_V_TLS: rc = op_tls(v, req, &err); break;
+    case IPC_V_SECRET_OPEN: rc = op_secret_open(v, req, &b, &err); break;
+    case IPC_V_SECRET_SEAL: rc = op_secret_seal(v, req, &b, &err); break;
+    default:
+        util_error_set(&err, UTIL_ERR_INTERNAL, "the vault does not do \"%s\"", ipc_type_name(req->type));
+    }
+    if (rc == 0)
+        return ipc_end(&b, len);
+    size_t unused = 0;
+    ipc_frame_free(ipc_end(&b, &unused), unused);
+    return ipc_error_frame(&err, len);
+}
+
+int vault_serve(vault *v, int fd, util_error *err)
+{
+    for (;;) {
+        ipc_msg req;
+        if (ipc_read(fd, &req, err) != 0)
+            return -1;
+        size_t len = 0;
+        uint8_t *reply = vault_handle(v, &req, &len);
+        ipc_msg_clear(&req);
+        if (!reply)
+            return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+        int rc = ipc_write(fd, reply, len);
+        ipc_frame_free(reply, len);
+        if (rc != 0)
+            return util_error_set(err, UTIL_ERR_INTERNAL, "the agent closed the vault's channel");
+    }
+}
+
+/* ---- links ---- */
+
+static vault_link *link_new(int fd, vault *v)
+{
+    vault_link *l = calloc(1, sizeof *l);
+    if (l && pthread_mutex_init(&l->lock, NULL) != 0) {
+        free(l);
+        return NULL;
+    }
+    if (l) {
+        l->fd = fd;
+        l->v = v;
+    }
+    return l;
+}
+
+vault_link *vault_link_remote(int fd)
+{
+    return link_new(fd, NULL);
+}
+
+vault_link *vault_link_local(vault *v)
+{
+    return link_new(-1, v);
+}
+
+void vault_link_free(vault_link *l)
+{
+    if (!l)
+        return;
+    pthread_mutex_destroy(&l->lock);
+    free(l);
+}
+
+static int call_locked(vault_link *l, ipc_builder *b, ipc_msg *reply, util_error *err);
+
+static int call(vault_link *l, ipc_builder *b, ipc_msg *reply, util_error *err)
+{
+    pthread_mutex_lock(&l->lock);
+    int rc = call_locked(l, b, reply, err);
+    pthread_mutex_unlock(&l->lock);
+    return rc;
+}
+
+static int call_locked(vault_link *l, ipc_builder *b, ipc_msg *reply, util_error *err)
+{
+    if (!l->v)
+        return ipc_call(l->fd, b, reply, err);
+    /* in place: the same frames, so that both ways run the same checks */
+    size_t len = 0, rlen = 0;
+    uint8_t *frame = ipc_end(b, &len);
+    ipc_msg req;
+    if (!frame)
+        return util_error_set(err, UTIL_ERR_INTERNAL, "message to the vault too large or out of memory");
+    if (ipc_parse(frame, len, &req, err) != 0)
+        return -1;
+    uint8_t *answer = vault_handle(l->v, &req, &rlen);
+    ipc_msg_clear(&req);
+    if (!answer || ipc_parse(answer, rlen, reply, err) != 0)
+        return util_error_set(err, UTIL_ERR_INTERNAL, "the vault's answer");
+    if (reply->type == IPC_ERROR) {
+        uint32_t code = UTIL_ERR_INTERNAL;
+        if (!ipc_u32(reply, IPC_T_CODE, &code) || code == 0 || code >= UTIL_ERR_COUNT)
+            code = UTIL_ERR_INTERNAL;
+        char *detail = ipc_str(reply, IPC_T_DETAIL);
+        util_error_set(err, (util_err)code, "%s", detail ? detail : "");
+        free(detail);
+        ipc_msg_clear(reply);
+        return -1;
+    }
+    return 0;
+}
+
+static void add_ref(ipc_builder *b, const char *sealed, const char *aad)
+{
+    ipc_add_str(b, IPC_T_SEALED, sealed);
+    ipc_add_str(b, IPC_T_AAD, aad);
+}
+
+static int proxy_from_reply(vault_link *l, const ipc_msg *reply, const char *sealed, const char *aad,
+                            EVP_PKEY **key, util_error *err);
+
+int vault_generate(vault_link *l, const char *spec, const char *aad, char **sealed, EVP_PKEY **key,
+                   util_error *err)
+{
+    ipc_builder b;
+    ipc_msg reply;
+    ipc_begin(&b, IPC_V_GENERATE, 0);
+    ipc_add_str(&b, IPC_T_SPEC, spec);
+    ipc_add_str(&b, IPC_T_AAD, aad);
+    if (call(l, &b, &reply, err) != 0)
+        return -1;
+    char *s = ipc_str(&reply, IPC_T_SEALED);
+    int rc = s ? 0 : util_error_set(err, UTIL_ERR_VAULT, "the vault's answer has no key");
+    if (rc == 0 && key && proxy_from_reply(l, &reply, s, aad, key, err) != 0)
+        rc = -1;
+    ipc_msg_clear(&reply);
+    if (rc == 0)
+        *sealed = s;
+    else
+        free(s);
+    return rc;
+}
+
+int vault_key(vault_link *l, const char *sealed, const char *aad, EVP_PKEY **key, util_error *err)
+{
+    ipc_builder b;
+    ipc_msg reply;
+    ipc_begin(&b, IPC_V_PUBLIC, 0);
+    add_ref(&b, sealed, aad);
+    if (call(l, &b, &reply, err) != 0)
+        return -1;
+    int rc = proxy_from_reply(l, &reply, sealed, aad, key, err);
+    ipc_msg_clear(&reply);
+    return rc;
+}
+
+static int sealed_answer(vault_link *l, ipc_builder *b, char **out, util_error *err)
+{
+    ipc_msg reply;
+    if (call(l, b, &reply, err) != 0)
+        return -1;
+    *out = ipc_str(&reply, IPC_T_SEALED);
+    ipc_msg_clear(&reply);
+    return *out ? 0 : util_error_set(err, UTIL_ERR_VAULT, "the vault's answer has no key");
+}
+
+int vault_seal_clear(vault_link *l, const char *pem, const char *aad, char **sealed, util_error *err)
+{
+    ipc_builder b;
+    ipc_begin(&b, IPC_V_SEAL, 0);
+    ipc_add_str(&b, IPC_T_KEY, pem);
+    ipc_add_str(&b, IPC_T_AAD, aad);
+    return sealed_answer(l, &b, sealed, err);
+}
+
+int vault_reseal(vault_link *l, const char *sealed, const char *aad, const char *new_aad, char **out,
+                 util_error *err)
+{
+    ipc_builder b;
+    ipc_begin(&b, IPC_V_RESEAL, 0);
+    add_ref(&b, sealed, aad);
+    ipc_add_str(&b, IPC_T_NEW_AAD, new_aad);
+    return sealed_answer(l, &b, out, err);
+}
+
+static int empty_answer(vault_link *l, ipc_builder *b, util_error *err)
+{
+    ipc_msg reply;
+    if (call(l, b, &reply, err) != 0)
+        return -1;
+    ipc_msg_clear(&reply);
+    return 0;
+}
+
+int vault_export(vault_link *l, const char *sealed, const char *aad, const char *function, util_error *err)
+{
+    ipc_builder b;
+    ipc_begin(&b, IPC_V_EXPORT, 0);
+    add_ref(&b, sealed, aad);
+    ipc_add_str(&b, IPC_T_FUNCTION, function);
+    return empty_answer(l, &b, err);
+}
+
+int vault_tls(vault_link *l, const char *sealed, const char *aad, const char *cert_pem, const char *chain_pem,
+              util_error *err)
+{
+    ipc_builder b;
+    ipc_begin(&b, IPC_V_TLS, 0);
+    add_ref(&b, sealed, aad);
+    ipc_add_str(&b, IPC_T_CERT, cert_pem);
+    if (chain_pem && chain_pem[0])
+        ipc_add_str(&b, IPC_T_CHAIN, chain_pem);
+    return empty_answer(l, &b, err);
+}
+
+/* ---- proxy keys ----
+ *
+ * A proxy is an EVP_PKEY with the public half of a sealed key whose private
+ * operations go to the vault. OpenSSL 3 still takes them through RSA_METHOD
+ * and EC_KEY_METHOD (a key with its own method is "foreign" and keeps the
+ * legacy code paths that CMS, X509_REQ and the signature code use), which is
+ * how engine keys work; a provider would do the same with much more code.
+ * The methods forward:
+ *   RSA sign (PKCS#1 v1.5 of a digest)     -> IPC_V_RSA SIGN with the digest's NID
+ *   RSA decrypt (PKCS#1 v1.5, or raw for OAEP, whose padding OpenSSL checks
+ *   in this process)                        -> IPC_V_RSA DECRYPT
+ *   ECDSA of a digest                       -> IPC_V_ECDSA
+ *   ECDH with a peer's point (CMS KARI)     -> IPC_V_ECDH
+ * Anything else with the private key (a raw RSA private encryption, PSS)
+ * fails: the vault does not do it. */
+
+typedef struct proxy_ref {
+    vault_link *link;
+    char *sealed;
+    char *aad;
+} proxy_ref;
+
+static int rsa_index = -1, ec_index = -1;
+static RSA_METHOD *rsa_method;
+static EC_KEY_METHOD *ec_method;
+
+static void ref_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    (void)parent;
+    (void)ad;
+    (void)idx;
+    (void)argl;
+    (void)argp;
+    proxy_ref *r = ptr;
+    if (!r)
+        return;
+    free(r->sealed);
+    free(r->aad);
+    free(r);
+}
+
+static int private_call(const proxy_ref *r, ipc_type type, uint32_t op, uint32_t md, uint32_t padding,
+                        const uint8_t *in, size_t in_len, uint8_t **out, size_t *out_len)
+{
+    ipc_builder b;
+    ipc_msg reply;
+    util_error err;
+    ipc_begin(&b, type, 0);
+    add_ref(&b, r->sealed, r->aad);
+    if (type == IPC_V_RSA) {
+        ipc_add_u32(&b, IPC_T_OP, op);
+        if (op == IPC_OP_SIGN)
+            ipc_add_u32(&b, IPC_T_MD, md);
+        else
+            ipc_add_u32(&b, IPC_T_PADDING, padding);
+    }
+    ipc_add(&b, type == IPC_V_ECDH ? IPC_T_PEER : IPC_T_INPUT, in, in_len);
+    if (call(r->link, &b, &reply, &err) != 0) {
+        log_error("private-key operation in the vault: %s", err.detail);
+        return -1;
+    }
+    const ipc_field *f = ipc_get(&reply, IPC_T_OUTPUT);
+    int rc = -1;
+    if (f && (*out = OPENSSL_malloc(f->len ? f->len : 1))) {
+        memcpy(*out, f->data, f->len);
+        *out_len = f->len;
+        rc = 0;
+    }
+    ipc_msg_clear(&reply);
+    return rc;
+}
+
+static int rsa_sign(int type, const unsigned char *m, unsigned int m_len, unsigned char *sig,
+                    unsigned int *sig_len, const RSA *rsa)
+{
+    const proxy_ref *r = RSA_get_ex_data(rsa, rsa_index);
+    uint8_t *out = NULL;
+    size_t n = 0;
+    if (!r || private_call(r, IPC_V_RSA, IPC_OP_SIGN, (uint32_t)type, 0, m, m_len, &out, &n) != 0)
+        return 0;
+    int ok = n <= (size_t)RSA_size(rsa);
+    if (ok) {
+        memcpy(sig, out, n);
+        *sig_len = (unsigned int)n;
+    }
+    OPENSSL_free(out);
+    return ok;
+}
+
+static int rsa_priv_dec(int flen, const unsigned char *from, unsigned char *to, RSA *rsa, int padding)
+{
+    const proxy_ref *r = RSA_get_ex_data(rsa, rsa_index);
+    uint8_t *out = NULL;
+    size_t n = 0;
+    if (!r || flen < 0 || (padding != RSA_PKCS1_PADDING && padding != RSA_NO_PADDING) ||
+        private_call(r, IPC_V_RSA, IPC_OP_DECRYPT, 0, (uint32_t)padding, from, (size_t)flen, &out, &n) != 0)
+        return -1;
+    int len = n <= (size_t)RSA_size(rsa) ? (int)n : -1;
+    if (len >= 0)
+        memcpy(to, out, n);
+    OPENSSL_clear_free(out, n);
+    return len;
+}
+
+static int rsa_priv_enc(int flen, const unsigned char *from, unsigned char *to, RSA *rsa, int padding)
+{
+    (void)flen;
+    (void)from;
+    (void)to;
+    (void)rsa;
+    (void)padding;
+    log_error("a raw RSA private operation was asked of a vault key; the vault signs digests only");
+    return -1;
+}
+
+static ECDSA_SIG *ec_sign_sig(const unsigned char *dgst, int dlen, const BIGNUM *kinv, const BIGNUM *rp,
+                              EC_KEY *eckey)
+{
+    (void)kinv;
+    (void)rp;
+    const proxy_ref *r = EC_KEY_get_ex_data(eckey, ec_index);
+    uint8_t *out = NULL;
+    size_t n = 0;
+    if (!r || dlen < 0 || private_call(r, IPC_V_ECDSA, 0, 0, 0, dgst, (size_t)dlen, &out, &n) != 0)
+        return NULL;
+    const unsigned char *p = out;
+    ECDSA_SIG *sig = d2i_ECDSA_SIG(NULL, &p, (long)n);
+    OPENSSL_free(out);
+    return sig;
+}
+
+static int ec_sign(int type, const unsigned char *dgst, int dlen, unsigned char *sig, unsigned int *siglen,
+                   const BIGNUM *kinv, const BIGNUM *rp, EC_KEY *eckey)
+{
+    (void)type;
+    ECDSA_SIG *s = ec_sign_sig(dgst, dlen, kinv, rp, eckey);
+    if (!s)
+        return 0;
+    unsigned char *p = sig;
+    int n = i2d_ECDSA_SIG(s, &p);
+    ECDSA_SIG_free(s);
+    if (n <= 0)
+        return 0;
+    *siglen = (unsigned int)n;
+    return 1;
+}
+
+static int ec_compute_key(unsigned char **psec, size_t *pseclen, const EC_POINT *pub, const EC_KEY *ecdh)
+{
+    const proxy_ref *r = EC_KEY_get_ex_data(ecdh, ec_index);
+    EC_KEY *peer = EC_KEY_new();
+    unsigned char *der = NULL;
+    int n = 0, ok = 0;
+    if (r && peer && EC_KEY_set_group(peer, EC_KEY_get0_group(ecdh)) == 1 &&
+        EC_KEY_set_public_key(peer, pub) == 1)
+        n = i2d_EC_PUBKEY(peer, &der);
+    EC_KEY_free(peer);
+    if (n > 0) {
+        uint8_t *out = NULL;
+        size_t len = 0;
+        if (private_call(r, IPC_V_ECDH, 0, 0, 0, der, (size_t)n, &out, &len) == 0) {
+            *psec = out;
+            *pseclen = len;
+            ok = 1;
+        }
+    }
+    OPENSSL_free(der);
+    return ok;
+}
+
+static int methods_init(void)
+{
+    if (rsa_method && ec_method)
+        return 0;
+    rsa_index = RSA_get_ex_new_index(0, NULL, NULL, NULL, ref_free);
+    ec_index = EC_KEY_get_ex_new_index(0, NULL, NULL, NULL, ref_free);
+    rsa_method = RSA_meth_dup(RSA_PKCS1_OpenSSL());
+    ec_method = EC_KEY_METHOD_new(EC_KEY_OpenSSL());
+    if (rsa_index < 0 || ec_index < 0 || !rsa_method || !ec_method)
+        return -1;
+    RSA_meth_set1_name(rsa_method, "scepd vault");
+    RSA_meth_set_sign(rsa_method, rsa_sign);
+    RSA_meth_set_priv_dec(rsa_method, rsa_priv_dec);
+    RSA_meth_set_priv_enc(rsa_method, rsa_priv_enc);
+    int (*sign_setup)(EC_KEY *, BN_CTX *, BIGNUM **, BIGNUM **) = NULL;
+    EC_KEY_METHOD_get_sign(ec_method, NULL, &sign_setup, NULL);
+    EC_KEY_METHOD_set_sign(ec_method, ec_sign, sign_setup, ec_sign_sig);
+    EC_KEY_METHOD_set_compute_key(ec_method, ec_compute_key);
+    return 0;
+}
+
+static int proxy_from_reply(vault_link *l, const ipc_msg *reply, const char *sealed, const char *aad,
+                            EVP_PKEY **key, util_error *err)
+{
+    const ipc_field *pub = ipc_get(reply, IPC_T_PUBKEY);
+    const unsigned char *p = pub ? pub->data : NULL;
+    EVP_PKEY *pk = pub ? d2i_PUBKEY(NULL, &p, (long)pub->len) : NULL, *out = NULL;
+    proxy_ref *r = calloc(1, sizeof *r);
+    int rc = -1;
+    if (!pk || !r || methods_init() != 0) {
+        util_error_ossl(err, UTIL_ERR_VAULT, "the public key from the vault");
+        goto out;
+    }
+    r->link = l;
+    r->sealed = strdup(sealed);
+    r->aad = strdup(aad);
+    out = EVP_PKEY_new();
+    if (!r->sealed || !r->aad || !out)
+        goto oom;
+    if (EVP_PKEY_get_base_id(pk) == EVP_PKEY_RSA) {
+        RSA *rsa = EVP_PKEY_get1_RSA(pk);
+        if (!rsa || RSA_set_method(rsa, rsa_method) != 1 || RSA_set_ex_data(rsa, rsa_index, r) != 1) {
+            RSA_free(rsa);
+            goto oom;
+        }
+        r = NULL; /* the RSA owns it now */
+        if (EVP_PKEY_assign_RSA(out, rsa) != 1) {
+            RSA_free(rsa);
+            goto oom;
+        }
+    } else if (EVP_PKEY_get_base_id(pk) == EVP_PKEY_EC) {
+        EC_KEY *ec = EVP_PKEY_get1_EC_KEY(pk);
+        if (!ec || EC_KEY_set_method(ec, ec_method) != 1 || EC_KEY_set_ex_data(ec, ec_index, r) != 1) {
+            EC_KEY_free(ec);
+            goto oom;
+        }
+        r = NULL;
+        if (EVP_PKEY_assign_EC_KEY(out, ec) != 1) {
+            EC_KEY_free(ec);
+            goto oom;
+        }
+    } else {
+        util_error_set(err, UTIL_ERR_INTERNAL, "the vault holds a key of a type scepd does not use");
+        goto out;
+    }
+    *key = out;
+    out = NULL;
+    rc = 0;
+    goto out;
+oom:
+    util_error_ossl(err, UTIL_ERR_INTERNAL, "making a proxy for a vault key");
+out:
+    if (r)
+        ref_free(NULL, r, NULL, 0, 0, NULL);
+    EVP_PKEY_free(out);
+    EVP_PKEY_free(pk);
+    return rc;
+}
+
+int vault_secret_open(vault_link *l, const char *sealed, uint8_t secret[VAULT_SECRET_LEN], util_error *err)
+{
+    ipc_builder b;
+    ipc_msg reply;
+    ipc_begin(&b, IPC_V_SECRET_OPEN, 0);
+    ipc_add_str(&b, IPC_T_SEALED, sealed);
+    if (call(l, &b, &reply, err) != 0)
+        return -1;
+    const ipc_field *f = ipc_get(&reply, IPC_T_OUTPUT);
+    int rc = f && f->len == VAULT_SECRET_LEN
+                 ? 0
+                 : util_error_set(err, UTIL_ERR_VAULT, "the vault's answer has no key");
+    if (rc == 0)
+        memcpy(secret, f->data, VAULT_SECRET_LEN);
+    ipc_msg_clear(&reply);
+    return rc;
+}
+
+int vault_secret_seal(vault_link *l, const uint8_t secret[VAULT_SECRET_LEN], char **sealed, util_error *err)
+{
+    ipc_builder b;
+    ipc_begin(&b, IPC_V_SECRET_SEAL, 0);
+    ipc_add(&b, IPC_T_INPUT, secret, VAULT_SECRET_LEN);
+    return sealed_answer(l, &b, sealed, err);
+}
