@@ -569,6 +569,10 @@ static int key_rename(store *st, const char *from, const char *to, const char *u
         return -1;
     if (taken > 0)
         return util_error_set(err, UTIL_ERR_KEY_NAME_TAKEN, "key_name: \"%s\" exists", to);
+    int found =
+        store_query_int(st, err, "look up key", &one, "SELECT 1 FROM keys WHERE name = ?1", "t", from);
+    if (found <= 0)
+        return found < 0 ? -1 : util_error_set(err, UTIL_ERR_NOT_FOUND, "key \"%s\"", from);
     if (store_prepare_bound(st, err, &s, "SELECT function FROM bindings WHERE key_name = ?1", "t", from) != 0)
         return -1;
     while ((row = store_step_row(st, s, "list bindings", err)) == 1 && n < 16)
