@@ -294,7 +294,7 @@ static void not_checked_reason(agent *a, X509 *cert, char *out, size_t len)
     else if (!a->settings.url[0])
         snprintf(out, len, "no SCEP server is set to ask for a CRL");
     else if (a->crl_reason[0])
-        snprintf(out, len, "%s", a->crl_reason);
+        snprintf(out, len, "%.390s", a->crl_reason);
     else if (issuer)
         snprintf(out, len, "the stored CRL is from %.200s, not from this certificate's issuer", issuer);
     else if (a->crl_fetch)

@@ -313,7 +313,7 @@ int agent_restart(agent *a, const char *user, json_t **result, util_error *err)
             } else {
                 json_object_set_new(renamed, regs[i].name, json_string(regs[i].replaced));
                 if (!strcmp(a->auto_state.current_key, regs[i].name))
-                    snprintf(a->auto_state.current_key, sizeof a->auto_state.current_key, "%s",
+                    snprintf(a->auto_state.current_key, sizeof a->auto_state.current_key, "%.24s",
                              regs[i].replaced);
                 snprintf(regs[i].name, sizeof regs[i].name, "%s", regs[i].replaced);
             }

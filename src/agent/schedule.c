@@ -385,7 +385,7 @@ static void next_key_name(agent *a, char *out, size_t len)
     bool renew = (key_exists(a, a->auto_state.current_key, &old) || key_exists(a, cfg->key.key_name, &old));
     if (renew) {
         if (old.state == STORE_STATE_REGISTERED && cfg->delete_old && cfg->renew_replace)
-            snprintf(out, len, "%s", old.name);
+            snprintf(out, len, "%.24s", old.name);
         store_key_clear(&old);
         if (out[0])
             return;
@@ -403,8 +403,9 @@ static bool renewed_cert(agent *a, X509 **out)
     *out = NULL;
     if (!(key_exists(a, a->auto_state.current_key, &k) || key_exists(a, a->autoreq.key.key_name, &k)))
         return false;
-    if (k.state == STORE_STATE_REGISTERED && k.cert_pem)
-        (void)crypto_cert_load((const uint8_t *)k.cert_pem, strlen(k.cert_pem), out, &err);
+    if (k.state == STORE_STATE_REGISTERED && k.cert_pem &&
+        crypto_cert_load((const uint8_t *)k.cert_pem, strlen(k.cert_pem), out, &err) != 0)
+        *out = NULL; /* an unreadable certificate is not renewed by its lifetime */
     store_key_clear(&k);
     return *out != NULL;
 }
