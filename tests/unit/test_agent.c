@@ -2315,6 +2315,28 @@ static void test_verify_fetches_crl_first(void **state)
     assert_string_equal(revocation_of(v, &ok, &skipped), "revoked");
     assert_int_equal(json_integer_value(json_object_get(json_object_get(v, "crl"), "age_s")), 31);
     json_decref(v);
+
+    /* a server slower than the communication timeout: the wait ends at the
+     * timeout (counted from the start of the fetch, before curl's own for
+     * the PKIOperation), the fetch goes on, and the next verification does
+     * not wait for it again */
+    ca_serve(f, "--challenge", PW, "--fault", "delay:6000", NULL);
+    set_url(f, f->ca_url, 2);
+    assert_int_equal(agent_key_verify_start(f->a, "K1", count_call, &done, &w), AGENT_VERIFY_PENDING);
+    for (int64_t end = mono_ms() + WAIT_MS; done < 3 && mono_ms() < end;) {
+        loop_once(f);
+        usleep(2000);
+    }
+    assert_int_equal(done, 3);
+    assert_non_null(f->a->crl_fetch);
+    assert_non_null(strstr(f->a->crl_reason, "did not answer within 2 s (the communication timeout)"));
+    assert_int_equal(agent_key_verify_start(f->a, "K1", count_call, &done, &w), 0);
+    for (int64_t end = mono_ms() + WAIT_MS; f->a->crl_fetch && mono_ms() < end;) {
+        loop_once(f);
+        usleep(2000);
+    }
+    assert_null(f->a->crl_fetch);
+    assert_int_equal(done, 3);
 }
 
 /* renew_at_remaining_percent: the auto request also fires when the
