@@ -33,11 +33,13 @@ static const char *state_text(store_state state)
 }
 
 /* How often the request went to the server: `attempts` counts the retries
- * and polls scheduled after an exchange, so an exchange under way or the
- * one that ended the request is one more; a request waiting for its next
- * try, or cancelled, has made exactly `attempts`. */
+ * and polls scheduled after an exchange, so a request with a next try set
+ * (waiting, or trying again) or cancelled has made exactly `attempts`, and
+ * the first exchange under way or the one that ended it is one more. */
 static int tries_of(const store_request *r)
 {
+    if (r->next_attempt_at)
+        return r->attempts;
     switch (r->state) {
     case STORE_STATE_CONTACTING_SERVER:
     case STORE_STATE_SENT:

@@ -770,6 +770,7 @@ static void test_connect_retries(void **state)
     int64_t id = fire_now(f, auto_doc(start, true, 2, 60, key_params("Dev", PW)));
     json_t *r = wait_state(f, id, "contacting_server", 1);
     assert_string_equal(error_code(r), "net_connect");
+    assert_int_equal(json_integer_value(json_object_get(r, "tries")), 1); /* waiting for the second */
     assert_int_equal(time_of(json_object_get(r, "next_attempt_at")), f->now + 60);
     json_decref(r);
     advance(f, 59);
