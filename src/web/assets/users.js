@@ -4,7 +4,7 @@
 // one that is saved.
 import { h, replace, notice, pageHeading, breadcrumb, section } from './dom.js';
 import { put, isAdmin, session, enc, roleLabel } from './api.js';
-import { Form, textField, selectField, actions } from './forms.js';
+import { Form, textField, selectField, actions, byteLength } from './forms.js';
 
 export const USERS_TITLE = 'User Management';
 
@@ -28,8 +28,8 @@ export async function usersPage(ctx) {
   const pw = textField(form, {
     name: 'password', label: 'New Password', type: 'password', required: true, trim: false, maxlength: 128,
     autocomplete: 'new-password',
-    rules: [(v) => (v.length < 8 || v.length > 128 ? 'must be 8 to 128 characters' : /[\u0000-\u001f\u007f]/.test(v) ? 'must not contain control characters' : null)],
-    hint: '8 to 128 characters.',
+    rules: [(v) => (byteLength(v) < 8 || byteLength(v) > 128 ? 'must be 8 to 128 characters' : /[\u0000-\u001f\u007f]/.test(v) ? 'must not contain control characters' : null)],
+    hint: '8 to 128 characters (an accented letter counts as two).',
   });
   const again = textField(form, {
     name: 'password_again', label: 'Repeat the Password', type: 'password', required: true, trim: false, maxlength: 128,
