@@ -4,7 +4,7 @@
 import { h, replace, clear, errorBox, notice, pageHeading, section, details, timeEl, button } from './dom.js';
 import { session, login, logout, resume, forget, onUnauthorized, roleLabel, get, isAdmin } from './api.js';
 import { Form, textField, actions } from './forms.js';
-import { refreshStatus, resetStatus, onStatus, renderBanner, restartResult, stateBadge } from './status.js';
+import { refreshStatus, resetStatus, onStatus, renderBanner, restartResult, stateBadge, stateLabels } from './status.js';
 import { scepPage, communicationPage, requestPage, autoPage, SCEP_TITLE, endpointOf } from './scep.js';
 import { keysPage, keyPage, KEYS_TITLE } from './keys.js';
 import { usersPage, USERS_TITLE } from './users.js';
@@ -63,6 +63,9 @@ function lastFailure(s) {
   if (r && r.state === 'failed' && r.error) {
     return h('span', { class: 'expired' }, `Request #${r.id}: ${r.error.message}`, r.error.detail ? ` (${r.error.detail})` : '');
   }
+  // an auto request refused before any request was made (key_store_full, ...)
+  const last = s.auto_request && s.auto_request.last_result;
+  if (last && !stateLabels[last]) return h('span', { class: 'expired' }, `Auto request: failed (${last})`);
   return null;
 }
 
