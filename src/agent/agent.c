@@ -570,8 +570,11 @@ json_t *agent_audit(agent *a, int limit, util_error *err)
 void agent_schedule(agent *a)
 {
     int64_t due = 0;
+    agent_auto_renew_arm(a);
     if (a->autoreq.enabled && a->auto_state.next_run)
         due = a->auto_state.next_run;
+    if (a->auto_state.renew_at && (!due || a->auto_state.renew_at < due))
+        due = a->auto_state.renew_at;
     int64_t run_due = a->run ? agent_run_due(a->run) : 0;
     if (run_due && (!due || run_due < due))
         due = run_due;
@@ -594,6 +597,12 @@ void agent_tick(agent *a)
         util_error err;
         if (agent_auto_fire(a, &err) != 0)
             log_error("auto request could not start: %s: %s", util_err_code(err.code), err.detail);
+    }
+    agent_auto_renew_arm(a);
+    if (a->autoreq.enabled && a->auto_state.renew_at && a->auto_state.renew_at <= now && !a->run) {
+        util_error err;
+        if (agent_auto_fire_renewal(a, &err) != 0)
+            log_error("auto request (renewal) could not start: %s: %s", util_err_code(err.code), err.detail);
     }
     agent_rollover_tick(a);
     agent_schedule(a);

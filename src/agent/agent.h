@@ -113,7 +113,21 @@ int agent_restart(agent *a, const char *user, json_t **result, util_error *err) 
 json_t *agent_key_list(agent *a, util_error *err);
 json_t *agent_key_get(agent *a, const char *name, util_error *err);
 int agent_key_delete(agent *a, const char *name, const char *user, util_error *err) MUST_CHECK;
+/* {"valid", "checks": [...], "crl": {"source", "issuer", "fetched_at",
+ * "age_s", "this_update", "next_update"} or null}. Uses the stored CRL;
+ * without one the revocation check is skipped, "not checked: REASON". */
 json_t *agent_key_verify(agent *a, const char *name, util_error *err);
+/* Before agent_key_verify: fetches the CA's CRL (GetCRL signed by the key)
+ * unless the CA was asked less than 30 s ago. 0: verify at once (no fetch
+ * to wait for); AGENT_VERIFY_PENDING: *wait was queued, and done(arg) is
+ * called on the event loop when the fetch ends or the communication
+ * timeout passes, whichever is first; then call agent_key_verify. */
+#define AGENT_VERIFY_PENDING 1
+typedef struct agent_crl_waiter agent_crl_waiter;
+int agent_key_verify_start(agent *a, const char *name, void (*done)(void *arg), void *arg,
+                           agent_crl_waiter **wait);
+/* The requester is gone: done is not called. Accepts NULL. */
+void agent_key_verify_cancel(agent *a, agent_crl_waiter *wait);
 
 /* ---- bindings ---- */
 json_t *agent_binding_list(agent *a, util_error *err);

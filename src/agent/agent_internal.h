@@ -72,6 +72,7 @@ typedef struct agent_settings {
     int poll_interval_s; /* manual requests */
     int poll_max;
     bool tls_pin_check_host; /* with tls_pin: also check the host name (default) */
+    bool subject_utf8;       /* organization and common_name may be UTF-8 (default: printable single-byte) */
     /* Credentials given inside the URL or the proxy URL ("user:password",
      * as written there): secrets. url and proxy never hold them; they are
      * stored sealed and the API only says whether they are set. */
@@ -94,12 +95,18 @@ typedef struct agent_auto {
     bool auto_restart;
     bool delete_old;
     agent_key_params key;
+    int renew_pct;      /* renew_at_remaining_percent: 1-99, 0 for none */
+    bool renew_replace; /* renew_key_name "replace": with delete_old the new pair takes the old one's name */
 } agent_auto;
 
 /* Parse and check; the first bad field is named at the start of the detail. */
 int agent_parse_key_params(const json_t *in, agent_key_params *out, util_error *err) MUST_CHECK;
 json_t *agent_key_params_json(const agent_key_params *p); /* without the challenge */
 int agent_parse_settings(const json_t *in, agent_settings *out, util_error *err) MUST_CHECK;
+/* organization and common_name hold printable single-byte characters only,
+ * unless utf8 (the settings' subject_utf8); the field is named after prefix. */
+int agent_subject_charset_check(const agent_key_params *p, bool utf8, const char *prefix,
+                                util_error *err) MUST_CHECK;
 json_t *agent_settings_json(const agent_settings *s);
 /* A PUT that gives a port other than the one written in the URL is
  * refused (documents stored before this rule keep their port). */
@@ -127,6 +134,13 @@ typedef struct agent_auto_state {
     char last_result[48]; /* a state's name (ACQUIRED, REGISTERED) or an error code */
     int64_t last_request_id;
     char current_key[AGENT_NAME_MAX + 1]; /* the pair the last auto request produced */
+    /* renew_at_remaining_percent: the registered certificate watched, when
+     * its renewal is due (with its own random delay), and the certificate a
+     * renewal was last sent for (it is renewed once) */
+    char renew_serial[130];
+    int renew_jitter_s;
+    int64_t renew_at;
+    char renewed_serial[130];
 } agent_auto_state;
 
 struct agent {
@@ -169,6 +183,7 @@ struct agent {
     agent_crl_fetch *crl_fetch;                       /* a GetCRL in flight */
     int64_t crl_next_try;                             /* no GetCRL to crl_url before this */
     char crl_url[sizeof(((agent_settings *)0)->url)]; /* the CA last asked */
+    char crl_reason[512];                             /* why the last GetCRL brought none; "" */
     agent_rollover *rollover;                         /* a GetNextCACert check in flight */
     int64_t rollover_next_at;                         /* the next check; 0: none planned */
     struct event *tick;                               /* the scheduler's timer */
@@ -258,6 +273,14 @@ int agent_auto_save_state(agent *a, util_error *err) MUST_CHECK;
 int64_t agent_schedule_following(const agent_auto *cfg, int64_t base, int64_t now);
 void agent_auto_request_done(agent *a, int64_t id, store_state state, const util_error *err);
 int agent_auto_fire(agent *a, util_error *err) MUST_CHECK;
+/* renew_at_remaining_percent: recomputes auto_state.renew_at from the
+ * registered certificate (0: nothing to renew), and sends the renewal when
+ * it is due; the date-and-period schedule is left as it is. */
+void agent_auto_renew_arm(agent *a);
+/* Registration: request_id was an auto renewal whose new pair takes the
+ * name of the pair it replaced (renew_key_name "replace"). */
+bool agent_auto_takes_old_name(agent *a, int64_t request_id);
+int agent_auto_fire_renewal(agent *a, util_error *err) MUST_CHECK;
 /* The timer is enabled, one-shot, and its run has fired: nothing more is
  * scheduled, and manual requests are allowed again. */
 bool agent_auto_done(const agent *a);
@@ -268,7 +291,14 @@ int agent_ensure_tls_key(agent *a, util_error *err) MUST_CHECK;
 const agent_function *agent_function_find(const agent *a, const char *name);
 
 /* crl.c */
-void agent_crl_refresh(agent *a, const char *key_name);
+/* agent_key_verify_start's wait: 1 and *w when a fetch runs that the
+ * verification should wait for (done(arg) when it ends or is overdue). */
+int agent_crl_wait(agent *a, const char *key_name, void (*done)(void *arg), void *arg, agent_crl_waiter **w);
+void agent_crl_wait_cancel(agent *a, agent_crl_waiter *w);
+/* For a verification's answer: the stored CRL's source, issuer, time and
+ * age when it was used (null otherwise, and not_checked gets "not checked:"
+ * and the reason). */
+json_t *agent_crl_describe(agent *a, X509 *cert, bool used, char *not_checked, size_t len);
 void agent_crl_abandon(agent *a);
 /* The stored CRL when its issuer issued cert (*out NULL otherwise). */
 int agent_crl_for(agent *a, X509 *cert, STACK_OF(X509_CRL) * *out) MUST_CHECK;

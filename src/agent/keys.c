@@ -143,14 +143,20 @@ json_t *agent_key_verify(agent *a, const char *name, util_error *err)
         crls = NULL;
     crypto_verify_result r;
     crypto_cert_verify(cert, key, trusted, chain, crls, (time_t)agent_now(a), &r);
+    json_t *crl_info = json_null();
+    for (size_t i = 0; i < r.count; i++)
+        if (!strcmp(r.checks[i].name, "revocation")) {
+            json_decref(crl_info);
+            crl_info = agent_crl_describe(a, cert, !r.checks[i].skipped, r.checks[i].detail,
+                                          sizeof r.checks[i].detail);
+        }
     util_crl_stack_free(crls);
-    agent_crl_refresh(a, name); /* for the next verification */
     json_t *checks = json_array();
     for (size_t i = 0; i < r.count; i++)
         json_array_append_new(checks, json_pack("{s:s, s:b, s:b, s:s}", "name", r.checks[i].name, "ok",
                                                 r.checks[i].ok, "skipped", r.checks[i].skipped, "detail",
                                                 r.checks[i].detail));
-    out = json_pack("{s:b, s:o}", "valid", r.valid, "checks", checks);
+    out = json_pack("{s:b, s:o, s:o}", "valid", r.valid, "checks", checks, "crl", crl_info);
 out:
     util_x509_stack_free(trusted);
     util_x509_stack_free(chain);
@@ -158,6 +164,17 @@ out:
     EVP_PKEY_free(key);
     store_key_clear(&k);
     return out;
+}
+
+int agent_key_verify_start(agent *a, const char *name, void (*done)(void *arg), void *arg,
+                           agent_crl_waiter **wait)
+{
+    return agent_crl_wait(a, name, done, arg, wait) == 1 ? AGENT_VERIFY_PENDING : 0;
+}
+
+void agent_key_verify_cancel(agent *a, agent_crl_waiter *wait)
+{
+    agent_crl_wait_cancel(a, wait);
 }
 
 json_t *agent_binding_list(agent *a, util_error *err)
@@ -288,8 +305,32 @@ int agent_restart(agent *a, const char *user, json_t **result, util_error *err)
     size_t n = 0;
     if (store_register_all(a->st, user, &regs, &n, err) != 0)
         return -1;
-    json_t *registered = json_array(), *deleted = json_array();
+    json_t *registered = json_array(), *deleted = json_array(), *renamed = json_object();
     for (size_t i = 0; i < n; i++) {
+        util_error re;
+        /* an auto renewal set to take the old key's name gets it now that the old one is gone */
+        if (regs[i].replaced[0] && agent_auto_takes_old_name(a, regs[i].request_id)) {
+            /* the key is sealed for its name: the vault seals it again for the new one */
+            store_key k;
+            char *resealed = NULL;
+            bool renamed_ok = false;
+            if (store_key_get(a->st, regs[i].name, &k, &re) == 0) {
+                renamed_ok =
+                    agent_reseal_pair_renamed(a, &k, regs[i].replaced, &resealed, &re) == 0 &&
+                    store_key_rename(a->st, regs[i].name, regs[i].replaced, resealed, user, &re) == 0;
+                store_key_clear(&k);
+            }
+            free(resealed);
+            if (!renamed_ok) {
+                log_error("renaming \"%s\" to \"%s\": %s", regs[i].name, regs[i].replaced, re.detail);
+            } else {
+                json_object_set_new(renamed, regs[i].name, json_string(regs[i].replaced));
+                if (!strcmp(a->auto_state.current_key, regs[i].name))
+                    snprintf(a->auto_state.current_key, sizeof a->auto_state.current_key, "%.24s",
+                             regs[i].replaced);
+                snprintf(regs[i].name, sizeof regs[i].name, "%s", regs[i].replaced);
+            }
+        }
         json_array_append_new(registered, json_string(regs[i].name));
         if (regs[i].replaced[0])
             json_array_append_new(deleted, json_string(regs[i].replaced));
@@ -306,13 +347,14 @@ int agent_restart(agent *a, const char *user, json_t **result, util_error *err)
                  regs[i].replaced);
     }
     if (n > 0) {
-        agent_crl_refresh(a, regs[n - 1].name);
+        /* (no GetCRL here: a verification fetches the CRL first, and one
+         * fetched now would hold off the next for the interval) */
         util_error e;
         if (agent_ca_certs_refresh(a, NULL, &e) != 0)
             log_info("CA rollover check after registration: %s", e.detail);
     }
     free(regs);
-    *result = json_pack("{s:o, s:o}", "registered", registered, "deleted", deleted);
+    *result = json_pack("{s:o, s:o, s:o}", "registered", registered, "deleted", deleted, "renamed", renamed);
     return 0;
 }
 

@@ -32,18 +32,36 @@ static const char *state_text(store_state state)
     return (unsigned)state < STORE_STATE_COUNT && texts[state] ? texts[state] : store_state_name(state);
 }
 
+/* How often the request went to the server: `attempts` counts the retries
+ * and polls scheduled after an exchange, so a request with a next try set
+ * (waiting, or trying again) or cancelled has made exactly `attempts`, and
+ * the first exchange under way or the one that ended it is one more. */
+static int tries_of(const store_request *r)
+{
+    if (r->next_attempt_at)
+        return r->attempts;
+    switch (r->state) {
+    case STORE_STATE_CONTACTING_SERVER:
+    case STORE_STATE_SENT:
+    case STORE_STATE_ACQUIRED:
+    case STORE_STATE_REGISTERED:
+    case STORE_STATE_FAILED: return r->attempts + 1;
+    default: return r->attempts;
+    }
+}
+
 json_t *agent_request_json(const store_request *r)
 {
     json_t *params = r->params ? json_deep_copy(r->params) : json_object();
     /* a pending or failed request keeps its last error for display */
     json_t *error = error_json(r->error_code, r->error_detail);
-    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:i, s:o, s:o, s:o}", "id", (json_int_t)r->id,
-                     "kind", r->kind, "state", store_state_name(r->state), "status_text",
+    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:i, s:o, s:o, s:o, s:i}", "id",
+                     (json_int_t)r->id, "kind", r->kind, "state", store_state_name(r->state), "status_text",
                      state_text(r->state), "key_name", r->key_name, "transaction_id",
                      r->transaction_id[0] ? json_string(r->transaction_id) : json_null(), "created_at",
                      agent_time_json(r->created_at), "updated_at", agent_time_json(r->updated_at), "attempts",
                      r->attempts, "next_attempt_at", agent_time_json(r->next_attempt_at), "error", error,
-                     "params", params);
+                     "params", params, "tries", tries_of(r));
 }
 
 json_t *agent_request_get(agent *a, int64_t id, util_error *err)
@@ -161,6 +179,10 @@ int agent_request_create(agent *a, const json_t *in, const char *user, int64_t *
         return -1;
     if (agent_parse_key_params(in, &p, err) != 0)
         return -1;
+    if (agent_subject_charset_check(&p, a->settings.subject_utf8, "", err) != 0) {
+        OPENSSL_cleanse(p.challenge, sizeof p.challenge);
+        return -1;
+    }
     store_key existing;
     util_error lookup;
     if (store_key_get(a->st, p.key_name, &existing, &lookup) == 0) {

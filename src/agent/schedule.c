@@ -20,10 +20,12 @@
 
 static json_t *state_json(const agent_auto_state *s)
 {
-    return json_pack("{s:I, s:i, s:I, s:i, s:s, s:I, s:s}", "base", (json_int_t)s->base, "jitter_s",
-                     s->jitter_s, "next_run", (json_int_t)s->next_run, "attempts_left", s->attempts_left,
-                     "last_result", s->last_result, "last_request_id", (json_int_t)s->last_request_id,
-                     "current_key", s->current_key);
+    return json_pack("{s:I, s:i, s:I, s:i, s:s, s:I, s:s, s:s, s:i, s:I, s:s}", "base", (json_int_t)s->base,
+                     "jitter_s", s->jitter_s, "next_run", (json_int_t)s->next_run, "attempts_left",
+                     s->attempts_left, "last_result", s->last_result, "last_request_id",
+                     (json_int_t)s->last_request_id, "current_key", s->current_key, "renew_serial",
+                     s->renew_serial, "renew_jitter_s", s->renew_jitter_s, "renew_at",
+                     (json_int_t)s->renew_at, "renewed_serial", s->renewed_serial);
 }
 
 static void state_from_json(const json_t *j, agent_auto_state *s)
@@ -38,6 +40,12 @@ static void state_from_json(const json_t *j, agent_auto_state *s)
     const char *k = json_string_value(json_object_get(j, "current_key"));
     snprintf(s->last_result, sizeof s->last_result, "%s", r ? r : "");
     snprintf(s->current_key, sizeof s->current_key, "%s", k ? k : "");
+    const char *rs = json_string_value(json_object_get(j, "renew_serial"));
+    const char *rd = json_string_value(json_object_get(j, "renewed_serial"));
+    snprintf(s->renew_serial, sizeof s->renew_serial, "%s", rs ? rs : "");
+    snprintf(s->renewed_serial, sizeof s->renewed_serial, "%s", rd ? rd : "");
+    s->renew_jitter_s = (int)json_integer_value(json_object_get(j, "renew_jitter_s"));
+    s->renew_at = json_integer_value(json_object_get(j, "renew_at"));
 }
 
 int agent_auto_save_state(agent *a, util_error *err)
@@ -135,6 +143,8 @@ int agent_auto_load(agent *a, util_error *err)
     return rc;
 }
 
+static void next_key_name(agent *a, char *out, size_t len);
+
 bool agent_auto_done(const agent *a)
 {
     /* an enabled timer always has a next run until its one run has fired;
@@ -156,6 +166,10 @@ json_t *agent_auto_get(agent *a, util_error *err)
     json_object_set_new(j, "attempts_left", json_integer(s->attempts_left));
     json_object_set_new(j, "last_request_id",
                         s->last_request_id ? json_integer(s->last_request_id) : json_null());
+    json_object_set_new(j, "renew_at", a->autoreq.enabled ? agent_time_json(s->renew_at) : json_null());
+    char next_name[AGENT_NAME_MAX + 1];
+    next_key_name(a, next_name, sizeof next_name);
+    json_object_set_new(j, "next_key_name", next_name[0] ? json_string(next_name) : json_null());
     return j;
 }
 
@@ -192,6 +206,12 @@ int agent_auto_put(agent *a, const json_t *in, const char *user, util_error *err
     agent_auto next;
     if (agent_parse_auto(in, &a->autoreq, &next, err) != 0)
         return -1;
+    json_t *key_in = json_object_get(in, "key");
+    if (key_in && !json_is_null(key_in) &&
+        agent_subject_charset_check(&next.key, a->settings.subject_utf8, "key.", err) != 0) {
+        OPENSSL_cleanse(next.key.challenge, sizeof next.key.challenge);
+        return -1;
+    }
     int64_t now = agent_now(a);
     /* As on the device, switching periodic requests on resets the start to now. */
     if (next.periodic && !a->autoreq.periodic && next.enabled)
@@ -288,7 +308,9 @@ static int unique_name(agent *a, const char *base, char *out, size_t len)
     return -1;
 }
 
-int agent_auto_fire(agent *a, util_error *err)
+/* rearm: schedule the date-and-period run after this one (a renewal
+ * leaves that schedule as it is) */
+static int fire(agent *a, bool rearm, util_error *err)
 {
     agent_auto_state *s = &a->auto_state;
     const agent_auto *cfg = &a->autoreq;
@@ -305,7 +327,8 @@ int agent_auto_fire(agent *a, util_error *err)
         util_error_set(err, UTIL_ERR_KEY_NAME_TAKEN, "no free name for \"%s\"", cfg->key.key_name);
     /* the following run is scheduled in the same transaction that inserts
      * this one, so a crash can neither repeat nor lose a run */
-    arm_run(a, agent_schedule_following(cfg, s->base ? s->base : now, now));
+    if (rearm)
+        arm_run(a, agent_schedule_following(cfg, s->base ? s->base : now, now));
     s->attempts_left = cfg->polling ? cfg->retries : 0;
     if (rc == 0) {
         log_info("auto request starts for key \"%s\"%s%s", name, renew ? ", renewing " : "",
@@ -330,6 +353,95 @@ int agent_auto_fire(agent *a, util_error *err)
     if (agent_auto_save_state(a, &save_err) != 0)
         log_error("could not save the auto request schedule: %s", save_err.detail);
     return rc;
+}
+
+int agent_auto_fire(agent *a, util_error *err)
+{
+    return fire(a, true, err);
+}
+
+bool agent_auto_takes_old_name(agent *a, int64_t request_id)
+{
+    store_request r;
+    util_error err;
+    if (!a->autoreq.renew_replace || !request_id || store_request_get(a->st, request_id, &r, &err) != 0)
+        return false;
+    bool yes = !strcmp(r.kind, "auto");
+    store_request_clear(&r);
+    return yes;
+}
+
+/* The name the next run's pair will carry once registered: the old pair's
+ * when it renews with delete_old and renew_key_name "replace", else the key
+ * name or, while that exists, the first free numbered one. */
+static void next_key_name(agent *a, char *out, size_t len)
+{
+    const agent_auto *cfg = &a->autoreq;
+    store_key old;
+    out[0] = '\0';
+    if (!cfg->key.key_name[0])
+        return;
+    bool renew = (key_exists(a, a->auto_state.current_key, &old) || key_exists(a, cfg->key.key_name, &old));
+    if (renew) {
+        if (old.state == STORE_STATE_REGISTERED && cfg->delete_old && cfg->renew_replace)
+            snprintf(out, len, "%.24s", old.name);
+        store_key_clear(&old);
+        if (out[0])
+            return;
+    }
+    if (unique_name(a, cfg->key.key_name, out, len) != 0)
+        out[0] = '\0';
+}
+
+/* The registered certificate the auto request renews: the pair it made
+ * last, else the pair of its key name. */
+static bool renewed_cert(agent *a, X509 **out)
+{
+    store_key k;
+    util_error err;
+    *out = NULL;
+    if (!(key_exists(a, a->auto_state.current_key, &k) || key_exists(a, a->autoreq.key.key_name, &k)))
+        return false;
+    if (k.state == STORE_STATE_REGISTERED && k.cert_pem &&
+        crypto_cert_load((const uint8_t *)k.cert_pem, strlen(k.cert_pem), out, &err) != 0)
+        *out = NULL; /* an unreadable certificate is not renewed by its lifetime */
+    store_key_clear(&k);
+    return *out != NULL;
+}
+
+void agent_auto_renew_arm(agent *a)
+{
+    agent_auto_state *s = &a->auto_state;
+    X509 *cert = NULL;
+    if (!a->autoreq.enabled || !a->autoreq.renew_pct || !renewed_cert(a, &cert)) {
+        s->renew_at = 0;
+        return;
+    }
+    crypto_cert_info info;
+    crypto_cert_info_get(cert, &info);
+    X509_free(cert);
+    const char *serial = info.serial;
+    int64_t not_before = info.not_before, not_after = info.not_after;
+    if (!strcmp(serial, s->renewed_serial) || not_after <= not_before) { /* renewed once already */
+        s->renew_at = 0;
+        return;
+    }
+    if (strcmp(serial, s->renew_serial) != 0) { /* a new certificate: a new random delay */
+        snprintf(s->renew_serial, sizeof s->renew_serial, "%s", serial);
+        s->renew_jitter_s = a->autoreq.auto_adjust ? (int)agent_random(a, AGENT_JITTER_MAX_S + 1) : 0;
+    }
+    int64_t left = (not_after - not_before) * a->autoreq.renew_pct / 100;
+    s->renew_at = not_after - left + s->renew_jitter_s;
+}
+
+int agent_auto_fire_renewal(agent *a, util_error *err)
+{
+    agent_auto_state *s = &a->auto_state;
+    log_info("auto request: the certificate with serial %s has %d %% of its lifetime left", s->renew_serial,
+             a->autoreq.renew_pct);
+    snprintf(s->renewed_serial, sizeof s->renewed_serial, "%s", s->renew_serial);
+    s->renew_at = 0;
+    return fire(a, false, err);
 }
 
 void agent_auto_request_done(agent *a, int64_t id, store_state state, const util_error *err)

@@ -350,6 +350,7 @@ int agent_parse_settings(const json_t *in, agent_settings *out, util_error *err)
         {"tls_pin_check_host", JSON_TRUE, true},
         {"url_credentials_set", JSON_TRUE, true},
         {"proxy_credentials_set", JSON_TRUE, true},
+        {"subject_utf8", JSON_TRUE, true},
     };
     static const char *const methods[] = {"auto", "get", "post", NULL};
     agent_settings s;
@@ -373,6 +374,7 @@ int agent_parse_settings(const json_t *in, agent_settings *out, util_error *err)
         return -1;
     json_t *check_host = json_object_get(in, "tls_pin_check_host");
     s.tls_pin_check_host = !json_is_false(check_host);
+    s.subject_utf8 = json_is_true(json_object_get(in, "subject_utf8"));
     if (!s.method[0])
         snprintf(s.method, sizeof s.method, "auto");
     if (!one_of(s.method, methods))
@@ -395,13 +397,39 @@ static json_t *opt(const char *s)
 
 json_t *agent_settings_json(const agent_settings *s)
 {
-    return json_pack("{s:s, s:i, s:i, s:o, s:o, s:o, s:b, s:o, s:o, s:s, s:i, s:i, s:b, s:b}", "url", s->url,
-                     "port", s->port, "timeout_s", s->timeout_s, "ca_file", opt(s->ca_file), "ca_fingerprint",
-                     opt(s->ca_fingerprint), "tls_pin", opt(s->tls_pin), "tls_pin_check_host",
-                     s->tls_pin_check_host, "proxy", opt(s->proxy), "ca_identifier", opt(s->ca_identifier),
-                     "method", s->method, "poll_interval_s", s->poll_interval_s, "poll_max", s->poll_max,
-                     "url_credentials_set", s->url_credentials[0] != '\0', "proxy_credentials_set",
-                     s->proxy_credentials[0] != '\0');
+    return json_pack("{s:s, s:i, s:i, s:o, s:o, s:o, s:b, s:o, s:o, s:s, s:i, s:i, s:b, s:b, s:b}", "url",
+                     s->url, "port", s->port, "timeout_s", s->timeout_s, "ca_file", opt(s->ca_file),
+                     "ca_fingerprint", opt(s->ca_fingerprint), "tls_pin", opt(s->tls_pin),
+                     "tls_pin_check_host", s->tls_pin_check_host, "proxy", opt(s->proxy), "ca_identifier",
+                     opt(s->ca_identifier), "method", s->method, "poll_interval_s", s->poll_interval_s,
+                     "poll_max", s->poll_max, "url_credentials_set", s->url_credentials[0] != '\0',
+                     "proxy_credentials_set", s->proxy_credentials[0] != '\0', "subject_utf8",
+                     s->subject_utf8);
+}
+
+/* The device's rule for the subject: printable single-byte characters
+ * (0x20-0x7E), as many SCEP servers and printers accept no more; UTF-8
+ * only when the settings allow it. */
+static int subject_text_ok(const char *text, const char *prefix, const char *name, util_error *err)
+{
+    for (const unsigned char *c = (const unsigned char *)text; *c; c++)
+        if (*c < 0x20 || *c > 0x7e)
+            return util_error_set(err, UTIL_ERR_INVALID_FIELD,
+                                  "%s%s: must be printable single-byte characters (letters, digits, spaces "
+                                  "and ASCII punctuation); the SCEP server may not accept others. Set "
+                                  "subject_utf8 in the communication settings if it accepts UTF-8",
+                                  prefix, name);
+    return 0;
+}
+
+int agent_subject_charset_check(const agent_key_params *p, bool utf8, const char *prefix, util_error *err)
+{
+    if (utf8)
+        return 0;
+    return subject_text_ok(p->organization, prefix, "organization", err) ||
+                   subject_text_ok(p->common_name, prefix, "common_name", err)
+               ? -1
+               : 0;
 }
 
 int agent_time_parse(const char *text, int64_t *out)
@@ -472,10 +500,16 @@ static int parse_auto_sub(const json_t *in, agent_auto *a, util_error *err)
 int agent_parse_auto(const json_t *in, const agent_auto *current, agent_auto *out, util_error *err)
 {
     static const field fields[] = {
-        {"enabled", JSON_TRUE, false},     {"start", JSON_STRING, true},
-        {"auto_adjust", JSON_TRUE, false}, {"polling", JSON_OBJECT, false},
-        {"periodic", JSON_OBJECT, false},  {"auto_restart", JSON_TRUE, false},
-        {"delete_old", JSON_TRUE, false},  {"key", JSON_OBJECT, true},
+        {"enabled", JSON_TRUE, false},
+        {"start", JSON_STRING, true},
+        {"auto_adjust", JSON_TRUE, false},
+        {"polling", JSON_OBJECT, false},
+        {"periodic", JSON_OBJECT, false},
+        {"auto_restart", JSON_TRUE, false},
+        {"delete_old", JSON_TRUE, false},
+        {"key", JSON_OBJECT, true},
+        {"renew_at_remaining_percent", JSON_INTEGER, true},
+        {"renew_key_name", JSON_STRING, true},
     };
     agent_auto a = *current;
     if (check_fields(in, fields, sizeof fields / sizeof fields[0], "", err) != 0)
@@ -484,6 +518,18 @@ int agent_parse_auto(const json_t *in, const agent_auto *current, agent_auto *ou
     a.auto_adjust = get_bool(in, "auto_adjust", a.auto_adjust);
     a.auto_restart = get_bool(in, "auto_restart", a.auto_restart);
     a.delete_old = get_bool(in, "delete_old", a.delete_old);
+    json_t *pct = json_object_get(in, "renew_at_remaining_percent");
+    if (pct && json_is_null(pct))
+        a.renew_pct = 0;
+    else if (pct && get_int(in, "renew_at_remaining_percent", "", 1, 99, 0, &a.renew_pct, err) != 0)
+        return -1;
+    const char *naming = json_string_value(json_object_get(in, "renew_key_name"));
+    if (naming && !strcmp(naming, "replace"))
+        a.renew_replace = true;
+    else if (naming && !strcmp(naming, "numbered"))
+        a.renew_replace = false;
+    else if (naming)
+        return bad(err, "", "renew_key_name", "must be numbered or replace");
     json_t *start = json_object_get(in, "start");
     if (start && json_is_null(start)) {
         a.start = 0;
@@ -514,9 +560,11 @@ int agent_parse_auto(const json_t *in, const agent_auto *current, agent_auto *ou
 json_t *agent_auto_json(const agent_auto *a)
 {
     json_t *key = a->key.key_name[0] ? agent_key_params_json(&a->key) : json_null();
-    return json_pack("{s:b, s:o, s:b, s:{s:b, s:i, s:i}, s:{s:b, s:i}, s:b, s:b, s:o}", "enabled", a->enabled,
-                     "start", agent_time_json(a->start), "auto_adjust", a->auto_adjust, "polling", "enabled",
-                     a->polling, "retries", a->retries, "interval_s", a->interval_s, "periodic", "enabled",
-                     a->periodic, "interval_days", a->interval_days, "auto_restart", a->auto_restart,
-                     "delete_old", a->delete_old, "key", key);
+    return json_pack("{s:b, s:o, s:b, s:{s:b, s:i, s:i}, s:{s:b, s:i}, s:b, s:b, s:o, s:o, s:s}", "enabled",
+                     a->enabled, "start", agent_time_json(a->start), "auto_adjust", a->auto_adjust, "polling",
+                     "enabled", a->polling, "retries", a->retries, "interval_s", a->interval_s, "periodic",
+                     "enabled", a->periodic, "interval_days", a->interval_days, "auto_restart",
+                     a->auto_restart, "delete_old", a->delete_old, "key", key, "renew_at_remaining_percent",
+                     a->renew_pct ? json_integer(a->renew_pct) : json_null(), "renew_key_name",
+                     a->renew_replace ? "replace" : "numbered");
 }

@@ -45,6 +45,12 @@ typedef struct api_login_slot {
     void *arg;
     agent_login_job *job; /* set while a login is under way */
     bool finished;
+    /* POST /keys/{name}/verify waits the same way for the CRL it fetches
+     * first (agent_key_verify_start): crl_done(arg) clears crl_wait and
+     * calls api_handle again, which then verifies (crl_waited). */
+    void (*crl_done)(void *arg);
+    agent_crl_waiter *crl_wait;
+    bool crl_waited;
 } api_login_slot;
 
 /* One HTTP request, borrowed for the call. */
@@ -74,7 +80,8 @@ typedef struct api_response {
     size_t body_len;
     api_header headers[API_MAX_HEADERS];
     size_t header_count;
-    /* No answer yet: a login waits on request.login (status 0, no body). */
+    /* No answer yet: a login or a verification's GetCRL waits on
+     * request.login (status 0, no body). */
     bool deferred;
 } api_response;
 

@@ -111,7 +111,16 @@ static void on_login_done(void *arg)
     serve(p);
 }
 
-/* The client went away while its login was checked. A request evhttp has
+static void on_crl_done(void *arg)
+{
+    api_pending *p = arg;
+    p->slot.crl_wait = NULL; /* the agent has let go of it */
+    edge_set_closecb(p->l->edge, p->evcon, NULL, NULL);
+    serve(p);
+}
+
+/* The client went away while its login was checked or its verification
+ * waited for the CRL. A request evhttp has
  * let go of (the client's EOF) is ours to free; otherwise the connection
  * frees it. The agent still records the login's outcome. */
 static void on_close(struct evhttp_connection *evcon, void *arg)
@@ -119,6 +128,7 @@ static void on_close(struct evhttp_connection *evcon, void *arg)
     api_pending *p = arg;
     (void)evcon;
     agent_login_cancel(p->l->api->agent, p->slot.job);
+    agent_key_verify_cancel(p->l->api->agent, p->slot.crl_wait);
     if (!evhttp_request_get_connection(p->req))
         evhttp_request_free(p->req);
     free(p);
@@ -168,6 +178,7 @@ static void serve(api_pending *p)
     send_response(req, &resp);
     api_response_clear(&resp);
     agent_login_cancel(p->l->api->agent, p->slot.job); /* none: a second call takes its answer */
+    agent_key_verify_cancel(p->l->api->agent, p->slot.crl_wait);
     free(p);
 }
 
@@ -182,6 +193,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     }
     *p = (api_pending){.l = l, .req = req, .evcon = evhttp_request_get_connection(req)};
     p->slot.done = on_login_done;
+    p->slot.crl_done = on_crl_done;
     p->slot.arg = p;
     serve(p);
 }

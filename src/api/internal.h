@@ -55,7 +55,7 @@ typedef struct api_ctx {
     char name[API_USER_MAX + 1]; /* the {name}/{function}/{user} path segment */
     int64_t id;                  /* the {id} path segment */
     json_t *body;                /* the parsed body, NULL when there is none */
-    bool deferred;               /* a login was started: the answer comes later */
+    bool deferred;               /* a login or a GetCRL was started: the answer comes later */
 } api_ctx;
 
 enum {

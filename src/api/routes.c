@@ -137,9 +137,19 @@ static void key_delete(api_ctx *c)
         api_reply_empty(c, 204);
 }
 
+/* With a slot (the evhttp adapter) the CRL is fetched first and the answer
+ * waits for it; without one the stored CRL answers at once. */
 static void key_verify(api_ctx *c)
 {
     util_error err = {0};
+    api_login_slot *slot = c->req->login;
+    if (slot && !slot->crl_waited && slot->crl_done &&
+        agent_key_verify_start(c->api->agent, c->name, slot->crl_done, slot->arg, &slot->crl_wait) ==
+            AGENT_VERIFY_PENDING) {
+        slot->crl_waited = true;
+        c->deferred = true;
+        return;
+    }
     api_reply_doc(c, agent_key_verify(c->api->agent, c->name, &err), &err);
 }
 

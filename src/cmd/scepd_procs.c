@@ -167,7 +167,7 @@ static void vault_on_tls(void *arg, const char *key_pem, const char *cert_pem, c
     ipc_frame_free(frame, len);
 }
 
-static int vault_main(const options *o, int agent_fd, int net_fd)
+static int vault_main(const options *o, int agent_fd, int net_fd, int ready_fd)
 {
     util_error err = {0};
     vault_config vc = {.on_tls = vault_on_tls};
@@ -191,6 +191,11 @@ static int vault_main(const options *o, int agent_fd, int net_fd)
         return 1;
     }
     log_info("key-encryption key from the %s", source);
+    /* the agent opens the store only once the KEK is there */
+    char c = 'V';
+    if (write(ready_fd, &c, 1) != 1)
+        log_debug("the supervisor did not take the vault's start signal");
+    close(ready_fd);
     vc.kek = kek;
     vault *v = vault_new(&vc);
     if (!v) {
@@ -676,6 +681,7 @@ static void agent_serve(agent_req *r)
         log_error("request %u: the answer could not be sent to the network process", r->id);
     api_response_clear(&resp);
     agent_login_cancel(ap->a, r->slot.job); /* none left: a second call took its answer */
+    agent_key_verify_cancel(ap->a, r->slot.crl_wait);
     UNLINK(ap->reqs, r);
     agent_req_free(r);
 }
@@ -684,6 +690,14 @@ static void agent_on_login_done(void *arg)
 {
     agent_req *r = arg;
     r->slot.finished = true;
+    agent_serve(r);
+}
+
+/* A verification's GetCRL came back (or its wait ended): verify now. */
+static void agent_on_crl_done(void *arg)
+{
+    agent_req *r = arg;
+    r->slot.crl_wait = NULL; /* the agent has let go of it */
     agent_serve(r);
 }
 
@@ -720,6 +734,7 @@ static void agent_on_request(agent_proc *ap, ipc_msg *m)
             r->header_count++;
         }
     r->slot.done = agent_on_login_done;
+    r->slot.crl_done = agent_on_crl_done;
     r->slot.arg = r;
     LINK(ap->reqs, r);
     if (!ok) {
@@ -740,6 +755,7 @@ static void agent_on_closed(agent_proc *ap, uint32_t id)
     for (agent_req *r = ap->reqs; r; r = r->next)
         if (r->id == id) {
             agent_login_cancel(ap->a, r->slot.job);
+            agent_key_verify_cancel(ap->a, r->slot.crl_wait);
             UNLINK(ap->reqs, r);
             agent_req_free(r);
             return;
@@ -921,6 +937,7 @@ out:
     while (ap.reqs) {
         agent_req *r = ap.reqs;
         agent_login_cancel(ap.a, r->slot.job);
+        agent_key_verify_cancel(ap.a, r->slot.crl_wait);
         UNLINK(ap.reqs, r);
         agent_req_free(r);
     }
@@ -968,23 +985,39 @@ static void child_setup(role r, sigset_t *old, const int *keep, size_t nkeep)
 
 static int start_set(options *o, const char *password, sigset_t *old, proc_set *set, util_error *err)
 {
-    int av[2], an[2], vn[2], ready[2];
+    int av[2], an[2], vn[2], ready[2], vready[2];
     memset(set, 0, sizeof *set);
     set->ready_fd = -1;
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, av) != 0 ||
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, an) != 0 ||
-        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, vn) != 0 || pipe2(ready, O_CLOEXEC) != 0)
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, vn) != 0 || pipe2(ready, O_CLOEXEC) != 0 ||
+        pipe2(vready, O_CLOEXEC) != 0)
         return util_error_set(err, UTIL_ERR_INTERNAL, "channels between scepd's processes: %s",
                               strerror(errno));
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
     if (pid == 0) {
-        int keep[] = {av[1], vn[0]};
-        child_setup(ROLE_VAULT, old, keep, 2);
-        _exit(vault_main(o, av[1], vn[0]));
+        int keep[] = {av[1], vn[0], vready[1]};
+        child_setup(ROLE_VAULT, old, keep, 3);
+        _exit(vault_main(o, av[1], vn[0], vready[1]));
     }
     set->pid[ROLE_VAULT] = pid;
+    close(vready[1]);
+    /* the vault first: without a KEK nothing else starts and the store is
+     * not touched (the pipe closed: the vault ended, its log says why) */
+    char c = 0;
+    struct pollfd vp = {.fd = vready[0], .events = POLLIN};
+    bool vault_up = pid > 0 && poll(&vp, 1, 60 * 1000) == 1 && read(vready[0], &c, 1) == 1 && c == 'V';
+    close(vready[0]);
+    if (!vault_up) {
+        int fds[] = {av[0], av[1], an[0], an[1], vn[0], vn[1], ready[0], ready[1]};
+        for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+            close(fds[i]);
+        log_error("scepd could not start: the vault process ended before it had a key-encryption key");
+        err->code = UTIL_ERR_NONE;
+        return -1;
+    }
     pid = pid > 0 ? fork() : -1;
     if (pid == 0) {
         int keep[] = {av[0], an[0], ready[1]};

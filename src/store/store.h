@@ -170,6 +170,12 @@ int store_key_list(store *st, store_key **out, size_t *n, util_error *err) MUST_
 /* Refuses with KEY_IN_USE (detail: "used by FUNCTION") when bound. The
  * WAL is checkpointed afterwards (secure_delete is on). */
 int store_key_delete(store *st, const char *name, const char *user, util_error *err) MUST_CHECK;
+/* Gives key `from` the free name `to`; its bindings and the requests that
+ * made it follow (renewal with delete-old taking the old key's name).
+ * key_sealed: the key sealed again for its new name (its associated data
+ * names it); NULL keeps the stored value. KEY_NAME_TAKEN when `to` exists. */
+int store_key_rename(store *st, const char *from, const char *to, const char *key_sealed, const char *user,
+                     util_error *err) MUST_CHECK;
 int store_key_count(store *st, int *out, util_error *err) MUST_CHECK;
 /* The stored pairs by state: registered, and acquired (waiting for a restart). */
 int store_key_count_states(store *st, int *registered, int *acquired, util_error *err) MUST_CHECK;

@@ -568,6 +568,60 @@ int store_key_delete(store *st, const char *name, const char *user, util_error *
     return 0;
 }
 
+/* Bindings are RESTRICT on update: the functions bound to `from` are
+ * unbound, the key renamed, and the functions bound again, all in one
+ * transaction. The requests that made the key follow its name. */
+static int key_rename(store *st, const char *from, const char *to, const char *key_sealed, const char *user,
+                      util_error *err)
+{
+    char functions[16][64];
+    size_t n = 0;
+    sqlite3_stmt *s = NULL;
+    int64_t one;
+    int row, taken = store_query_int(st, err, "look up key name", &one, "SELECT 1 FROM keys WHERE name = ?1",
+                                     "t", to);
+    if (taken < 0)
+        return -1;
+    if (taken > 0)
+        return util_error_set(err, UTIL_ERR_KEY_NAME_TAKEN, "key_name: \"%s\" exists", to);
+    int found =
+        store_query_int(st, err, "look up key", &one, "SELECT 1 FROM keys WHERE name = ?1", "t", from);
+    if (found <= 0)
+        return found < 0 ? -1 : util_error_set(err, UTIL_ERR_NOT_FOUND, "key \"%s\"", from);
+    if (store_prepare_bound(st, err, &s, "SELECT function FROM bindings WHERE key_name = ?1", "t", from) != 0)
+        return -1;
+    while ((row = store_step_row(st, s, "list bindings", err)) == 1 && n < 16)
+        STORE_COL_FIXED(s, 0, functions[n++]);
+    sqlite3_finalize(s);
+    if (row < 0)
+        return -1;
+    char detail[128];
+    snprintf(detail, sizeof detail, "key %s renamed to %s", from, to);
+    if (store_run(st, err, "unbind key", "UPDATE bindings SET key_name = NULL WHERE key_name = ?1", "t",
+                  from) < 0 ||
+        store_run(st, err, "rename key",
+                  "UPDATE keys SET name = ?2, key_pem = coalesce(?3, key_pem) WHERE name = ?1", "ttt", from,
+                  to, key_sealed) < 0 ||
+        store_run(st, err, "rename requests' key", "UPDATE requests SET key_name = ?2 WHERE key_name = ?1",
+                  "tt", from, to) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (store_run(st, err, "bind renamed key", "UPDATE bindings SET key_name = ?1 WHERE function = ?2",
+                      "tt", to, functions[i]) < 0)
+            return -1;
+    return store_audit_insert(st, user, "key.rename", detail, err);
+}
+
+int store_key_rename(store *st, const char *from, const char *to, const char *key_sealed, const char *user,
+                     util_error *err)
+{
+    if (store_check_name("key name", from, KEY_NAME_SIZE, false, err) != 0 ||
+        store_check_name("key name", to, KEY_NAME_SIZE, false, err) != 0 ||
+        store_tx_begin(st, true, err) != 0)
+        return -1;
+    return store_tx_end(st, key_rename(st, from, to, key_sealed, user, err), err);
+}
+
 /* ---- registration ---- */
 
 struct pending_key {

@@ -161,10 +161,12 @@ async function issueThroughPending(fields, shots) {
   await page.locator('#banner').getByText(/acquired key pair waits? for registration/).waitFor(WAIT);
 }
 
-async function restartFromBanner() {
+async function restartFromBanner(key) {
   await page.locator('#banner').getByRole('button', { name: 'Restart' }).click();
   const dlg = page.getByRole('dialog', { name: 'Restart to register' });
   await dlg.waitFor(WAIT);
+  // one key: "it", named
+  if (key) assert.match(await dlg.innerText(), new RegExp(`One acquired key pair waits for registration: ${key}\\.\\s+Restart registers it now\\.`));
   await dlg.getByRole('button', { name: 'Restart' }).click();
   await page.getByText(/^Registered: /).waitFor(WAIT);
   await page.locator('#banner').waitFor({ state: 'hidden', timeout: 10000 });
@@ -286,21 +288,88 @@ step('issuance request: checked client-side, then pending, approved on the CA, a
   await issueThroughPending({ key: 'WebKey1', org: 'Example Corp', cn: 'printer1.example.com' },
     { confirm: '06-request-confirm', pending: '07-request-pending' });
   await shot('08-request-acquired');
-  await restartFromBanner();
+  await restartFromBanner('WebKey1');
   await page.getByRole('link', { name: 'Registered Key and Certificate' }).click();
   await heading(page, 'Registered Key and Certificate').waitFor(WAIT);
   const row = page.getByRole('row', { name: /WebKey1/ });
   await row.getByText('Registered').waitFor(WAIT);
   await row.getByText('CN=printer1.example.com').waitFor(WAIT);
   assert.match(await row.innerText(), /RSA 2048/);
+  // a key with a certificate carries the certificate icon
+  assert.equal(await row.getByRole('img', { name: 'has a certificate' }).count(), 1);
   await shot('09-keys');
+});
+
+step('the subject keeps to single-byte characters; a failed request leaves one state and keeps what was typed', async () => {
+  await goto(page, '#/scep/request', 'Certificate Issuance Request');
+  assert.match(await page.locator('.field', { has: page.getByLabel('Common Name') }).innerText(), /Printable single-byte characters only/);
+  await page.getByLabel('Key Name').fill('FailKey1');
+  await page.getByLabel('Organization').fill('Caf\u00e9 Corp');
+  await page.getByLabel('Common Name').fill('printer2.example.com');
+  await page.getByLabel('Challenge Password').fill('not-the-challenge');
+  await page.getByRole('button', { name: 'Issuance Request', exact: true }).click();
+  await page.getByText(/^Organization must be printable single-byte characters/).waitFor(WAIT);
+  assert.equal(await page.getByRole('dialog').count(), 0, 'no confirmation for a refused subject');
+  await shot('08a-request-subject-refused');
+  await page.getByLabel('Organization').fill('Example Corp');
+  await page.getByRole('button', { name: 'Issuance Request', exact: true }).click();
+  await page.getByRole('dialog', { name: 'Send the issuance request?' }).getByRole('button', { name: 'Send Request' }).click();
+  const status = page.locator('.status-card');
+  await status.locator('.badge', { hasText: 'Failed' }).waitFor(WAIT);
+  await status.getByText('The request failed').waitFor(WAIT);
+  // one state: the acceptance notice is gone, the state is not said twice
+  await page.locator('.form-summary .alert').waitFor({ state: 'detached', timeout: 10000 });
+  assert.equal(await status.locator('.state-text').count(), 0);
+  const attempts = status.locator('.fact', { has: page.locator('dt', { hasText: /^Attempts$/ }) }).locator('dd');
+  assert.equal(await attempts.innerText(), '1', 'one attempt was made');
+  const latest = (await api('GET', '/status')).json.latest_request;
+  assert.equal(latest.state, 'failed');
+  assert.equal(latest.tries, 1);
+  // what was typed stays, except the challenge password
+  assert.equal(await page.getByLabel('Key Name').inputValue(), 'FailKey1');
+  assert.equal(await page.getByLabel('Organization').inputValue(), 'Example Corp');
+  assert.equal(await page.getByLabel('Common Name').inputValue(), 'printer2.example.com');
+  assert.equal(await page.getByLabel('Challenge Password').inputValue(), '');
+  await shot('08b-request-failed-one-state');
+
+  // the portal names the SCEP URL and why the last request failed
+  await goto(page, '#/portal', 'Portal');
+  const facts = page.locator('section', { has: page.getByRole('heading', { name: 'Certificate Issuance Request' }) });
+  assert.equal(await facts.locator('[data-field=scep-url]').innerText(), `${CA_URL}/scep`);
+  assert.match(await facts.locator('.fact', { hasText: 'Last failure' }).innerText(),
+    new RegExp(`Request #${latest.id}: .*the challenge password is wrong`));
+  await shot('08c-portal-last-failure');
+
+  // a server that accepts UTF-8: the setting lifts the rule
+  await goto(page, '#/scep/communication', 'Communication Settings');
+  await page.getByLabel('Allow UTF-8 in Organization and Common Name').check();
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByText('Communication Settings saved.').waitFor(WAIT);
+  assert.equal((await api('GET', '/scep/settings')).json.subject_utf8, true);
+  await goto(page, '#/scep/request', 'Certificate Issuance Request');
+  assert.match(await page.locator('.field', { has: page.getByLabel('Common Name') }).innerText(), /UTF-8 is allowed/);
+  await page.getByLabel('Key Name').fill('Utf8Key');
+  await page.getByLabel('Organization').fill('Caf\u00e9 Corp');
+  await page.getByLabel('Common Name').fill('printer2.example.com');
+  await page.getByRole('button', { name: 'Issuance Request', exact: true }).click();
+  const dlg = page.getByRole('dialog', { name: 'Send the issuance request?' });
+  await dlg.waitFor(WAIT);
+  assert.ok((await dlg.innerText()).includes('O=Caf\u00e9 Corp'));
+  await dlg.getByRole('button', { name: 'Cancel' }).click();
+  const back = (await api('GET', '/scep/settings')).json;
+  const off = await api('PUT', '/scep/settings', { url: back.url, port: back.port, timeout_s: back.timeout_s, poll_interval_s: back.poll_interval_s, subject_utf8: false });
+  assert.equal(off.status, 200, JSON.stringify(off.json));
+  // and the device refuses it by itself, on the field
+  const refused = await api('POST', '/scep/requests', { key_name: 'Utf8Key', common_name: 'Dr\u00fccker', challenge_password: CHALLENGE });
+  assert.equal(refused.status, 400);
+  assert.match(refused.json.error.detail, /^common_name: must be printable single-byte characters/);
 });
 
 step('a certificate whose subject holds <script> and <img onerror> is shown as text', async () => {
   const cn = '<script>alert(1)</script>';
   const org = '<img src=x onerror=alert(2)>';
   await issueThroughPending({ key: 'XssKey', org, cn });
-  await restartFromBanner();
+  await restartFromBanner('XssKey');
   await goto(page, '#/keys', 'Registered Key and Certificate');
   await page.getByRole('row', { name: /XssKey/ }).getByText('alert(1)', { exact: false }).waitFor(WAIT);
   await page.getByRole('link', { name: 'XssKey' }).click();
@@ -315,17 +384,34 @@ step('a certificate whose subject holds <script> and <img onerror> is shown as t
   await shot('10-key-with-markup-in-subject');
 });
 
+step('verify fetches the CRL first: a certificate revoked a moment ago reads revoked on the first click', async () => {
+  // a self-signed certificate: no CA publishes a CRL for it, and the page says so
+  await goto(page, '#/keys/DefaultTLS', 'DefaultTLS');
+  await page.getByRole('button', { name: 'Verify Certificate' }).click();
+  const rev = page.locator('.check[data-check="revocation"]');
+  await rev.waitFor(WAIT);
+  assert.match(await rev.innerText(), /Revocation\s+Not checked\s+the certificate is self-signed: no CA publishes a CRL for it/);
+  // revoked on the CA just now; nothing has asked the CA for its CRL since the key was registered
+  const serial = (await api('GET', '/keys/XssKey')).json.serial;
+  await run(SCEPCA, ['revoke', '--dir', CA_DIR, serial]);
+  await goto(page, '#/keys/XssKey', 'XssKey');
+  await page.getByRole('button', { name: 'Verify Certificate' }).click();
+  await page.getByText('The certificate is not valid.').waitFor({ timeout: 30000 });
+  const text = await rev.innerText();
+  assert.match(text, /Revocation\s+Failed\s+revoked/);
+  // the CRL's source and age
+  assert.match(text, new RegExp(`CRL from ${CA_URL.replace(/[.]/g, '\\.')}/scep \\(GetCRL\\), fetched .* \\(\\d+ s ago\\)`));
+  await shot('10a-key-revoked-first-click');
+});
+
 step('verify certificate shows each check', async () => {
-  // scepd fetches the CA's CRL (GetCRL) after registration and with each
-  // verification: wait until the API has one, then check what the page shows
-  const revocation = async () => (await api('POST', '/keys/WebKey1/verify')).json.checks.find((c) => c.name === 'revocation');
-  for (let i = 0; i < 50 && (await revocation()).skipped; i++) await new Promise((r) => setTimeout(r, 100));
+  // (the CRL fetched a moment ago answers: the CA is asked at most every 30 s)
   await goto(page, '#/keys/WebKey1', 'WebKey1');
   await page.getByRole('button', { name: 'Verify Certificate' }).click();
   await page.getByText('The certificate is valid.').waitFor(WAIT);
   const check = (name) => page.locator(`.check[data-check="${name}"]`);
   assert.match(await check('chain').innerText(), /Certificate chain\s+OK\s+signed by a stored CA certificate/);
-  assert.match(await check('revocation').innerText(), /Revocation\s+OK\s+not revoked/);
+  assert.match(await check('revocation').innerText(), /Revocation\s+OK\s+not revoked\s+CRL from .* \(GetCRL\), fetched .* ago\)/);
   assert.match(await check('validity').innerText(), /Validity period\s+OK/);
   assert.match(await check('key_match').innerText(), /Key pair\s+OK\s+the private key matches the certificate/);
   // every certificate field is listed
@@ -341,21 +427,22 @@ step('verify certificate shows each check', async () => {
   await shot('11-key-verified');
 });
 
-step('deleting the key the Remote UI uses is refused, naming the function', async () => {
+step('deleting the key the Remote UI uses is disabled, naming the function; the API refuses it too', async () => {
   await goto(page, '#/keys/DefaultTLS', 'DefaultTLS');
-  await page.getByRole('button', { name: 'Delete' }).click();
-  const dlg = page.getByRole('dialog', { name: 'Delete the key and certificate?' });
-  await dlg.waitFor(WAIT);
-  await dlg.getByRole('button', { name: 'Delete' }).click();
-  const box = page.getByRole('alert').filter({ hasText: 'was not deleted' });
-  await box.waitFor(WAIT);
-  const text = await box.innerText();
-  assert.match(text, /The key is used by a function and cannot be deleted\./);
-  assert.match(text, /Detail: used by tls/);
-  assert.match(text, /Used by: Remote UI and HTTPS \(tls\)/);
-  assert.match(text, /Bind the function named in the detail to another key first/);
+  const del = page.getByRole('button', { name: 'Delete' });
+  assert.equal(await del.isDisabled(), true);
+  const why = await page.locator('#delete-why').innerText();
+  assert.equal(why, 'Cannot be deleted while in use by Remote UI and HTTPS (tls): bind that function to another key first.');
+  assert.equal(await del.getAttribute('aria-describedby'), 'delete-why');
+  const r = await api('DELETE', '/keys/DefaultTLS');
+  assert.equal(r.status, 409);
+  assert.equal(r.json.error.code, 'key_in_use');
+  assert.equal(r.json.error.detail, 'used by tls');
   assert.equal((await api('GET', '/keys/DefaultTLS')).status, 200, 'the key is still there');
-  await shot('12-delete-refused');
+  // a key in no use can be deleted: its button is enabled
+  await goto(page, '#/keys/WebKey1', 'WebKey1');
+  assert.equal(await page.getByRole('button', { name: 'Delete' }).isDisabled(), false);
+  await shot('12-delete-disabled');
 });
 
 step('binding the enrolled key to tls switches the HTTPS listener to it', async () => {
@@ -456,7 +543,26 @@ step('auto request: the start is given in local time, saved in UTC, and the next
   await page.getByLabel('Retry While Pending or Unreachable').check();
   await page.getByLabel('Number of Retries').fill('2');
   await page.getByLabel('Retry Interval (seconds)').fill('60');
+  // renewal: the new key's name is shown before Delete Old is switched on, and follows the choice
+  const newName = page.locator('#renew-name');
+  await page.getByLabel('Key Name').fill('WebKey1');
+  assert.equal(await page.getByLabel('Delete Old Key and Certificate').isChecked(), false);
+  assert.equal(await newName.innerText(), 'The new key will be named "WebKey12".');
+  await page.getByLabel('Name of the Renewed Key').selectOption('replace');
+  assert.equal(await newName.innerText(), 'The new key will be named "WebKey12".', 'without Delete Old the old key stays');
+  await page.getByLabel('Delete Old Key and Certificate').check();
+  assert.equal(await newName.innerText(), 'The new key will be named "WebKey1"; "WebKey1" is deleted when it is registered.');
+  await page.getByLabel('Name of the Renewed Key').selectOption('numbered');
+  assert.equal(await newName.innerText(), 'The new key will be named "WebKey12"; "WebKey1" is deleted when it is registered.');
+  await shot('16a-auto-renewal-name');
+  await page.getByLabel('Delete Old Key and Certificate').uncheck();
+  // renewal before expiry: 1-99 %
+  await page.getByLabel('Renew When Lifetime Left (%)').fill('100');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByText('Renew When Lifetime Left (%) must be from 1 to 99.').waitFor(WAIT);
+  await page.getByLabel('Renew When Lifetime Left (%)').fill('20');
   await page.getByLabel('Key Name').fill('AutoKey');
+  assert.equal(await newName.innerText(), 'The new key will be named "AutoKey".');
   await page.getByLabel('Common Name').fill('printer1.example.com');
   await page.getByLabel('Challenge Password').fill(CHALLENGE);
   await shot('16-auto-edit');
@@ -468,11 +574,20 @@ step('auto request: the start is given in local time, saved in UTC, and the next
   assert.equal(saved.next_run, utc);
   assert.equal(saved.polling.retries, 2);
   assert.equal(saved.key.challenge_password_set, true);
+  assert.equal(saved.renew_at_remaining_percent, 20);
+  assert.equal(saved.renew_key_name, 'numbered');
+  assert.equal(saved.next_key_name, 'AutoKey');
+  // the device checks the share itself: 400 on the field
+  const bad = await api('PUT', '/scep/auto-request', { renew_at_remaining_percent: 100 });
+  assert.equal(bad.status, 400);
+  assert.equal(bad.json.error.detail, 'renew_at_remaining_percent: must be from 1 to 99');
   const card = page.locator('section', { has: page.getByRole('heading', { name: 'Settings for Certificate Issuance Auto Request' }) });
   const next = card.locator('.fact', { hasText: 'Next Run' }).locator('time');
   assert.equal(await next.getAttribute('title'), `UTC: ${utc}`);
   assert.match(await next.innerText(), /09:30/);
   assert.match(await page.locator('.status-auto').innerText(), /Timer\s+On/);
+  await card.getByText("When 20 % of the certificate's lifetime is left").waitFor(WAIT);
+  assert.equal(await card.locator('[data-field=next-key-name]').innerText(), 'AutoKey');
   // a manual request is not possible while the timer is on, and it says so
   await page.getByText(/Not available while the auto request timer is on/).waitFor(WAIT);
   assert.equal(await page.getByRole('button', { name: 'Issuance Request...' }).isDisabled(), true);
@@ -509,6 +624,74 @@ step('a one-shot timer that has run is shown as done, without a reload, and manu
   // back to where the following steps expect the device: no pair waiting, timer off
   assert.equal((await api('DELETE', '/keys/AutoKey')).status, 204);
   assert.equal((await api('PUT', '/scep/auto-request', { enabled: false, start: null })).status, 200);
+});
+
+step('the restart dialog names several waiting keys and reads "them"', async () => {
+  for (const key of ['ReKeyA', 'ReKeyB']) {
+    const sent = await api('POST', '/scep/requests', { key_name: key, common_name: `${key.toLowerCase()}.example.com`, challenge_password: CHALLENGE });
+    assert.equal(sent.status, 202, JSON.stringify(sent.json));
+    await approvePending();
+    let state = '';
+    for (let i = 0; i < 150 && state !== 'acquired'; i++) {
+      state = (await api('GET', `/scep/requests/${sent.json.id}`)).json.state;
+      if (state !== 'acquired') await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.equal(state, 'acquired', `${key} acquired`);
+  }
+  await goto(page, '#/keys', 'Registered Key and Certificate');
+  await page.locator('#banner').getByText('2 acquired key pairs wait for registration').waitFor(WAIT);
+  await page.locator('#banner').getByRole('button', { name: 'Restart' }).click();
+  const dlg = page.getByRole('dialog', { name: 'Restart to register' });
+  await dlg.waitFor(WAIT);
+  assert.match(await dlg.innerText(), /2 acquired key pairs wait for registration: ReKeyA, ReKeyB\.\s+Restart registers them now\./);
+  await shot('17b-restart-several');
+  await dlg.getByRole('button', { name: 'Restart' }).click();
+  await page.getByText('Registered: ReKeyA, ReKeyB.').waitFor(WAIT);
+  for (const key of ['ReKeyA', 'ReKeyB']) assert.equal((await api('DELETE', `/keys/${key}`)).status, 204);
+});
+
+step('binding a key shows its confirmation after the change', async () => {
+  await goto(page, '#/keys', 'Registered Key and Certificate');
+  await page.getByLabel('Key for Remote UI and HTTPS (tls)').selectOption('DefaultTLS');
+  await page.locator('tr', { hasText: 'Remote UI and HTTPS (tls)' }).getByRole('button', { name: 'Apply' }).click();
+  const dlg = page.getByRole('dialog', { name: 'Change the key of a function?' });
+  await dlg.waitFor(WAIT);
+  assert.match(await dlg.innerText(), /will use the key "DefaultTLS" from now on/);
+  await dlg.getByRole('button', { name: 'Apply' }).click();
+  // the list is drawn again with the new binding, and the confirmation stays
+  await page.getByText('Remote UI and HTTPS (tls) now uses the key "DefaultTLS".').waitFor(WAIT);
+  assert.equal(await page.getByLabel('Key for Remote UI and HTTPS (tls)').inputValue(), 'DefaultTLS');
+  assert.equal((await api('GET', '/bindings')).json.find((b) => b.function === 'tls').key_name, 'DefaultTLS');
+  await shot('17c-binding-confirmed');
+});
+
+step('the System Manager creates a viewer and changes its password in the UI', async () => {
+  await goto(page, '#/portal', 'Portal');
+  await page.getByRole('link', { name: 'User Management' }).click();
+  await heading(page, 'User Management').waitFor(WAIT);
+  await page.getByLabel('User Name').fill('viewer2');
+  await page.getByLabel('Role').selectOption('viewer');
+  await page.getByLabel('New Password').fill('first-pass-1');
+  await page.getByLabel('Repeat the Password').fill('first-pass-X');
+  await page.getByRole('button', { name: 'Save User' }).click();
+  await page.getByText('Repeat the Password does not match the new password.').waitFor(WAIT);
+  await page.getByLabel('Repeat the Password').fill('first-pass-1');
+  await page.getByRole('button', { name: 'Save User' }).click();
+  await page.getByText('The user "viewer2" was saved as read-only.').waitFor(WAIT);
+  assert.equal(await page.getByLabel('New Password').inputValue(), '', 'the password is not kept in the form');
+  await shot('18a-user-created');
+  // a new password for the same user
+  await page.getByLabel('New Password').fill('second-pass-2');
+  await page.getByLabel('Repeat the Password').fill('second-pass-2');
+  await page.getByRole('button', { name: 'Save User' }).click();
+  await page.getByText('The user "viewer2" was saved as read-only.').waitFor(WAIT);
+  assert.equal((await api('GET', '/session', undefined, 'viewer2:first-pass-1')).status, 401);
+  const vctx = await newContext();
+  const p = watch(await vctx.newPage());
+  await loginAs(p, 'viewer2', 'second-pass-2');
+  assert.match(await p.locator('#who').innerText(), /Logged in as viewer2 \(read-only\)/);
+  assert.equal(await p.getByRole('link', { name: 'User Management' }).count(), 0, 'viewers do not manage users');
+  await vctx.close();
 });
 
 step('the viewer sees everything read-only and the API refuses changes', async () => {

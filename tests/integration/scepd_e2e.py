@@ -360,12 +360,12 @@ def manual_and_bindings(d, ca, errors):
     r = d.wait_request(rid)
     if not eq(r.get('state'), 'acquired', 'manual request acquired'):
         diag(json.dumps(r))
-    ok(r.get('error') is None and r.get('attempts') == 0 and r.get('kind') == 'manual',
-       'acquired request: no error, no retries, kind manual', r)
+    ok(r.get('error') is None and r.get('attempts') == 0 and r.get('tries') == 1 and r.get('kind') == 'manual',
+       'acquired request: no error, no retries, one try, kind manual', r)
     ok(re.fullmatch(r'[0-9A-F]{64}', r.get('transaction_id') or ''), 'transactionID recorded', r)
     eq(d.key('Web1')['state'], 'acquired', 'the pair waits for registration')
     st, _, res = d.api('POST', '/api/v1/restart')
-    eq((st, res), (200, {'registered': ['Web1'], 'deleted': []}), 'restart registers the pair')
+    eq((st, res), (200, {'registered': ['Web1'], 'deleted': [], 'renamed': {}}), 'restart registers the pair')
     eq(d.get_request(rid).get('state'), 'registered', 'request reads registered')
     k = d.key('Web1')
     ok(k and k['state'] == 'registered' and k['subject'] == 'CN=device-e2e.example'
@@ -381,10 +381,14 @@ def manual_and_bindings(d, ca, errors):
         st, _, v = d.api('POST', '/api/v1/keys/Web1/verify')
         checks = {c['name']: c for c in (v or {}).get('checks', [])}
         return v, checks.get('revocation', {})
-    # the CRL is fetched with GetCRL after registration and with each verification
+    # verify fetches the CRL first and waits for it
     got = wait_for(lambda: (lambda v, c: (v, c) if not c.get('skipped') else None)(*revocation()), 10, 0.2)
     ok(got and got[1].get('ok') is True and got[1].get('detail') == 'not revoked' and got[0].get('valid') is True,
        'verify checks revocation against the CA\'s CRL: not revoked', got)
+    crl = (got[0].get('crl') or {}) if got else {}
+    ok(crl.get('source', '').startswith(url) and isinstance(crl.get('age_s'), int) and crl.get('fetched_at')
+       and 'scepca test CA' in (crl.get('issuer') or ''),
+       'verify names the CRL it used: its source, issuer, time and age', crl)
     r = ca.run('revoke', '--dir', ca.dir, k['serial'])
     ok(r.returncode == 0, 'scepca revokes the certificate', r.stderr)
     # a CA is asked for its CRL at most every 30 s, however often verify runs
@@ -760,7 +764,7 @@ def micromdm_helper():
         results.append([k.get('subject') == 'CN=mdm-e2e.example' and any(c.get('sha256') == ca_sha for c in cas or []),
                         "micromdm: the pair has its subject and the depot's CA is stored", [k, cas]])
         st, _, res = d.api('POST', '/api/v1/restart')
-        results.append([st == 200 and res == {'registered': ['Mdm1'], 'deleted': []}, 'micromdm: registered', res])
+        results.append([st == 200 and res == {'registered': ['Mdm1'], 'deleted': [], 'renamed': {}}, 'micromdm: registered', res])
     except Exception as e:  # reported as a failed check, never a traceback
         results.append([False, 'micromdm: helper error', repr(e)])
     finally:

@@ -260,6 +260,45 @@ int agent_login_start(agent *a, const char *user, const char *password, const ch
     return AGENT_LOGIN_PENDING;
 }
 
+struct agent_crl_waiter {
+    int unused;
+};
+
+int agent_key_verify_start(agent *a, const char *name, void (*done)(void *arg), void *arg,
+                           agent_crl_waiter **wait)
+{
+    (void)name;
+    if (!a->defer_verify || a->held_verify)
+        return 0;
+    if (!(a->held_verify = calloc(1, sizeof *a->held_verify)))
+        return 0;
+    a->verify_done = done;
+    a->verify_arg = arg;
+    *wait = a->held_verify;
+    return AGENT_VERIFY_PENDING;
+}
+
+void agent_key_verify_cancel(agent *a, agent_crl_waiter *wait)
+{
+    if (!wait)
+        return;
+    a->verify_cancels++;
+    if (a->held_verify == wait)
+        a->held_verify = NULL;
+    free(wait);
+}
+
+bool fake_agent_release_verify(agent *a)
+{
+    agent_crl_waiter *w = a->held_verify;
+    if (!w)
+        return false;
+    a->held_verify = NULL;
+    free(w); /* as the agent does: the waiter is gone before done runs */
+    a->verify_done(a->verify_arg);
+    return true;
+}
+
 bool fake_agent_release_login(agent *a)
 {
     if (!a->held)

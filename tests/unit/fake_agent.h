@@ -46,6 +46,13 @@ struct agent {
     void (*held_done)(void *arg);
     void *held_arg;
     int login_cancels;
+    /* agent_key_verify_start: with defer_verify the verification waits
+     * until fake_agent_release_verify (one at a time). */
+    bool defer_verify;
+    agent_crl_waiter *held_verify;
+    void (*verify_done)(void *arg);
+    void *verify_arg;
+    int verify_cancels;
     int sessions_made;
     fake_session sessions[FAKE_SESSIONS];
 };
@@ -54,6 +61,8 @@ agent *fake_agent_create(void);
 void fake_agent_fail(agent *a, const char *call, util_err code, const char *detail);
 /* Forgets the calls and the injected failure (sessions stay). */
 void fake_agent_reset(agent *a);
+/* Calls the held verification's done callback; false when none is held. */
+bool fake_agent_release_verify(agent *a);
 /* Calls the held login's done callback; false when none is held. */
 bool fake_agent_release_login(agent *a);
 

@@ -671,6 +671,8 @@ static void test_pending_retries(void **state)
     /* the first PENDING: attempt 1, the next poll interval_s later */
     json_t *r = wait_state(f, id, "pending", 1);
     assert_int_equal(json_integer_value(json_object_get(r, "attempts")), 1);
+    /* tries: how often the request went to the server */
+    assert_int_equal(json_integer_value(json_object_get(r, "tries")), 1);
     assert_int_equal(time_of(json_object_get(r, "next_attempt_at")), f->now + 30);
     assert_string_equal(error_code(r), "pending");
     const char *tid = sget(r, "transaction_id");
@@ -700,6 +702,7 @@ static void test_pending_retries(void **state)
     advance(f, 30);
     r = wait_state(f, id, "failed", 2);
     assert_string_equal(error_code(r), "pending");
+    assert_int_equal(json_integer_value(json_object_get(r, "tries")), 3); /* the first and two polls */
     assert_true(json_is_null(json_object_get(r, "next_attempt_at")));
     json_decref(r);
     st = auto_status(f);
@@ -718,6 +721,7 @@ static void test_pending_retries(void **state)
     r = wait_state(f, id, "failed", 0);
     assert_string_equal(error_code(r), "pending");
     assert_int_equal(json_integer_value(json_object_get(r, "attempts")), 0);
+    assert_int_equal(json_integer_value(json_object_get(r, "tries")), 1);
     json_decref(r);
 
     /* a manual request polls with the settings' interval; REQUEST_BUSY while it waits */
@@ -776,6 +780,7 @@ static void test_connect_retries(void **state)
     int64_t id = fire_now(f, auto_doc(start, true, 2, 60, key_params("Dev", PW)));
     json_t *r = wait_state(f, id, "contacting_server", 1);
     assert_string_equal(error_code(r), "net_connect");
+    assert_int_equal(json_integer_value(json_object_get(r, "tries")), 1); /* waiting for the second */
     assert_int_equal(time_of(json_object_get(r, "next_attempt_at")), f->now + 60);
     json_decref(r);
     advance(f, 59);
@@ -1503,8 +1508,8 @@ static void test_disable_unconfigured_auto_restarts(void **state)
     /* what GET shows can be sent back as it is */
     json_t *back = json_deep_copy(cfg);
     json_decref(cfg);
-    const char *shown_only[] = {"next_run",      "jitter_s",        "last_result",
-                                "attempts_left", "last_request_id", "done"};
+    const char *shown_only[] = {"next_run",        "jitter_s", "last_result", "attempts_left",
+                                "last_request_id", "done",     "renew_at",    "next_key_name"};
     for (size_t i = 0; i < sizeof shown_only / sizeof shown_only[0]; i++)
         json_object_del(back, shown_only[i]);
     auto_put_ok(f, back);
@@ -1961,6 +1966,44 @@ static void test_manual_refusals(void **state)
     json_decref(in2);
     /* the auto request cannot be switched on without a start */
     assert_int_equal(auto_put(f, json_pack("{s:b, s:n}", "enabled", 1, "start")), UTIL_ERR_INVALID_FIELD);
+
+    /* the subject: printable single-byte characters unless the settings allow UTF-8 */
+    const char *cases[][2] = {{"common_name", "Dr\xc3\xbc"
+                                              "cker"},
+                              {"organization", "Caf\xc3\xa9"},
+                              {"common_name", "100 \xe2\x82\xac"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        in = key_params("K3", PW);
+        json_object_set_new(in, cases[i][0], json_string(cases[i][1]));
+        assert_int_not_equal(agent_request_create(f->a, in, "test", &id2, &err), 0);
+        assert_string_equal(util_err_code(err.code), "invalid_field");
+        assert_true(strncmp(err.detail, cases[i][0], strlen(cases[i][0])) == 0);
+        assert_non_null(strstr(err.detail, "printable single-byte characters"));
+        json_decref(in);
+    }
+    json_t *key = key_params("K3", PW);
+    json_object_set_new(key, "organization", json_string("Caf\xc3\xa9"));
+    assert_int_not_equal(agent_auto_put(f->a, (in = json_pack("{s:o}", "key", key)), "test", &err), 0);
+    json_decref(in);
+    assert_true(strncmp(err.detail, "key.organization: must be printable", 35) == 0);
+    in = json_pack("{s:s, s:b}", "url", f->ca_url, "subject_utf8", 1);
+    assert_int_equal(agent_scep_settings_put(f->a, in, "test", &err), 0);
+    json_decref(in);
+    json_t *settings = agent_scep_settings_get(f->a);
+    assert_true(json_is_true(json_object_get(settings, "subject_utf8")));
+    json_decref(settings);
+    in = key_params("K3", PW);
+    json_object_set_new(in, "common_name",
+                        json_string("Dr\xc3\xbc"
+                                    "cker"));
+    assert_int_equal(agent_request_create(f->a, in, "test", &id2, &err), 0);
+    json_decref(in);
+    r = wait_state(f, id2, "acquired", 0);
+    json_decref(r);
+    json_t *k3 = agent_key_get(f->a, "K3", &err);
+    assert_non_null(strstr(sget(k3, "subject"), "Dr\xc3\xbc"
+                                                "cker"));
+    json_decref(k3);
 }
 
 static json_t *ec_params(const char *name, int bits)
@@ -2178,6 +2221,269 @@ static void acquire_rsa(fx *f, const char *name)
     json_decref(wait_state(f, id, "acquired", 0));
 }
 
+static void count_call(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+/* The revocation check of a verification, and the CRL it used. */
+static const char *revocation_of(const json_t *v, bool *ok, bool *skipped)
+{
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(v, "checks"), i, c) if (!strcmp(sget(c, "name"), "revocation"))
+    {
+        *ok = json_is_true(json_object_get(c, "ok"));
+        *skipped = json_is_true(json_object_get(c, "skipped"));
+        return sget(c, "detail");
+    }
+    fail_msg("no revocation check");
+    return "";
+}
+
+/* A verification fetches the CRL first and waits for it: a certificate
+ * revoked a moment ago reads revoked at once. The CA is asked at most once
+ * per 30 s (the stored CRL answers meanwhile, with its age and source); a
+ * self-signed certificate is "not checked", with the reason; a verification
+ * whose client left is forgotten. */
+static void test_verify_fetches_crl_first(void **state)
+{
+    fx *f = need_ca(state);
+    ca_serve(f, "--challenge", PW, NULL);
+    agent_open(f);
+    set_url(f, f->ca_url, 10);
+    advance(f, 60); /* the clock starts on a minute: not behind scepca's CRL */
+    util_error err = {0};
+    agent_crl_waiter *w = NULL;
+    int done = 0;
+    bool ok = false, skipped = false;
+
+    assert_int_equal(agent_key_verify_start(f->a, "DefaultTLS", count_call, &done, &w), 0);
+    assert_null(w);
+    json_t *v = agent_key_verify(f->a, "DefaultTLS", &err);
+    assert_non_null(v);
+    assert_string_equal(revocation_of(v, &ok, &skipped),
+                        "not checked: the certificate is self-signed: no CA publishes a CRL for it");
+    assert_true(skipped);
+    assert_true(json_is_null(json_object_get(v, "crl")));
+    json_decref(v);
+
+    acquire_rsa(f, "K1");
+    json_t *k = agent_key_get(f->a, "K1", &err);
+    assert_non_null(k);
+    char serial[80];
+    snprintf(serial, sizeof serial, "%s", sget(k, "serial"));
+    json_decref(k);
+    const char *revoke[] = {"revoke", "--dir", f->cadir, serial, NULL};
+    assert_int_equal(scepca_run(f, NULL, revoke), 0);
+
+    assert_int_equal(agent_key_verify_start(f->a, "K1", count_call, &done, &w), AGENT_VERIFY_PENDING);
+    assert_non_null(w);
+    for (int64_t end = mono_ms() + WAIT_MS; !done && mono_ms() < end;) {
+        loop_once(f);
+        usleep(2000);
+    }
+    assert_int_equal(done, 1);
+    v = agent_key_verify(f->a, "K1", &err);
+    assert_non_null(v);
+    assert_string_equal(revocation_of(v, &ok, &skipped), "revoked");
+    assert_false(ok);
+    assert_false(skipped);
+    assert_true(json_is_false(json_object_get(v, "valid")));
+    json_t *crl = json_object_get(v, "crl");
+    /* the endpoint asked: the server's URL */
+    assert_non_null(strstr(sget(crl, "source"), f->ca_url));
+    assert_int_equal(json_integer_value(json_object_get(crl, "age_s")), 0);
+    assert_int_equal(time_of(json_object_get(crl, "fetched_at")), f->now);
+    assert_non_null(strstr(sget(crl, "issuer"), "scepca test CA"));
+    json_decref(v);
+
+    /* within the interval the stored CRL answers, with its age */
+    advance(f, 5);
+    assert_int_equal(agent_key_verify_start(f->a, "K1", count_call, &done, &w), 0);
+    v = agent_key_verify(f->a, "K1", &err);
+    assert_string_equal(revocation_of(v, &ok, &skipped), "revoked");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(v, "crl"), "age_s")), 5);
+    json_decref(v);
+
+    /* after it the CA is asked again; a waiter whose client left is not called */
+    advance(f, 30);
+    assert_int_equal(agent_key_verify_start(f->a, "K1", count_call, &done, &w), AGENT_VERIFY_PENDING);
+    agent_key_verify_cancel(f->a, w);
+    for (int64_t end = mono_ms() + WAIT_MS; f->a->crl_fetch && mono_ms() < end;) {
+        loop_once(f);
+        usleep(2000);
+    }
+    assert_null(f->a->crl_fetch);
+    assert_int_equal(done, 1);
+
+    /* a server that cannot be reached: "not checked" names the failure */
+    ca_stop(f);
+    advance(f, 31);
+    assert_int_equal(agent_key_verify_start(f->a, "K1", count_call, &done, &w), AGENT_VERIFY_PENDING);
+    for (int64_t end = mono_ms() + WAIT_MS; done < 2 && mono_ms() < end;) {
+        loop_once(f);
+        usleep(2000);
+    }
+    assert_int_equal(done, 2);
+    assert_non_null(strstr(f->a->crl_reason, "GetCRL to "));
+    v = agent_key_verify(f->a, "K1", &err);
+    /* the CRL stored by the fetch before still answers, shown with its age */
+    assert_string_equal(revocation_of(v, &ok, &skipped), "revoked");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(v, "crl"), "age_s")), 31);
+    json_decref(v);
+
+    /* a server slower than the communication timeout: the wait ends at the
+     * timeout (counted from the start of the fetch, before curl's own for
+     * the PKIOperation), the fetch goes on, and the next verification does
+     * not wait for it again */
+    ca_serve(f, "--challenge", PW, "--fault", "delay:6000", NULL);
+    set_url(f, f->ca_url, 2);
+    assert_int_equal(agent_key_verify_start(f->a, "K1", count_call, &done, &w), AGENT_VERIFY_PENDING);
+    for (int64_t end = mono_ms() + WAIT_MS; done < 3 && mono_ms() < end;) {
+        loop_once(f);
+        usleep(2000);
+    }
+    assert_int_equal(done, 3);
+    assert_non_null(f->a->crl_fetch);
+    assert_non_null(strstr(f->a->crl_reason, "did not answer within 2 s (the communication timeout)"));
+    assert_int_equal(agent_key_verify_start(f->a, "K1", count_call, &done, &w), 0);
+    for (int64_t end = mono_ms() + WAIT_MS; f->a->crl_fetch && mono_ms() < end;) {
+        loop_once(f);
+        usleep(2000);
+    }
+    assert_null(f->a->crl_fetch);
+    assert_int_equal(done, 3);
+}
+
+/* renew_at_remaining_percent: the auto request also fires when the
+ * registered certificate has that share of its lifetime left, shifted by
+ * the random delay; the date schedule is left as it is, a certificate is
+ * renewed once, and a share out of 1-99 is a field error. */
+static void test_renew_at_remaining_percent(void **state)
+{
+    fx *f = need_ca(state);
+    ca_serve(f, "--challenge", PW, NULL);
+    agent_open(f);
+    acquire_rsa(f, "Dev");
+    util_error err = {0};
+    json_t *res = NULL;
+    assert_int_equal(agent_restart(f->a, "test", &res, &err), 0);
+    json_decref(res);
+    int64_t id1 = latest_id(f);
+
+    const int bad[] = {0, 100, -5};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        json_t *in = json_pack("{s:i}", "renew_at_remaining_percent", bad[i]);
+        assert_int_not_equal(agent_auto_put(f->a, in, "test", &err), 0);
+        json_decref(in);
+        assert_string_equal(util_err_code(err.code), "invalid_field");
+        assert_string_equal(err.detail, "renew_at_remaining_percent: must be from 1 to 99");
+    }
+    assert_int_equal(auto_put(f, json_pack("{s:s}", "renew_at_remaining_percent", "20")),
+                     UTIL_ERR_INVALID_FIELD);
+
+    json_t *k = agent_key_get(f->a, "Dev", &err);
+    int64_t nb = time_of(json_object_get(k, "not_before")), na = time_of(json_object_get(k, "not_after"));
+    json_decref(k);
+    assert_true(na > nb);
+    f->rand_value = 123;
+    auto_put_ok(f, json_pack("{s:b, s:s, s:b, s:{s:b}, s:b, s:b, s:o, s:i}", "enabled", 1, "start",
+                             "2099-01-01T00:00:00Z", "auto_adjust", 1, "periodic", "enabled", 0,
+                             "auto_restart", 0, "delete_old", 0, "key", key_params("Dev", PW),
+                             "renew_at_remaining_percent", 99));
+    int64_t due = na - (na - nb) * 99 / 100 + 123;
+    json_t *cfg = agent_auto_get(f->a, &err);
+    assert_int_equal(json_integer_value(json_object_get(cfg, "renew_at_remaining_percent")), 99);
+    assert_int_equal(time_of(json_object_get(cfg, "renew_at")), due);
+    int64_t next_run = time_of(json_object_get(cfg, "next_run"));
+    assert_true(next_run >= time_of(json_object_get(cfg, "start")));
+    json_decref(cfg);
+
+    advance(f, due - 1 - f->now);
+    run_for(f, 50);
+    assert_int_equal(latest_id(f), id1);
+    advance(f, 1);
+    int64_t id2 = latest_id(f);
+    assert_true(id2 > id1);
+    json_t *r = wait_state(f, id2, "acquired", 0);
+    assert_string_equal(sget(r, "kind"), "auto");
+    json_decref(r);
+    cfg = agent_auto_get(f->a, &err);
+    /* the date schedule stays; the renewed certificate is not renewed again */
+    assert_int_equal(time_of(json_object_get(cfg, "next_run")), next_run);
+    assert_true(json_is_null(json_object_get(cfg, "renew_at")));
+    json_decref(cfg);
+    advance(f, 60);
+    assert_int_equal(latest_id(f), id2);
+
+    /* null switches it off */
+    auto_put_ok(f, json_pack("{s:n}", "renew_at_remaining_percent"));
+    cfg = agent_auto_get(f->a, &err);
+    assert_true(json_is_null(json_object_get(cfg, "renew_at_remaining_percent")));
+    json_decref(cfg);
+}
+
+/* renew_key_name "replace": with delete_old the renewed pair takes the old
+ * pair's name at registration, with its bindings; the auto request names
+ * the new key before it runs ("numbered": Dev2). */
+static void test_renewal_takes_old_name(void **state)
+{
+    fx *f = need_ca(state);
+    ca_serve(f, "--challenge", PW, NULL);
+    agent_open(f);
+    acquire_rsa(f, "Dev");
+    util_error err = {0};
+    json_t *res = NULL;
+    assert_int_equal(agent_restart(f->a, "test", &res, &err), 0);
+    json_decref(res);
+    json_t *b = json_pack("{s:s}", "key_name", "Dev");
+    assert_int_equal(agent_binding_put(f->a, "tls", b, "test", &err), 0);
+    json_decref(b);
+    json_t *k = agent_key_get(f->a, "Dev", &err);
+    char old_serial[130];
+    snprintf(old_serial, sizeof old_serial, "%s", sget(k, "serial"));
+    json_decref(k);
+
+    auto_put_ok(f, json_pack("{s:b}", "delete_old", 1));
+    json_t *doc = auto_doc("2099-01-01T00:00:00Z", false, 0, 60, key_params("Dev", PW));
+    json_object_set_new(doc, "enabled", json_false());
+    auto_put_ok(f, doc);
+    json_t *cfg = agent_auto_get(f->a, &err);
+    assert_string_equal(sget(cfg, "renew_key_name"), "numbered");
+    assert_string_equal(sget(cfg, "next_key_name"), "Dev2");
+    json_decref(cfg);
+    assert_int_equal(auto_put(f, json_pack("{s:s}", "renew_key_name", "other")), UTIL_ERR_INVALID_FIELD);
+    auto_put_ok(f, json_pack("{s:s}", "renew_key_name", "replace"));
+    cfg = agent_auto_get(f->a, &err);
+    assert_string_equal(sget(cfg, "next_key_name"), "Dev");
+    json_decref(cfg);
+
+    char start[32];
+    fmt_time(f->now, start);
+    int64_t id = fire_now(f, json_pack("{s:b, s:s}", "enabled", 1, "start", start));
+    json_t *r = wait_state(f, id, "acquired", 0);
+    assert_string_equal(sget(r, "key_name"), "Dev2"); /* until registration */
+    json_decref(r);
+    assert_int_equal(agent_restart(f->a, "test", &res, &err), 0);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(res, "registered"), 0)), "Dev");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(res, "deleted"), 0)), "Dev");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(res, "renamed"), "Dev2")), "Dev");
+    json_decref(res);
+    k = agent_key_get(f->a, "Dev", &err);
+    assert_non_null(k);
+    assert_string_equal(sget(k, "state"), "registered");
+    assert_string_not_equal(sget(k, "serial"), old_serial);
+    json_decref(k);
+    assert_null(agent_key_get(f->a, "Dev2", &err));
+    json_t *list = agent_binding_list(f->a, &err);
+    assert_string_equal(binding_of(list, "tls"), "Dev");
+    json_decref(list);
+    r = request_get(f, id);
+    assert_string_equal(sget(r, "key_name"), "Dev");
+    json_decref(r);
+}
+
 /* scepca rollover end to end: the next CA is fetched at start, on refresh,
  * periodically and after registration, listed as next_ca, accepted in place
  * of the pinned fingerprint once the server presents it (and then
@@ -2367,6 +2673,9 @@ int main(void)
         T(test_disable_unconfigured_auto_restarts),
         T(test_ecdsa_temporary_signer),
         T(test_ca_rollover),
+        T(test_verify_fetches_crl_first),
+        T(test_renew_at_remaining_percent),
+        T(test_renewal_takes_old_name),
     };
 #undef T
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -1318,6 +1318,52 @@ static void test_login_client_gone(void **state)
     exchange_clear(&b);
 }
 
+/* POST /keys/{name}/verify waits for the CRL the agent fetches first: no
+ * answer (and no agent_key_verify) until the fetch is over, other clients
+ * are served meanwhile; a client that leaves is forgotten by the agent. */
+static void test_verify_waits_for_crl(void **state)
+{
+    tctx *t = *state;
+    served s;
+    exchange v = {0}, other = {0}, gone = {0};
+    serve_start(t, &s);
+    fake_agent_reset(t->agent);
+    t->agent->defer_verify = true;
+    struct evhttp_connection *cv =
+        send_request(s.base, s.port, EVHTTP_REQ_POST, "/api/v1/keys/k1/verify", t->viewer, NULL, &v);
+    for (int i = 0; i < 1000 && !t->agent->held_verify; i++)
+        event_base_loop(s.base, EVLOOP_ONCE);
+    assert_non_null(t->agent->held_verify);
+    struct evhttp_connection *co =
+        send_request(s.base, s.port, EVHTTP_REQ_GET, "/api/v1/status", t->viewer, NULL, &other);
+    pump_until(&s, &other.answered);
+    assert_int_equal(other.status, 200);
+    assert_false(v.answered);
+    assert_null(strstr(t->agent->calls, "agent_key_verify"));
+    assert_true(fake_agent_release_verify(t->agent));
+    pump_until(&s, &v.answered);
+    assert_int_equal(v.status, 200);
+    assert_non_null(strstr(v.body, "\"valid\":true"));
+    assert_non_null(strstr(t->agent->calls, "agent_key_verify"));
+    assert_string_equal(t->agent->last_name, "k1");
+    assert_int_equal(t->agent->verify_cancels, 0);
+    /* still waiting when the server is freed: the agent is told */
+    struct evhttp_connection *cg =
+        send_request(s.base, s.port, EVHTTP_REQ_POST, "/api/v1/keys/k1/verify", t->admin, NULL, &gone);
+    for (int i = 0; i < 1000 && !t->agent->held_verify; i++)
+        event_base_loop(s.base, EVLOOP_ONCE);
+    assert_non_null(t->agent->held_verify);
+    evhttp_connection_free(cv);
+    evhttp_connection_free(co);
+    serve_stop(&s, cg);
+    assert_int_equal(t->agent->verify_cancels, 1);
+    assert_null(t->agent->held_verify);
+    assert_false(gone.answered);
+    exchange_clear(&v);
+    exchange_clear(&other);
+    exchange_clear(&gone);
+}
+
 /* Beyond the agent's queue of logins: 503 login_busy with Retry-After. */
 static void test_login_busy(void **state)
 {
@@ -1388,6 +1434,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_login_does_not_block_others, setup, teardown),
         cmocka_unit_test_setup_teardown(test_login_client_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_login_busy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify_waits_for_crl, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attach_limit, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

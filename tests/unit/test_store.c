@@ -844,6 +844,35 @@ static void test_key_delete(void **state)
     assert_non_null(strstr(err.detail, "missing"));
 }
 
+/* A renamed key keeps its bindings (RESTRICT on update: unbound and bound
+ * again in the same transaction); a taken name is refused, nothing moves. */
+static void test_key_rename(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    setup_old_key_with_bindings(f);
+    store_key other = new_key("other", "");
+    assert_int_equal(store_key_insert_registered(f->st, &other, &err), 0);
+    assert_int_equal(store_key_rename(f->st, "old", "other", NULL, "admin", &err), -1);
+    assert_string_equal(util_err_code(err.code), "key_name_taken");
+    assert_key_state(f, "old", "registered");
+
+    assert_int_equal(store_key_rename(f->st, "old", "renamed", NULL, "admin", &err), 0);
+    store_key k = {0};
+    assert_int_equal(store_key_get(f->st, "old", &k, &err), -1);
+    assert_key_state(f, "renamed", "registered");
+    store_binding *b = NULL;
+    size_t n = 0;
+    assert_int_equal(store_binding_list(f->st, &b, &n, &err), 0);
+    assert_string_equal(binding_of(b, n, "https"), "renamed");
+    assert_string_equal(binding_of(b, n, "ieee8021x"), "renamed");
+    assert_string_equal(binding_of(b, n, "ipsec"), "");
+    free(b);
+    assert_int_equal(store_check_consistency(f->st, &err), 0);
+    assert_int_equal(store_key_rename(f->st, "missing", "x", NULL, "admin", &err), -1);
+    assert_string_equal(util_err_code(err.code), "not_found");
+}
+
 static void test_delete_acquired_key_fails_request(void **state)
 {
     fixture *f = *state;
@@ -1351,6 +1380,7 @@ int main(void)
         T(test_register_all_replaces),
         T(test_register_all_atomic),
         T(test_key_delete),
+        T(test_key_rename),
         T(test_delete_acquired_key_fails_request),
         T(test_binding_to_missing_key),
         T(test_consistency_dangling_binding),

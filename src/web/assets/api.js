@@ -40,7 +40,8 @@ export async function call(method, path, body, opts) {
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (method !== 'GET' && session.csrf) headers['X-CSRF-Token'] = session.csrf;
   const ctrl = new AbortController();
-  const timer = setTimeout(() => ctrl.abort(), TIMEOUT_MS);
+  const waitMs = o.timeoutMs || TIMEOUT_MS;
+  const timer = setTimeout(() => ctrl.abort(), waitMs);
   let resp;
   try {
     resp = await fetch(`/api/v1${path}`, {
@@ -57,7 +58,7 @@ export async function call(method, path, body, opts) {
       code: 'network',
       message: 'The device did not answer.',
       remedy: 'Check the network connection to the device and try again.',
-      detail: e && e.name === 'AbortError' ? `no answer within ${TIMEOUT_MS / 1000} s` : '',
+      detail: e && e.name === 'AbortError' ? `no answer within ${waitMs / 1000} s` : '',
     });
   } finally {
     clearTimeout(timer);
@@ -81,7 +82,7 @@ export async function call(method, path, body, opts) {
 
 export const get = (path, opts) => call('GET', path, undefined, opts);
 export const put = (path, body) => call('PUT', path, body);
-export const post = (path, body) => call('POST', path, body);
+export const post = (path, body, opts) => call('POST', path, body, opts);
 export const del = (path) => call('DELETE', path);
 
 export async function login(user, password) {

@@ -2,11 +2,12 @@
 // module (script-src 'self'); builds the DOM with createElement and
 // textContent only. See docs/remote-ui.md.
 import { h, replace, clear, errorBox, notice, pageHeading, section, details, timeEl, button } from './dom.js';
-import { session, login, logout, resume, forget, onUnauthorized, roleLabel } from './api.js';
+import { session, login, logout, resume, forget, onUnauthorized, roleLabel, get, isAdmin } from './api.js';
 import { Form, textField, actions } from './forms.js';
-import { refreshStatus, resetStatus, onStatus, renderBanner, restartResult, stateBadge } from './status.js';
-import { scepPage, communicationPage, requestPage, autoPage, SCEP_TITLE } from './scep.js';
+import { refreshStatus, resetStatus, onStatus, renderBanner, restartResult, stateBadge, stateLabels } from './status.js';
+import { scepPage, communicationPage, requestPage, autoPage, SCEP_TITLE, endpointOf } from './scep.js';
 import { keysPage, keyPage, KEYS_TITLE } from './keys.js';
+import { usersPage, USERS_TITLE } from './users.js';
 
 const IDLE_MS = 15 * 60 * 1000; // as the device's session idle timeout
 
@@ -55,17 +56,32 @@ function loginPage(ctx) {
   ctx.focus = () => user.input.focus();
 }
 
+// The last failure the portal names: the latest request's, else the auto
+// request's last result when it is an error code.
+function lastFailure(s) {
+  const r = s.latest_request;
+  if (r && r.state === 'failed' && r.error) {
+    return h('span', { class: 'expired' }, `Request #${r.id}: ${r.error.message}`, r.error.detail ? ` (${r.error.detail})` : '');
+  }
+  // an auto request refused before any request was made (key_store_full, ...)
+  const last = s.auto_request && s.auto_request.last_result;
+  if (last && !stateLabels[last]) return h('span', { class: 'expired' }, `Auto request: failed (${last})`);
+  return null;
+}
+
 function portalPage(ctx) {
-  return refreshStatus().then((s) => {
+  return Promise.all([refreshStatus(), get('/scep/settings').catch(() => null)]).then(([s, settings]) => {
     const r = s.latest_request;
     const a = s.auto_request;
+    const url = settings && settings.url ? endpointOf(settings) : null;
     const reqCard = section('Certificate Issuance Request',
       r ? h('p', { class: 'state-line' }, stateBadge(r.state), ' ', `#${r.id} for key "${r.key_name}": ${r.status_text}`)
         : h('p', { class: 'muted' }, 'No issuance request has been sent yet.'),
       details([
         ['Auto request timer', a.enabled ? 'On' : 'Off'],
         a.enabled ? ['Next run', timeEl(a.next_run, 'Not scheduled')] : null,
-        ['SCEP server', s.scep_configured ? 'Set' : h('span', { class: 'expiring' }, 'Not set')],
+        ['SCEP server', url ? h('span', { class: 'break', 'data-field': 'scep-url' }, url) : h('span', { class: 'expiring' }, 'Not set')],
+        ['Last failure', lastFailure(s)],
       ]),
       h('div', { class: 'actions' }, h('a', { class: 'btn', href: '#/scep' }, 'Open SCEP settings')));
     const keyCard = section('Keys and Certificates',
@@ -99,6 +115,7 @@ const routes = [
   { re: /^#\/scep\/request$/, page: requestPage, nav: '#/scep' },
   { re: /^#\/scep\/auto$/, page: autoPage, nav: '#/scep' },
   { re: /^#\/keys$/, page: keysPage, nav: '#/keys' },
+  { re: /^#\/users$/, page: usersPage, nav: '#/users' },
   { re: /^#\/keys\/([^/]+)$/, page: (ctx, m) => keyPage(ctx, decodeURIComponent(m[1])), nav: '#/keys' },
 ];
 
@@ -225,7 +242,8 @@ function renderChrome(active) {
           h('ul', {},
             h('li', {}, link('#/scep', SCEP_TITLE)),
             h('li', {}, h('span', { class: 'nav-sub' }, 'Key and Certificate Settings'),
-              h('ul', {}, h('li', {}, link('#/keys', KEYS_TITLE))))))))));
+              h('ul', {}, h('li', {}, link('#/keys', KEYS_TITLE)))),
+            isAdmin() ? h('li', {}, link('#/users', USERS_TITLE)) : null))))));
 }
 
 let statusUnsub = null;

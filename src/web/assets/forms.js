@@ -18,6 +18,9 @@ export const rules = {
     if (/[\u0000-\u001f\u007f]/.test(v)) return 'must not contain control characters';
     return null;
   },
+  // validate.c subject_text_ok(): the words of the API's field error
+  singleByte: (v) => (!v || /^[\x20-\x7e]*$/.test(v) ? null
+    : 'must be printable single-byte characters (letters, digits, spaces and ASCII punctuation); the SCEP server may not accept others. Set subject_utf8 in the communication settings if it accepts UTF-8'),
   keyName: (v) => (!v ? 'is required' : /^[A-Za-z0-9]{1,24}$/.test(v) ? null : 'must be 1-24 single-byte letters and digits'),
   int: (min, max) => (v) => {
     if (v === '' || v === null || v === undefined) return null;
@@ -181,7 +184,7 @@ function fieldShell(form, spec, control, kind) {
   if (spec.required) control.setAttribute('aria-required', 'true');
   let wrap;
   if (kind === 'check') {
-    wrap = h('div', { class: 'field field-check' }, h('div', { class: 'check-row' }, control, label), hint, error);
+    wrap = h('div', { class: 'field field-check' }, h('div', { class: 'check-row' }, control, label), hint, spec.after || null, error);
   } else {
     wrap = h('div', { class: `field${spec.wide ? ' field-wide' : ''}` }, label, control, spec.after || null, hint, error);
   }

@@ -65,14 +65,18 @@ export function keyFields(form, opts) {
     const list = KEY_LENGTHS[alg.get()];
     setOptions(len.input, list, alg.get() === 'ecdsa' ? 256 : 2048);
   });
+  // the device's rule unless the communication settings allow UTF-8 (subject_utf8)
+  const charset = o.utf8 ? [] : [rules.singleByte];
+  const why = o.utf8 ? ' UTF-8 is allowed (Communication Settings).'
+    : ' Printable single-byte characters only, as many SCEP servers accept no others; allow UTF-8 under Communication Settings if yours does.';
   const org = textField(form, {
     name: `${prefix}organization`, label: 'Organization', value: v.organization, maxlength: 64,
-    hint: 'Optional (O= in the subject).', rules: [rules.text(64)],
+    hint: `Optional (O= in the subject).${why}`, rules: [rules.text(64), ...charset],
   });
   const cn = textField(form, {
     name: `${prefix}common_name`, label: 'Common Name', value: v.common_name, required: !o.needed, maxlength: 64,
-    hint: 'CN= in the subject, usually the device\'s host name, e.g. printer1.example.com.',
-    rules: [requiredWhenNeeded, rules.text(64)],
+    hint: `CN= in the subject, usually the device's host name, e.g. printer1.example.com.${why}`,
+    rules: [requiredWhenNeeded, rules.text(64), ...charset],
   });
   const pwHint = o.challengeSet
     ? 'A challenge password is stored. Leave empty to keep it, or type a new one.'

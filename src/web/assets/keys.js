@@ -45,6 +45,11 @@ function expiry(iso) {
   return t;
 }
 
+// Marks a key that has a certificate, as the device's list does.
+function certIcon() {
+  return h('span', { class: 'cert-icon', role: 'img', 'aria-label': 'has a certificate', title: 'Has a certificate' });
+}
+
 function usedBy(list) {
   if (!list || !list.length) return h('span', { class: 'muted' }, 'Not used');
   return list.map(functionLabel).join(', ');
@@ -69,8 +74,10 @@ async function bindFlow(fn, key, slot, after) {
   if (!ok) return;
   try {
     await put(`/bindings/${enc(fn)}`, { key_name: key });
-    replace(slot, notice('success', h('p', { class: 'alert-message' }, `${functionLabel(fn)} now uses the key "${key}".`)));
-    if (after) await after();
+    const done = notice('success', h('p', { class: 'alert-message' }, `${functionLabel(fn)} now uses the key "${key}".`));
+    // the page is drawn again with the new binding: the confirmation goes with it
+    if (after) await after(done);
+    else replace(slot, done);
   } catch (e) {
     replace(slot, errorBox(e, { title: 'The key was not bound' }));
   }
@@ -115,7 +122,7 @@ export async function keysPage(ctx) {
   const [keys, bindings] = await Promise.all([get('/keys'), get('/bindings'), refreshStatus().catch(() => null)]);
   const s = latestStatus();
   const rows = keys.map((k) => [
-    h('a', { href: `#/keys/${enc(k.name)}` }, k.name),
+    h('span', { class: 'key-name' }, k.sha256 ? certIcon() : null, h('a', { href: `#/keys/${enc(k.name)}` }, k.name)),
     keyState(k),
     h('span', { class: 'nowrap' }, k.key_algorithm || ''),
     dn(k.subject),
@@ -127,19 +134,39 @@ export async function keysPage(ctx) {
     keys.length ? table('Registered keys and certificates', ['Key Name', 'State', 'Key', 'Subject', 'Expires', 'Used by'], rows)
       : h('p', { class: 'muted' }, 'No key pair is registered.'));
   replace(ctx.main, crumbs(), pageHeading(KEYS_TITLE), ctx.flash(), list,
-    bindingsSection(bindings, keys, () => ctx.reload()));
+    bindingsSection(bindings, keys, (done) => ctx.reload(done)));
+}
+
+// "3 min" from seconds, for the CRL's age.
+function ageText(s) {
+  if (s < 60) return `${s} s`;
+  if (s < 7200) return `${Math.floor(s / 60)} min`;
+  if (s < 172800) return `${Math.floor(s / 3600)} h`;
+  return `${Math.floor(s / 86400)} days`;
+}
+
+// Where the CRL of the revocation check came from and how old it is.
+function crlLine(crl) {
+  if (!crl) return null;
+  return h('span', { class: 'check-crl block' },
+    `CRL ${crl.source ? `from ${crl.source} (GetCRL)` : 'stored on the device'}, fetched `,
+    timeEl(crl.fetched_at), ` (${ageText(crl.age_s)} ago)`,
+    crl.next_update ? [', next update ', timeEl(crl.next_update)] : null, '.');
 }
 
 function verifyView(result) {
   const ul = h('ul', { class: 'checks' });
   for (const c of result.checks || []) {
     const status = c.skipped ? 'skipped' : c.ok ? 'ok' : 'failed';
-    const word = c.skipped ? 'Skipped' : c.ok ? 'OK' : 'Failed';
+    const notChecked = c.skipped && c.name === 'revocation';
+    const word = notChecked ? 'Not checked' : c.skipped ? 'Skipped' : c.ok ? 'OK' : 'Failed';
+    const detail = notChecked ? c.detail.replace(/^not checked: /, '') : c.detail;
     ul.appendChild(h('li', { class: `check check-${status}`, 'data-check': c.name },
       h('span', { class: 'check-mark', 'aria-hidden': 'true' }),
       h('span', { class: 'check-name' }, CHECK_LABELS[c.name] || c.name),
       h('span', { class: 'check-result' }, word),
-      h('span', { class: 'check-detail' }, c.detail)));
+      h('span', { class: 'check-detail' }, detail,
+        c.name === 'revocation' && !c.skipped ? crlLine(result.crl) : null)));
   }
   return h('div', { class: result.valid ? 'alert alert-success verify' : 'alert alert-error verify', role: 'status' },
     h('p', { class: 'alert-message' }, result.valid ? 'The certificate is valid.' : 'The certificate is not valid.'), ul);
@@ -152,9 +179,10 @@ export async function keyPage(ctx, name) {
   const verifyBtn = button('Verify Certificate', { class: 'btn btn-primary' });
   verifyBtn.addEventListener('click', async () => {
     verifyBtn.disabled = true;
-    replace(slot, h('p', { class: 'muted' }, 'Verifying...'));
+    replace(slot, h('p', { class: 'muted' }, 'Verifying: the device fetches the CA\'s CRL first (at most the communication timeout)...'));
     try {
-      replace(slot, verifyView(await post(`/keys/${enc(name)}/verify`)));
+      // the device waits for the CRL up to the communication timeout (at most 600 s)
+      replace(slot, verifyView(await post(`/keys/${enc(name)}/verify`, undefined, { timeoutMs: 620000 })));
     } catch (e) {
       replace(slot, errorBox(e, { title: 'The certificate could not be verified' }));
     } finally {
@@ -162,7 +190,13 @@ export async function keyPage(ctx, name) {
     }
   });
   const buttons = [verifyBtn];
-  if (admin) {
+  if (admin && k.functions.length) {
+    // the API refuses it (409 key_in_use): say so before the click
+    const id = 'delete-why';
+    buttons.push(h('button', { type: 'button', class: 'btn btn-danger', disabled: true, 'aria-describedby': id }, 'Delete'));
+    buttons.push(h('p', { class: 'hint disabled-why', id },
+      `Cannot be deleted while in use by ${usedBy(k.functions)}: bind ${k.functions.length === 1 ? 'that function' : 'those functions'} to another key first.`));
+  } else if (admin) {
     const delBtn = button('Delete', { class: 'btn btn-danger' });
     delBtn.addEventListener('click', async () => {
       const body = [h('p', {}, `Delete the key pair "${k.name}" and its certificate? This cannot be undone.`)];
@@ -226,8 +260,7 @@ export async function keyPage(ctx, name) {
       apply.addEventListener('click', async () => {
         apply.disabled = true;
         try {
-          await bindFlow(sel.value, k.name, useSlot, () => ctx.reload(notice('success',
-            h('p', { class: 'alert-message' }, `${functionLabel(sel.value)} now uses the key "${k.name}".`))));
+          await bindFlow(sel.value, k.name, useSlot, (done) => ctx.reload(done));
         } finally {
           apply.disabled = false;
         }

@@ -2,7 +2,7 @@
 // Issuance Request (SCEP): the status, Communication Settings, Certificate
 // Issuance Request and Settings for Certificate Issuance Auto Request.
 import {
-  h, replace, details, timeEl, notice, confirmDialog, pageHeading, breadcrumb, section, yesNo,
+  h, replace, clear, details, timeEl, notice, confirmDialog, pageHeading, breadcrumb, section, yesNo,
   localInputToUtc, utcToLocalInput, localZone, formatLocal,
 } from './dom.js';
 import { get, put, post, isAdmin } from './api.js';
@@ -57,6 +57,7 @@ function communicationFacts(s) {
     ['CA Certificate Fingerprint', s.ca_fingerprint ? h('span', { class: 'mono break' }, s.ca_fingerprint) : null],
     ['HTTP Method', labelOf(METHODS, s.method)],
     ['Polling While Pending', `every ${s.poll_interval_s} s, at most ${s.poll_max} times`],
+    ['Subject Characters', s.subject_utf8 ? 'UTF-8 allowed' : 'Printable single-byte only'],
   ]);
 }
 
@@ -71,8 +72,14 @@ function autoFacts(a) {
     ['Auto Adjust Issuance Request Time', yesNo(a.auto_adjust)],
     ['Retries', a.polling.enabled ? `On: ${a.polling.retries} times, every ${a.polling.interval_s} s` : 'Off'],
     ['Periodic Issuance Requests', a.periodic.enabled ? `On: every ${a.periodic.interval_days} days` : 'Off'],
+    ['Renew Before Expiry', a.renew_at_remaining_percent
+      ? h('span', {}, `When ${a.renew_at_remaining_percent} % of the certificate's lifetime is left`,
+        a.enabled && a.renew_at ? [': ', timeEl(a.renew_at)] : null)
+      : 'Off'],
     ['Automatic Restart After Acquiring', yesNo(a.auto_restart)],
     ['Delete Old Key and Certificate', yesNo(a.delete_old)],
+    ['Name of the Next Key', a.next_key_name ? h('span', { 'data-field': 'next-key-name' }, a.next_key_name,
+      a.renew_key_name === 'replace' && a.delete_old ? ' (takes the old key\'s place)' : '') : null],
     ['Key', k ? `${k.key_name} (${algorithmText(k)})` : null],
     ['Subject', k ? subjectText(k) : null],
     ['Key Usage', k ? labelOf(KEY_USAGES, k.key_usage) : null],
@@ -195,8 +202,11 @@ export async function communicationPage(ctx) {
     name: 'poll_max', label: 'Maximum Number of Polls', value: s.poll_max === undefined ? 60 : s.poll_max, min: 0, max: 10000,
     hint: '0 to 10000.',
   });
+  const utf8 = checkField(form, { name: 'subject_utf8', label: 'Allow UTF-8 in Organization and Common Name', checked: !!s.subject_utf8,
+    hint: 'Off (as on the device): printable single-byte characters only. Switch on only for a server that accepts UTF-8 subjects.' });
   const body = h('fieldset', { class: 'plain', disabled: !admin },
     fieldset('SCEP Server', h('div', { class: 'grid' }, url.wrap, port.wrap, timeout.wrap)),
+    fieldset('Certificate Subject', utf8.wrap),
     fieldset('HTTPS', h('p', { class: 'hint group-hint' }, 'Used when the URL starts with https://.'), h('div', { class: 'grid' }, caFile.wrap, pin.wrap)),
     fieldset('Proxy and CA', h('div', { class: 'grid' }, proxy.wrap, caId.wrap, method.wrap, caFp.wrap)),
     fieldset('Deferred Requests', h('div', { class: 'grid' }, pollInt.wrap, pollMax.wrap)));
@@ -204,7 +214,7 @@ export async function communicationPage(ctx) {
   if (admin) form.add(actions(h('button', { type: 'submit', class: 'btn btn-primary' }, 'Save'), h('a', { class: 'btn', href: '#/scep' }, 'Cancel')));
   else form.add(actions(h('a', { class: 'btn', href: '#/scep' }, 'Back')));
   form.onSubmit = async (v) => {
-    const doc = { url: v.url, timeout_s: Number(v.timeout_s), method: v.method };
+    const doc = { url: v.url, timeout_s: Number(v.timeout_s), method: v.method, subject_utf8: utf8.get() };
     if (v.port !== '') doc.port = Number(v.port);
     for (const k of ['ca_file', 'tls_pin', 'proxy', 'ca_identifier', 'ca_fingerprint']) if (v[k]) doc[k] = v[k];
     if (v.poll_interval_s !== '') doc.poll_interval_s = Number(v.poll_interval_s);
@@ -233,13 +243,25 @@ export async function requestPage(ctx) {
   const form = new Form({ label: 'Certificate Issuance Request' });
   const kf = keyFields(form, {
     legend: 'Key and Certificate',
+    utf8: !!settings.subject_utf8,
     keyNameRules: [(v) => (names.has(String(v).toLowerCase()) ? 'is taken: a key with this name already exists' : null)],
   });
   const why = h('p', { class: 'hint disabled-why', id: 'request-why', hidden: true });
   const submit = h('button', { type: 'submit', class: 'btn btn-primary' }, 'Issuance Request');
   const fs = h('fieldset', { class: 'plain' }, kf.group);
   form.add(fs, why, actions(submit, h('a', { class: 'btn', href: '#/scep' }, 'Back')));
+  // The request this form sent last: its acceptance notice stays only while
+  // it runs; once it has ended the status below is the one answer.
+  let sent = null;
+  const followSent = (s) => {
+    const r = s && s.latest_request;
+    if (!sent || !r || r.id !== sent.id || requestActive(s)) return;
+    if (form.summary.contains(sent.notice)) clear(form.summary);
+    if (r.state === 'acquired' || r.state === 'registered') kf.keyName.input.value = '';
+    sent = null;
+  };
   const update = (s) => {
+    followSent(s);
     const reason = requestBlocker(s, auto);
     fs.disabled = !!reason;
     submit.disabled = !!reason || form.busy;
@@ -272,14 +294,18 @@ export async function requestPage(ctx) {
     try {
       const res = await post('/scep/requests', p);
       names.add(p.key_name.toLowerCase());
+      // the one-time password is not kept; the rest stays for a retry until the key is acquired
       kf.pw.input.value = '';
-      kf.keyName.input.value = '';
-      replace(form.summary, notice('success', h('p', { class: 'alert-message' },
-        `Request #${res.id} for key "${p.key_name}" was accepted. Its progress is shown below.`)));
+      const accepted = notice('info', h('p', { class: 'alert-message' },
+        `Request #${res.id} for key "${p.key_name}" was accepted. Its progress is shown below.`));
+      replace(form.summary, accepted);
+      sent = { id: res.id, notice: accepted };
       await refreshStatus().catch(() => {});
       const panel = document.querySelector('.status-card');
       if (panel) panel.scrollIntoView({ block: 'nearest' });
     } catch (e) {
+      // what was typed stays, except the challenge password (it may be used up)
+      kf.pw.input.value = '';
       form.showError(e, 'The request was not sent');
       if (e.code === 'auto_request_enabled' || e.code === 'request_busy') {
         // the device changed meanwhile: show why the form is now disabled
@@ -298,7 +324,7 @@ export async function requestPage(ctx) {
 // ---- Settings for Certificate Issuance Auto Request ----
 
 export async function autoPage(ctx) {
-  const a = await get('/scep/auto-request');
+  const [a, settings, keys] = await Promise.all([get('/scep/auto-request'), get('/scep/settings'), get('/keys')]);
   const admin = isAdmin();
   const form = new Form({ label: 'Settings for Certificate Issuance Auto Request', aliases: { key: 'key.key_name' } });
   const enabled = checkField(form, { name: 'enabled', label: 'Enable Timer', checked: a.enabled,
@@ -328,20 +354,61 @@ export async function autoPage(ctx) {
   const periodic = checkField(form, { name: 'periodic.enabled', label: 'Periodic Issuance Requests', checked: a.periodic.enabled,
     hint: 'Renews the certificate every interval. As on the device, switching this on sets the start to now: the first request is sent at once.' });
   const days = numberField(form, { name: 'periodic.interval_days', label: 'Interval (days)', value: a.periodic.interval_days, min: 1, max: 3650, hint: '1 to 3650.' });
+  const renewPct = numberField(form, {
+    name: 'renew_at_remaining_percent', label: 'Renew When Lifetime Left (%)', value: a.renew_at_remaining_percent || '', min: 1, max: 99,
+    hint: 'Optional, 1 to 99: the request is also sent when the registered certificate has this share of its lifetime left (with the random delay when Auto Adjust is on). Empty: off.',
+  });
   const restart = checkField(form, { name: 'auto_restart', label: 'Automatic Restart After Acquiring Certificate', checked: a.auto_restart,
     hint: 'Registers the new key pair as soon as its certificate is acquired.' });
+  const naming = selectField(form, {
+    name: 'renew_key_name', label: 'Name of the Renewed Key', value: a.renew_key_name || 'numbered',
+    options: [['numbered', 'Key name with a number (Key2, Key3, ...)'], ['replace', 'The old key\'s name (with Delete Old Key)']],
+    hint: 'Numbered: the key name, or while a key of that name exists the first free one with 2, 3, ... appended. The old key\'s name: with Delete Old Key and Certificate, the new pair takes the old pair\'s name (and its functions) when it is registered.',
+  });
+  const newName = h('p', { class: 'hint', id: 'renew-name', 'aria-live': 'polite' });
   const delOld = checkField(form, { name: 'delete_old', label: 'Delete Old Key and Certificate', checked: a.delete_old,
-    hint: 'When a renewed key pair is registered, the pair it replaces is deleted.' });
+    hint: 'When a renewed key pair is registered, the pair it replaces is deleted.', after: newName });
   const kf = keyFields(form, {
-    prefix: 'key.', values: a.key || {}, challengeSet: !!(a.key && a.key.challenge_password_set),
+    prefix: 'key.', values: a.key || {}, utf8: !!settings.subject_utf8, challengeSet: !!(a.key && a.key.challenge_password_set),
     needed: () => enabled.get() || !!form.field('key.key_name').get() || !!form.field('key.common_name').get(),
     legend: 'Key and Certificate Settings',
   });
+  // The name the next request's key will carry, as the device computes it
+  // (GET auto-request's next_key_name for what is stored).
+  const names = new Map(keys.map((k) => [k.name, k]));
+  const showNewName = () => {
+    const base = form.field('key.key_name').get();
+    if (!base) {
+      newName.textContent = 'The new key\'s name follows from the Key Name below.';
+      return;
+    }
+    const old = names.get(base);
+    let name = base;
+    if (old && old.state === 'registered' && delOld.get() && naming.get() === 'replace') name = base;
+    else if (names.has(base)) {
+      for (let i = 2; i < 1000; i++) {
+        const suffix = String(i);
+        const candidate = base.slice(0, 24 - suffix.length) + suffix;
+        if (!names.has(candidate)) {
+          name = candidate;
+          break;
+        }
+      }
+    }
+    const replacing = old && old.state === 'registered' && delOld.get();
+    newName.textContent = `The new key will be named "${name}"${replacing ? `; "${base}" is deleted when it is registered` : ''}.`;
+    newName.dataset.name = name;
+  };
   const syncDisabled = () => {
     retries.input.disabled = !polling.get();
     interval.input.disabled = !polling.get();
     days.input.disabled = !periodic.get();
   };
+  for (const el of [delOld.input, naming.input, form.field('key.key_name').input]) {
+    el.addEventListener('change', showNewName);
+    el.addEventListener('input', showNewName);
+  }
+  showNewName();
   polling.input.addEventListener('change', syncDisabled);
   periodic.input.addEventListener('change', syncDisabled);
   syncDisabled();
@@ -349,8 +416,8 @@ export async function autoPage(ctx) {
   const body = h('fieldset', { class: 'plain', disabled: !admin },
     fieldset('Timer', enabled.wrap, h('div', { class: 'grid' }, start.wrap), adjust.wrap),
     fieldset('Retries', polling.wrap, h('div', { class: 'grid' }, retries.wrap, interval.wrap)),
-    fieldset('Periodic Issuance Requests', periodic.wrap, h('div', { class: 'grid' }, days.wrap)),
-    fieldset('After Acquiring', restart.wrap, delOld.wrap),
+    fieldset('Periodic Issuance Requests', periodic.wrap, h('div', { class: 'grid' }, days.wrap, renewPct.wrap)),
+    fieldset('After Acquiring', restart.wrap, h('div', { class: 'grid' }, naming.wrap), delOld.wrap),
     kf.group);
   form.add(body);
   if (admin) form.add(actions(h('button', { type: 'submit', class: 'btn btn-primary' }, 'Save'), h('a', { class: 'btn', href: '#/scep' }, 'Cancel')));
@@ -365,10 +432,12 @@ export async function autoPage(ctx) {
       periodic: { enabled: periodic.get() },
       auto_restart: restart.get(),
       delete_old: delOld.get(),
+      renew_key_name: naming.get(),
     };
     if (retries.get() !== '') doc.polling.retries = Number(retries.get());
     if (interval.get() !== '') doc.polling.interval_s = Number(interval.get());
     if (days.get() !== '') doc.periodic.interval_days = Number(days.get());
+    doc.renew_at_remaining_percent = renewPct.get() === '' ? null : Number(renewPct.get());
     if (!kf.isBlank()) doc.key = kf.toJson();
     if (doc.enabled && doc.periodic.enabled && !a.periodic.enabled) {
       const ok = await confirmDialog({

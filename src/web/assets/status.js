@@ -139,12 +139,17 @@ export function resetStatus() {
 // ---- restart ----
 
 export async function restartFlow(after) {
-  const n = current ? current.pending_registration : 0;
+  const keys = await get('/keys').catch(() => null);
+  const waiting = keys ? keys.filter((k) => k.state === 'acquired') : [];
+  const n = keys ? waiting.length : (current ? current.pending_registration : 0);
+  const one = n === 1;
+  const names = waiting.map((k) => (k.replaces ? `${k.name} (replaces ${k.replaces})` : k.name));
   const ok = await confirmDialog({
     title: 'Restart to register',
     body: [
-      h('p', {}, `${n === 1 ? 'One acquired key pair waits' : `${n} acquired key pairs wait`} for registration.`),
-      h('p', {}, 'Restart registers them now. A function bound to a replaced key switches to its new key at once; with "Delete old key and certificate" the replaced pair is deleted.'),
+      h('p', { class: 'restart-count' }, n === 0 ? 'No acquired key pair waits for registration.'
+        : `${one ? 'One acquired key pair waits' : `${n} acquired key pairs wait`} for registration${names.length ? `: ${names.join(', ')}` : ''}.`),
+      n ? h('p', {}, `Restart registers ${one ? 'it' : 'them'} now. A function bound to a replaced key switches to its new key at once; with "Delete old key and certificate" the replaced pair is deleted.`) : null,
     ],
     confirm: 'Restart',
   });
@@ -284,13 +289,15 @@ function latestRequestView(r) {
   if (!r) return h('p', { class: 'muted' }, 'No issuance request has been sent yet.');
   const out = [];
   const label = stateLabels[r.state] || r.state;
-  out.push(h('p', { class: 'state-line' }, stateBadge(r.state),
-    r.status_text && r.status_text.toLowerCase() !== label.toLowerCase() ? [' ', h('span', { class: 'state-text' }, r.status_text)] : null));
+  // the state's text, unless the badge or the box below already says it
+  const boxed = r.error && (r.state === 'failed' || r.state === 'cancelled');
+  const text = r.status_text && r.status_text.toLowerCase() !== label.toLowerCase() && !boxed ? r.status_text : null;
+  out.push(h('p', { class: 'state-line' }, stateBadge(r.state), text ? [' ', h('span', { class: 'state-text' }, text)] : null));
   if (r.state !== 'failed' && r.state !== 'cancelled') out.push(stepper(r));
   out.push(details([
     ['Request', `#${r.id} · ${kindLabel(r.kind)}`],
     ['Key name', r.key_name],
-    ['Attempts', String(r.attempts)],
+    ['Attempts', String(r.tries === undefined ? r.attempts : r.tries)],
     r.next_attempt_at ? ['Next attempt', timeEl(r.next_attempt_at)] : null,
     ['Sent', timeEl(r.created_at)],
     ['Last change', timeEl(r.updated_at)],
