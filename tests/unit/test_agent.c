@@ -2482,6 +2482,16 @@ static void test_renewal_takes_old_name(void **state)
     r = request_get(f, id);
     assert_string_equal(sget(r, "key_name"), "Dev");
     json_decref(r);
+    /* the key was sealed again for its new name: it opens there, and matches its certificate */
+    store_key renamed;
+    EVP_PKEY *key = NULL;
+    assert_int_equal(store_key_get(f->a->st, "Dev", &renamed, &err), 0);
+    assert_int_equal(agent_unseal_pair_key(f->a, &renamed, &key, &err), 0);
+    X509 *cert = pem_cert(renamed.cert_pem);
+    assert_true(crypto_cert_matches_key(cert, key));
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    store_key_clear(&renamed);
 }
 
 /* scepca rollover end to end: the next CA is fetched at start, on refresh,
