@@ -7,6 +7,7 @@
 #include <openssl/x509.h>
 
 #include "client/client.h"
+#include "util/ossl.h"
 
 /* How long the self-signed signer of a first enrollment is valid. */
 #define SELFSIGNED_DAYS 30
@@ -34,7 +35,7 @@ bool client_server_ec_agreement(const client_server *srv)
 
 bool client_signer_needs_rsa(const client_server *srv, EVP_PKEY *new_key)
 {
-    return !crypto_key_is_rsa(new_key) && !client_server_ec_agreement(srv);
+    return !crypto_key_is_rsa(new_key) && (util_pkey_in_tpm(new_key) || !client_server_ec_agreement(srv));
 }
 
 static int build_csr(const client_enrollment *e, client_transaction *t, uint8_t **der, size_t *len,
@@ -79,7 +80,7 @@ static int first_signer_key(const client_server *srv, const client_enrollment *e
         EVP_PKEY_up_ref(t->signer_key);
         return 0;
     }
-    crypto_key_spec spec = {CRYPTO_KEY_RSA, TEMPORARY_SIGNER_BITS};
+    crypto_key_spec spec = {CRYPTO_KEY_RSA, TEMPORARY_SIGNER_BITS, CRYPTO_KEY_SOFTWARE};
     return crypto_key_generate(&spec, &t->signer_key, err);
 }
 

@@ -37,15 +37,19 @@ int crypto_tls_server_ctx(const char *key_pem, const char *cert_pem, const char 
     EVP_PKEY *key = NULL;
     STACK_OF(X509) *chain = NULL;
     X509 *cert = NULL;
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    SSL_CTX *ctx = NULL;
     int rc = -1;
+    if (crypto_key_load((const uint8_t *)key_pem, strlen(key_pem), &key, err) != 0 ||
+        crypto_cert_load((const uint8_t *)cert_pem, strlen(cert_pem), &cert, err) != 0)
+        goto out;
+    /* a TPM key signs the handshake in the TPM (util_pkey_propq). Key
+     * exchange then uses X25519 and X448 only: the NIST curves' key
+     * management would be the TPM's too (docs/internals/crypto.md) */
+    ctx = SSL_CTX_new_ex(NULL, util_pkey_propq(key), TLS_server_method());
     if (!ctx) {
         util_error_ossl(err, UTIL_ERR_INTERNAL, "creating the TLS context");
         goto out;
     }
-    if (crypto_key_load((const uint8_t *)key_pem, strlen(key_pem), &key, err) != 0 ||
-        crypto_cert_load((const uint8_t *)cert_pem, strlen(cert_pem), &cert, err) != 0)
-        goto out;
     if (chain_pem && chain_pem[0] &&
         crypto_certs_load((const uint8_t *)chain_pem, strlen(chain_pem), &chain, err) != 0)
         goto out;
