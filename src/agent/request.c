@@ -188,11 +188,15 @@ static void on_keygen_done(evutil_socket_t fd, short what, void *arg)
 
 static void step_keygen(agent_run *run)
 {
-    util_error err;
+    util_error err = {0};
     char spec[32];
     snprintf(spec, sizeof spec, "%s:%d", !strcmp(run->params.key_algorithm, "rsa") ? "rsa" : "ec",
              run->params.key_length);
-    if (crypto_key_spec_parse(spec, &run->spec, &err) != 0) {
+    if (crypto_key_spec_parse(spec, &run->spec, &err) != 0 ||
+        crypto_key_storage_parse(run->params.key_storage[0] ? run->params.key_storage : "software",
+                                 &run->spec.storage) != 0) {
+        if (!err.code)
+            util_error_set(&err, UTIL_ERR_INVALID_FIELD, "key_storage: \"%s\"", run->params.key_storage);
         fail(run, &err);
         return;
     }
@@ -414,6 +418,8 @@ static int acquire(agent_run *run, util_error *err)
     snprintf(k.replaces, sizeof k.replaces, "%s", run->row.replaces);
     k.request_id = run->row.id;
     k.key_pem = run->row.key_pem;
+    snprintf(k.storage, sizeof k.storage, "%s",
+             crypto_key_storage_name(crypto_key_storage_of(run->t.new_key)));
     if (crypto_cert_to_pem(run->r.cert, &k.cert_pem, &len, err) != 0)
         goto out;
     STACK_OF(X509) *chain = client_result_chain(&run->r, &run->srv);

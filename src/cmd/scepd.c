@@ -52,6 +52,7 @@ typedef struct options {
     size_t host_name_count;
     int line_error;
     char config_error[256];
+    char tpm_tcti[512]; /* TPM2OPENSSL_TCTI for keys in the TPM; "" leaves the environment's */
 } options;
 
 /* The HTTPS listener's context: replaced when the tls binding changes; open
@@ -162,7 +163,8 @@ static const char *const scepd_keys[] = {"state_dir",
                                          "request_timeout",
                                          "handshake_timeout",
                                          "log",
-                                         "log_level"};
+                                         "log_level",
+                                         "tpm_tcti"};
 static const char *const function_keys[] = {"export_key", "export_cert", "export_chain", "command"};
 
 static int on_ini(void *user, const char *section, const char *name, const char *value)
@@ -183,6 +185,8 @@ static int on_ini(void *user, const char *section, const char *name, const char 
             snprintf(o->admin_password_file, sizeof o->admin_password_file, "%s", value);
         else if (!strcmp(name, "server_name"))
             snprintf(o->server_names, sizeof o->server_names, "%s", value);
+        else if (!strcmp(name, "tpm_tcti"))
+            snprintf(o->tpm_tcti, sizeof o->tpm_tcti, "%s", value);
         else if (!strcmp(name, "max_connections"))
             return config_unsigned(o, name, value, 1, 100000, &o->edge.max_connections);
         else if (!strcmp(name, "max_connections_per_address"))
@@ -682,6 +686,11 @@ int main(int argc, char **argv)
         return 0;
     }
     util_log_setup("scepd", o.level, o.use_syslog);
+    /* the tpm2 provider reads it when it loads, on the first key in the TPM */
+    if (o.tpm_tcti[0] && setenv("TPM2OPENSSL_TCTI", o.tpm_tcti, 1) != 0) {
+        fprintf(stderr, "error: setting TPM2OPENSSL_TCTI\n");
+        return 2;
+    }
     harden_process();
     if (http_global_init() != 0) {
         fprintf(stderr, "error: libcurl could not be initialised\n");
@@ -689,6 +698,7 @@ int main(int argc, char **argv)
     }
     int rc = run(&o, &err);
     http_global_cleanup();
+    crypto_tpm_unload();
     if (rc != 0) {
         log_error("%s: %s (%s) — %s", util_err_code(err.code), util_err_message(err.code), err.detail,
                   util_err_remedy(err.code));

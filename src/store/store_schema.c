@@ -104,4 +104,9 @@ const char *const store_migrations[STORE_SCHEMA_VERSION] = {
     "PRAGMA writable_schema = RESET;"
     "CREATE TABLE migration_2 (x);"
     "DROP TABLE migration_2;",
+
+    /* 2 -> 3: where a key's private key lives. "tpm2": key_pem is the TSS2
+     * blob of a key inside the TPM, usable only with that TPM. */
+    ("ALTER TABLE keys ADD COLUMN storage TEXT NOT NULL DEFAULT 'software'"
+     " CHECK (storage IN ('software', 'tpm2'));"),
 };
