@@ -328,7 +328,7 @@ int agent_ensure_tls_key(agent *a, util_error *err)
     free(b);
     if (bound)
         return 0;
-    crypto_key_spec spec = {CRYPTO_KEY_EC, 256, CRYPTO_KEY_SOFTWARE};
+    crypto_key_spec spec = {CRYPTO_KEY_EC, 256};
     EVP_PKEY *key = NULL;
     X509_NAME *name = NULL;
     X509 *cert = NULL;

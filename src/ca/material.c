@@ -99,7 +99,7 @@ static int make_ra(crypto_ra_kind kind, X509 *ca_cert, EVP_PKEY *ca_key, time_t 
                    EVP_PKEY **key, util_error *err)
 {
     int rc = -1;
-    crypto_key_spec spec = {CRYPTO_KEY_RSA, 2048, CRYPTO_KEY_SOFTWARE};
+    crypto_key_spec spec = {CRYPTO_KEY_RSA, 2048};
     X509_NAME *name = X509_NAME_new();
     uint8_t serial[CRYPTO_SERIAL_LEN];
     char hex[CRYPTO_SERIAL_HEX];
@@ -252,7 +252,7 @@ int ca_admin_rollover(const char *dir, time_t now, util_error *err)
     }
     /* the next CA gets a key of the same type and size */
     crypto_key_spec spec = {EVP_PKEY_get_base_id(cur_key) == EVP_PKEY_EC ? CRYPTO_KEY_EC : CRYPTO_KEY_RSA,
-                            EVP_PKEY_get_bits(cur_key), CRYPTO_KEY_SOFTWARE};
+                            EVP_PKEY_get_bits(cur_key)};
     time_t cur_end = crypto_asn1_time_to_time(X509_get0_notAfter(cur));
     int days = cur_end > now ? (int)((cur_end - now) / 86400) + 3650 : 3650;
     if (make_ca_named(&spec, X509_get_subject_name(cur), days, now, &next, &next_key, err) != 0 ||
@@ -342,7 +342,7 @@ int ca_material_fault_certs(ca_server *srv, time_t now, util_error *err)
                          err) != 0)
             return -1;
     }
-    crypto_key_spec rsa = {CRYPTO_KEY_RSA, 2048, CRYPTO_KEY_SOFTWARE};
+    crypto_key_spec rsa = {CRYPTO_KEY_RSA, 2048};
     if (rogue && make_ca(&rsa, "CN=scepca impostor", 30, now, &srv->rogue_cert, &srv->rogue_key, err) != 0)
         return -1;
     return 0;

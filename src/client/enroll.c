@@ -80,7 +80,7 @@ static int first_signer_key(const client_server *srv, const client_enrollment *e
         EVP_PKEY_up_ref(t->signer_key);
         return 0;
     }
-    crypto_key_spec spec = {CRYPTO_KEY_RSA, TEMPORARY_SIGNER_BITS, CRYPTO_KEY_SOFTWARE};
+    crypto_key_spec spec = {CRYPTO_KEY_RSA, TEMPORARY_SIGNER_BITS};
     return crypto_key_generate(&spec, &t->signer_key, err);
 }
 

@@ -16,7 +16,7 @@
 
 int crypto_key_spec_parse(const char *text, crypto_key_spec *out, util_error *err)
 {
-    crypto_key_spec s = {0, 0, CRYPTO_KEY_SOFTWARE};
+    crypto_key_spec s = {0, 0};
     const char *colon = text ? strchr(text, ':') : NULL;
     size_t alen = colon ? (size_t)(colon - text) : (text ? strlen(text) : 0);
     const char *arg = colon ? colon + 1 : "";

@@ -70,7 +70,7 @@ static void key_spec_valid(void **state)
         {"ec:secp384r1", CRYPTO_KEY_EC, 384, "ec:P-384"},  {"ECDSA:p-256", CRYPTO_KEY_EC, 256, "ec:P-256"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        crypto_key_spec s = {0, 0, CRYPTO_KEY_SOFTWARE};
+        crypto_key_spec s = {0, 0};
         util_error err = {0};
         if (crypto_key_spec_parse(cases[i].text, &s, &err) != 0)
             fail_msg("\"%s\" rejected: %s", cases[i].text, err.detail);
@@ -88,7 +88,7 @@ static void key_spec_invalid(void **state)
     const char *bad[] = {"rsa:512",  "rsa:2047", "rsa:abc", "rsa:0",   "ec:P-521",  "ec:P-255",
                          "dsa:1024", "ed25519",  "",        "rsa2048", "ecc:P-256", ":2048"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        crypto_key_spec s = {CRYPTO_KEY_RSA, 1234, CRYPTO_KEY_SOFTWARE};
+        crypto_key_spec s = {CRYPTO_KEY_RSA, 1234};
         util_error err = {0};
         if (crypto_key_spec_parse(bad[i], &s, &err) != -1)
             fail_msg("\"%s\" accepted", bad[i]);
