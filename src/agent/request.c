@@ -418,8 +418,10 @@ static int acquire(agent_run *run, util_error *err)
     snprintf(k.replaces, sizeof k.replaces, "%s", run->row.replaces);
     k.request_id = run->row.id;
     k.key_pem = run->row.key_pem;
+    /* from the request's parameters, not from the key object: where keys
+     * are held by another process, this one may have the public half only */
     snprintf(k.storage, sizeof k.storage, "%s",
-             crypto_key_storage_name(crypto_key_storage_of(run->t.new_key)));
+             run->params.key_storage[0] ? run->params.key_storage : "software");
     if (crypto_cert_to_pem(run->r.cert, &k.cert_pem, &len, err) != 0)
         goto out;
     STACK_OF(X509) *chain = client_result_chain(&run->r, &run->srv);

@@ -598,7 +598,8 @@ static int cmd_enroll(options *o, util_error *err)
         crypto_key_spec spec;
         if (crypto_key_spec_parse(o->key_type ? o->key_type : "rsa:2048", &spec, err) != 0)
             goto out;
-        spec.storage = o->key_storage;
+        if (o->key_storage == CRYPTO_KEY_TPM2)
+            spec.storage = CRYPTO_KEY_TPM2;
         if (crypto_key_generate(&spec, &s.txn.new_key, err) != 0)
             goto out;
     }
@@ -669,7 +670,8 @@ static int cmd_renew(options *o, util_error *err)
         }
         if (crypto_key_spec_parse(o->new_key_type ? o->new_key_type : same, &spec, err) != 0)
             goto out;
-        spec.storage = o->key_storage;
+        if (o->key_storage == CRYPTO_KEY_TPM2)
+            spec.storage = CRYPTO_KEY_TPM2;
         if (crypto_key_generate(&spec, &s.txn.new_key, err) != 0)
             goto out;
     }

@@ -34,7 +34,10 @@ const char *crypto_key_storage_name(crypto_key_storage storage);
 /* Where key lives: CRYPTO_KEY_TPM2 for a key of the tpm2 provider. */
 crypto_key_storage crypto_key_storage_of(EVP_PKEY *key);
 
-/* "rsa:2048", "rsa", "ec:P-256", "ec:prime256v1", "ec:P-384", "ecdsa:384". */
+/* "rsa:2048", "rsa", "ec:P-256", "ec:prime256v1", "ec:P-384", "ecdsa:384";
+ * with the suffix "@tpm2" ("rsa:2048@tpm2") the storage is CRYPTO_KEY_TPM2,
+ * which crypto_key_spec_format writes back, so a spec passed as text (to
+ * another process) keeps where the key is to be made. */
 int crypto_key_spec_parse(const char *text, crypto_key_spec *out, util_error *err) MUST_CHECK;
 void crypto_key_spec_format(const crypto_key_spec *spec, char *out, size_t len);
 int crypto_key_generate(const crypto_key_spec *spec, EVP_PKEY **out, util_error *err) MUST_CHECK;

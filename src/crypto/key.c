@@ -14,9 +14,25 @@
 
 #define KEY_FILE_MAX (64u << 10)
 
+/* The suffix of a key generated in the TPM: "rsa:2048@tpm2". The spec
+ * then names the storage too, wherever it is passed as text. */
+#define TPM2_SUFFIX "@tpm2"
+
 int crypto_key_spec_parse(const char *text, crypto_key_spec *out, util_error *err)
 {
     crypto_key_spec s = {0, 0};
+    char buf[64];
+    size_t n = text ? strlen(text) : 0;
+    size_t sl = sizeof TPM2_SUFFIX - 1;
+    if (text && n > sl && n < sizeof buf && strcasecmp(text + n - sl, TPM2_SUFFIX) == 0) {
+        memcpy(buf, text, n - sl);
+        buf[n - sl] = '\0';
+        if (crypto_key_spec_parse(buf, &s, err) != 0)
+            return -1;
+        s.storage = CRYPTO_KEY_TPM2;
+        *out = s;
+        return 0;
+    }
     const char *colon = text ? strchr(text, ':') : NULL;
     size_t alen = colon ? (size_t)(colon - text) : (text ? strlen(text) : 0);
     const char *arg = colon ? colon + 1 : "";
@@ -46,10 +62,11 @@ int crypto_key_spec_parse(const char *text, crypto_key_spec *out, util_error *er
 
 void crypto_key_spec_format(const crypto_key_spec *spec, char *out, size_t len)
 {
+    const char *where = spec->storage == CRYPTO_KEY_TPM2 ? TPM2_SUFFIX : "";
     if (spec->alg == CRYPTO_KEY_EC)
-        snprintf(out, len, "ec:P-%d", spec->bits);
+        snprintf(out, len, "ec:P-%d%s", spec->bits, where);
     else
-        snprintf(out, len, "rsa:%d", spec->bits);
+        snprintf(out, len, "rsa:%d%s", spec->bits, where);
 }
 
 int crypto_key_generate(const crypto_key_spec *spec, EVP_PKEY **out, util_error *err)

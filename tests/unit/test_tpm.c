@@ -250,6 +250,21 @@ static void tpm_key_generate_store_load(void **state)
             f->ec_pem_len = len;
         }
     }
+    /* the storage survives a spec passed as text (to the vault) */
+    static const char *const texts[] = {"rsa:2048@tpm2", "ec:P-256@tpm2", "rsa:2048", "ec:P-256"};
+    for (size_t i = 0; i < 4; i++) {
+        crypto_key_spec parsed;
+        char back_text[64];
+        util_error perr = {0};
+        assert_int_equal(crypto_key_spec_parse(texts[i], &parsed, &perr), 0);
+        assert_string_equal(crypto_key_storage_name(parsed.storage), i < 2 ? "tpm2" : "software");
+        crypto_key_spec_format(&parsed, back_text, sizeof back_text);
+        assert_string_equal(back_text, texts[i]);
+    }
+    crypto_key_spec parsed;
+    util_error perr = {0};
+    assert_int_equal(crypto_key_spec_parse("@tpm2", &parsed, &perr), -1);
+    assert_int_equal(crypto_key_spec_parse("rsa:2048@hsm", &parsed, &perr), -1);
     /* only what was tried here */
     crypto_key_spec big = {CRYPTO_KEY_RSA, 3072, CRYPTO_KEY_TPM2};
     EVP_PKEY *key = NULL;
