@@ -5,7 +5,8 @@ set -eu
 PKGS="meson ninja-build pkg-config gcc clang libclang-rt-14-dev libssl-dev openssl libseccomp-dev
 libevent-dev libcurl4-openssl-dev libsqlite3-dev sqlite3 libjansson-dev libinih-dev
 libcmocka-dev python3 python3-cryptography iproute2 util-linux curl scep strongswan-pki libstrongswan-extra-plugins
-chromium fonts-dejavu-core wrk clang-format tinyproxy certmonger dbus-daemon"
+chromium fonts-dejavu-core wrk clang-format tinyproxy certmonger dbus-daemon
+swtpm swtpm-tools tpm2-openssl libtss2-tcti-swtpm0"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -55,8 +55,9 @@ typedef struct agent_key_params {
     size_t san_count;
     char ekus[AGENT_MAX_EKUS][64];
     size_t eku_count;
-    char challenge[256]; /* secret; "" when none */
-    bool challenge_set;  /* the input carried the field */
+    char challenge[256];  /* secret; "" when none */
+    bool challenge_set;   /* the input carried the field */
+    char key_storage[16]; /* software (default) or tpm2: the key is made and kept in the TPM */
 } agent_key_params;
 
 typedef struct agent_settings {

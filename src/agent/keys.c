@@ -56,6 +56,7 @@ static json_t *key_json(const store_key *k, const store_binding *b, size_t nb, b
     json_object_set_new(j, "created_at", agent_time_json(k->created_at));
     json_object_set_new(j, "registered_at", agent_time_json(k->registered_at));
     json_object_set_new(j, "replaces", k->replaces[0] ? json_string(k->replaces) : json_null());
+    json_object_set_new(j, "key_storage", json_string(k->storage[0] ? k->storage : "software"));
     if (!detail)
         return j;
     json_object_set_new(j, "certificate_pem", json_string(k->cert_pem));

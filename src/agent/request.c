@@ -190,11 +190,15 @@ static void on_keygen_done(evutil_socket_t fd, short what, void *arg)
 
 static void step_keygen(agent_run *run)
 {
-    util_error err;
+    util_error err = {0};
     char spec[32];
     snprintf(spec, sizeof spec, "%s:%d", !strcmp(run->params.key_algorithm, "rsa") ? "rsa" : "ec",
              run->params.key_length);
-    if (crypto_key_spec_parse(spec, &run->spec, &err) != 0) {
+    if (crypto_key_spec_parse(spec, &run->spec, &err) != 0 ||
+        crypto_key_storage_parse(run->params.key_storage[0] ? run->params.key_storage : "software",
+                                 &run->spec.storage) != 0) {
+        if (!err.code)
+            util_error_set(&err, UTIL_ERR_INVALID_FIELD, "key_storage: \"%s\"", run->params.key_storage);
         fail(run, &err);
         return;
     }
@@ -413,6 +417,10 @@ static int acquire(agent_run *run, util_error *err)
     k.state = STORE_STATE_ACQUIRED;
     snprintf(k.replaces, sizeof k.replaces, "%s", run->row.replaces);
     k.request_id = run->row.id;
+    /* from the request's parameters, not from the key object: the agent
+     * holds a proxy, the key itself is in the vault */
+    snprintf(k.storage, sizeof k.storage, "%s",
+             run->params.key_storage[0] ? run->params.key_storage : "software");
     /* sealed again by the vault for its place in the keys table */
     if (agent_reseal_request_to_pair(run->a, &run->row, k.name, k.request_id, &k.key_sealed, err) != 0 ||
         crypto_cert_to_pem(run->r.cert, &k.cert_pem, &len, err) != 0)

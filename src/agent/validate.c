@@ -175,6 +175,7 @@ int agent_parse_key_params(const json_t *in, agent_key_params *out, util_error *
         {"key_usage", JSON_STRING, false},
         {"sans", JSON_ARRAY, true},
         {"eku", JSON_ARRAY, true},
+        {"key_storage", JSON_STRING, false},
     };
     static const char *const digests[] = {"sha1", "sha256", "sha384", "sha512", NULL};
     static const char *const usages[] = {"none", "digital_signature", "key_encipherment", "both", NULL};
@@ -205,6 +206,15 @@ int agent_parse_key_params(const json_t *in, agent_key_params *out, util_error *
             : (p.key_length != 256 && p.key_length != 384))
         return bad(err, "", "key_length",
                    rsa ? "must be 1024, 2048, 3072 or 4096 for RSA" : "must be 256 or 384 for ECDSA");
+    if (get_text(in, "key_storage", "", p.key_storage, sizeof p.key_storage, false, err))
+        return -1;
+    if (!p.key_storage[0])
+        snprintf(p.key_storage, sizeof p.key_storage, "software");
+    crypto_key_storage storage;
+    if (crypto_key_storage_parse(p.key_storage, &storage) != 0)
+        return bad(err, "", "key_storage", "must be software or tpm2");
+    if (storage == CRYPTO_KEY_TPM2 && p.key_length != (rsa ? 2048 : 256))
+        return bad(err, "", "key_storage", "tpm2 holds RSA 2048 and ECDSA 256 keys");
     if (get_text(in, "organization", "", p.organization, sizeof p.organization, false, err) ||
         get_text(in, "common_name", "", p.common_name, sizeof p.common_name, true, err) ||
         get_text(in, "key_usage", "", p.key_usage, sizeof p.key_usage, false, err))
@@ -240,13 +250,13 @@ static json_t *string_list(const char *base, size_t width, size_t n)
 
 json_t *agent_key_params_json(const agent_key_params *p)
 {
-    return json_pack("{s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:o, s:o, s:b}", "key_name", p->key_name,
-                     "signature_algorithm", p->signature_algorithm, "key_algorithm", p->key_algorithm,
-                     "key_length", p->key_length, "organization", p->organization, "common_name",
-                     p->common_name, "key_usage", p->key_usage, "sans",
-                     string_list((const char *)p->sans, sizeof p->sans[0], p->san_count), "eku",
-                     string_list((const char *)p->ekus, sizeof p->ekus[0], p->eku_count),
-                     "challenge_password_set", p->challenge[0] != '\0');
+    return json_pack(
+        "{s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:o, s:o, s:b, s:s}", "key_name", p->key_name,
+        "signature_algorithm", p->signature_algorithm, "key_algorithm", p->key_algorithm, "key_length",
+        p->key_length, "organization", p->organization, "common_name", p->common_name, "key_usage",
+        p->key_usage, "sans", string_list((const char *)p->sans, sizeof p->sans[0], p->san_count), "eku",
+        string_list((const char *)p->ekus, sizeof p->ekus[0], p->eku_count), "challenge_password_set",
+        p->challenge[0] != '\0', "key_storage", p->key_storage[0] ? p->key_storage : "software");
 }
 
 /* http(s)://host[:port]/path with printable characters only */

@@ -241,6 +241,13 @@ int client_get_next_ca(const client_config *cfg, const client_server *srv, STACK
     return rc;
 }
 
+const EVP_CIPHER *client_cipher_for_signer(const EVP_CIPHER *chosen, EVP_PKEY *signer_key)
+{
+    /* servers wrap an AES reply's key with RSA-OAEP (NDES does), which
+     * tpm2-openssl cannot decrypt; with 3DES they use PKCS#1 v1.5 */
+    return util_pkey_in_tpm(signer_key) ? EVP_des_ede3_cbc() : chosen;
+}
+
 void client_choose(const client_config *cfg, const client_server *srv, client_choice *out)
 {
     const scep_caps *c = &srv->caps;
@@ -386,7 +393,7 @@ int client_pki_prepare(const client_server *srv, const client_transaction *t, in
         .content = message_data,
         .content_len = message_data_len,
         .recipients = recipients,
-        .cipher = t->choice.cipher,
+        .cipher = client_cipher_for_signer(t->choice.cipher, t->signer_key),
     };
     rc = scep_pki_message_encode(&p, msg, msg_len, err);
 out:

@@ -63,6 +63,10 @@ typedef struct client_choice {
 } client_choice;
 
 void client_choose(const client_config *cfg, const client_server *srv, client_choice *out);
+/* The cipher a message signed by signer_key asks for: 3DES when the key is
+ * held in a TPM (the reply is encrypted to the signer, and only RSA PKCS#1
+ * v1.5 key transport opens there), else the chosen one. */
+const EVP_CIPHER *client_cipher_for_signer(const EVP_CIPHER *chosen, EVP_PKEY *signer_key);
 
 /* One transaction (an enrollment, a poll, a GetCert or GetCRL). */
 typedef struct client_transaction {
@@ -105,7 +109,8 @@ int client_request_type(const client_server *srv, client_renewal_mode mode);
  * to RSA). No GetCACaps keyword announces key agreement itself. */
 bool client_server_ec_agreement(const client_server *srv);
 /* Whether a first enrollment of new_key must be signed by a temporary RSA
- * key: an EC key towards a server without EC key agreement. */
+ * key: an EC key towards a server without EC key agreement, or an EC key
+ * held in a TPM (CMS cannot make the key agreement with it). */
 bool client_signer_needs_rsa(const client_server *srv, EVP_PKEY *new_key);
 /* Prepares an enrollment. Expects t->new_key and t->choice; sets t->subject,
  * t->signer_cert, t->signer_key (a key other than t->new_key on a first

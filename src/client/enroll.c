@@ -7,6 +7,7 @@
 #include <openssl/x509.h>
 
 #include "client/client.h"
+#include "util/ossl.h"
 
 /* How long the self-signed signer of a first enrollment is valid. */
 #define SELFSIGNED_DAYS 30
@@ -34,7 +35,7 @@ bool client_server_ec_agreement(const client_server *srv)
 
 bool client_signer_needs_rsa(const client_server *srv, EVP_PKEY *new_key)
 {
-    return !crypto_key_is_rsa(new_key) && !client_server_ec_agreement(srv);
+    return !crypto_key_is_rsa(new_key) && (util_pkey_in_tpm(new_key) || !client_server_ec_agreement(srv));
 }
 
 static int build_csr(const client_enrollment *e, client_transaction *t, uint8_t **der, size_t *len,

@@ -64,6 +64,8 @@ enum {
     OPT_DECIMAL,
     OPT_FORCE,
     OPT_VERSION,
+    OPT_KEY_STORAGE,
+    OPT_TPM_TCTI,
 };
 
 static const struct option long_options[] = {
@@ -113,6 +115,8 @@ static const struct option long_options[] = {
     {"markdown", no_argument, NULL, OPT_MARKDOWN},
     {"force", no_argument, NULL, OPT_FORCE},
     {"version", no_argument, NULL, OPT_VERSION},
+    {"key-storage", required_argument, NULL, OPT_KEY_STORAGE},
+    {"tpm-tcti", required_argument, NULL, OPT_TPM_TCTI},
     {NULL, 0, NULL, 0},
 };
 
@@ -242,6 +246,11 @@ static int parse_option(options *o, int c, const char *arg, util_error *err)
     case OPT_MARKDOWN: o->markdown = true; break;
     case OPT_FORCE: o->force = true; break;
     case OPT_VERSION: o->version = true; break;
+    case OPT_KEY_STORAGE:
+        if (crypto_key_storage_parse(arg, &o->key_storage) != 0)
+            return util_error_set(err, UTIL_ERR_USAGE, "--key-storage is software or tpm2, not \"%s\"", arg);
+        break;
+    case OPT_TPM_TCTI: o->tpm_tcti = arg; break;
     default: return util_error_set(err, UTIL_ERR_USAGE, "unknown option");
     }
     return 0;
@@ -531,10 +540,13 @@ static void explain_choice(const options *o, const client_saved *s)
     fprintf(stderr, "server: %s%s; using %s, %s, %s, %s\n",
             s->server.server_header[0] ? s->server.server_header : "unknown",
             s->server.caps_answered ? "" : " (no caps)", scep_message_type_name(s->txn.request_type),
-            scep_digest_short_name(c->digest), scep_cipher_short_name(c->cipher), c->post ? "POST" : "GET");
+            scep_digest_short_name(c->digest),
+            scep_cipher_short_name(client_cipher_for_signer(c->cipher, s->txn.signer_key)),
+            c->post ? "POST" : "GET");
     char key[64];
     crypto_key_describe(s->txn.signer_key, key, sizeof key);
-    fprintf(stderr, "signer: %s, %s\n", key,
+    fprintf(stderr, "signer: %s%s, %s\n", key,
+            crypto_key_storage_of(s->txn.signer_key) == CRYPTO_KEY_TPM2 ? " in the TPM" : "",
             s->txn.signer_key == s->txn.new_key ? "the new key"
             : s->txn.request_type == SCEP_MSG_PKCSREQ && crypto_cert_is_self_signed(s->txn.signer_cert)
                 ? "a separate key with a self-signed certificate"
@@ -584,8 +596,11 @@ static int cmd_enroll(options *o, util_error *err)
             goto out;
     } else {
         crypto_key_spec spec;
-        if (crypto_key_spec_parse(o->key_type ? o->key_type : "rsa:2048", &spec, err) != 0 ||
-            crypto_key_generate(&spec, &s.txn.new_key, err) != 0)
+        if (crypto_key_spec_parse(o->key_type ? o->key_type : "rsa:2048", &spec, err) != 0)
+            goto out;
+        if (o->key_storage == CRYPTO_KEY_TPM2)
+            spec.storage = CRYPTO_KEY_TPM2;
+        if (crypto_key_generate(&spec, &s.txn.new_key, err) != 0)
             goto out;
     }
     /* the signer key is held only for this enrollment: EVP_PKEY_free clears it */
@@ -653,8 +668,11 @@ static int cmd_renew(options *o, util_error *err)
             else
                 snprintf(same, sizeof same, "rsa:%d", EVP_PKEY_get_bits(old_key));
         }
-        if (crypto_key_spec_parse(o->new_key_type ? o->new_key_type : same, &spec, err) != 0 ||
-            crypto_key_generate(&spec, &s.txn.new_key, err) != 0)
+        if (crypto_key_spec_parse(o->new_key_type ? o->new_key_type : same, &spec, err) != 0)
+            goto out;
+        if (o->key_storage == CRYPTO_KEY_TPM2)
+            spec.storage = CRYPTO_KEY_TPM2;
+        if (crypto_key_generate(&spec, &s.txn.new_key, err) != 0)
             goto out;
     }
     e.csr.renew_from = old_cert; /* NDES: the subject must equal the old one's */
@@ -835,19 +853,22 @@ static const struct command {
      "                    [--key-usage none|digitalSignature|keyEncipherment|both] [--eku OID]...\n"
      "                    [--template NAME] [--method auto|get|post] [--ca-fingerprint sha256:HEX]\n"
      "                    [--poll-interval S] [--poll-count N] [--timeout S] [--state FILE]\n"
-     "                    [--signer-key KEY.pem] --key-out KEY.pem --cert-out CERT.pem [--chain-out "
-     "CHAIN.pem] [--force]"},
+     "                    [--signer-key KEY.pem] [--key-storage software|tpm2] [--tpm-tcti TCTI]\n"
+     "                    --key-out KEY.pem --cert-out CERT.pem [--chain-out CHAIN.pem] [--force]"},
     {"renew", cmd_renew, true,
      "renew     -u URL --key OLD.key --cert OLD.crt [--new-key-type T | --reuse-key]\n"
      "                    [--mode auto|renewalreq|pkcsreq] [--challenge PW | --challenge-file F]\n"
      "                    [--poll-interval S] [--poll-count N] [--state FILE]\n"
+     "                    [--key-storage software|tpm2] [--tpm-tcti TCTI]\n"
      "                    --key-out K --cert-out C [--chain-out CHAIN.pem] [--force]"},
-    {"poll", cmd_poll, true, "poll      --state FILE [--poll-interval S --poll-count N] [--force]"},
+    {"poll", cmd_poll, true,
+     "poll      --state FILE [--poll-interval S --poll-count N] [--tpm-tcti TCTI] [--force]"},
     {"getcert", cmd_getcert, true,
-     "getcert   -u URL --key K --cert C --serial HEX [--decimal] -o OUT.pem [--force]"},
-    {"getcrl", cmd_getcrl, true, "getcrl    -u URL --key K --cert C -o OUT.crl [--force]"},
+     "getcert   -u URL --key K --cert C --serial HEX [--decimal] [--tpm-tcti TCTI] -o OUT.pem [--force]"},
+    {"getcrl", cmd_getcrl, true, "getcrl    -u URL --key K --cert C [--tpm-tcti TCTI] -o OUT.crl [--force]"},
     {"getnextca", cmd_getnextca, true, "getnextca -u URL -o OUT.pem [--force]"},
-    {"inspect", scepctl_inspect, false, "inspect   FILE [--signer CERT.pem] [--key KEY.pem]"},
+    {"inspect", scepctl_inspect, false,
+     "inspect   FILE [--signer CERT.pem] [--key KEY.pem] [--tpm-tcti TCTI]"},
     {"errors", cmd_errors, false, "errors    [--markdown]"},
 };
 
@@ -934,6 +955,12 @@ int main(int argc, char **argv)
         command_help(cmd);
         return 0;
     }
+    /* the tpm2 provider reads the TCTI when it loads, on the first TPM key */
+    if (o.tpm_tcti && setenv("TPM2OPENSSL_TCTI", o.tpm_tcti, 1) != 0) {
+        util_error_set(&err, UTIL_ERR_INTERNAL, "setting TPM2OPENSSL_TCTI");
+        scepctl_report(&err);
+        return 2;
+    }
     if (http_global_init() != 0) {
         util_error_set(&err, UTIL_ERR_INTERNAL, "libcurl could not be initialised");
         scepctl_report(&err);
@@ -941,6 +968,7 @@ int main(int argc, char **argv)
     }
     int rc = cmd->run(&o, &err);
     http_global_cleanup();
+    crypto_tpm_unload();
     if (rc == 0)
         return 0;
     if (err.code == UTIL_ERR_NONE)

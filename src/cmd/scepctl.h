@@ -9,6 +9,8 @@ typedef struct options {
     const char *out, *cn, *org, *subject, *email, *challenge, *challenge_file, *key_type, *key;
     const char *cert, *key_usage, *template_name, *state, *key_out, *cert_out, *chain_out;
     const char *new_key_type, *mode, *serial, *signer, *signer_key;
+    crypto_key_storage key_storage; /* of a generated key: software (default) or tpm2 */
+    const char *tpm_tcti;           /* --tpm-tcti: TPM2OPENSSL_TCTI for the tpm2 provider */
     const char *sans[CRYPTO_MAX_SANS];
     size_t san_count;
     const char *ekus[CRYPTO_MAX_EKUS];

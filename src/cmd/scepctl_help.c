@@ -26,9 +26,16 @@ static const struct option_help {
     {"challenge-file", "--challenge-file F", "read the challenge password from F. Default: none."},
     {"key-type", "--key-type T",
      "key to generate: rsa:1024, rsa:2048, rsa:3072, rsa:4096, ec:P-256 or ec:P-384. Default: rsa:2048."},
+    {"key-storage", "--key-storage S",
+     "where a generated key lives: software, or tpm2 (inside the TPM; --key-out then gets the TSS2 key "
+     "file, usable only with that TPM; rsa:2048 or ec:P-256). Default: software."},
+    {"tpm-tcti", "--tpm-tcti TCTI",
+     "how the TPM is reached, e.g. device:/dev/tpmrm0 or swtpm:path=/run/swtpm/sock. Default: "
+     "$TPM2OPENSSL_TCTI, else the tpm2 provider's default."},
     {"key", "--key FILE",
-     "existing private key: enroll uses it instead of generating one (default: generate); renew, "
-     "getcert and getcrl sign with it (required); inspect opens envelopes with it (default: none)."},
+     "existing private key (PEM or DER, or a TSS2 key file of a key in the TPM): enroll uses it instead "
+     "of generating one (default: generate); renew, getcert and getcrl sign with it (required); inspect "
+     "opens envelopes with it (default: none)."},
     {"cert", "--cert FILE", "the current certificate. Required."},
     {"digest", "--digest NAME",
      "sha512, sha384, sha256 or sha1. Default: the strongest the server's capabilities allow."},

@@ -138,7 +138,9 @@ static const char *const scepd_keys[] = {"state_dir",
                                          "handshake_timeout",
                                          "log",
                                          "log_level",
-                                         "user"};
+                                         "user",
+                                         "tpm_tcti",
+                                         "kek_tpm_dir"};
 static const char *const function_keys[] = {"export_key", "export_cert", "export_chain", "command"};
 
 static int on_ini(void *user, const char *section, const char *name, const char *value)
@@ -163,6 +165,10 @@ static int on_ini(void *user, const char *section, const char *name, const char 
             snprintf(o->kek_file, sizeof o->kek_file, "%s", value);
         else if (!strcmp(name, "server_name"))
             snprintf(o->server_names, sizeof o->server_names, "%s", value);
+        else if (!strcmp(name, "kek_tpm_dir"))
+            snprintf(o->kek_tpm_dir, sizeof o->kek_tpm_dir, "%s", value);
+        else if (!strcmp(name, "tpm_tcti"))
+            snprintf(o->tpm_tcti, sizeof o->tpm_tcti, "%s", value);
         else if (!strcmp(name, "max_connections"))
             return config_unsigned(o, name, value, 1, 100000, &o->edge.max_connections);
         else if (!strcmp(name, "max_connections_per_address"))
@@ -557,6 +563,11 @@ int main(int argc, char **argv)
         return 0;
     }
     util_log_setup("scepd", o.level, o.use_syslog);
+    /* the tpm2 provider reads it when it loads, on the first key in the TPM */
+    if (o.tpm_tcti[0] && setenv("TPM2OPENSSL_TCTI", o.tpm_tcti, 1) != 0) {
+        fprintf(stderr, "error: setting TPM2OPENSSL_TCTI\n");
+        return 2;
+    }
     harden_process();
     /* the KEK lives in locked memory that is wiped when freed; without a
      * secure heap it is still wiped, only not locked */
@@ -569,6 +580,7 @@ int main(int argc, char **argv)
     }
     int rc = scepd_run(&o, &err);
     http_global_cleanup();
+    crypto_tpm_unload();
     CRYPTO_secure_malloc_done();
     if (rc != 0 && err.code == UTIL_ERR_NONE)
         return 1; /* the process that failed said why */

@@ -22,7 +22,8 @@ typedef struct options {
     char listen[128];
     char listen_tls[128];
     char admin_password_file[512];
-    char kek_file[512]; /* --kek-file / kek_file: "" for none */
+    char kek_file[512];    /* --kek-file / kek_file: "" for none */
+    char kek_tpm_dir[512]; /* kek_tpm_dir: the KEK sealed to the TPM; "" for none */
     char initial_url[512];
     bool check_only;
     bool use_syslog;
@@ -35,7 +36,8 @@ typedef struct options {
     size_t host_name_count;
     int line_error;
     char config_error[256];
-    char user[64]; /* the network process's user when scepd starts as root */
+    char user[64];      /* the network process's user when scepd starts as root */
+    char tpm_tcti[512]; /* TPM2OPENSSL_TCTI for keys in the TPM; "" leaves the environment's */
 } options;
 
 /* The HTTPS listener's context: replaced when the tls binding changes; open

@@ -167,10 +167,30 @@ static void vault_on_tls(void *arg, const char *key_pem, const char *cert_pem, c
     ipc_frame_free(frame, len);
 }
 
-static int vault_main(const options *o, int agent_fd, int net_fd, int ready_fd)
+/* A TPM key: the network process gets what it needs for a proxy. */
+static void vault_on_tls_held(void *arg, const char *sealed, const char *aad, const uint8_t *pubkey,
+                              size_t pubkey_len, const char *cert_pem, const char *chain_pem)
+{
+    (void)arg;
+    ipc_builder b;
+    size_t len = 0;
+    ipc_begin(&b, IPC_TLS_KEY, 0);
+    ipc_add_str(&b, IPC_T_SEALED, sealed);
+    ipc_add_str(&b, IPC_T_AAD, aad);
+    ipc_add(&b, IPC_T_PUBKEY, pubkey, pubkey_len);
+    ipc_add_str(&b, IPC_T_CERT, cert_pem);
+    if (chain_pem && chain_pem[0])
+        ipc_add_str(&b, IPC_T_CHAIN, chain_pem);
+    uint8_t *frame = ipc_end(&b, &len);
+    if (!frame || ipc_write(vault_to_net, frame, len) != 0)
+        log_error("the HTTPS listener's key could not be handed to the network process");
+    ipc_frame_free(frame, len);
+}
+
+static int vault_main(const options *o, int agent_fd, int net_fd, int listener_fd, int ready_fd)
 {
     util_error err = {0};
-    vault_config vc = {.on_tls = vault_on_tls};
+    vault_config vc = {.on_tls = vault_on_tls, .on_tls_held = vault_on_tls_held};
     for (size_t i = 0; i < o->agent.function_count && vc.export_count < VAULT_MAX_EXPORTS; i++)
         if (o->agent.functions[i].export_key[0]) {
             vault_export_path *e = &vc.exports[vc.export_count++];
@@ -183,7 +203,7 @@ static int vault_main(const options *o, int agent_fd, int net_fd, int ready_fd)
     /* the KEK is read here, by the one process that uses it */
     crypto_kek *kek = NULL;
     char source[700];
-    crypto_kek_sources sources = {getenv("CREDENTIALS_DIRECTORY"), o->kek_file, o->state_dir};
+    crypto_kek_sources sources = {getenv("CREDENTIALS_DIRECTORY"), o->kek_file, o->state_dir, o->kek_tpm_dir};
     if (crypto_kek_load(&sources, &kek, source, sizeof source, &err) != 0 || confine(ROLE_VAULT, &err) != 0) {
         crypto_kek_free(kek);
         log_error("%s: %s (%s) — %s", util_err_code(err.code), util_err_message(err.code), err.detail,
@@ -202,7 +222,7 @@ static int vault_main(const options *o, int agent_fd, int net_fd, int ready_fd)
         crypto_kek_free(kek);
         return 1;
     }
-    vault_serve(v, agent_fd, &err); /* until the agent closes its end */
+    vault_serve(v, agent_fd, listener_fd, &err); /* until the agent closes its end */
     vault_free(v);
     crypto_kek_free(kek);
     return 0;
@@ -232,6 +252,7 @@ struct net_proc {
     struct event_base *base;
     const options *o;
     ipc_chan *agent, *vault;
+    vault_link *signer; /* the listener's TPM key signs through the vault */
     edge *e;
     struct evhttp *http, *https;
     tls_holder tls;
@@ -486,8 +507,26 @@ static void net_on_vault_msg(void *arg, ipc_msg *m)
 {
     net_proc *np = arg;
     char *key = ipc_str(m, IPC_T_KEY), *cert = ipc_str(m, IPC_T_CERT), *chain = ipc_str(m, IPC_T_CHAIN);
-    if (m->type == IPC_TLS_KEY && key && cert)
+    char *sealed = ipc_str(m, IPC_T_SEALED), *aad = ipc_str(m, IPC_T_AAD);
+    const ipc_field *pub = ipc_get(m, IPC_T_PUBKEY);
+    if (m->type == IPC_TLS_KEY && key && cert) {
         on_tls_change(&np->tls, key, cert, chain ? chain : "");
+    } else if (m->type == IPC_TLS_KEY && sealed && aad && pub && cert) {
+        EVP_PKEY *proxy = NULL;
+        SSL_CTX *ctx = NULL;
+        util_error err;
+        if (vault_proxy(np->signer, sealed, aad, pub->data, pub->len, true, &proxy, &err) != 0 ||
+            crypto_tls_server_ctx_key(proxy, cert, chain ? chain : "", &ctx, &err) != 0) {
+            log_error("the HTTPS listener keeps its certificate: %s", err.detail);
+        } else {
+            SSL_CTX_free(np->tls.ctx); /* connections in progress hold their own reference */
+            np->tls.ctx = ctx;
+            log_info("HTTPS listener presents a certificate whose key stays in the TPM");
+        }
+        EVP_PKEY_free(proxy);
+    }
+    free(sealed);
+    free(aad);
     if (key)
         OPENSSL_clear_free(key, strlen(key));
     free(cert);
@@ -509,7 +548,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
     event_base_loopexit(arg, NULL);
 }
 
-static int net_main(const options *o, int agent_fd, int vault_fd)
+static int net_main(const options *o, int agent_fd, int vault_fd, int signer_fd)
 {
     util_error err = {0};
     net_proc np = {.o = o};
@@ -546,6 +585,7 @@ static int net_main(const options *o, int agent_fd, int vault_fd)
     /* bound (a port below 1024 needs root): now the user without rights */
     if (drop_privileges(o, &err) != 0 || confine(ROLE_NET, &err) != 0)
         goto fail;
+    np.signer = vault_link_remote(signer_fd);
     np.agent = ipc_chan_new(np.base, agent_fd, net_on_agent_msg, net_on_lost, &np);
     np.vault = ipc_chan_new(np.base, vault_fd, net_on_vault_msg, net_on_lost, &np);
     if (!np.agent || !np.vault) {
@@ -586,7 +626,8 @@ out:
     if (np.http)
         evhttp_free(np.http);
     edge_free(np.e);
-    SSL_CTX_free(np.tls.ctx);
+    SSL_CTX_free(np.tls.ctx); /* before the link its proxy keys use */
+    vault_link_free(np.signer);
     if (np.base)
         event_base_free(np.base);
     return rc;
@@ -985,12 +1026,13 @@ static void child_setup(role r, sigset_t *old, const int *keep, size_t nkeep)
 
 static int start_set(options *o, const char *password, sigset_t *old, proc_set *set, util_error *err)
 {
-    int av[2], an[2], vn[2], ready[2], vready[2];
+    int av[2], an[2], vn[2], lv[2], ready[2], vready[2];
     memset(set, 0, sizeof *set);
     set->ready_fd = -1;
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, av) != 0 ||
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, an) != 0 ||
-        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, vn) != 0 || pipe2(ready, O_CLOEXEC) != 0 ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, vn) != 0 ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, lv) != 0 || pipe2(ready, O_CLOEXEC) != 0 ||
         pipe2(vready, O_CLOEXEC) != 0)
         return util_error_set(err, UTIL_ERR_INTERNAL, "channels between scepd's processes: %s",
                               strerror(errno));
@@ -998,9 +1040,9 @@ static int start_set(options *o, const char *password, sigset_t *old, proc_set *
     fflush(stderr);
     pid_t pid = fork();
     if (pid == 0) {
-        int keep[] = {av[1], vn[0], vready[1]};
-        child_setup(ROLE_VAULT, old, keep, 3);
-        _exit(vault_main(o, av[1], vn[0], vready[1]));
+        int keep[] = {av[1], vn[0], lv[0], vready[1]};
+        child_setup(ROLE_VAULT, old, keep, 4);
+        _exit(vault_main(o, av[1], vn[0], lv[0], vready[1]));
     }
     set->pid[ROLE_VAULT] = pid;
     close(vready[1]);
@@ -1011,7 +1053,7 @@ static int start_set(options *o, const char *password, sigset_t *old, proc_set *
     bool vault_up = pid > 0 && poll(&vp, 1, 60 * 1000) == 1 && read(vready[0], &c, 1) == 1 && c == 'V';
     close(vready[0]);
     if (!vault_up) {
-        int fds[] = {av[0], av[1], an[0], an[1], vn[0], vn[1], ready[0], ready[1]};
+        int fds[] = {av[0], av[1], an[0], an[1], vn[0], vn[1], lv[0], lv[1], ready[0], ready[1]};
         for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
             close(fds[i]);
         log_error("scepd could not start: the vault process ended before it had a key-encryption key");
@@ -1029,12 +1071,12 @@ static int start_set(options *o, const char *password, sigset_t *old, proc_set *
     set->pid[ROLE_AGENT] = pid;
     pid = pid > 0 ? fork() : -1;
     if (pid == 0) {
-        int keep[] = {an[1], vn[1]};
-        child_setup(ROLE_NET, old, keep, 2);
-        exit(net_main(o, an[1], vn[1]));
+        int keep[] = {an[1], vn[1], lv[1]};
+        child_setup(ROLE_NET, old, keep, 3);
+        exit(net_main(o, an[1], vn[1], lv[1]));
     }
     set->pid[ROLE_NET] = pid;
-    int fds[] = {av[0], av[1], an[0], an[1], vn[0], vn[1], ready[1]};
+    int fds[] = {av[0], av[1], an[0], an[1], vn[0], vn[1], lv[0], lv[1], ready[1]};
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
         close(fds[i]);
     set->ready_fd = ready[0];

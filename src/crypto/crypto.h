@@ -18,12 +18,26 @@
 
 typedef enum crypto_key_alg { CRYPTO_KEY_RSA = 1, CRYPTO_KEY_EC = 2 } crypto_key_alg;
 
+/* Where a key lives: in memory (stored as PKCS#8) or inside a TPM 2.0
+ * (stored as the provider's "TSS2 PRIVATE KEY", useless without that TPM). */
+typedef enum crypto_key_storage { CRYPTO_KEY_SOFTWARE = 0, CRYPTO_KEY_TPM2 = 1 } crypto_key_storage;
+
 typedef struct crypto_key_spec {
     crypto_key_alg alg;
-    int bits; /* RSA: 1024/2048/3072/4096; EC: 256/384 */
+    int bits;                   /* RSA: 1024/2048/3072/4096; EC: 256/384 */
+    crypto_key_storage storage; /* TPM2: rsa:2048 and ec:P-256 only */
 } crypto_key_spec;
 
-/* "rsa:2048", "rsa", "ec:P-256", "ec:prime256v1", "ec:P-384", "ecdsa:384". */
+/* "software" or "tpm2" (the names of the API, the store and scepctl). */
+int crypto_key_storage_parse(const char *text, crypto_key_storage *out) MUST_CHECK;
+const char *crypto_key_storage_name(crypto_key_storage storage);
+/* Where key lives: CRYPTO_KEY_TPM2 for a key of the tpm2 provider. */
+crypto_key_storage crypto_key_storage_of(EVP_PKEY *key);
+
+/* "rsa:2048", "rsa", "ec:P-256", "ec:prime256v1", "ec:P-384", "ecdsa:384";
+ * with the suffix "@tpm2" ("rsa:2048@tpm2") the storage is CRYPTO_KEY_TPM2,
+ * which crypto_key_spec_format writes back, so a spec passed as text (to
+ * another process) keeps where the key is to be made. */
 int crypto_key_spec_parse(const char *text, crypto_key_spec *out, util_error *err) MUST_CHECK;
 void crypto_key_spec_format(const crypto_key_spec *spec, char *out, size_t len);
 int crypto_key_generate(const crypto_key_spec *spec, EVP_PKEY **out, util_error *err) MUST_CHECK;
@@ -32,14 +46,39 @@ void crypto_key_describe(EVP_PKEY *key, char *out, size_t len);
 /* RSA: a key that can receive key transport (RSA PKCS#1 v1.5 or OAEP). */
 bool crypto_key_is_rsa(EVP_PKEY *key);
 
-/* PEM or DER, PKCS#8, PKCS#1 or SEC1, unencrypted. */
+/* PEM or DER, PKCS#8, PKCS#1 or SEC1, unencrypted; or a TSS2 PRIVATE KEY PEM,
+ * which loads the tpm2 provider first (crypto_tpm_load). */
 int crypto_key_load(const uint8_t *data, size_t len, EVP_PKEY **out, util_error *err) MUST_CHECK;
 int crypto_key_load_file(const char *path, EVP_PKEY **out, util_error *err) MUST_CHECK;
-/* PKCS#8 PEM in a secret buffer (wiped when freed with crypto_secret_free). */
+/* PKCS#8 PEM in a secret buffer (wiped when freed with crypto_secret_free);
+ * for a TPM key the TSS2 PRIVATE KEY PEM (the key sealed to its TPM). */
 int crypto_key_to_pem(EVP_PKEY *key, char **pem, size_t *len, util_error *err) MUST_CHECK;
 /* Writes PKCS#8 PEM atomically with mode 0600. */
 int crypto_key_write_file(const char *path, EVP_PKEY *key, util_error *err) MUST_CHECK;
 void crypto_secret_free(void *p, size_t len);
+
+/* ---- TPM 2.0 through OpenSSL's tpm2 provider (tpm2-openssl) ---- */
+
+/* Loads the "default" and "tpm2" providers into OpenSSL's default library
+ * context, once per process; later calls return at once. The TPM is the
+ * one TPM2OPENSSL_TCTI names (scepd and scepctl set it from tpm_tcti /
+ * --tpm-tcti before the first call). The provider's digests, ciphers and
+ * random generator are kept out by default properties: only operations
+ * with keys held in the TPM go to it. UTIL_ERR_TPM_UNAVAILABLE when the
+ * provider or the TPM cannot be reached. */
+int crypto_tpm_load(util_error *err) MUST_CHECK;
+/* Unloads what crypto_tpm_load loaded, at exit, once every TPM key is
+ * freed (the provider closes its connection to the TPM). */
+void crypto_tpm_unload(void);
+/* A key generated inside the TPM (spec->storage is not looked at); its
+ * private part never leaves the TPM. crypto_key_generate calls it for
+ * CRYPTO_KEY_TPM2. */
+int crypto_tpm_key_generate(const crypto_key_spec *spec, EVP_PKEY **out, util_error *err) MUST_CHECK;
+/* The signing context of key with md: the signature is fetched from the
+ * key's own provider for a TPM key (util_pkey_propq). */
+int crypto_sign_init(EVP_MD_CTX *mctx, EVP_PKEY *key, const EVP_MD *md) MUST_CHECK;
+int crypto_sign_x509_req(X509_REQ *req, EVP_PKEY *key, const EVP_MD *md) MUST_CHECK;
+int crypto_sign_x509(X509 *cert, EVP_PKEY *key, const EVP_MD *md) MUST_CHECK;
 
 /* ---- Certificates ---- */
 
@@ -178,5 +217,9 @@ struct ssl_ctx_st;
 /* A TLS 1.2+ server context presenting cert (and the non-root chain). */
 int crypto_tls_server_ctx(const char *key_pem, const char *cert_pem, const char *chain_pem,
                           struct ssl_ctx_st **out, util_error *err) MUST_CHECK;
+/* The same with a key already loaded (borrowed): a proxy of the vault's
+ * (src/vault) in scepd's network process. */
+int crypto_tls_server_ctx_key(EVP_PKEY *key, const char *cert_pem, const char *chain_pem,
+                              struct ssl_ctx_st **out, util_error *err) MUST_CHECK;
 
 #endif

@@ -256,9 +256,10 @@ int crypto_csr_build(const crypto_csr_params *p, EVP_PKEY *key, X509_REQ **out, 
             goto fail;
         }
     }
-    if (!X509_REQ_sign(req, key, p->digest ? p->digest : EVP_sha256())) {
-        util_error_ossl(err, UTIL_ERR_CSR_BUILD, "signing with %s",
-                        p->digest ? EVP_MD_get0_name(p->digest) : "SHA256");
+    if (crypto_sign_x509_req(req, key, p->digest ? p->digest : EVP_sha256()) != 0) {
+        util_error_ossl(
+            err, crypto_key_storage_of(key) == CRYPTO_KEY_TPM2 ? UTIL_ERR_TPM_OPERATION : UTIL_ERR_CSR_BUILD,
+            "signing with %s", p->digest ? EVP_MD_get0_name(p->digest) : "SHA256");
         goto fail;
     }
     X509_NAME_free(subject);
@@ -293,14 +294,16 @@ int crypto_selfsigned_build(EVP_PKEY *key, const X509_NAME *subject, const EVP_M
         (!rsa && !ASN1_BIT_STRING_set_bit(ku, 4, 1)) ||
         !X509_add1_ext_i2d(x, NID_key_usage, ku, 1, X509V3_ADD_DEFAULT))
         goto fail;
-    if (!X509_sign(x, key, md ? md : EVP_sha256()))
+    if (crypto_sign_x509(x, key, md ? md : EVP_sha256()) != 0)
         goto fail;
     rc = 0;
     *out = x;
     x = NULL;
 fail:
     if (rc != 0)
-        util_error_ossl(err, UTIL_ERR_CSR_BUILD, "building the self-signed signer certificate");
+        util_error_ossl(
+            err, crypto_key_storage_of(key) == CRYPTO_KEY_TPM2 ? UTIL_ERR_TPM_OPERATION : UTIL_ERR_CSR_BUILD,
+            "building the self-signed signer certificate");
     X509_free(x);
     ASN1_BIT_STRING_free(ku);
     BN_free(serial);

@@ -18,15 +18,24 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "crypto/kek_tpm.h"
 #include "crypto/seal.h"
 
 int crypto_kek_from_tpm(const crypto_kek_sources *src, crypto_kek **out, util_error *err)
 {
-    /* The seam for a KEK sealed to a TPM 2.0: not configured in this build. */
-    (void)src;
-    (void)out;
-    (void)err;
-    return 0;
+    if (!src->tpm_dir || !src->tpm_dir[0])
+        return 0;
+    /* the TPM key and the KEK encrypted to it: neither gives the KEK
+     * without that TPM (kek_tpm.h) */
+    char key_path[600], sealed_path[600];
+    uint8_t kek[KEK_TPM_KEK_LEN];
+    snprintf(key_path, sizeof key_path, "%s/kek-tpm.key", src->tpm_dir);
+    snprintf(sealed_path, sizeof sealed_path, "%s/kek-tpm.sealed", src->tpm_dir);
+    if (kek_tpm_load_or_create(key_path, sealed_path, kek, err) != 0)
+        return -1;
+    int rc = crypto_kek_from_bytes(kek, sizeof kek, out, err);
+    OPENSSL_cleanse(kek, sizeof kek);
+    return rc == 0 ? 1 : -1;
 }
 
 /* Reads exactly CRYPTO_KEK_LEN bytes from fd, refusing more or fewer. */
@@ -194,7 +203,7 @@ int crypto_kek_load(const crypto_kek_sources *src, crypto_kek **out, char *sourc
     }
     bool dir = src->credentials_dir && *src->credentials_dir;
     return util_error_set(err, UTIL_ERR_KEK_MISSING,
-                          "tried 1. a TPM: none configured; 2. the systemd credential %s: %s%s%s; "
+                          "tried 1. a TPM: kek_tpm_dir is not set; 2. the systemd credential %s: %s%s%s; "
                           "3. --kek-file / kek_file: not set",
                           CRYPTO_KEK_CREDENTIAL, dir ? "not in " : "$CREDENTIALS_DIRECTORY is not set",
                           dir ? src->credentials_dir : "", dir ? "" : "");

@@ -14,9 +14,25 @@
 
 #define KEY_FILE_MAX (64u << 10)
 
+/* The suffix of a key generated in the TPM: "rsa:2048@tpm2". The spec
+ * then names the storage too, wherever it is passed as text. */
+#define TPM2_SUFFIX "@tpm2"
+
 int crypto_key_spec_parse(const char *text, crypto_key_spec *out, util_error *err)
 {
     crypto_key_spec s = {0, 0};
+    char buf[64];
+    size_t n = text ? strlen(text) : 0;
+    size_t sl = sizeof TPM2_SUFFIX - 1;
+    if (text && n > sl && n < sizeof buf && strcasecmp(text + n - sl, TPM2_SUFFIX) == 0) {
+        memcpy(buf, text, n - sl);
+        buf[n - sl] = '\0';
+        if (crypto_key_spec_parse(buf, &s, err) != 0)
+            return -1;
+        s.storage = CRYPTO_KEY_TPM2;
+        *out = s;
+        return 0;
+    }
     const char *colon = text ? strchr(text, ':') : NULL;
     size_t alen = colon ? (size_t)(colon - text) : (text ? strlen(text) : 0);
     const char *arg = colon ? colon + 1 : "";
@@ -46,15 +62,18 @@ int crypto_key_spec_parse(const char *text, crypto_key_spec *out, util_error *er
 
 void crypto_key_spec_format(const crypto_key_spec *spec, char *out, size_t len)
 {
+    const char *where = spec->storage == CRYPTO_KEY_TPM2 ? TPM2_SUFFIX : "";
     if (spec->alg == CRYPTO_KEY_EC)
-        snprintf(out, len, "ec:P-%d", spec->bits);
+        snprintf(out, len, "ec:P-%d%s", spec->bits, where);
     else
-        snprintf(out, len, "rsa:%d", spec->bits);
+        snprintf(out, len, "rsa:%d%s", spec->bits, where);
 }
 
 int crypto_key_generate(const crypto_key_spec *spec, EVP_PKEY **out, util_error *err)
 {
     EVP_PKEY *key = NULL;
+    if (spec->storage == CRYPTO_KEY_TPM2)
+        return crypto_tpm_key_generate(spec, out, err);
     if (spec->alg == CRYPTO_KEY_RSA)
         key = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)spec->bits);
     else if (spec->alg == CRYPTO_KEY_EC)
@@ -90,9 +109,22 @@ void crypto_key_describe(EVP_PKEY *key, char *out, size_t len)
     }
 }
 
+/* The PEM label of tpm2-openssl's key files (a TPM-wrapped key blob). */
+static bool is_tss2_pem(const uint8_t *data, size_t len)
+{
+    static const char label[] = "-----BEGIN TSS2 PRIVATE KEY-----";
+    for (size_t i = 0; i + sizeof label - 1 <= len; i++)
+        if (memcmp(data + i, label, sizeof label - 1) == 0)
+            return true;
+    return false;
+}
+
 int crypto_key_load(const uint8_t *data, size_t len, EVP_PKEY **out, util_error *err)
 {
     EVP_PKEY *key = NULL;
+    bool tss2 = is_tss2_pem(data, len);
+    if (tss2 && crypto_tpm_load(err) != 0)
+        return -1;
     const unsigned char *p = data;
     OSSL_DECODER_CTX *dctx =
         OSSL_DECODER_CTX_new_for_pkey(&key, NULL, NULL, NULL, OSSL_KEYMGMT_SELECT_KEYPAIR, NULL, NULL);
@@ -101,6 +133,10 @@ int crypto_key_load(const uint8_t *data, size_t len, EVP_PKEY **out, util_error 
     OSSL_DECODER_CTX_free(dctx);
     if (!ok) {
         EVP_PKEY_free(key);
+        if (tss2)
+            return util_error_ossl(
+                err, UTIL_ERR_TPM_OPERATION,
+                "loading a TSS2 key into the TPM (it loads only into the TPM that made it)");
         return util_error_ossl(err, UTIL_ERR_INPUT_KEY, "no private key found");
     }
     ERR_clear_error();
@@ -115,10 +151,10 @@ int crypto_key_load_file(const char *path, EVP_PKEY **out, util_error *err)
     if (util_file_read(path, KEY_FILE_MAX, &data, &len, err) != 0)
         return -1;
     int rc = crypto_key_load(data, len, out, err);
-    if (rc != 0) {
+    if (rc != 0 && err) {
         char reason[sizeof err->detail];
-        snprintf(reason, sizeof reason, "%s", err ? err->detail : "");
-        util_error_set(err, UTIL_ERR_INPUT_KEY, "%s: %s", path, reason);
+        snprintf(reason, sizeof reason, "%s", err->detail);
+        util_error_set(err, err->code, "%s: %s", path, reason);
     }
     crypto_secret_free(data, len);
     return rc;

@@ -82,6 +82,7 @@ typedef struct crypto_kek_sources {
     const char *credentials_dir; /* $CREDENTIALS_DIRECTORY, NULL or "": none */
     const char *file;            /* --kek-file / kek_file, NULL or "": none */
     const char *state_dir;       /* the KEK file must not be inside it */
+    const char *tpm_dir;         /* kek_tpm_dir: the KEK sealed to the TPM there; NULL or "": none */
 } crypto_kek_sources;
 
 /* The name of the systemd credential inside $CREDENTIALS_DIRECTORY. */

@@ -35,22 +35,43 @@ int crypto_tls_server_ctx(const char *key_pem, const char *cert_pem, const char 
                           util_error *err)
 {
     EVP_PKEY *key = NULL;
+    if (crypto_key_load((const uint8_t *)key_pem, strlen(key_pem), &key, err) != 0)
+        return -1;
+    int rc = crypto_tls_server_ctx_key(key, cert_pem, chain_pem, out, err);
+    EVP_PKEY_free(key);
+    return rc;
+}
+
+int crypto_tls_server_ctx_key(EVP_PKEY *key, const char *cert_pem, const char *chain_pem, SSL_CTX **out,
+                              util_error *err)
+{
     STACK_OF(X509) *chain = NULL;
     X509 *cert = NULL;
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    SSL_CTX *ctx = NULL;
     int rc = -1;
+    if (crypto_cert_load((const uint8_t *)cert_pem, strlen(cert_pem), &cert, err) != 0)
+        goto out;
+    /* a TPM key signs the handshake in the TPM (util_pkey_propq). Key
+     * exchange then uses X25519 and X448 only: the NIST curves' key
+     * management would be the TPM's too (docs/internals/crypto.md) */
+    ctx = SSL_CTX_new_ex(NULL, util_pkey_propq(key), TLS_server_method());
     if (!ctx) {
         util_error_ossl(err, UTIL_ERR_INTERNAL, "creating the TLS context");
         goto out;
     }
-    if (crypto_key_load((const uint8_t *)key_pem, strlen(key_pem), &key, err) != 0 ||
-        crypto_cert_load((const uint8_t *)cert_pem, strlen(cert_pem), &cert, err) != 0)
-        goto out;
     if (chain_pem && chain_pem[0] &&
         crypto_certs_load((const uint8_t *)chain_pem, strlen(chain_pem), &chain, err) != 0)
         goto out;
     if (tls_apply_policy(ctx, err) != 0)
         goto out;
+    /* an RSA key held in another process's TPM signs PKCS#1 v1.5 digests
+     * only (src/vault): no RSA-PSS, hence TLS 1.2 with PKCS#1 signatures */
+    if (!EVP_PKEY_get0_provider(key) && util_pkey_in_tpm(key) && crypto_key_is_rsa(key) &&
+        (SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+         SSL_CTX_set1_sigalgs_list(ctx, "RSA+SHA256:RSA+SHA384:RSA+SHA512") != 1)) {
+        util_error_ossl(err, UTIL_ERR_INTERNAL, "TLS signature algorithms for a TPM key");
+        goto out;
+    }
     if (SSL_CTX_use_certificate(ctx, cert) != 1 || SSL_CTX_use_PrivateKey(ctx, key) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1) {
         util_error_ossl(err, UTIL_ERR_KEY_MISMATCH, "TLS key and certificate");
@@ -70,7 +91,6 @@ int crypto_tls_server_ctx(const char *key_pem, const char *cert_pem, const char 
     rc = 0;
 out:
     SSL_CTX_free(ctx);
-    EVP_PKEY_free(key);
     X509_free(cert);
     util_x509_stack_free(chain);
     return rc;

@@ -70,8 +70,15 @@ static const ipc_rule r_tls[] = {R(SEALED, SEALED_MAX), R(AAD, AAD_MAX), R(CERT,
                                  O(CHAIN, 256 * KiB), END};
 static const ipc_rule r_secret_open[] = {R(SEALED, 1 * KiB), END};
 static const ipc_rule r_secret_seal[] = {R(INPUT, 32), END};
-static const ipc_rule r_tls_key[] = {R(KEY, SEALED_MAX), R(CERT, 64 * KiB), O(CHAIN, 256 * KiB), END};
-static const ipc_rule r_ok[] = {O(SEALED, SEALED_MAX), O(PUBKEY, DATA_MAX), O(OUTPUT, DATA_MAX), END};
+static const ipc_rule r_tls_key[] = {O(KEY, SEALED_MAX),
+                                     O(SEALED, SEALED_MAX),
+                                     O(AAD, AAD_MAX),
+                                     O(PUBKEY, DATA_MAX),
+                                     R(CERT, 64 * KiB),
+                                     O(CHAIN, 256 * KiB),
+                                     END};
+static const ipc_rule r_ok[] = {O(SEALED, SEALED_MAX), O(PUBKEY, DATA_MAX), O(OUTPUT, DATA_MAX), O4(IN_TPM),
+                                END};
 static const ipc_rule r_error[] = {R4(CODE), R(DETAIL, 1 * KiB), END};
 static const ipc_rule r_ready[] = {R(BOUND, 128), O(BOUND_TLS, 128), END};
 static const ipc_rule r_request[] = {R(METHOD, 16),      R(PATH, 16 * KiB), O(QUERY, 16 * KiB),

@@ -52,7 +52,7 @@ typedef enum ipc_type {
     IPC_A_FETCH,         /* id: METHOD URL [BODY] [CTYPE] OPTIONS... */
     IPC_A_CANCEL,        /* id: forget fetch id */
     /* vault -> net */
-    IPC_TLS_KEY = 80, /* KEY CERT [CHAIN]: what the HTTPS listener presents from now on */
+    IPC_TLS_KEY = 80, /* KEY or (SEALED AAD PUBKEY), CERT [CHAIN]: what the HTTPS listener presents */
     IPC_TYPE_MAX
 } ipc_type;
 
@@ -98,6 +98,7 @@ typedef enum ipc_tag {
     IPC_T_USER_AGENT,
     IPC_T_CERT,
     IPC_T_CHAIN,
+    IPC_T_IN_TPM, /* u32: the key is inside the vault's TPM */
     IPC_T_MAX
 } ipc_tag;
 

@@ -120,7 +120,8 @@ int scep_envelope_describe(const uint8_t *env, size_t env_len, char *cipher_name
 static int decrypt_in(OSSL_LIB_CTX *libctx, const uint8_t *env, size_t env_len, X509 *cert, EVP_PKEY *key,
                       BIO *out, unsigned int flags)
 {
-    CMS_ContentInfo *cms = CMS_ContentInfo_new_ex(libctx, NULL);
+    /* a TPM key decrypts the content-encryption key in the TPM */
+    CMS_ContentInfo *cms = CMS_ContentInfo_new_ex(libctx, util_pkey_propq(key));
     const unsigned char *p = env;
     int ok = 0;
     if (cms && d2i_CMS_ContentInfo(&cms, &p, (long)env_len) &&
@@ -154,6 +155,13 @@ static int open_envelope(const uint8_t *env, size_t env_len, X509 *cert, EVP_PKE
     if (scep_envelope_describe(env, env_len, cipher, sizeof cipher, kt, sizeof kt, &ignored) != 0)
         return util_error_set(err, UTIL_ERR_RESPONSE_PARSE,
                               "the content is not an EnvelopedData (RFC 8894 section 3.2.2)");
+    /* tpm2-openssl decrypts RSA PKCS#1 v1.5 only: it refuses the OAEP
+     * padding and then hands the block to the TPM as if it were v1.5 (swtpm
+     * goes into failure mode), and CMS cannot make an EC key agreement with
+     * it. Such a reply never reaches the TPM. */
+    if (util_pkey_in_tpm(key) && strcmp(kt, "rsaEncryption") != 0)
+        return util_error_set(err, UTIL_ERR_TPM_KEY_TRANSPORT, "%s, %s, for a key held in the TPM", cipher,
+                              kt);
     BIO *mem = BIO_new(BIO_s_mem());
     if (!mem)
         return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
@@ -161,6 +169,11 @@ static int open_envelope(const uint8_t *env, size_t env_len, X509 *cert, EVP_PKE
      * trying the default one first would do the RSA decryption twice */
     int ok = strcmp(cipher, "des-cbc") == 0 ? decrypt_legacy(env, env_len, cert, key, mem, flags)
                                             : decrypt_in(NULL, env, env_len, cert, key, mem, flags);
+    if (!ok && util_pkey_in_tpm(key)) {
+        BIO_free(mem);
+        return util_error_ossl(err, UTIL_ERR_TPM_OPERATION, "opening the reply (%s, %s) with the TPM key",
+                               cipher, kt);
+    }
     if (!ok) {
         BIO_free(mem);
         return util_error_ossl(err, UTIL_ERR_RESPONSE_DECRYPT,

@@ -8,6 +8,7 @@
 
 #include "scep/scep.h"
 #include "scep/scep_internal.h"
+#include "util/ossl.h"
 
 /* The signed attributes as a DER SET OF, for re-signing (see resign()). */
 typedef STACK_OF(X509_ATTRIBUTE) SCEP_ATTRIBUTES;
@@ -133,7 +134,8 @@ static int resign_without_signing_time(CMS_SignerInfo *si, EVP_PKEY *key, const 
         if (sk_X509_ATTRIBUTE_push(attrs, CMS_signed_get_attr(si, i)) <= 0)
             goto out;
     int n = ASN1_item_i2d((ASN1_VALUE *)attrs, &der, ASN1_ITEM_rptr(SCEP_ATTRIBUTES));
-    if (n <= 0 || EVP_DigestSignInit(mctx, NULL, md, NULL, key) <= 0 ||
+    if (n <= 0 ||
+        EVP_DigestSignInit_ex(mctx, NULL, EVP_MD_get0_name(md), NULL, util_pkey_propq(key), key, NULL) <= 0 ||
         EVP_DigestSign(mctx, NULL, &siglen, der, (size_t)n) <= 0)
         goto out;
     sig = OPENSSL_malloc(siglen);
@@ -166,7 +168,9 @@ static int sign(const scep_pki_message_params *p, const uint8_t *content, size_t
     const EVP_MD *md = p->digest ? p->digest : EVP_sha256();
     unsigned int flags = CMS_PARTIAL | CMS_BINARY | CMS_NOSMIMECAP;
     BIO *in = BIO_new_mem_buf(content ? (const void *)content : "", (int)content_len);
-    CMS_ContentInfo *cms = CMS_sign(NULL, NULL, NULL, NULL, flags);
+    /* a key in the TPM signs there (util_pkey_propq) */
+    CMS_ContentInfo *cms = CMS_sign_ex(NULL, NULL, NULL, NULL, flags, NULL, util_pkey_propq(p->signer_key));
+    util_err sign_failure = util_pkey_in_tpm(p->signer_key) ? UTIL_ERR_TPM_OPERATION : UTIL_ERR_INTERNAL;
     if (!in || !cms) {
         util_error_ossl(err, UTIL_ERR_INTERNAL, "creating the SignedData");
         goto out;
@@ -190,11 +194,11 @@ static int sign(const scep_pki_message_params *p, const uint8_t *content, size_t
         goto out;
     }
     if (!CMS_final(cms, in, NULL, CMS_BINARY)) {
-        util_error_ossl(err, UTIL_ERR_INTERNAL, "signing the message");
+        util_error_ossl(err, sign_failure, "signing the message");
         goto out;
     }
     if (!p->signing_time && resign_without_signing_time(si, p->signer_key, md) != 0) {
-        util_error_ossl(err, UTIL_ERR_INTERNAL, "signing the message");
+        util_error_ossl(err, sign_failure, "signing the message");
         goto out;
     }
     int n = i2d_CMS_ContentInfo(cms, &buf);

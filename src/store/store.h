@@ -22,7 +22,7 @@
 
 typedef struct store store;
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 /* The database file inside the state directory. */
 #define STORE_DB_NAME "scepd.db"
 
@@ -141,6 +141,7 @@ typedef struct store_key {
     int64_t request_id; /* 0 for keys not from a request (the initial tls key) */
     char replaces[32];  /* delete-old: key to replace at registration, "" when none */
     int64_t created_at, registered_at;
+    char storage[16]; /* where the private key lives: "software" ("" on insert) or "tpm2" */
 } store_key;
 
 void store_key_clear(store_key *k);

@@ -309,7 +309,7 @@ out:
 
 #define KEY_COLUMNS                                                                                          \
     "name, state, key_pem, cert_pem, chain_pem, coalesce(request_id, 0), replaces, created_at,"              \
-    " registered_at"
+    " registered_at, storage"
 
 void store_key_clear(store_key *k)
 {
@@ -329,6 +329,7 @@ static int key_from_row(sqlite3_stmt *s, store_key *k, util_error *err)
     STORE_COL_FIXED(s, 6, k->replaces);
     k->created_at = sqlite3_column_int64(s, 7);
     k->registered_at = sqlite3_column_int64(s, 8);
+    STORE_COL_FIXED(s, 9, k->storage);
     if (col_state(s, 1, "key", k->name, &k->state, err) != 0)
         return -1;
     if (store_col_dup(s, 2, &k->key_sealed) != 0 || store_col_dup(s, 3, &k->cert_pem) != 0 ||
@@ -362,7 +363,7 @@ static int key_add(store *st, const store_key *k, store_state state, int64_t req
     bool registered = state == STORE_STATE_REGISTERED;
     if (store_prepare(st,
                       "INSERT INTO keys (name, state, key_pem, cert_pem, chain_pem, request_id, replaces,"
-                      " created_at, registered_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                      " created_at, registered_at, storage) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                       &s, err) != 0)
         return -1;
     if ((STORE_BIND_FIXED(s, 1, k->name) | store_bind_str(s, 2, store_state_name(state)) |
@@ -370,7 +371,8 @@ static int key_add(store *st, const store_key *k, store_state state, int64_t req
          store_bind_str(s, 5, k->chain_pem ? k->chain_pem : "") |
          (request_id ? sqlite3_bind_int64(s, 6, request_id) : sqlite3_bind_null(s, 6)) |
          store_bind_str(s, 7, replaces) | sqlite3_bind_int64(s, 8, now) |
-         sqlite3_bind_int64(s, 9, registered ? now : 0)) != SQLITE_OK) {
+         sqlite3_bind_int64(s, 9, registered ? now : 0) |
+         store_bind_str(s, 10, k->storage[0] ? k->storage : "software")) != SQLITE_OK) {
         store_bind_fail(st, err, "insert key");
         goto out;
     }

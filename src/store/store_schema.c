@@ -112,4 +112,8 @@ const char *const store_migrations[STORE_SCHEMA_VERSION] = {
      * transaction. */
     ("UPDATE requests SET key_pem = NULL, signer_key_pem = NULL"
      " WHERE state IN ('registered', 'failed', 'cancelled');"),
+    /* 3 -> 4: where a key's private key lives. "tpm2": key_pem is the
+     * sealed TSS2 blob of a key inside the TPM, usable only with that TPM. */
+    ("ALTER TABLE keys ADD COLUMN storage TEXT NOT NULL DEFAULT 'software'"
+     " CHECK (storage IN ('software', 'tpm2'));"),
 };

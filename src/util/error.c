@@ -1,4 +1,5 @@
 #include "util/error.h"
+#include "util/ossl.h"
 
 #include <openssl/err.h>
 #include <stdio.h>
@@ -115,3 +116,5 @@ void util_errors_markdown(FILE *out)
         fprintf(out, "| `%s` | %d | %s | %s |\n", catalogue[i].code, catalogue[i].exit_class,
                 catalogue[i].message, catalogue[i].remedy);
 }
+
+bool (*util_pkey_remote_tpm)(const EVP_PKEY *key) = NULL;

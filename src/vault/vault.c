@@ -12,6 +12,8 @@
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
+#include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,9 +23,16 @@
 #include "util/codec.h"
 #include "util/file.h"
 #include "util/log.h"
+#include "util/ossl.h"
+
+#define LISTENER_KEYS 2
 
 struct vault {
     vault_config cfg;
+    /* the sealed texts of the listener's keys held here (a TPM key: the
+     * network process signs its handshakes through the vault), the newest
+     * first; the network process's channel may use these and nothing else */
+    char *listener_keys[LISTENER_KEYS];
 };
 
 struct vault_link {
@@ -72,6 +81,8 @@ void vault_free(vault *v)
 {
     if (!v)
         return;
+    for (size_t i = 0; i < LISTENER_KEYS; i++)
+        free(v->listener_keys[i]);
     OPENSSL_cleanse(v, sizeof *v);
     if (CRYPTO_secure_allocated(v))
         OPENSSL_secure_free(v);
@@ -109,6 +120,8 @@ static int clear_pem(vault *v, const ipc_msg *req, char **pem, size_t *len, util
 
 static int add_pubkey(ipc_builder *b, EVP_PKEY *key, util_error *err)
 {
+    if (util_pkey_in_tpm(key))
+        ipc_add_u32(b, IPC_T_IN_TPM, 1);
     unsigned char *der = NULL;
     int n = i2d_PUBKEY(key, &der);
     if (n <= 0)
@@ -207,7 +220,7 @@ static int op_private(vault *v, const ipc_msg *req, ipc_builder *b, util_error *
                        ipc_type_name(req->type));
         goto out;
     }
-    ctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
+    ctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, util_pkey_propq(key));
     if (!ctx)
         goto ossl;
     if (req->type == IPC_V_RSA) {
@@ -223,6 +236,13 @@ static int op_private(vault *v, const ipc_msg *req, ipc_builder *b, util_error *
                  EVP_PKEY_sign(ctx, NULL, &out_len, in->data, in->len) == 1;
             if (ok && (out = malloc(out_len)))
                 ok = EVP_PKEY_sign(ctx, out, &out_len, in->data, in->len) == 1;
+        } else if (op == IPC_OP_DECRYPT && ipc_u32(req, IPC_T_PADDING, &padding) && util_pkey_in_tpm(key) &&
+                   padding != RSA_PKCS1_PADDING) {
+            /* tpm2-openssl cannot do OAEP (or raw) decryption, and trying
+             * leaves swtpm unanswering: refused before the TPM sees it */
+            util_error_set(err, UTIL_ERR_TPM_KEY_TRANSPORT,
+                           "the reply's key transport needs a decryption the TPM key cannot do");
+            goto out;
         } else if (op == IPC_OP_DECRYPT && ipc_u32(req, IPC_T_PADDING, &padding) &&
                    (padding == RSA_PKCS1_PADDING || padding == RSA_NO_PADDING)) {
             ok = EVP_PKEY_decrypt_init(ctx) == 1 && EVP_PKEY_CTX_set_rsa_padding(ctx, (int)padding) == 1 &&
@@ -294,9 +314,30 @@ static int op_tls(vault *v, const ipc_msg *req, util_error *err)
     /* the key must open and be a key before the listener gets it */
     if (cert && clear_pem(v, req, &pem, &len, err) == 0 &&
         crypto_key_load((const uint8_t *)pem, len, &key, err) == 0) {
-        if (v->cfg.on_tls)
-            v->cfg.on_tls(v->cfg.tls_arg, pem, cert, chain ? chain : "");
-        rc = 0;
+        if (util_pkey_in_tpm(key) && v->cfg.on_tls_held) {
+            /* a TPM key stays here: the listener gets a proxy and signs
+             * its handshakes through the vault */
+            char *sealed = ipc_str(req, IPC_T_SEALED), *aad = ipc_str(req, IPC_T_AAD);
+            unsigned char *der = NULL;
+            int n = i2d_PUBKEY(key, &der);
+            if (sealed && aad && n > 0) {
+                free(v->listener_keys[LISTENER_KEYS - 1]);
+                memmove(&v->listener_keys[1], &v->listener_keys[0],
+                        (LISTENER_KEYS - 1) * sizeof v->listener_keys[0]);
+                v->listener_keys[0] = strdup(sealed);
+                v->cfg.on_tls_held(v->cfg.tls_arg, sealed, aad, der, (size_t)n, cert, chain ? chain : "");
+                rc = 0;
+            } else {
+                util_error_set(err, UTIL_ERR_INTERNAL, "the listener's key could not be described");
+            }
+            OPENSSL_free(der);
+            free(sealed);
+            free(aad);
+        } else {
+            if (v->cfg.on_tls)
+                v->cfg.on_tls(v->cfg.tls_arg, pem, cert, chain ? chain : "");
+            rc = 0;
+        }
     } else if (!cert) {
         util_error_set(err, UTIL_ERR_INTERNAL, "a listener key without its certificate");
     }
@@ -367,21 +408,54 @@ uint8_t *vault_handle(vault *v, const ipc_msg *req, size_t *len)
     return ipc_error_frame(&err, len);
 }
 
-int vault_serve(vault *v, int fd, util_error *err)
+uint8_t *vault_handle_listener(vault *v, const ipc_msg *req, size_t *len)
+{
+    const ipc_field *sealed = ipc_get(req, IPC_T_SEALED);
+    uint32_t op = 0;
+    bool allowed = false;
+    for (size_t i = 0; sealed && i < LISTENER_KEYS; i++)
+        allowed |= v->listener_keys[i] && strlen(v->listener_keys[i]) == sealed->len &&
+                   !memcmp(v->listener_keys[i], sealed->data, sealed->len);
+    if (req->type == IPC_V_RSA)
+        allowed &= ipc_u32(req, IPC_T_OP, &op) && op == IPC_OP_SIGN;
+    else
+        allowed &= req->type == IPC_V_ECDSA;
+    if (allowed)
+        return vault_handle(v, req, len);
+    util_error err;
+    util_error_set(&err, UTIL_ERR_INTERNAL, "the network process may only sign with the listener's key");
+    return ipc_error_frame(&err, len);
+}
+
+/* One request from fd, answered; -1 when the peer is gone. */
+static int serve_one(vault *v, int fd, bool listener, util_error *err)
+{
+    ipc_msg req;
+    if (ipc_read(fd, &req, err) != 0)
+        return -1;
+    size_t len = 0;
+    uint8_t *reply = listener ? vault_handle_listener(v, &req, &len) : vault_handle(v, &req, &len);
+    ipc_msg_clear(&req);
+    if (!reply)
+        return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+    int rc = ipc_write(fd, reply, len);
+    ipc_frame_free(reply, len);
+    return rc != 0 ? util_error_set(err, UTIL_ERR_INTERNAL, "a peer closed the vault's channel") : 0;
+}
+
+int vault_serve(vault *v, int fd, int listener_fd, util_error *err)
 {
     for (;;) {
-        ipc_msg req;
-        if (ipc_read(fd, &req, err) != 0)
-            return -1;
-        size_t len = 0;
-        uint8_t *reply = vault_handle(v, &req, &len);
-        ipc_msg_clear(&req);
-        if (!reply)
-            return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
-        int rc = ipc_write(fd, reply, len);
-        ipc_frame_free(reply, len);
-        if (rc != 0)
-            return util_error_set(err, UTIL_ERR_INTERNAL, "the agent closed the vault's channel");
+        struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = listener_fd, .events = POLLIN}};
+        int n = poll(p, listener_fd >= 0 ? 2 : 1, -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return util_error_set(err, UTIL_ERR_INTERNAL, "poll: %s", strerror(errno));
+        if (p[0].revents && serve_one(v, fd, false, err) != 0)
+            return -1; /* the agent is gone: so is the vault */
+        if (listener_fd >= 0 && p[1].revents && serve_one(v, listener_fd, true, err) != 0)
+            listener_fd = -1; /* the network process is gone; the supervisor restarts all */
     }
 }
 
@@ -466,6 +540,25 @@ static void add_ref(ipc_builder *b, const char *sealed, const char *aad)
 
 static int proxy_from_reply(vault_link *l, const ipc_msg *reply, const char *sealed, const char *aad,
                             EVP_PKEY **key, util_error *err);
+
+int vault_proxy(vault_link *l, const char *sealed, const char *aad, const uint8_t *pubkey, size_t pubkey_len,
+                bool in_tpm, EVP_PKEY **key, util_error *err)
+{
+    /* the same construction as for an answer of the vault */
+    ipc_builder b;
+    ipc_msg m;
+    size_t len = 0;
+    ipc_begin(&b, IPC_OK, 0);
+    ipc_add(&b, IPC_T_PUBKEY, pubkey, pubkey_len);
+    if (in_tpm)
+        ipc_add_u32(&b, IPC_T_IN_TPM, 1);
+    uint8_t *frame = ipc_end(&b, &len);
+    if (!frame || ipc_parse(frame, len, &m, err) != 0)
+        return util_error_set(err, UTIL_ERR_INTERNAL, "a proxy key's description");
+    int rc = proxy_from_reply(l, &m, sealed, aad, key, err);
+    ipc_msg_clear(&m);
+    return rc;
+}
 
 int vault_generate(vault_link *l, const char *spec, const char *aad, char **sealed, EVP_PKEY **key,
                    util_error *err)
@@ -581,6 +674,7 @@ typedef struct proxy_ref {
     vault_link *link;
     char *sealed;
     char *aad;
+    bool tpm; /* inside the vault's TPM */
 } proxy_ref;
 
 static int rsa_index = -1, ec_index = -1;
@@ -731,10 +825,28 @@ static int ec_compute_key(unsigned char **psec, size_t *pseclen, const EC_POINT 
     return ok;
 }
 
+/* util_pkey_remote_tpm: the choices a TPM key needs (3DES, a temporary
+ * RSA signer for EC) follow the proxy. */
+static bool proxy_in_tpm(const EVP_PKEY *key)
+{
+    const proxy_ref *r = NULL;
+    if (EVP_PKEY_get0_provider(key)) /* a proxy is a legacy key */
+        return false;
+    if (EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA) {
+        const RSA *rsa = EVP_PKEY_get0_RSA(key);
+        r = rsa && RSA_get_method(rsa) == rsa_method ? RSA_get_ex_data(rsa, rsa_index) : NULL;
+    } else if (EVP_PKEY_get_base_id(key) == EVP_PKEY_EC) {
+        const EC_KEY *ec = EVP_PKEY_get0_EC_KEY(key);
+        r = ec && EC_KEY_get_method(ec) == ec_method ? EC_KEY_get_ex_data(ec, ec_index) : NULL;
+    }
+    return r && r->tpm;
+}
+
 static int methods_init(void)
 {
     if (rsa_method && ec_method)
         return 0;
+    util_pkey_remote_tpm = proxy_in_tpm;
     rsa_index = RSA_get_ex_new_index(0, NULL, NULL, NULL, ref_free);
     ec_index = EC_KEY_get_ex_new_index(0, NULL, NULL, NULL, ref_free);
     rsa_method = RSA_meth_dup(RSA_PKCS1_OpenSSL());
@@ -764,7 +876,9 @@ static int proxy_from_reply(vault_link *l, const ipc_msg *reply, const char *sea
         util_error_ossl(err, UTIL_ERR_VAULT, "the public key from the vault");
         goto out;
     }
+    uint32_t in_tpm = 0;
     r->link = l;
+    r->tpm = ipc_u32(reply, IPC_T_IN_TPM, &in_tpm) && in_tpm;
     r->sealed = strdup(sealed);
     r->aad = strdup(aad);
     out = EVP_PKEY_new();

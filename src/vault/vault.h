@@ -41,6 +41,12 @@ typedef struct vault_config {
      * scepd it is written to the net process's channel; in one process it
      * is a call. */
     void (*on_tls)(void *arg, const char *key_pem, const char *cert_pem, const char *chain_pem);
+    /* A key that cannot leave (inside the TPM): the listener gets its
+     * sealed text, associated data and public key (DER), and signs its
+     * handshakes through vault_handle_listener. NULL: on_tls with the
+     * key's PEM (one process). */
+    void (*on_tls_held)(void *arg, const char *sealed, const char *aad, const uint8_t *pubkey,
+                        size_t pubkey_len, const char *cert_pem, const char *chain_pem);
     void *tls_arg;
 } vault_config;
 
@@ -91,8 +97,16 @@ int vault_secret_seal(vault_link *l, const uint8_t secret[VAULT_SECRET_LEN], cha
 /* Whether text is a sealed key (otherwise: a clear PEM of an old store). */
 bool vault_is_sealed(const char *text);
 
-/* The serving loop of the vault process: answers requests on fd until the
- * peer closes it. */
-int vault_serve(vault *v, int fd, util_error *err);
+/* The network process's requests: signatures with a listener key held
+ * here, nothing else. */
+uint8_t *vault_handle_listener(vault *v, const ipc_msg *req, size_t *len);
+
+/* The serving loop of the vault process: answers the agent on fd until it
+ * closes it, and the network process on listener_fd (-1: none). */
+int vault_serve(vault *v, int fd, int listener_fd, util_error *err);
+
+/* A proxy from what the vault handed the listener (on_tls_held). */
+int vault_proxy(vault_link *l, const char *sealed, const char *aad, const uint8_t *pubkey, size_t pubkey_len,
+                bool in_tpm, EVP_PKEY **key, util_error *err) MUST_CHECK;
 
 #endif

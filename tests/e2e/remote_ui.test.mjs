@@ -416,10 +416,12 @@ step('verify certificate shows each check', async () => {
   assert.match(await check('key_match').innerText(), /Key pair\s+OK\s+the private key matches the certificate/);
   // every certificate field is listed
   const facts = await page.locator('.facts').first().innerText();
-  for (const label of ['Subject', 'Issuer', 'Serial Number', 'Valid From', 'Valid Until', 'Public Key', 'Signature Algorithm',
-    'Key Usage', 'SHA-256 Fingerprint', 'SHA-1 Fingerprint']) assert.ok(facts.includes(label), `${label} is shown`);
+  for (const label of ['Subject', 'Issuer', 'Serial Number', 'Valid From', 'Valid Until', 'Public Key', 'Key Storage',
+    'Signature Algorithm', 'Key Usage', 'SHA-256 Fingerprint', 'SHA-1 Fingerprint']) assert.ok(facts.includes(label), `${label} is shown`);
   const k = (await api('GET', '/keys/WebKey1')).json;
   const row = (label) => page.locator('.fact', { has: page.locator('dt', { hasText: new RegExp(`^${label}$`) }) }).locator('dd');
+  assert.equal(k.key_storage, 'software', 'a request without key_storage makes a software key');
+  assert.equal(await row('Key Storage').innerText(), 'Software');
   assert.equal(await row('Issuer').innerText(), k.issuer);
   assert.equal(await row('Serial Number').innerText(), k.serial);
   assert.equal(await row('SHA-256 Fingerprint').innerText(), k.sha256);

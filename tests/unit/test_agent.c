@@ -1938,6 +1938,36 @@ static void test_manual_refusals(void **state)
     assert_int_equal(err.code, UTIL_ERR_INVALID_FIELD);
     assert_true(strncmp(err.detail, "colour:", 7) == 0);
     json_decref(in);
+    /* key_storage: software or tpm2, and tpm2 only for what the TPM holds */
+    in = key_params("K1", PW);
+    json_object_set_new(in, "key_storage", json_string("hsm"));
+    assert_int_not_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+    assert_int_equal(err.code, UTIL_ERR_INVALID_FIELD);
+    assert_true(strncmp(err.detail, "key_storage:", 12) == 0);
+    json_object_set_new(in, "key_storage", json_string("tpm2"));
+    json_object_set_new(in, "key_length", json_integer(4096));
+    assert_int_not_equal(agent_request_create(f->a, in, "test", &id, &err), 0);
+    assert_int_equal(err.code, UTIL_ERR_INVALID_FIELD);
+    assert_non_null(strstr(err.detail, "RSA 2048 and ECDSA 256"));
+    assert_int_equal(request_count(f), 0);
+    json_decref(in);
+    /* the auto request's key takes it too, and shows it */
+    json_t *tpm_key = key_params("Dev", PW);
+    json_object_set_new(tpm_key, "key_storage", json_string("tpm2"));
+    auto_put_ok(f, json_pack("{s:b, s:o}", "enabled", 0, "key", tpm_key));
+    json_t *cfg = agent_auto_get(f->a, &err);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(cfg, "key"), "key_storage")),
+                        "tpm2");
+    json_decref(cfg);
+    json_t *bad_key = key_params("Dev", PW);
+    json_object_set_new(bad_key, "key_storage", json_string("hsm"));
+    assert_string_equal(util_err_code(auto_put(f, json_pack("{s:b, s:o}", "enabled", 0, "key", bad_key))),
+                        "invalid_field");
+    auto_put_ok(f, json_pack("{s:b, s:o}", "enabled", 0, "key", key_params("Dev", PW)));
+    cfg = agent_auto_get(f->a, &err);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(cfg, "key"), "key_storage")),
+                        "software");
+    json_decref(cfg);
     /* the timer on: refused whatever the input */
     char start[32];
     fmt_time(f->now + DAY, start);

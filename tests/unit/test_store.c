@@ -258,6 +258,37 @@ static void test_reopen_keeps_data(void **state)
     sqlite3_close(db);
 }
 
+/* Where a key lives is stored with it: "software" unless given, "tpm2",
+ * and nothing else (CHECK). */
+static void test_key_storage(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    store_key soft = new_key("soft", ""), tpm = new_key("tpm", ""), bad = new_key("bad", "");
+    snprintf(tpm.storage, sizeof tpm.storage, "tpm2");
+    snprintf(bad.storage, sizeof bad.storage, "hsm");
+    assert_int_equal(store_key_insert_registered(f->st, &soft, &err), 0);
+    assert_int_equal(store_key_insert_registered(f->st, &tpm, &err), 0);
+    assert_int_equal(store_key_insert_registered(f->st, &bad, &err), -1);
+    assert_string_equal(util_err_code(err.code), "store");
+    const char *names[] = {"soft", "tpm"}, *want[] = {"software", "tpm2"};
+    for (size_t i = 0; i < 2; i++) {
+        store_key k;
+        assert_int_equal(store_key_get(f->st, names[i], &k, &err), 0);
+        assert_string_equal(k.storage, want[i]);
+        store_key_clear(&k);
+    }
+    store_key *all = NULL;
+    size_t n = 0;
+    assert_int_equal(store_key_list(f->st, &all, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(all[0].storage, "software");
+    assert_string_equal(all[1].storage, "tpm2");
+    for (size_t i = 0; i < n; i++)
+        store_key_clear(&all[i]);
+    free(all);
+}
+
 static void test_newer_schema_refused(void **state)
 {
     fixture *f = *state;
@@ -419,6 +450,7 @@ static void test_upgrade_from_schema1(void **state)
         assert_non_null(strstr(k.key_sealed, "scepd-sealed:v1:fake|keys|key_pem|"));
         assert_null(strstr(k.key_sealed, "PRIVATE KEY"));
         assert_non_null(strstr(k.cert_pem, "BEGIN CERTIFICATE"));
+        assert_string_equal(k.storage, "software"); /* schema 3: keys before it are software keys */
         store_key_clear(&k);
     }
     store_binding *b = NULL;
@@ -1367,6 +1399,7 @@ int main(void)
         T(test_open_modes),
         T(test_open_tightens_loose_modes),
         T(test_open_fails_on_file_as_dir),
+        T(test_key_storage),
         T(test_reopen_keeps_data),
         T(test_newer_schema_refused),
         T(test_upgrade_from_schema1),

@@ -261,7 +261,7 @@ static void test_remote_vault(void **state)
         vault_config cfg = {.kek = kek};
         vault *v = vault_new(&cfg);
         util_error err;
-        vault_serve(v, sv[1], &err);
+        vault_serve(v, sv[1], -1, &err);
         vault_free(v);
         crypto_kek_free(kek);
         _exit(0);

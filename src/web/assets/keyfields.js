@@ -10,6 +10,7 @@ export const KEY_LENGTHS = {
   rsa: [[1024, '1024 bit'], [2048, '2048 bit'], [3072, '3072 bit'], [4096, '4096 bit']],
   ecdsa: [[256, 'P-256 (256 bit)'], [384, 'P-384 (384 bit)']],
 };
+export const KEY_STORAGES = [['software', 'Software (in scepd\'s store)'], ['tpm2', 'TPM 2.0 (never leaves the TPM)']];
 export const KEY_USAGES = [
   ['none', 'None'],
   ['digital_signature', 'Digital Signature'],
@@ -25,8 +26,12 @@ export const labelOf = (list, v) => {
 export function algorithmText(p) {
   if (!p) return '';
   const len = labelOf(KEY_LENGTHS[p.key_algorithm] || [], p.key_length);
-  return `${labelOf(KEY_ALGORITHMS, p.key_algorithm)} ${len}, ${labelOf(SIGNATURE_ALGORITHMS, p.signature_algorithm)}`;
+  const tpm = p.key_storage === 'tpm2' ? ', in the TPM' : '';
+  return `${labelOf(KEY_ALGORITHMS, p.key_algorithm)} ${len}${tpm}, ${labelOf(SIGNATURE_ALGORITHMS, p.signature_algorithm)}`;
 }
+
+// "Software" or "TPM 2.0": where a stored key's private key lives.
+export const storageText = (s) => (s === 'tpm2' ? 'TPM 2.0' : 'Software');
 
 export function subjectText(p) {
   if (!p) return '';
@@ -69,6 +74,10 @@ export function keyFields(form, opts) {
   const charset = o.utf8 ? [] : [rules.singleByte];
   const why = o.utf8 ? ' UTF-8 is allowed (Communication Settings).'
     : ' Printable single-byte characters only, as many SCEP servers accept no others; allow UTF-8 under Communication Settings if yours does.';
+  const storage = selectField(form, {
+    name: `${prefix}key_storage`, label: 'Key Storage', options: KEY_STORAGES, value: v.key_storage || 'software',
+    hint: 'TPM 2.0: the key is generated and kept inside the device\'s TPM (RSA 2048 or ECDSA P-256 only).',
+  });
   const org = textField(form, {
     name: `${prefix}organization`, label: 'Organization', value: v.organization, maxlength: 64,
     hint: `Optional (O= in the subject).${why}`, rules: [rules.text(64), ...charset],
@@ -102,7 +111,7 @@ export function keyFields(form, opts) {
     placeholder: 'clientAuth', hint: 'Optional, one a line: names such as serverAuth, clientAuth or dotted OIDs (at most 8).',
     rules: [rules.eku], wide: true,
   });
-  const main = h('div', { class: 'grid' }, keyName.wrap, sig.wrap, alg.wrap, len.wrap, org.wrap, cn.wrap, pw.wrap,
+  const main = h('div', { class: 'grid' }, keyName.wrap, sig.wrap, alg.wrap, len.wrap, storage.wrap, org.wrap, cn.wrap, pw.wrap,
     clearPw ? clearPw.wrap : null, usage.wrap);
   const more = h('details', { class: 'more' }, h('summary', {}, 'Alternative names and extended key usage'),
     h('div', { class: 'grid' }, sans.wrap, eku.wrap));
@@ -118,6 +127,7 @@ export function keyFields(form, opts) {
       key_length: Number(len.get()),
       common_name: cn.get(),
       key_usage: usage.get(),
+      key_storage: storage.get(),
     };
     if (org.get()) p.organization = org.get();
     if (pw.get()) p.challenge_password = pw.get();
@@ -128,5 +138,5 @@ export function keyFields(form, opts) {
     if (e.length) p.eku = e;
     return p;
   };
-  return { group, toJson, keyName, cn, pw, org, alg, len, sig, usage, isBlank: () => !keyName.get() && !cn.get() };
+  return { group, toJson, keyName, cn, pw, org, alg, len, sig, usage, storage, isBlank: () => !keyName.get() && !cn.get() };
 }

@@ -4,6 +4,7 @@
 import { h, replace, details, timeEl, errorBox, notice, confirmDialog, pageHeading, breadcrumb, section, button, dn } from './dom.js';
 import { get, put, post, del, isAdmin, enc } from './api.js';
 import { setOptions } from './forms.js';
+import { storageText } from './keyfields.js';
 import { refreshStatus, latestStatus } from './status.js';
 
 export const KEYS_TITLE = 'Registered Key and Certificate';
@@ -125,13 +126,14 @@ export async function keysPage(ctx) {
     h('span', { class: 'key-name' }, k.sha256 ? certIcon() : null, h('a', { href: `#/keys/${enc(k.name)}` }, k.name)),
     keyState(k),
     h('span', { class: 'nowrap' }, k.key_algorithm || ''),
+    h('span', { class: 'nowrap', 'data-field': 'key_storage' }, storageText(k.key_storage)),
     dn(k.subject),
     expiry(k.not_after),
     usedBy(k.functions),
   ]);
   const count = s ? h('p', { class: 'hint' }, `${s.registered_keys} of at most ${s.max_keys} key pairs registered${s.pending_registration ? `, ${s.pending_registration} waiting for restart` : ''}.`) : null;
   const list = section('Key and Certificate List', count,
-    keys.length ? table('Registered keys and certificates', ['Key Name', 'State', 'Key', 'Subject', 'Expires', 'Used by'], rows)
+    keys.length ? table('Registered keys and certificates', ['Key Name', 'State', 'Key', 'Key Storage', 'Subject', 'Expires', 'Used by'], rows)
       : h('p', { class: 'muted' }, 'No key pair is registered.'));
   replace(ctx.main, crumbs(), pageHeading(KEYS_TITLE), ctx.flash(), list,
     bindingsSection(bindings, keys, (done) => ctx.reload(done)));
@@ -231,6 +233,7 @@ export async function keyPage(ctx, name) {
     ['Valid From', timeEl(k.not_before)],
     ['Valid Until', expiry(k.not_after)],
     ['Public Key', k.key_algorithm],
+    ['Key Storage', h('span', { 'data-field': 'key_storage' }, storageText(k.key_storage))],
     ['Signature Algorithm', k.signature_algorithm],
     ['Key Usage', k.key_usage],
     ['Extended Key Usage', k.ext_key_usage],
