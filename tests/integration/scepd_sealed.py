@@ -358,7 +358,8 @@ def migration(work):
        'every pair of the old store is sealed and opens with the KEK', [(n, (p or '')[:30]) for n, p, _ in rows])
     eq(db_rows(state, "SELECT id, key_pem IS NULL FROM requests ORDER BY id"), [(1, 1), (2, 0)],
        'the registered request lost its key copy; the acquired one keeps it sealed')
-    eq(db_rows(state, "SELECT value FROM meta WHERE key = 'schema_version'"), [(3,)], 'the store is at schema 3')
+    eq(db_rows(state, "SELECT value FROM meta WHERE key = 'schema_version'"), [(4,)],
+       'the store is at the current schema (4: sealed keys at 3, the key storage column at 4)')
     found = clear_copies(state, old)
     ok(not found, 'while scepd runs, no file in the state directory holds an old key in the clear', found[:10])
     if ports:
