@@ -1240,7 +1240,7 @@ typedef struct group_writer {
     int index;
     int ok, failed; /* adds that returned 0, and -1 */
     int64_t ids[GROUP_ADDS + 1];
-    char duplicate_error[64];
+    util_error duplicate_error;
 } group_writer;
 
 /* Each writer adds GROUP_ADDS issued requests with serials of its own; the
@@ -1267,7 +1267,7 @@ static void *group_write(void *arg)
             w->ids[w->ok++] = req.id;
         } else {
             w->failed++;
-            snprintf(w->duplicate_error, sizeof w->duplicate_error, "%s", err.detail);
+            w->duplicate_error = err;
         }
     }
     return NULL;
@@ -1310,7 +1310,7 @@ static void ca_store_group_commit(void **state)
         }
     }
     assert_int_equal(ok, GROUP_THREADS * GROUP_ADDS);
-    assert_non_null(strstr(w[0].duplicate_error, "certificate"));
+    assert_non_null(strstr(w[0].duplicate_error.detail, "certificate"));
     int n = 0;
     assert_int_equal(store_ca_cert_each(first, false, 1000, count_cert, &n, &err), 0);
     assert_int_equal(n, GROUP_THREADS * GROUP_ADDS);
