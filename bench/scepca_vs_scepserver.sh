@@ -25,7 +25,7 @@ W=$(mktemp -d ${BENCH_TMP:-/tmp}/bench-ca.XXXXXX)
 for i in $(seq 1 $((N*M))); do openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out $W/k$i.pem 2>/dev/null; done
 # CPU time of every thread of a server in ns (schedstat: exact, where
 # utime+stime in /proc/PID/stat counts 10 ms ticks)
-cpu() { cat /proc/$1/task/*/schedstat 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
+cpu() { cat /proc/$1/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
 # The floor: 3 RSA-2048 private-key operations per enrollment (open the
 # request's envelope, sign the certificate, sign the CertRep), timed by
 # openssl speed in this run.
