@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #define PLAIN_DEFAULT_CONNECT_MS 10000L
 #define PLAIN_DEFAULT_TOTAL_MS 60000L
@@ -23,6 +24,8 @@
 
 typedef struct plain_call {
     struct event_base *base;
+    struct evhttp_connection *conn;
+    bool connect_timed_out;
     bool finished; /* the request's callback ran */
     bool errored;  /* and evhttp said why it failed */
     enum evhttp_request_error error;
@@ -122,10 +125,30 @@ static void on_done(struct evhttp_request *req, void *arg)
     c->r.body_len = n;
 }
 
+/* The connect timeout: evhttp 2.1 has one timeout for connecting and for
+ * each read and write, which is set to the total; this timer holds the
+ * connect to its own, shorter limit. */
+static void on_connect_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    plain_call *c = arg;
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(c->conn);
+    evutil_socket_t s = bev ? bufferevent_getfd(bev) : -1;
+    struct sockaddr_storage peer;
+    socklen_t len = sizeof peer;
+    if (!c->finished && (s < 0 || getpeername(s, (struct sockaddr *)&peer, &len) != 0)) {
+        c->connect_timed_out = true;
+        event_base_loopbreak(c->base);
+    }
+}
+
 /* Why a request without a reply failed, as libcurl's path would say it. */
 static int failure(const plain_call *c, struct evhttp_connection *conn, const char *host, int port,
-                   long total_ms, size_t max, util_error *err)
+                   long connect_ms, long total_ms, size_t max, util_error *err)
 {
+    if (c->connect_timed_out)
+        return util_error_set(err, UTIL_ERR_NET_TIMEOUT, "%s: no connection within %ld ms", host, connect_ms);
     if (!c->finished || (c->errored && c->error == EVREQ_HTTP_TIMEOUT))
         return util_error_set(err, UTIL_ERR_NET_TIMEOUT, "%s: no complete reply within %ld ms", host,
                               total_ms);
@@ -159,6 +182,7 @@ int http_plain_perform(const http_options *o, const char *url, bool post, const 
     struct evhttp_uri *u = NULL;
     struct evhttp_connection *conn = NULL;
     struct evhttp_request *req = NULL;
+    struct event *connect_timer = NULL;
     char *target = NULL, hostport[300];
     static const http_options none;
     if (!o)
@@ -191,13 +215,18 @@ int http_plain_perform(const http_options *o, const char *url, bool post, const 
         util_error_set(err, UTIL_ERR_INTERNAL, "%s: out of memory", host);
         goto out;
     }
-    /* evhttp 2.1 has one timeout for connecting and for each read or write:
-     * the connect timeout, unless the total is shorter; the total is the
-     * loop's own deadline below */
-    long step_ms = connect_ms < total_ms ? connect_ms : total_ms;
-    struct timeval step = {step_ms / 1000, (suseconds_t)(step_ms % 1000) * 1000};
+    /* the total is evhttp's timeout and the loop's deadline; the connect
+     * timeout is a timer of its own (on_connect_deadline) */
+    long first_ms = connect_ms < total_ms ? connect_ms : total_ms;
+    struct timeval first = {first_ms / 1000, (suseconds_t)(first_ms % 1000) * 1000};
     struct timeval total = {total_ms / 1000, (suseconds_t)(total_ms % 1000) * 1000};
-    evhttp_connection_set_timeout_tv(conn, &step);
+    c.conn = conn;
+    if (!(connect_timer = evtimer_new(c.base, on_connect_deadline, &c)) ||
+        evtimer_add(connect_timer, &first) != 0) {
+        util_error_set(err, UTIL_ERR_INTERNAL, "%s: out of memory", host);
+        goto out;
+    }
+    evhttp_connection_set_timeout_tv(conn, &total);
     evhttp_connection_set_retries(conn, 0);
     evhttp_connection_set_max_body_size(conn, (ev_ssize_t)(max > (size_t)INT32_MAX ? INT32_MAX : max));
     evhttp_connection_set_max_headers_size(conn, PLAIN_HEADERS_MAX);
@@ -229,7 +258,7 @@ int http_plain_perform(const http_options *o, const char *url, bool post, const 
         goto out;
     }
     if (!c.finished || c.r.status <= 0) {
-        failure(&c, conn, host, port, total_ms, max, err);
+        failure(&c, conn, host, port, connect_ms, total_ms, max, err);
         goto out;
     }
     *out = c.r;
@@ -237,6 +266,8 @@ int http_plain_perform(const http_options *o, const char *url, bool post, const 
     rc = 0;
 out:
     http_response_free(&c.r);
+    if (connect_timer)
+        event_free(connect_timer);
     if (req)
         evhttp_request_free(req);
     if (conn)
