@@ -124,6 +124,10 @@ typedef struct ca_http_response {
 } ca_http_response;
 
 void ca_handle(ca_server *srv, const ca_http_request *req, time_t now, ca_http_response *resp);
+/* GetCACaps and GetCACert: answered from memory in microseconds, with no
+ * store access, so the event loop answers them itself instead of handing
+ * them to a worker thread (two thread switches each). */
+bool ca_request_is_light(const ca_http_request *req);
 void ca_http_response_clear(ca_http_response *resp);
 
 /* Serves HTTP on listen ("127.0.0.1:8080", "[::1]:8080", "0.0.0.0:80")

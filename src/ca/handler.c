@@ -377,6 +377,17 @@ static void dispatch_operation(ca_server *srv, const ca_http_request *req, const
     }
 }
 
+bool ca_request_is_light(const ca_http_request *req)
+{
+    if (!req->method || strcmp(req->method, "GET") != 0 || !req->query ||
+        !is_scep_path(req->path ? req->path : "/"))
+        return false;
+    char *op = query_param(req->query, "operation");
+    bool light = op && (strcasecmp(op, "GetCACaps") == 0 || strcasecmp(op, "GetCACert") == 0);
+    free(op);
+    return light;
+}
+
 void ca_handle(ca_server *srv, const ca_http_request *req, time_t now, ca_http_response *resp)
 {
     const ca_profile_info *pi = ca_profile_get(srv->cfg->profile);

@@ -402,7 +402,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         .peer = peer,
     };
     ca_http_response resp;
-    if (ctx->pool && evcon) {
+    if (ctx->pool && evcon && !ca_request_is_light(&r)) {
         http_job *j = job_new(ctx, req, &r);
         if (j && ca_pool_submit(ctx->pool, &j->job)) {
             edge_set_closecb(ctx->edge, evcon, job_conn_closed, j);

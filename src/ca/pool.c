@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "ca/internal.h"
 #include "ca/pool.h"
 #include "util/log.h"
 
@@ -20,6 +21,7 @@ struct ca_pool {
     unsigned count;
     pthread_t threads[CA_POOL_MAX_THREADS];
     ca_server *servers[CA_POOL_MAX_THREADS];
+    store_ca_group *group; /* the workers' commits share fsyncs */
 };
 
 typedef struct worker_arg {
@@ -79,12 +81,17 @@ int ca_pool_start(const ca_config *cfg, struct event_base *base, unsigned thread
     pthread_cond_init(&p->wake, NULL);
     if (threads == 0 || threads > CA_POOL_MAX_THREADS)
         threads = threads ? CA_POOL_MAX_THREADS : 1;
+    if (!(p->group = store_ca_group_new())) {
+        util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
+        goto fail;
+    }
     for (unsigned i = 0; i < threads; i++) {
         worker_arg *w = malloc(sizeof *w);
         if (!w || ca_server_open(cfg, &p->servers[i], err) != 0) {
             free(w);
             goto fail;
         }
+        store_ca_set_group(p->servers[i]->store, p->group);
         *w = (worker_arg){p, i};
         if (pthread_create(&p->threads[i], NULL, worker, w) != 0) {
             free(w);
@@ -133,6 +140,7 @@ void ca_pool_stop(ca_pool *p)
         pthread_join(p->threads[i], NULL);
     for (unsigned i = 0; i < CA_POOL_MAX_THREADS; i++)
         ca_server_free(p->servers[i]);
+    store_ca_group_free(p->group);
     pthread_cond_destroy(&p->wake);
     pthread_mutex_destroy(&p->lock);
     free(p);

@@ -54,7 +54,9 @@ void crypto_issue_csr_subject(X509_REQ *req, char *out, size_t len);
 
 /* Issues a certificate for the request's key and subject, copying from its
  * extensionRequest subjectAltName, keyUsage and extKeyUsage (nothing else),
- * with basicConstraints cA:FALSE, SKI and AKI. */
+ * with basicConstraints cA:FALSE, SKI and AKI. The public key is copied as
+ * DER, not decoded: the result is for encoding (i2d, PEM) and its
+ * X509_get0_pubkey is NULL; parse the encoding to inspect the key. */
 int crypto_issue_from_csr(X509_REQ *req, X509 *ca_cert, EVP_PKEY *ca_key, const crypto_issue_params *p,
                           X509 **out, util_error *err) MUST_CHECK;
 

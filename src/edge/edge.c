@@ -19,6 +19,7 @@
 #define EDGE_MAX_HTTP 4
 #define EDGE_MAX_LISTENERS 4
 #define LOG_INTERVAL_S 10
+#define IDLE_TICK_S 86400
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
 
@@ -75,11 +76,24 @@ struct edge {
     struct event *attach; /* runs right after evhttp's accept callback */
     struct event *resume; /* ends an accept-error pause */
     struct event *tick;   /* flushes the log window; always pending */
+    bool window_armed;    /* the tick is due LOG_INTERVAL_S after a window's first event */
     unsigned paused;      /* enum pause_reason bits */
     unsigned backoff_ms;
     edge_stats stats;
     edge_window window;
 };
+
+/* The summary of a window is due LOG_INTERVAL_S after its first event.
+ * Otherwise the tick waits a day: it stays pending (find_edge looks for it)
+ * without waking an idle daemon every few seconds. */
+static void window_arm(edge *e, bool event)
+{
+    struct timeval tv = {event ? LOG_INTERVAL_S : IDLE_TICK_S, 0};
+    if (event && e->window_armed)
+        return;
+    e->window_armed = event;
+    evtimer_add(e->tick, &tv);
+}
 
 static void conn_arm(edge_conn *c, unsigned seconds)
 {
@@ -169,6 +183,7 @@ static bool evict_one(edge *e)
         return false;
     e->stats.evicted++;
     e->window.evicted++;
+    window_arm(e, true);
     conn_close(c);
     return true;
 }
@@ -182,6 +197,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
         return;
     c->e->stats.timed_out++;
     c->e->window.timed_out++;
+    window_arm(c->e, true);
     conn_close(c);
 }
 
@@ -247,6 +263,7 @@ static void on_attach(evutil_socket_t fd, short what, void *arg)
         if (!c->refuse && count_address(e, c->addr) >= e->cfg.max_per_address) {
             e->stats.refused_per_address++;
             e->window.refused++;
+            window_arm(e, true);
             snprintf(e->window.last_addr, sizeof e->window.last_addr, "%s", c->addr);
             c->refuse = true;
         }
@@ -339,6 +356,7 @@ static void on_accept_error(struct evconnlistener *listener, void *arg)
     }
     e->stats.accept_errors++;
     e->window.accept_errors++;
+    window_arm(e, true);
     e->window.last_errno = err;
     /* a descriptor held by the slowest client is worth more to a new one */
     evict_one(e);
@@ -356,6 +374,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)what;
     edge *e = arg;
     edge_window *w = &e->window;
+    window_arm(e, false);
     if (!w->refused && !w->evicted && !w->timed_out && !w->accept_errors)
         return;
     log_warn("connections in the last %d s: %lu refused over the per-address limit (last from %s), "
@@ -409,9 +428,10 @@ edge *edge_new(struct event_base *base, const edge_config *cfg)
     e->stats.max_connections = max ? max : 1;
     e->attach = event_new(base, -1, 0, on_attach, e);
     e->resume = event_new(base, -1, 0, on_resume, e);
-    e->tick = event_new(base, -1, EV_PERSIST, on_tick, e);
-    struct timeval tv = {LOG_INTERVAL_S, 0};
-    if (!e->attach || !e->resume || !e->tick || event_add(e->tick, &tv) != 0) {
+    e->tick = event_new(base, -1, 0, on_tick, e);
+    if (e->tick)
+        window_arm(e, false);
+    if (!e->attach || !e->resume || !e->tick) {
         edge_free(e);
         return NULL;
     }

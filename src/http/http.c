@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "http/http_internal.h"
+#include "http/plain.h"
 #include "util/buf.h"
 #include "util/file.h"
 
@@ -510,6 +511,11 @@ static int perform(const http_options *o, const char *url, bool post, const uint
     http_response r = {0};
     if (!out)
         return util_error_set(err, UTIL_ERR_USAGE, "no response to fill");
+    if (http_plain_eligible(o, url)) { /* no libcurl needed: see plain.h */
+        int plain = http_plain_perform(o, url, post, body, len, ctype, out, err);
+        if (plain <= 0)
+            return plain;
+    }
     if (http_xfer_new(o, url, post, body, len, ctype, &x, err) < 0)
         goto out;
     if (http_xfer_finish(x, curl_easy_perform(x->easy), &r, err) < 0)

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <openssl/crypto.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,30 @@
 
 struct store_ca {
     store *st;
+    store_ca_group *group; /* borrowed; NULL: each add commits alone */
+};
+
+/* One request (and certificate) waiting in a group for its commit. */
+typedef struct group_entry {
+    struct group_entry *next;
+    store_ca_request *req;
+    const store_ca_cert *cert;
+    int rc;
+    bool done;
+    util_error err;
+} group_entry;
+
+/* Group commit (see store_ca_group_new): the first writer to arrive while
+ * no commit is running leads; it takes every entry queued so far, writes
+ * them in one transaction on its own connection and commits once (one WAL
+ * fsync for the batch), then wakes their writers. Entries that arrive
+ * meanwhile wait for the next leader, one of their own writers. Nobody
+ * waits on a timer: a writer alone commits at once. */
+struct store_ca_group {
+    pthread_mutex_t lock;
+    pthread_cond_t done;
+    group_entry *head, **tail;
+    bool leading;
 };
 
 /* Migration i takes scepca's schema from version i to i + 1. Version 1 is
@@ -330,12 +355,111 @@ static int insert_request(store_ca *s, store_ca_request *r, util_error *err)
     return rc;
 }
 
+store_ca_group *store_ca_group_new(void)
+{
+    store_ca_group *g = calloc(1, sizeof *g);
+    if (!g)
+        return NULL;
+    if (pthread_mutex_init(&g->lock, NULL) != 0) {
+        free(g);
+        return NULL;
+    }
+    if (pthread_cond_init(&g->done, NULL) != 0) {
+        pthread_mutex_destroy(&g->lock);
+        free(g);
+        return NULL;
+    }
+    g->tail = &g->head;
+    return g;
+}
+
+void store_ca_group_free(store_ca_group *g)
+{
+    if (!g)
+        return;
+    pthread_cond_destroy(&g->done);
+    pthread_mutex_destroy(&g->lock);
+    free(g);
+}
+
+void store_ca_set_group(store_ca *s, store_ca_group *g)
+{
+    s->group = g;
+}
+
+static int insert_pair(store_ca *s, store_ca_request *req, const store_ca_cert *cert, util_error *err)
+{
+    return (cert && insert_cert(s, cert, err) != 0) || insert_request(s, req, err) != 0 ? -1 : 0;
+}
+
+/* Writes a batch in one transaction; a savepoint per entry keeps one
+ * entry's failure (a duplicate serial) from undoing the others. */
+static void commit_batch(store_ca *s, group_entry *batch)
+{
+    util_error err = {0};
+    int rc = store_tx_begin(s->st, true, &err);
+    if (rc != 0) {
+        for (group_entry *e = batch; e; e = e->next) {
+            e->rc = -1;
+            e->err = err;
+        }
+        return;
+    }
+    for (group_entry *e = batch; e && rc == 0; e = e->next) {
+        if ((rc = store_exec(s->st, "SAVEPOINT one", "savepoint", &err)) != 0)
+            break;
+        e->rc = insert_pair(s, e->req, e->cert, &e->err);
+        if (e->rc != 0)
+            rc = store_exec(s->st, "ROLLBACK TO one", "rollback to savepoint", &err);
+        if (rc == 0)
+            rc = store_exec(s->st, "RELEASE one", "release savepoint", &err);
+    }
+    /* a savepoint that cannot be handled fails the whole batch */
+    if (store_tx_end(s->st, rc, &err) != 0)
+        for (group_entry *e = batch; e; e = e->next)
+            if (e->rc == 0 || rc != 0) {
+                e->rc = -1;
+                e->err = err;
+            }
+}
+
+static int group_add(store_ca *s, store_ca_request *req, const store_ca_cert *cert, util_error *err)
+{
+    store_ca_group *g = s->group;
+    group_entry me = {.req = req, .cert = cert};
+    pthread_mutex_lock(&g->lock);
+    *g->tail = &me;
+    g->tail = &me.next;
+    while (!me.done && g->leading)
+        pthread_cond_wait(&g->done, &g->lock);
+    if (!me.done) {
+        group_entry *batch = g->head;
+        g->head = NULL;
+        g->tail = &g->head;
+        g->leading = true;
+        pthread_mutex_unlock(&g->lock);
+        commit_batch(s, batch);
+        pthread_mutex_lock(&g->lock);
+        for (group_entry *e = batch, *next; e; e = next) {
+            next = e->next; /* e belongs to a waiting writer */
+            e->done = true;
+        }
+        g->leading = false;
+        pthread_cond_broadcast(&g->done);
+    }
+    pthread_mutex_unlock(&g->lock);
+    if (me.rc != 0 && err)
+        *err = me.err;
+    return me.rc;
+}
+
 int store_ca_request_add(store_ca *s, store_ca_request *req, const store_ca_cert *cert, util_error *err)
 {
+    if (s->group)
+        return group_add(s, req, cert, err);
     if (store_tx_begin(s->st, true, err) != 0)
         return -1;
-    int rc = (cert && insert_cert(s, cert, err) != 0) || insert_request(s, req, err) != 0 ? -1 : 0;
-    return store_tx_end(s->st, rc, err);
+    return store_tx_end(s->st, insert_pair(s, req, cert, err), err);
 }
 
 /* 0 with *out filled (csr_der owned), 1 when there is no row, -1 on error. */

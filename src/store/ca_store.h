@@ -23,6 +23,18 @@ typedef struct store_ca store_ca;
 int store_ca_open(const char *dir, bool create, store_ca **out, util_error *err) MUST_CHECK;
 void store_ca_close(store_ca *s);
 
+/* Group commit for several connections to one store used by concurrent
+ * threads (scepca's workers): store_ca_request_add calls that arrive while
+ * another is committing are written together in the next transaction, one
+ * fsync for all of them. Each call still returns only once its own rows are
+ * committed (synchronous=FULL), so an acknowledged enrollment is on disk;
+ * it waits for at most the commit in progress and its own. The group must
+ * outlive every store attached to it. */
+typedef struct store_ca_group store_ca_group;
+store_ca_group *store_ca_group_new(void);
+void store_ca_group_free(store_ca_group *g);
+void store_ca_set_group(store_ca *s, store_ca_group *g);
+
 /* ---- Settings (name/value text) ---- */
 
 int store_ca_setting_set(store_ca *s, const char *name, const char *value, util_error *err) MUST_CHECK;

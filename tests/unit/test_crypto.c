@@ -960,6 +960,48 @@ static X509 *issue_for(X509_REQ *req, X509 *ca, EVP_PKEY *ca_key)
     return cert;
 }
 
+/* The issued certificate carries the request's key byte for byte (it is
+ * copied as DER, not re-encoded), for RSA and for EC with its curve, and
+ * the CA's signature over it verifies once the certificate is parsed. */
+static void issue_copies_request_key(void **state)
+{
+    (void)state;
+    EVP_PKEY *ca_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    EVP_PKEY *keys[] = {EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048),
+                        EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384")};
+    X509_NAME *subject = X509_NAME_new();
+    X509 *ca = NULL;
+    util_error err = {0};
+    uint8_t serial[] = {0x09};
+    X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC, (const unsigned char *)"test CA", -1, -1, 0);
+    assert_int_equal(crypto_ca_create(ca_key, subject, serial, 1, time(NULL), 1, &ca, &err), 0);
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        assert_non_null(keys[i]);
+        X509_REQ *req = request_with(keys[i], NULL, "DNS:k.example");
+        X509 *cert = issue_for(req, ca, ca_key);
+        unsigned char *der = NULL;
+        int len = i2d_X509(cert, &der);
+        assert_true(len > 0);
+        const unsigned char *q = der;
+        X509 *parsed = d2i_X509(NULL, &q, len);
+        assert_non_null(parsed);
+        assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(parsed), keys[i]), 1);
+        assert_int_equal(X509_verify(parsed, ca_key), 1);
+        ASN1_OCTET_STRING *ski = X509_get_ext_d2i(parsed, NID_subject_key_identifier, NULL, NULL);
+        assert_non_null(ski); /* hashed from the copied key bits */
+        assert_int_equal(ASN1_STRING_length(ski), 20);
+        ASN1_OCTET_STRING_free(ski);
+        X509_free(parsed);
+        OPENSSL_free(der);
+        X509_free(cert);
+        X509_REQ_free(req);
+        EVP_PKEY_free(keys[i]);
+    }
+    X509_free(ca);
+    X509_NAME_free(subject);
+    EVP_PKEY_free(ca_key);
+}
+
 /* keyCertSign and cRLSign belong to CAs: never copied from a request. */
 static void issue_drops_ca_key_usages(void **state)
 {
@@ -1088,6 +1130,7 @@ int main(void)
         cmocka_unit_test(cert_load_forms),
         cmocka_unit_test(verify_cases),
         cmocka_unit_test(issue_drops_ca_key_usages),
+        cmocka_unit_test(issue_copies_request_key),
         cmocka_unit_test(tls_policy_for_ec_and_rsa),
     };
     return cmocka_run_group_tests_name("crypto", tests, setup, teardown);

@@ -1387,6 +1387,99 @@ static void ca_store_operations(void **state)
     store_ca_close(ca);
 }
 
+#define GROUP_THREADS 4
+#define GROUP_ADDS 25
+
+typedef struct group_writer {
+    store_ca *ca;
+    int index;
+    int ok, failed; /* adds that returned 0, and -1 */
+    int64_t ids[GROUP_ADDS + 1];
+    util_error duplicate_error;
+} group_writer;
+
+/* Each writer adds GROUP_ADDS issued requests with serials of its own; the
+ * first writer also adds a serial that writer 1 uses, which must fail alone. */
+static void *group_write(void *arg)
+{
+    group_writer *w = arg;
+    for (int i = 0; i <= GROUP_ADDS; i++) {
+        if (i == GROUP_ADDS && w->index != 0)
+            break;
+        util_error err = {0};
+        store_ca_request req = {.status = STORE_CA_ISSUED, .created_at = 5, .updated_at = 5};
+        store_ca_cert cert = {
+            .issued_at = 6, .not_before = 6, .not_after = 600, .cert_pem = (char *)CERT_PEM};
+        snprintf(req.transaction_id, sizeof req.transaction_id, "T-%d-%d", w->index, i);
+        snprintf(req.subject, sizeof req.subject, "CN=dev%d.%d", w->index, i);
+        /* the extra add of writer 0 reuses writer 1's serial 1-0 */
+        snprintf(cert.serial, sizeof cert.serial, "%X%02X", i == GROUP_ADDS ? 1 : w->index,
+                 i == GROUP_ADDS ? 0 : i);
+        snprintf(req.serial, sizeof req.serial, "%s", cert.serial);
+        snprintf(cert.subject, sizeof cert.subject, "%s", req.subject);
+        snprintf(cert.transaction_id, sizeof cert.transaction_id, "%s", req.transaction_id);
+        if (store_ca_request_add(w->ca, &req, &cert, &err) == 0) {
+            w->ids[w->ok++] = req.id;
+        } else {
+            w->failed++;
+            w->duplicate_error = err;
+        }
+    }
+    return NULL;
+}
+
+/* Group commit: writers on connections of their own, in threads, share
+ * transactions; every add that returned 0 is stored, with an id of its own,
+ * and the one that breaks the serial's uniqueness fails without taking the
+ * rest of its batch with it. */
+static void ca_store_group_commit(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/group", f->base);
+    store_ca *first = NULL;
+    assert_int_equal(store_ca_open(dir, true, &first, &err), 0);
+    store_ca_group *g = store_ca_group_new();
+    assert_non_null(g);
+    group_writer w[GROUP_THREADS] = {0};
+    pthread_t th[GROUP_THREADS];
+    for (int i = 0; i < GROUP_THREADS; i++) {
+        w[i].index = i;
+        assert_int_equal(store_ca_open(dir, false, &w[i].ca, &err), 0);
+        store_ca_set_group(w[i].ca, g);
+    }
+    for (int i = 0; i < GROUP_THREADS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, group_write, &w[i]), 0);
+    for (int i = 0; i < GROUP_THREADS; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    int ok = 0;
+    for (int i = 0; i < GROUP_THREADS; i++) {
+        ok += w[i].ok;
+        assert_int_equal(w[i].failed, i == 0 ? 1 : 0);
+        for (int j = 0; j < w[i].ok; j++) {
+            assert_true(w[i].ids[j] > 0);
+            for (int k = 0; k < i; k++)
+                for (int m = 0; m < w[k].ok; m++)
+                    assert_true(w[i].ids[j] != w[k].ids[m]);
+        }
+    }
+    assert_int_equal(ok, GROUP_THREADS * GROUP_ADDS);
+    assert_non_null(strstr(w[0].duplicate_error.detail, "certificate"));
+    int n = 0;
+    assert_int_equal(store_ca_cert_each(first, false, 1000, count_cert, &n, &err), 0);
+    assert_int_equal(n, GROUP_THREADS * GROUP_ADDS);
+    store_ca_request got;
+    assert_int_equal(store_ca_request_find(first, "T-3-24", &got, &err), 0);
+    assert_string_equal(got.serial, "318");
+    store_ca_request_clear(&got);
+    assert_int_equal(store_ca_request_find(first, "T-0-25", &got, &err), 1); /* rolled back */
+    for (int i = 0; i < GROUP_THREADS; i++)
+        store_ca_close(w[i].ca);
+    store_ca_group_free(g);
+    store_ca_close(first);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1396,6 +1489,7 @@ int main(void)
         T(ca_store_old_file_migrates),
         T(stores_refuse_symlinked_file),
         T(ca_store_operations),
+        T(ca_store_group_commit),
         T(test_open_modes),
         T(test_open_tightens_loose_modes),
         T(test_open_fails_on_file_as_dir),

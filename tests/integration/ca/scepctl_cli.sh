@@ -36,6 +36,19 @@ done
     not_ok "enroll --help does not give the default key type"
 "$SCEPCTL" getcaps --help | grep -q -- '--timeout S .*Default: 60' && ok "getcaps --help lists the transport options" ||
     not_ok "getcaps --help lacks the transport options"
+# libcurl is loaded only for HTTPS, proxies and traces (docs/architecture.md):
+# not at start, and not for a plain http:// request (nothing listens on port 1)
+LD_DEBUG=files "$SCEPCTL" --help 2>"$WORK/ld.err" >/dev/null
+grep -q 'file=libcurl' "$WORK/ld.err" && not_ok "scepctl --help loaded libcurl" ||
+    ok "scepctl starts without loading libcurl"
+LD_DEBUG=files "$SCEPCTL" getcaps -u http://127.0.0.1:1/scep 2>"$WORK/ld.err" >/dev/null
+grep -q 'error\[net_connect\]' "$WORK/ld.err" && ! grep -q 'file=libcurl' "$WORK/ld.err" &&
+    ok "a plain http:// request goes without libcurl (and fails with net_connect)" ||
+    not_ok "plain http:// request: $(grep -v '^ *[0-9]*:' "$WORK/ld.err" | head -3)"
+LD_DEBUG=files "$SCEPCTL" getcaps -u https://127.0.0.1:1/scep 2>"$WORK/ld.err" >/dev/null
+grep -q 'file=libcurl' "$WORK/ld.err" && grep -q 'error\[net_connect\]' "$WORK/ld.err" &&
+    ok "an https:// request loads libcurl on demand (and fails with net_connect)" ||
+    not_ok "https:// request: $(grep -v '^ *[0-9]*:' "$WORK/ld.err" | head -3)"
 
 # --- typos: one line, the nearest match, exit 2 ---
 one_line() { [ "$(wc -l <"$WORK/last.err")" = 1 ] && [ ! -s "$WORK/last.out" ]; }
