@@ -235,10 +235,12 @@ def secrets(e):
 # -------------------------------------------------------------- escaping --
 
 class EvilScep(http.server.BaseHTTPRequestHandler):
+    def version_string(self):  # the one Server header (send_response sends it)
+        return 'evil\x1b[2J'
+
     def do_GET(self):
         body = b'POSTPKIOperation\nSHA-256\n\x1b[31mEVIL\x07\n\x1b]0;pwned\x07\n'
         self.send_response(200)
-        self.send_header('Server', 'evil\x1b[2J')
         self.send_header('Content-Type', 'text/plain')
         self.send_header('Content-Length', str(len(body)))
         self.end_headers()
