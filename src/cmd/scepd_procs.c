@@ -50,6 +50,7 @@
 #include "http/http.h"
 #include "ipc/chan.h"
 #include "util/file.h"
+#include "util/list.h"
 #include "util/log.h"
 #include "vault/vault.h"
 #include "web/web.h"
@@ -60,6 +61,13 @@
 
 typedef enum role { ROLE_VAULT, ROLE_AGENT, ROLE_NET } role;
 static const char *const role_names[] = {"vault", "agent", "net"};
+
+/* A process's start-up failure, in the catalogue's words. */
+static void log_failure(const util_error *err)
+{
+    log_error("%s: %s (%s) — %s", util_err_code(err->code), util_err_message(err->code), err->detail,
+              util_err_remedy(err->code));
+}
 
 /* ---- confinement ---- */
 
@@ -206,8 +214,7 @@ static int vault_main(const options *o, int agent_fd, int net_fd, int listener_f
     crypto_kek_sources sources = {getenv("CREDENTIALS_DIRECTORY"), o->kek_file, o->state_dir, o->kek_tpm_dir};
     if (crypto_kek_load(&sources, &kek, source, sizeof source, &err) != 0 || confine(ROLE_VAULT, &err) != 0) {
         crypto_kek_free(kek);
-        log_error("%s: %s (%s) — %s", util_err_code(err.code), util_err_message(err.code), err.detail,
-                  util_err_remedy(err.code));
+        log_failure(&err);
         return 1;
     }
     log_info("key-encryption key from the %s", source);
@@ -266,24 +273,6 @@ struct net_proc {
     } listeners[2]; /* the request callbacks' arguments */
 };
 
-#define LINK(head, n)                                                                                        \
-    do {                                                                                                     \
-        (n)->prev = NULL;                                                                                    \
-        (n)->next = (head);                                                                                  \
-        if (head)                                                                                            \
-            (head)->prev = (n);                                                                              \
-        (head) = (n);                                                                                        \
-    } while (0)
-#define UNLINK(head, n)                                                                                      \
-    do {                                                                                                     \
-        if ((n)->prev)                                                                                       \
-            (n)->prev->next = (n)->next;                                                                     \
-        else                                                                                                 \
-            (head) = (n)->next;                                                                              \
-        if ((n)->next)                                                                                       \
-            (n)->next->prev = (n)->prev;                                                                     \
-    } while (0)
-
 static void wipe_header(struct evkeyvalq *headers, const char *name)
 {
     const char *value = evhttp_find_header(headers, name);
@@ -311,7 +300,7 @@ static void net_on_close(struct evhttp_connection *evcon, void *arg)
     ipc_begin(&b, IPC_N_CLOSED, r->id);
     if (ipc_chan_send(r->np->agent, &b) != 0)
         log_debug("request %u: the agent's channel is gone", r->id);
-    UNLINK(r->np->reqs, r);
+    UTIL_UNLINK(r->np->reqs, r);
     if (!evhttp_request_get_connection(r->req))
         evhttp_request_free(r->req);
     free(r);
@@ -371,7 +360,7 @@ static void net_on_request(struct evhttp_request *req, void *arg)
         return;
     }
     wipe_request(req);
-    LINK(np->reqs, r);
+    UTIL_LINK(np->reqs, r);
     if (r->evcon)
         edge_set_closecb(np->e, r->evcon, net_on_close, r);
 }
@@ -383,7 +372,7 @@ static void net_on_response(net_proc *np, const ipc_msg *m)
         r = r->next;
     if (!r)
         return; /* its client left */
-    UNLINK(np->reqs, r);
+    UTIL_UNLINK(np->reqs, r);
     if (r->evcon)
         edge_set_closecb(np->e, r->evcon, NULL, NULL);
     uint32_t status = 500;
@@ -423,7 +412,7 @@ static void net_fetch_done(void *arg, int rc, http_response *resp, const util_er
 {
     net_fetch *f = arg;
     net_proc *np = f->np;
-    UNLINK(np->fetches, f);
+    UTIL_UNLINK(np->fetches, f);
     if (!f->cancelled) {
         ipc_builder b;
         ipc_begin(&b, IPC_N_FETCHED, f->id);
@@ -480,11 +469,11 @@ static void net_on_fetch(net_proc *np, const ipc_msg *m)
     free(method);
     free(ctype);
     if (rc != 0) {
-        LINK(np->fetches, f); /* net_fetch_done unlinks */
+        UTIL_LINK(np->fetches, f); /* net_fetch_done unlinks */
         net_fetch_done(f, -1, NULL, &err);
         return;
     }
-    LINK(np->fetches, f);
+    UTIL_LINK(np->fetches, f);
 }
 
 static void net_on_agent_msg(void *arg, ipc_msg *m)
@@ -603,18 +592,17 @@ static int net_main(const options *o, int agent_fd, int vault_fd, int signer_fd)
     rc = 0;
     goto out;
 fail:
-    log_error("%s: %s (%s) — %s", util_err_code(err.code), util_err_message(err.code), err.detail,
-              util_err_remedy(err.code));
+    log_failure(&err);
 out:
     while (np.reqs) {
         net_req *r = np.reqs;
-        UNLINK(np.reqs, r);
+        UTIL_UNLINK(np.reqs, r);
         free(r);
     }
     http_client_free(np.hc); /* without callbacks */
     while (np.fetches) {
         net_fetch *f = np.fetches;
-        UNLINK(np.fetches, f);
+        UTIL_UNLINK(np.fetches, f);
         net_fetch_free(f);
     }
     ipc_chan_free(np.agent);
@@ -723,7 +711,7 @@ static void agent_serve(agent_req *r)
     api_response_clear(&resp);
     agent_login_cancel(ap->a, r->slot.job); /* none left: a second call took its answer */
     agent_key_verify_cancel(ap->a, r->slot.crl_wait);
-    UNLINK(ap->reqs, r);
+    UTIL_UNLINK(ap->reqs, r);
     agent_req_free(r);
 }
 
@@ -777,14 +765,14 @@ static void agent_on_request(agent_proc *ap, ipc_msg *m)
     r->slot.done = agent_on_login_done;
     r->slot.crl_done = agent_on_crl_done;
     r->slot.arg = r;
-    LINK(ap->reqs, r);
+    UTIL_LINK(ap->reqs, r);
     if (!ok) {
         ipc_builder b;
         ipc_begin(&b, IPC_A_RESPONSE, r->id);
         ipc_add_u32(&b, IPC_T_STATUS, 400);
         if (ipc_chan_send(ap->net, &b) != 0)
             log_debug("request %u: no channel for the answer", r->id);
-        UNLINK(ap->reqs, r);
+        UTIL_UNLINK(ap->reqs, r);
         agent_req_free(r);
         return;
     }
@@ -797,7 +785,7 @@ static void agent_on_closed(agent_proc *ap, uint32_t id)
         if (r->id == id) {
             agent_login_cancel(ap->a, r->slot.job);
             agent_key_verify_cancel(ap->a, r->slot.crl_wait);
-            UNLINK(ap->reqs, r);
+            UTIL_UNLINK(ap->reqs, r);
             agent_req_free(r);
             return;
         }
@@ -805,7 +793,7 @@ static void agent_on_closed(agent_proc *ap, uint32_t id)
 
 static void agent_on_fetched(agent_proc *ap, const ipc_msg *m)
 {
-    uint32_t rc = 1, status = 0, code = UTIL_ERR_INTERNAL;
+    uint32_t rc = 1, status = 0;
     ipc_u32(m, IPC_T_RC, &rc);
     http_response resp = {0};
     util_error err = {0};
@@ -827,11 +815,7 @@ static void agent_on_fetched(agent_proc *ap, const ipc_msg *m)
             resp.body[resp.body_len] = '\0';
         }
     } else {
-        if (!ipc_u32(m, IPC_T_CODE, &code) || code == 0 || code >= UTIL_ERR_COUNT)
-            code = UTIL_ERR_INTERNAL;
-        char *detail = ipc_str(m, IPC_T_DETAIL);
-        util_error_set(&err, (util_err)code, "%s", detail ? detail : "");
-        free(detail);
+        ipc_error_of(m, &err);
     }
     http_client_deliver(ap->hc, m->id, rc == 0 ? 0 : -1, &resp, &err);
     http_response_free(&resp);
@@ -972,14 +956,13 @@ static int agent_main(options *o, const char *password, int vault_fd, int net_fd
     rc = 0;
     goto out;
 fail:
-    log_error("%s: %s (%s) — %s", util_err_code(err.code), util_err_message(err.code), err.detail,
-              util_err_remedy(err.code));
+    log_failure(&err);
 out:
     while (ap.reqs) {
         agent_req *r = ap.reqs;
         agent_login_cancel(ap.a, r->slot.job);
         agent_key_verify_cancel(ap.a, r->slot.crl_wait);
-        UNLINK(ap.reqs, r);
+        UTIL_UNLINK(ap.reqs, r);
         agent_req_free(r);
     }
     for (int i = 0; i < 3; i++)

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "http/http_internal.h"
+#include "util/list.h"
 
 typedef struct http_req {
     http_client *c;
@@ -42,25 +43,6 @@ struct http_client {
     uint32_t next_id;
 };
 
-/* Doubly linked lists of requests and of sockets (both have prev/next). */
-#define LINK(head, n)                                                                                        \
-    do {                                                                                                     \
-        (n)->prev = NULL;                                                                                    \
-        (n)->next = (head);                                                                                  \
-        if (head)                                                                                            \
-            (head)->prev = (n);                                                                              \
-        (head) = (n);                                                                                        \
-    } while (0)
-#define UNLINK(head, n)                                                                                      \
-    do {                                                                                                     \
-        if ((n)->prev)                                                                                       \
-            (n)->prev->next = (n)->next;                                                                     \
-        else                                                                                                 \
-            (head) = (n)->next;                                                                              \
-        if ((n)->next)                                                                                       \
-            (n)->next->prev = (n)->prev;                                                                     \
-    } while (0)
-
 static void check_done(http_client *c);
 static void client_destroy(http_client *c);
 
@@ -91,7 +73,7 @@ static void sock_free(http_client *c, http_sock *s)
 {
     if (!s)
         return;
-    UNLINK(c->socks, s);
+    UTIL_UNLINK(c->socks, s);
     if (s->ev)
         event_free(s->ev);
     free(s);
@@ -110,7 +92,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
     if (!s) {
         if (!(s = calloc(1, sizeof *s)))
             return -1;
-        LINK(c->socks, s);
+        UTIL_LINK(c->socks, s);
         if (!(s->ev = event_new(c->base, fd, kind, on_event, c)) ||
             curl_multi_assign(c->multi, fd, s) != CURLM_OK) {
             sock_free(c, s);
@@ -170,7 +152,7 @@ static void check_done(http_client *c)
         if (curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv) != CURLE_OK || !priv)
             continue;
         http_req *r = (http_req *)(void *)priv;
-        UNLINK(c->reqs, r);
+        UTIL_UNLINK(c->reqs, r);
         curl_multi_remove_handle(c->multi, r->x->easy);
         complete(r, result);
         req_free(r);
@@ -198,7 +180,7 @@ static int submit(http_client *c, const http_options *o, const char *url, bool p
         r->c = c;
         r->cb = cb;
         r->arg = arg;
-        LINK(c->reqs, r);
+        UTIL_LINK(c->reqs, r);
         return 0;
     }
     if (http_xfer_new(o, url, post, body, len, ctype, &r->x, err) < 0)
@@ -211,7 +193,7 @@ static int submit(http_client *c, const http_options *o, const char *url, bool p
     r->c = c;
     r->cb = cb;
     r->arg = arg;
-    LINK(c->reqs, r);
+    UTIL_LINK(c->reqs, r);
     r = NULL;
     rc = 0;
 out:
@@ -242,7 +224,7 @@ static void client_destroy(http_client *c)
 {
     while (c->reqs) {
         http_req *r = c->reqs;
-        UNLINK(c->reqs, r);
+        UTIL_UNLINK(c->reqs, r);
         if (r->x)
             curl_multi_remove_handle(c->multi, r->x->easy);
         else if (c->forward_cancel)
@@ -303,7 +285,7 @@ void http_client_deliver(http_client *c, uint32_t id, int rc, http_response *res
         r = r->next;
     if (!r)
         return; /* cancelled in the meantime */
-    UNLINK(c->reqs, r);
+    UTIL_UNLINK(c->reqs, r);
     c->dispatching++;
     r->cb(r->arg, rc, rc == 0 ? resp : NULL, rc == 0 ? NULL : err);
     req_free(r);

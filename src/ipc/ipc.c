@@ -374,6 +374,17 @@ int ipc_read(int fd, ipc_msg *out, util_error *err)
     return ipc_parse(frame, (size_t)n + 4, out, err);
 }
 
+int ipc_error_of(const ipc_msg *m, util_error *err)
+{
+    uint32_t code = UTIL_ERR_INTERNAL;
+    if (!ipc_u32(m, IPC_T_CODE, &code) || code == 0 || code >= UTIL_ERR_COUNT)
+        code = UTIL_ERR_INTERNAL;
+    char *detail = ipc_str(m, IPC_T_DETAIL);
+    util_error_set(err, (util_err)code, "%s", detail ? detail : "");
+    free(detail);
+    return -1;
+}
+
 uint8_t *ipc_error_frame(const util_error *err, size_t *len)
 {
     ipc_builder b;
@@ -399,12 +410,7 @@ int ipc_call(int fd, ipc_builder *request, ipc_msg *reply, util_error *err)
         return -1;
     }
     if (reply->type == IPC_ERROR) {
-        uint32_t code = UTIL_ERR_INTERNAL;
-        if (!ipc_u32(reply, IPC_T_CODE, &code) || code == 0 || code >= UTIL_ERR_COUNT)
-            code = UTIL_ERR_INTERNAL;
-        char *detail = ipc_str(reply, IPC_T_DETAIL);
-        util_error_set(err, (util_err)code, "%s", detail ? detail : "");
-        free(detail);
+        ipc_error_of(reply, err);
         ipc_msg_clear(reply);
         return -1;
     }

@@ -158,6 +158,9 @@ int ipc_write(int fd, const uint8_t *frame, size_t len);
 /* Reads one frame: 0, or -1 (peer gone or bad frame: err says which). */
 int ipc_read(int fd, ipc_msg *out, util_error *err) MUST_CHECK;
 
+/* An IPC_ERROR message's CODE and DETAIL as err (an unknown code reads as
+ * INTERNAL); returns -1. */
+int ipc_error_of(const ipc_msg *m, util_error *err);
 /* The answer to a request: IPC_ERROR becomes err (rc -1). */
 int ipc_call(int fd, ipc_builder *request, ipc_msg *reply, util_error *err) MUST_CHECK;
 /* Frames an IPC_ERROR from err. */

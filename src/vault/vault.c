@@ -520,12 +520,7 @@ static int call_locked(vault_link *l, ipc_builder *b, ipc_msg *reply, util_error
     if (!answer || ipc_parse(answer, rlen, reply, err) != 0)
         return util_error_set(err, UTIL_ERR_INTERNAL, "the vault's answer");
     if (reply->type == IPC_ERROR) {
-        uint32_t code = UTIL_ERR_INTERNAL;
-        if (!ipc_u32(reply, IPC_T_CODE, &code) || code == 0 || code >= UTIL_ERR_COUNT)
-            code = UTIL_ERR_INTERNAL;
-        char *detail = ipc_str(reply, IPC_T_DETAIL);
-        util_error_set(err, (util_err)code, "%s", detail ? detail : "");
-        free(detail);
+        ipc_error_of(reply, err);
         ipc_msg_clear(reply);
         return -1;
     }
