@@ -725,6 +725,24 @@ def sanitizer_reports(work):
 
 # ---- micromdm, inside a private network namespace ---------------------------
 
+def finish(work, prefix=''):
+    """The end of a suite that runs scepd and scepca in work: stops them,
+    checks their logs for sanitizer reports, copies the logs where tests/run
+    scans them (SCEPD_TEST_LOGS) and removes work unless KEEP_TMP=1."""
+    stop_all()
+    bad = sanitizer_reports(work)
+    ok(not bad, 'no sanitizer report in the logs of scepd and scepca', bad)
+    logs = os.environ.get('SCEPD_TEST_LOGS')
+    if logs and os.path.isdir(logs):
+        for name in os.listdir(work):
+            if name.endswith(('.log', '.out')) and os.path.isfile(os.path.join(work, name)):
+                shutil.copyfile(os.path.join(work, name), os.path.join(logs, prefix + name))
+    if os.environ.get('KEEP_TMP') == '1':
+        diag(f'kept {work}')
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def micromdm_helper():
     """Runs inside `unshare -n`; prints one JSON list of [ok, description, detail]."""
     results = []
@@ -834,18 +852,7 @@ def main():
         ok(False, 'the test ran to its end', traceback.format_exc())
         diag(repr(e))
     finally:
-        stop_all()
-        bad = sanitizer_reports(work)
-        ok(not bad, 'no sanitizer report in the logs of scepd and scepca', bad)
-        logs = os.environ.get('SCEPD_TEST_LOGS')
-        if logs and os.path.isdir(logs):  # tests/run scans them as well
-            for name in os.listdir(work):
-                if name.endswith(('.log', '.out')) and os.path.isfile(os.path.join(work, name)):
-                    shutil.copyfile(os.path.join(work, name), os.path.join(logs, name))
-        if os.environ.get('KEEP_TMP') == '1':
-            diag(f'kept {work}')
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        finish(work)
     diag(f'took {time.monotonic() - t0:.1f} s')
     print(f'1..{_n}')
     return 1 if _failed else 0

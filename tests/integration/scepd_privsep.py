@@ -18,11 +18,8 @@ import glob
 import os
 import re
 import signal
-import sqlite3
-import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -31,7 +28,7 @@ from scepd_e2e import ok, eq, diag  # noqa: E402
 import scepd_sealed as sealed  # noqa: E402  (opening sealed keys with the KEK)
 
 from cryptography.hazmat.primitives import serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
 ROLES = ('scepd-vault', 'scepd-agent', 'scepd-net')
 MEM_REGION_MAX = 64 << 20   # larger mappings are the sanitizers' reserves
@@ -257,17 +254,7 @@ def main():
         import traceback
         ok(False, 'the test ran to its end', traceback.format_exc())
     finally:
-        e2e.stop_all()
-        bad = e2e.sanitizer_reports(work)
-        ok(not bad, 'no sanitizer report in the logs of scepd and scepca', bad)
-        logs = os.environ.get('SCEPD_TEST_LOGS')
-        if logs and os.path.isdir(logs):
-            for f in glob.glob(os.path.join(work, '*.log')):
-                subprocess.run(['cp', f, os.path.join(logs, 'privsep-' + os.path.basename(f))])
-        if os.environ.get('KEEP_TMP') == '1':
-            diag(f'kept {work}')
-        else:
-            subprocess.run(['rm', '-rf', work])
+        e2e.finish(work, 'privsep-')
     print(f'1..{e2e._n}')
     return 1 if e2e._failed else 0
 

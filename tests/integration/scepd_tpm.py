@@ -6,7 +6,6 @@ the TPM's blob, verification, the HTTPS listener serving the TPM key after
 binding, and what a stopped TPM does: a clear error, the store intact,
 scepd still running. Prints TAP; the helpers are scepd_e2e.py's."""
 import os
-import shutil
 import signal
 import socket
 import sqlite3
@@ -14,7 +13,6 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import scepd_e2e as e2e  # noqa: E402
@@ -179,18 +177,7 @@ def main():
         import traceback
         ok(False, 'the test ran to its end', traceback.format_exc())
     finally:
-        e2e.stop_all()
-        bad = e2e.sanitizer_reports(work)
-        ok(not bad, 'no sanitizer report in the logs of scepd and scepca', bad)
-        logs = os.environ.get('SCEPD_TEST_LOGS')
-        if logs and os.path.isdir(logs):
-            for name in os.listdir(work):
-                if name.endswith(('.log', '.out')) and os.path.isfile(os.path.join(work, name)):
-                    shutil.copyfile(os.path.join(work, name), os.path.join(logs, name))
-        if os.environ.get('KEEP_TMP') == '1':
-            diag(f'kept {work}')
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        e2e.finish(work)
     print(f'1..{e2e._n}')
     return 1 if e2e._failed else 0
 
