@@ -369,12 +369,10 @@ int agent_new(struct event_base *base, const agent_config *cfg, const char *admi
             goto fail;
         }
         vault_config vc = {.kek = cfg->kek, .on_tls = cfg->on_tls_change, .tls_arg = cfg->tls_arg};
-        for (size_t i = 0; i < a->cfg.function_count && vc.export_count < VAULT_MAX_EXPORTS; i++)
-            if (a->cfg.functions[i].export_key[0]) {
-                vault_export_path *e = &vc.exports[vc.export_count++];
-                snprintf(e->function, sizeof e->function, "%s", a->cfg.functions[i].name);
-                snprintf(e->path, sizeof e->path, "%s", a->cfg.functions[i].export_key);
-            }
+        for (size_t i = 0; i < a->cfg.function_count; i++) {
+            const agent_function *f = &a->cfg.functions[i];
+            vault_config_add_export(&vc, f->name, f->export_key, f->export_cert, f->export_chain);
+        }
         a->own_vault = vault_new(&vc);
         a->vault = a->own_vault ? vault_link_local(a->own_vault) : NULL;
     }

@@ -258,20 +258,15 @@ static void run_command(const agent_function *f)
 
 /* Writes a function's export files and runs its command. The exported key
  * is a plain 0600 PEM file by design: the service that reads it (a VPN
- * client, a web server) has no KEK. The vault writes it, to the path the
- * configuration gave the function. */
+ * client, a web server) has no KEK. The vault writes the files, to the
+ * paths the configuration gave the function: the agent may run without the
+ * rights to them. */
 static void export_function(agent *a, const agent_function *f, const store_key *k)
 {
     util_error err;
-    if (f->export_key[0] && agent_export_pair_key(a, k, f->name, &err) != 0)
-        log_error("%s: exporting the key: %s", f->name, err.detail);
-    if (f->export_cert[0] &&
-        util_file_write_atomic(f->export_cert, k->cert_pem, strlen(k->cert_pem), 0644, &err) != 0)
-        log_error("%s: exporting the certificate: %s", f->name, err.detail);
-    if (f->export_chain[0] &&
-        util_file_write_atomic(f->export_chain, k->chain_pem ? k->chain_pem : "",
-                               k->chain_pem ? strlen(k->chain_pem) : 0, 0644, &err) != 0)
-        log_error("%s: exporting the chain: %s", f->name, err.detail);
+    if ((f->export_key[0] || f->export_cert[0] || f->export_chain[0]) &&
+        agent_export_pair_key(a, k, f->name, &err) != 0)
+        log_error("%s: exporting %s", f->name, err.detail);
     if (f->command[0])
         run_command(f);
 }

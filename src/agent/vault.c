@@ -107,7 +107,7 @@ int agent_export_pair_key(agent *a, const store_key *k, const char *function, ut
 {
     char aad[AAD_SIZE];
     aad_pair(aad, k->name, k->request_id);
-    return vault_export(a->vault, k->key_sealed, aad, function, err);
+    return vault_export(a->vault, k->key_sealed, aad, function, k->cert_pem, k->chain_pem, err);
 }
 
 int agent_tls_pair(agent *a, const store_key *k, util_error *err)

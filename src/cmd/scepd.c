@@ -495,7 +495,8 @@ int save_generated_password(const options *o, const char *password, util_error *
     int n = asprintf(&line, "%s\n", password);
     if (n < 0)
         return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
-    int rc = util_file_write_atomic(path, line, (size_t)n, 0600, err);
+    /* the agent works in its state directory (scepd_procs.c): a relative name */
+    int rc = util_file_write_atomic("admin-password", line, (size_t)n, 0600, err);
     OPENSSL_cleanse(line, (size_t)n);
     free(line);
     if (rc == 0)

@@ -24,6 +24,7 @@
 #include <sys/queue.h> /* before keyvalq_struct.h: TAILQ */
 #include <event2/keyvalq_struct.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <grp.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -130,12 +131,10 @@ static int confine(role r, util_error *err)
     return 0;
 }
 
-/* The network process's user when scepd runs as root: the configured one,
- * else "scepd", else "nobody". */
-static int drop_privileges(const options *o, util_error *err)
+/* The user of the agent and the network process when scepd runs as root:
+ * the configured one, else "scepd", else "nobody". */
+static int unprivileged_user(const options *o, uid_t *uid, gid_t *gid, util_error *err)
 {
-    if (geteuid() != 0)
-        return 0;
     const char *names[] = {o->user[0] ? o->user : "scepd", o->user[0] ? NULL : "nobody"};
     struct passwd *pw = NULL;
     for (size_t i = 0; i < 2 && !pw; i++)
@@ -144,13 +143,100 @@ static int drop_privileges(const options *o, util_error *err)
     if (!pw || pw->pw_uid == 0)
         return util_error_set(
             err, UTIL_ERR_CONFIG,
-            "no unprivileged user for the network process (user \"%s\" does not exist or is "
-            "root); set user in scepd.conf",
+            "no unprivileged user for scepd's agent and network processes (user \"%s\" does "
+            "not exist or is root); set user in scepd.conf",
             names[0]);
-    if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0 || setuid(0) == 0)
-        return util_error_set(err, UTIL_ERR_INTERNAL, "dropping privileges to %s: %s", pw->pw_name,
-                              strerror(errno));
-    log_debug("network process runs as %s (uid %u)", pw->pw_name, (unsigned)pw->pw_uid);
+    *uid = pw->pw_uid;
+    *gid = pw->pw_gid;
+    return 0;
+}
+
+/* The agent without its vault: nothing it would do now is right (a request
+ * would end "failed" for a restart); the supervisor starts all again. */
+static void vault_lost(void)
+{
+    log_error("the vault process is gone; the agent stops and scepd starts its processes again");
+    _exit(1);
+}
+
+static int drop_privileges(const options *o, role r, util_error *err)
+{
+    uid_t uid;
+    gid_t gid;
+    if (geteuid() != 0)
+        return 0;
+    if (unprivileged_user(o, &uid, &gid, err) != 0)
+        return -1;
+    pid_t parent = getppid();
+    if (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0 || setuid(0) == 0)
+        return util_error_set(err, UTIL_ERR_INTERNAL, "the %s process could not give up root: %s",
+                              role_names[r], strerror(errno));
+    /* a change of user clears the parent-death signal: set it again */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || getppid() != parent)
+        _exit(1);
+    log_debug("the %s process runs as uid %u", role_names[r], (unsigned)uid);
+    return 0;
+}
+
+/* Started as root, the agent runs as the unprivileged user when that user
+ * can reach the state directory (SQLite opens it by its full path, so every
+ * directory above it must let the user through): the directory and what it
+ * holds become that user's (symbolic links are not followed). Otherwise the
+ * agent keeps root and the log says why. */
+static uid_t own_uid;
+static gid_t own_gid;
+static bool agent_unprivileged;
+
+/* Whether uid can reach dir: asked of a child that becomes uid. */
+static bool reachable_by(const char *dir, uid_t uid, gid_t gid)
+{
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(setgroups(0, NULL) == 0 && setgid(gid) == 0 && setuid(uid) == 0 && access(dir, X_OK) == 0 ? 0
+                                                                                                        : 1);
+    int status = 0;
+    return pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+static int own_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)flag;
+    (void)ftw;
+    if ((sb->st_uid != own_uid || sb->st_gid != own_gid) && lchown(path, own_uid, own_gid) != 0)
+        log_warn("%s: could not be given to scepd's user: %s", path, strerror(errno));
+    return 0;
+}
+
+static int own_state_dir(const options *o, util_error *err)
+{
+    if (geteuid() != 0)
+        return 0;
+    if (unprivileged_user(o, &own_uid, &own_gid, err) != 0)
+        return -1;
+    if (mkdir(o->state_dir, 0700) != 0 && errno != EEXIST)
+        return util_error_set(err, UTIL_ERR_STORE, "%s: %s", o->state_dir, strerror(errno));
+    /* the directory itself becomes the user's: what matters is the path to it */
+    struct stat sb;
+    if (stat(o->state_dir, &sb) != 0)
+        return util_error_set(err, UTIL_ERR_STORE, "%s: %s", o->state_dir, strerror(errno));
+    char parent[sizeof o->state_dir];
+    snprintf(parent, sizeof parent, "%s", o->state_dir);
+    char *slash = strrchr(parent, '/');
+    if (slash == parent)
+        slash[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    else
+        snprintf(parent, sizeof parent, ".");
+    agent_unprivileged = reachable_by(parent, own_uid, own_gid);
+    if (!agent_unprivileged) {
+        log_warn("the agent keeps root: the user for scepd's processes (uid %u) cannot reach %s (a directory "
+                 "above it is closed to it); open the path to it to run the agent unprivileged",
+                 (unsigned)own_uid, o->state_dir);
+        return 0;
+    }
+    if (nftw(o->state_dir, own_entry, 16, FTW_PHYS) != 0)
+        return util_error_set(err, UTIL_ERR_STORE, "%s: %s", o->state_dir, strerror(errno));
     return 0;
 }
 
@@ -199,12 +285,10 @@ static int vault_main(const options *o, int agent_fd, int net_fd, int listener_f
 {
     util_error err = {0};
     vault_config vc = {.on_tls = vault_on_tls, .on_tls_held = vault_on_tls_held};
-    for (size_t i = 0; i < o->agent.function_count && vc.export_count < VAULT_MAX_EXPORTS; i++)
-        if (o->agent.functions[i].export_key[0]) {
-            vault_export_path *e = &vc.exports[vc.export_count++];
-            snprintf(e->function, sizeof e->function, "%s", o->agent.functions[i].name);
-            snprintf(e->path, sizeof e->path, "%s", o->agent.functions[i].export_key);
-        }
+    for (size_t i = 0; i < o->agent.function_count; i++) {
+        const agent_function *f = &o->agent.functions[i];
+        vault_config_add_export(&vc, f->name, f->export_key, f->export_cert, f->export_chain);
+    }
     vault_to_net = net_fd;
     struct timeval tv = {.tv_sec = 2};
     setsockopt(net_fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
@@ -572,7 +656,7 @@ static int net_main(const options *o, int agent_fd, int vault_fd, int signer_fd)
             goto fail;
     }
     /* bound (a port below 1024 needs root): now the user without rights */
-    if (drop_privileges(o, &err) != 0 || confine(ROLE_NET, &err) != 0)
+    if (drop_privileges(o, ROLE_NET, &err) != 0 || confine(ROLE_NET, &err) != 0)
         goto fail;
     np.signer = vault_link_remote(signer_fd);
     np.agent = ipc_chan_new(np.base, agent_fd, net_on_agent_msg, net_on_lost, &np);
@@ -924,10 +1008,19 @@ static int agent_main(options *o, const char *password, int vault_fd, int net_fd
     util_error err = {0};
     agent_proc ap = {.o = o, .ready_fd = ready_fd};
     vault_link *link = vault_link_remote(vault_fd);
+    if (link)
+        vault_link_on_lost(link, vault_lost);
     struct event *sigs[3] = {NULL, NULL, NULL};
     int rc = 1;
     ap.base = event_base_new();
-    if (!link || !ap.base || confine(ROLE_AGENT, &err) != 0)
+    /* the agent works inside its state directory, which its user owns
+     * (own_state_dir): the directories above may be closed to that user */
+    if (chdir(o->state_dir) != 0) {
+        util_error_set(&err, UTIL_ERR_STORE, "%s: %s", o->state_dir, strerror(errno));
+        goto fail;
+    }
+    if (!link || !ap.base || (agent_unprivileged && drop_privileges(o, ROLE_AGENT, &err) != 0) ||
+        confine(ROLE_AGENT, &err) != 0)
         goto fail;
     ap.hc = http_client_new_forward(ap.base, agent_forward, agent_forward_cancel, &ap);
     /* before the agent: resumed requests send their transfers at once (the
@@ -935,7 +1028,7 @@ static int agent_main(options *o, const char *password, int vault_fd, int net_fd
     ap.net = ipc_chan_new(ap.base, net_fd, agent_on_net_msg, agent_on_lost, &ap);
     if (!ap.hc || !ap.net)
         goto fail;
-    o->agent.state_dir = o->state_dir;
+    o->agent.state_dir = ".";
     o->agent.initial_url = o->initial_url[0] ? o->initial_url : NULL;
     o->agent.vault = link;
     o->agent.http = ap.hc;
@@ -990,12 +1083,15 @@ typedef struct proc_set {
 } proc_set;
 
 /* A child: named, dies with the supervisor, keeps only its descriptors. */
+static pid_t supervisor_pid;
+
 static void child_setup(role r, sigset_t *old, const int *keep, size_t nkeep)
 {
     char name[16];
     snprintf(name, sizeof name, "scepd-%s", role_names[r]);
     prctl(PR_SET_NAME, name, 0, 0, 0);
-    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || getppid() != supervisor_pid)
+        _exit(1); /* the supervisor is already gone */
     sigprocmask(SIG_SETMASK, old, NULL);
     /* descriptors from the supervisor other than ours and the standard ones go */
     for (int fd = 3; fd < 1024; fd++) {
@@ -1136,7 +1232,12 @@ int scepd_run(options *o, util_error *err)
     int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
     if (sfd < 0)
         return util_error_set(err, UTIL_ERR_INTERNAL, "signalfd: %s", strerror(errno));
+    supervisor_pid = getpid();
     collect_host_names(o);
+    if (own_state_dir(o, err) != 0) {
+        close(sfd);
+        return -1;
+    }
     char *password = read_admin_password(o, err);
     if (o->admin_password_file[0] && !password) {
         close(sfd);
@@ -1148,6 +1249,9 @@ int scepd_run(options *o, util_error *err)
     int rc = 0;
     for (;;) {
         proc_set set;
+        util_error own_err;
+        if (own_state_dir(o, &own_err) != 0) /* files a restarted set finds */
+            log_warn("%s", own_err.detail);
         if (start_set(o, password, &old, &set, err) != 0) {
             stop_set(&set, sfd);
             rc = -1;

@@ -65,7 +65,8 @@ static const ipc_rule r_rsa[] = {R(SEALED, SEALED_MAX), R(AAD, AAD_MAX),   R4(OP
                                  O4(PADDING),           R(INPUT, 2 * KiB), END};
 static const ipc_rule r_ecdsa[] = {R(SEALED, SEALED_MAX), R(AAD, AAD_MAX), R(INPUT, 128), END};
 static const ipc_rule r_ecdh[] = {R(SEALED, SEALED_MAX), R(AAD, AAD_MAX), R(PEER, 2 * KiB), END};
-static const ipc_rule r_export[] = {R(SEALED, SEALED_MAX), R(AAD, AAD_MAX), R(FUNCTION, 64), END};
+static const ipc_rule r_export[] = {R(SEALED, SEALED_MAX), R(AAD, AAD_MAX),     R(FUNCTION, 64),
+                                    O(CERT, 64 * KiB),     O(CHAIN, 256 * KiB), END};
 static const ipc_rule r_tls[] = {R(SEALED, SEALED_MAX), R(AAD, AAD_MAX), R(CERT, 64 * KiB),
                                  O(CHAIN, 256 * KiB), END};
 static const ipc_rule r_secret_open[] = {R(SEALED, 1 * KiB), END};

@@ -36,7 +36,7 @@ typedef enum ipc_type {
     IPC_V_RSA,          /* SEALED AAD OP (MD | PADDING) INPUT -> OUTPUT */
     IPC_V_ECDSA,        /* SEALED AAD INPUT (a digest) -> OUTPUT (DER signature) */
     IPC_V_ECDH,         /* SEALED AAD PEER (public key DER) -> OUTPUT */
-    IPC_V_EXPORT,       /* SEALED AAD FUNCTION -> (the key written to the function's export_key) */
+    IPC_V_EXPORT,       /* SEALED AAD FUNCTION CERT [CHAIN] -> (written to the function's export paths) */
     IPC_V_TLS,          /* SEALED AAD CERT [CHAIN] -> (the vault hands key and certificates to net) */
     IPC_V_SECRET_OPEN,  /* SEALED -> OUTPUT (the store's secrets key, and nothing else) */
     IPC_V_SECRET_SEAL,  /* INPUT (32 bytes) -> SEALED */

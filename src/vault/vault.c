@@ -36,8 +36,9 @@ struct vault {
 };
 
 struct vault_link {
-    int fd;   /* remote */
-    vault *v; /* local */
+    int fd;                /* remote */
+    vault *v;              /* local */
+    void (*on_lost)(void); /* remote: the vault is gone */
     /* one call at a time: the agent calls from its loop and from its
      * key-generation thread, and a reply must meet its request */
     pthread_mutex_t lock;
@@ -285,9 +286,22 @@ out:
     return rc;
 }
 
+void vault_config_add_export(vault_config *cfg, const char *function, const char *key, const char *cert,
+                             const char *chain)
+{
+    if ((!key[0] && !cert[0] && !chain[0]) || cfg->export_count >= VAULT_MAX_EXPORTS)
+        return;
+    vault_export_path *e = &cfg->exports[cfg->export_count++];
+    snprintf(e->function, sizeof e->function, "%s", function);
+    snprintf(e->key, sizeof e->key, "%s", key);
+    snprintf(e->cert, sizeof e->cert, "%s", cert);
+    snprintf(e->chain, sizeof e->chain, "%s", chain);
+}
+
 static int op_export(vault *v, const ipc_msg *req, util_error *err)
 {
     char *function = ipc_str(req, IPC_T_FUNCTION), *pem = NULL;
+    char *cert = ipc_str(req, IPC_T_CERT), *chain = ipc_str(req, IPC_T_CHAIN);
     size_t len = 0;
     const vault_export_path *e = NULL;
     for (size_t i = 0; function && i < v->cfg.export_count; i++)
@@ -295,13 +309,24 @@ static int op_export(vault *v, const ipc_msg *req, util_error *err)
             e = &v->cfg.exports[i];
     int rc = -1;
     if (!e)
-        util_error_set(err, UTIL_ERR_NOT_FOUND, "function \"%s\" has no export_key path in the configuration",
+        util_error_set(err, UTIL_ERR_NOT_FOUND, "function \"%s\" has no export paths in the configuration",
                        function ? function : "?");
-    else if (clear_pem(v, req, &pem, &len, err) == 0)
-        rc = util_file_write_atomic(e->path, pem, len, 0600, err);
+    else if (e->key[0] && (clear_pem(v, req, &pem, &len, err) != 0 ||
+                           util_file_write_atomic(e->key, pem, len, 0600, err) != 0))
+        util_error_set(err, err->code, "the key: %s", err->detail);
+    else if (e->cert[0] &&
+             util_file_write_atomic(e->cert, cert ? cert : "", cert ? strlen(cert) : 0, 0644, err) != 0)
+        util_error_set(err, err->code, "the certificate: %s", err->detail);
+    else if (e->chain[0] &&
+             util_file_write_atomic(e->chain, chain ? chain : "", chain ? strlen(chain) : 0, 0644, err) != 0)
+        util_error_set(err, err->code, "the chain: %s", err->detail);
+    else
+        rc = 0;
     if (pem)
         OPENSSL_clear_free(pem, len + 1);
     free(function);
+    free(cert);
+    free(chain);
     return rc;
 }
 
@@ -503,10 +528,19 @@ static int call(vault_link *l, ipc_builder *b, ipc_msg *reply, util_error *err)
     return rc;
 }
 
+void vault_link_on_lost(vault_link *l, void (*fn)(void))
+{
+    l->on_lost = fn;
+}
+
 static int call_locked(vault_link *l, ipc_builder *b, ipc_msg *reply, util_error *err)
 {
-    if (!l->v)
-        return ipc_call(l->fd, b, reply, err);
+    if (!l->v) {
+        int rc = ipc_call(l->fd, b, reply, err);
+        if (rc != 0 && err->code == UTIL_ERR_VAULT && l->on_lost)
+            l->on_lost(); /* does not return */
+        return rc;
+    }
     /* in place: the same frames, so that both ways run the same checks */
     size_t len = 0, rlen = 0;
     uint8_t *frame = ipc_end(b, &len);
@@ -628,12 +662,15 @@ static int empty_answer(vault_link *l, ipc_builder *b, util_error *err)
     return 0;
 }
 
-int vault_export(vault_link *l, const char *sealed, const char *aad, const char *function, util_error *err)
+int vault_export(vault_link *l, const char *sealed, const char *aad, const char *function,
+                 const char *cert_pem, const char *chain_pem, util_error *err)
 {
     ipc_builder b;
     ipc_begin(&b, IPC_V_EXPORT, 0);
     add_ref(&b, sealed, aad);
     ipc_add_str(&b, IPC_T_FUNCTION, function);
+    ipc_add_str(&b, IPC_T_CERT, cert_pem);
+    ipc_add_str(&b, IPC_T_CHAIN, chain_pem);
     return empty_answer(l, &b, err);
 }
 

@@ -30,7 +30,7 @@ typedef struct vault vault;
 /* Where the key of a function goes when it is bound (its export_key path). */
 typedef struct vault_export_path {
     char function[32];
-    char path[256];
+    char key[256], cert[256], chain[256]; /* "": not exported */
 } vault_export_path;
 
 typedef struct vault_config {
@@ -50,6 +50,9 @@ typedef struct vault_config {
     void *tls_arg;
 } vault_config;
 
+/* A function's export paths (scepd.conf), when it has any. */
+void vault_config_add_export(vault_config *cfg, const char *function, const char *key, const char *cert,
+                             const char *chain);
 /* Copies cfg. */
 vault *vault_new(const vault_config *cfg);
 void vault_free(vault *v);
@@ -62,6 +65,10 @@ typedef struct vault_link vault_link;
 
 /* Over a socket to the vault process (blocking calls; fd stays the caller's). */
 vault_link *vault_link_remote(int fd);
+/* A remote link whose vault is gone calls fn, which does not return: the
+ * caller must not take the vault's absence for an answer (scepd's agent
+ * ends, and its supervisor starts the processes again). */
+void vault_link_on_lost(vault_link *l, void (*fn)(void));
 /* In place; v is borrowed. */
 vault_link *vault_link_local(vault *v);
 /* After every proxy key made through the link has been freed. */
@@ -79,9 +86,10 @@ int vault_seal_clear(vault_link *l, const char *pem, const char *aad, char **sea
 /* The same key, sealed for another place. */
 int vault_reseal(vault_link *l, const char *sealed, const char *aad, const char *new_aad, char **out,
                  util_error *err) MUST_CHECK;
-/* Writes the key to the export_key path configured for function. */
+/* Writes the key, its certificate and chain to the export paths configured
+ * for function (the agent names none: it may run without the rights). */
 int vault_export(vault_link *l, const char *sealed, const char *aad, const char *function,
-                 util_error *err) MUST_CHECK;
+                 const char *cert_pem, const char *chain_pem, util_error *err) MUST_CHECK;
 /* Makes the key, with cert and chain, the HTTPS listener's. */
 int vault_tls(vault_link *l, const char *sealed, const char *aad, const char *cert_pem, const char *chain_pem,
               util_error *err) MUST_CHECK;

@@ -146,7 +146,11 @@ def main():
         return 1
     ca = e2e.CA(work, 'ca')
     url = ca.serve()
-    probe = os.path.join(work, 'probe.out')
+    # the command runs as the agent's unprivileged user: a place it may write
+    os.chmod(work, 0o711)
+    os.makedirs(os.path.join(work, 'probe'), mode=0o777)
+    os.chmod(os.path.join(work, 'probe'), 0o777)
+    probe = os.path.join(work, 'probe', 'probe.out')
     conf = os.path.join(work, 'scepd.conf')
     state = os.path.join(work, 'd')
     # a binding whose command tries an internet socket: the agent starts it,
@@ -163,7 +167,7 @@ def main():
     with open(conf, 'w') as fp:
         fp.write('[scepd]\nstate_dir = %s\nlisten = 127.0.0.1:0\nlisten_tls = 127.0.0.1:0\nuser = nobody\n\n'
                  '[function probe]\nexport_cert = %s/probe.crt\ncommand = %s %s\n' % (
-                     state, work, sys.executable, script))
+                     state, work, '/usr/bin/python3', script))
     kek = state + '.kek'
     d = None
     try:
@@ -180,6 +184,12 @@ def main():
         eq(listening, ['scepd-net'], 'only the network process has listening sockets')
         uid = status(kids.get('scepd-net', 0), 'Uid')
         ok(uid is not None and uid[0] != '0', 'the network process does not run as root', 'uid %r' % (uid,))
+        uid = status(kids.get('scepd-agent', 0), 'Uid')
+        ok(uid is not None and uid[0] != '0',
+           'the agent (JSON, SCEP replies, the store) does not run as root either', 'uid %r' % (uid,))
+        uid = status(kids.get('scepd-vault', 0), 'Uid')
+        ok(uid is not None and uid[0] == '0', 'the vault keeps root (it reads the KEK file, writes the exports)',
+           'uid %r' % (uid,))
         store = [r for r in kids if any(f.endswith('/scepd.db') for f in holders[r])]
         eq(store, ['scepd-agent'], 'the agent alone has the store open')
         ok(all(not inet[r] for r in store), 'no process with the store open has a TCP or UDP socket',

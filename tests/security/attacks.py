@@ -203,7 +203,7 @@ def secrets(e):
         t.ok(CHALLENGE.encode() not in fp.read(), 'secrets: scepca\'s challenge is not on its command line')
     # a binding command: clean environment, no inherited descriptors
     st = api(e, 'PUT', '/api/v1/bindings/probe', {'key_name': 'DefaultTLS'})[0]
-    envfile, fdfile = os.path.join(e.work, 'probe.env'), os.path.join(e.work, 'probe.fds')
+    envfile, fdfile = os.path.join(e.probe, 'probe.env'), os.path.join(e.probe, 'probe.fds')
     done = wait_until(lambda: os.path.exists(fdfile) and os.path.getsize(fdfile) > 0, 20)
     t.ok(st == 200 and done, f'secrets: the binding command ran ({st})')
     env = read_text(envfile) if os.path.exists(envfile) else ''
@@ -401,9 +401,14 @@ def start(e):
     e.port, e.tls_port = free_port(), free_port()
     e.state = os.path.join(e.work, 'state')
     conf = os.path.join(e.work, 'scepd.conf')
+    # the command runs as the agent's unprivileged user: a place it may write
+    os.chmod(e.work, 0o711)
+    e.probe = os.path.join(e.work, 'probe')
+    os.makedirs(e.probe, mode=0o777)
+    os.chmod(e.probe, 0o777)
     with open(conf, 'w') as fp:
         fp.write('[scepd]\nserver_name = printer.test\n\n[function probe]\n'
-                 f'command = env > {e.work}/probe.env; exec > {e.work}/probe.fds; ls /proc/$$/fd\n')
+                 f'command = env > {e.probe}/probe.env; exec > {e.probe}/probe.fds; ls /proc/$$/fd\n')
     e.scepd = Daemon([SCEPD, '--config', conf, '--state', e.state, '--kek-file', os.path.join(e.work, 'kek'),
                       '--listen', f'127.0.0.1:{e.port}',
                       '--listen-tls', f'127.0.0.1:{e.tls_port}', '--scep-url', f'http://127.0.0.1:{e.ca_port}/scep'],
