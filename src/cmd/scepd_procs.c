@@ -228,8 +228,12 @@ static int own_state_dir(const options *o, util_error *err)
         *slash = '\0';
     else
         snprintf(parent, sizeof parent, ".");
+    static bool warned;
     agent_unprivileged = reachable_by(parent, own_uid, own_gid);
     if (!agent_unprivileged) {
+        if (warned)
+            return 0;
+        warned = true;
         log_warn("the agent keeps root: the user for scepd's processes (uid %u) cannot reach %s (a directory "
                  "above it is closed to it); open the path to it to run the agent unprivileged",
                  (unsigned)own_uid, o->state_dir);
