@@ -1,16 +1,7 @@
 /* The vault's handler, its links, and proxy keys (vault.h). */
-/* This file alone uses RSA_METHOD and EC_KEY_METHOD, deprecated in OpenSSL 3
- * (see "proxy keys" below for why). */
-#undef OPENSSL_NO_DEPRECATED
-#undef OPENSSL_API_COMPAT
-#define OPENSSL_API_COMPAT 10101
-#define OPENSSL_SUPPRESS_DEPRECATED
 #include "vault/vault.h"
 
-#include <openssl/ec.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
-#include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <errno.h>
 #include <poll.h>
@@ -19,8 +10,8 @@
 #include <string.h>
 
 #include "crypto/crypto.h"
+#include "crypto/proxy.h"
 #include "crypto/seal.h"
-#include "util/codec.h"
 #include "util/file.h"
 #include "util/log.h"
 #include "util/ossl.h"
@@ -43,11 +34,6 @@ struct vault_link {
      * key-generation thread, and a reply must meet its request */
     pthread_mutex_t lock;
 };
-
-bool vault_is_sealed(const char *text)
-{
-    return crypto_is_sealed(text);
-}
 
 static int seal(const vault *v, const char *aad, const uint8_t *in, size_t len, char **out, util_error *err)
 {
@@ -206,82 +192,35 @@ static int op_public(vault *v, const ipc_msg *req, ipc_builder *b, util_error *e
 
 static int op_private(vault *v, const ipc_msg *req, ipc_builder *b, util_error *err)
 {
-    EVP_PKEY *key = NULL, *peer = NULL;
-    EVP_PKEY_CTX *ctx = NULL;
+    EVP_PKEY *key = NULL;
     const ipc_field *in = ipc_get(req, req->type == IPC_V_ECDH ? IPC_T_PEER : IPC_T_INPUT);
     uint32_t op = 0, md = 0, padding = 0;
+    crypto_key_op kind = CRYPTO_OP_ECDH;
+    int param = 0;
+    if (req->type == IPC_V_ECDSA) {
+        kind = CRYPTO_OP_ECDSA_SIGN;
+    } else if (req->type == IPC_V_RSA) {
+        ipc_u32(req, IPC_T_OP, &op);
+        if (op == IPC_OP_SIGN && ipc_u32(req, IPC_T_MD, &md) && md <= INT32_MAX) {
+            kind = CRYPTO_OP_RSA_SIGN;
+            param = (int)md;
+        } else if (op == IPC_OP_DECRYPT && ipc_u32(req, IPC_T_PADDING, &padding) && padding <= INT32_MAX) {
+            kind = CRYPTO_OP_RSA_DECRYPT;
+            param = (int)padding;
+        } else {
+            return util_error_set(err, UTIL_ERR_INTERNAL, "RSA operation not allowed");
+        }
+    }
     uint8_t *out = NULL;
     size_t out_len = 0;
-    int rc = -1, ok = 0;
-    if (open_key(v, req, &key, err) != 0)
-        return -1;
-    bool rsa = EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA, ec = EVP_PKEY_get_base_id(key) == EVP_PKEY_EC;
-    if ((req->type == IPC_V_RSA && !rsa) || (req->type != IPC_V_RSA && !ec)) {
-        util_error_set(err, UTIL_ERR_INTERNAL, "%s operation with a key of another type",
-                       ipc_type_name(req->type));
-        goto out;
-    }
-    ctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, util_pkey_propq(key));
-    if (!ctx)
-        goto ossl;
-    if (req->type == IPC_V_RSA) {
-        ipc_u32(req, IPC_T_OP, &op);
-        if (op == IPC_OP_SIGN) {
-            const EVP_MD *digest = ipc_u32(req, IPC_T_MD, &md) ? EVP_get_digestbynid((int)md) : NULL;
-            if (!digest || (size_t)EVP_MD_get_size(digest) != in->len) {
-                util_error_set(err, UTIL_ERR_INTERNAL, "RSA signature of something that is not a digest");
-                goto out;
-            }
-            ok = EVP_PKEY_sign_init(ctx) == 1 && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1 &&
-                 EVP_PKEY_CTX_set_signature_md(ctx, digest) == 1 &&
-                 EVP_PKEY_sign(ctx, NULL, &out_len, in->data, in->len) == 1;
-            if (ok && (out = malloc(out_len)))
-                ok = EVP_PKEY_sign(ctx, out, &out_len, in->data, in->len) == 1;
-        } else if (op == IPC_OP_DECRYPT && ipc_u32(req, IPC_T_PADDING, &padding) && util_pkey_in_tpm(key) &&
-                   padding != RSA_PKCS1_PADDING) {
-            /* tpm2-openssl cannot do OAEP (or raw) decryption, and trying
-             * leaves swtpm unanswering: refused before the TPM sees it */
-            util_error_set(err, UTIL_ERR_TPM_KEY_TRANSPORT,
-                           "the reply's key transport needs a decryption the TPM key cannot do");
-            goto out;
-        } else if (op == IPC_OP_DECRYPT && ipc_u32(req, IPC_T_PADDING, &padding) &&
-                   (padding == RSA_PKCS1_PADDING || padding == RSA_NO_PADDING)) {
-            ok = EVP_PKEY_decrypt_init(ctx) == 1 && EVP_PKEY_CTX_set_rsa_padding(ctx, (int)padding) == 1 &&
-                 EVP_PKEY_decrypt(ctx, NULL, &out_len, in->data, in->len) == 1;
-            if (ok && (out = malloc(out_len)))
-                ok = EVP_PKEY_decrypt(ctx, out, &out_len, in->data, in->len) == 1;
-        } else {
-            util_error_set(err, UTIL_ERR_INTERNAL, "RSA operation not allowed");
-            goto out;
-        }
-    } else if (req->type == IPC_V_ECDSA) {
-        if (in->len < 20 || in->len > 64) {
-            util_error_set(err, UTIL_ERR_INTERNAL, "ECDSA signature of something that is not a digest");
-            goto out;
-        }
-        ok = EVP_PKEY_sign_init(ctx) == 1 && EVP_PKEY_sign(ctx, NULL, &out_len, in->data, in->len) == 1;
-        if (ok && (out = malloc(out_len)))
-            ok = EVP_PKEY_sign(ctx, out, &out_len, in->data, in->len) == 1;
-    } else {
-        const unsigned char *p = in->data;
-        peer = d2i_PUBKEY(NULL, &p, (long)in->len);
-        ok = peer && p == in->data + in->len && EVP_PKEY_derive_init(ctx) == 1 &&
-             EVP_PKEY_derive_set_peer(ctx, peer) == 1 && EVP_PKEY_derive(ctx, NULL, &out_len) == 1;
-        if (ok && (out = malloc(out_len)))
-            ok = EVP_PKEY_derive(ctx, out, &out_len) == 1;
-    }
-    if (!ok || !out)
-        goto ossl;
-    ipc_add(b, IPC_T_OUTPUT, out, out_len);
-    rc = 0;
-    goto out;
-ossl:
-    util_error_ossl(err, UTIL_ERR_INTERNAL, "%s operation", ipc_type_name(req->type));
-out:
+    int rc = open_key(v, req, &key, err) == 0 &&
+                     crypto_key_operate(key, kind, param, in->data, in->len, &out, &out_len, err) == 0
+                 ? 0
+                 : -1;
+    if (rc == 0)
+        ipc_add(b, IPC_T_OUTPUT, out, out_len);
     if (out)
         OPENSSL_clear_free(out, out_len);
-    EVP_PKEY_CTX_free(ctx);
-    EVP_PKEY_free(peer);
     EVP_PKEY_free(key);
     return rc;
 }
@@ -686,41 +625,17 @@ int vault_tls(vault_link *l, const char *sealed, const char *aad, const char *ce
     return empty_answer(l, &b, err);
 }
 
-/* ---- proxy keys ----
- *
- * A proxy is an EVP_PKEY with the public half of a sealed key whose private
- * operations go to the vault. OpenSSL 3 still takes them through RSA_METHOD
- * and EC_KEY_METHOD (a key with its own method is "foreign" and keeps the
- * legacy code paths that CMS, X509_REQ and the signature code use), which is
- * how engine keys work; a provider would do the same with much more code.
- * The methods forward:
- *   RSA sign (PKCS#1 v1.5 of a digest)     -> IPC_V_RSA SIGN with the digest's NID
- *   RSA decrypt (PKCS#1 v1.5, or raw for OAEP, whose padding OpenSSL checks
- *   in this process)                        -> IPC_V_RSA DECRYPT
- *   ECDSA of a digest                       -> IPC_V_ECDSA
- *   ECDH with a peer's point (CMS KARI)     -> IPC_V_ECDH
- * Anything else with the private key (a raw RSA private encryption, PSS)
- * fails: the vault does not do it. */
+/* ---- proxy keys: their private operations come here ---- */
 
 typedef struct proxy_ref {
     vault_link *link;
     char *sealed;
     char *aad;
-    bool tpm; /* inside the vault's TPM */
 } proxy_ref;
 
-static int rsa_index = -1, ec_index = -1;
-static RSA_METHOD *rsa_method;
-static EC_KEY_METHOD *ec_method;
-
-static void ref_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+static void ref_free(void *arg)
 {
-    (void)parent;
-    (void)ad;
-    (void)idx;
-    (void)argl;
-    (void)argp;
-    proxy_ref *r = ptr;
+    proxy_ref *r = arg;
     if (!r)
         return;
     free(r->sealed);
@@ -728,20 +643,23 @@ static void ref_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long 
     free(r);
 }
 
-static int private_call(const proxy_ref *r, ipc_type type, uint32_t op, uint32_t md, uint32_t padding,
-                        const uint8_t *in, size_t in_len, uint8_t **out, size_t *out_len)
+/* crypto_proxy_fn: the operation as a request to the vault. */
+static int private_call(void *arg, crypto_key_op op, int param, const uint8_t *in, size_t in_len,
+                        uint8_t **out, size_t *out_len)
 {
+    const proxy_ref *r = arg;
+    ipc_type type = op == CRYPTO_OP_ECDSA_SIGN ? IPC_V_ECDSA : op == CRYPTO_OP_ECDH ? IPC_V_ECDH : IPC_V_RSA;
     ipc_builder b;
     ipc_msg reply;
     util_error err;
     ipc_begin(&b, type, 0);
     add_ref(&b, r->sealed, r->aad);
-    if (type == IPC_V_RSA) {
-        ipc_add_u32(&b, IPC_T_OP, op);
-        if (op == IPC_OP_SIGN)
-            ipc_add_u32(&b, IPC_T_MD, md);
-        else
-            ipc_add_u32(&b, IPC_T_PADDING, padding);
+    if (op == CRYPTO_OP_RSA_SIGN) {
+        ipc_add_u32(&b, IPC_T_OP, IPC_OP_SIGN);
+        ipc_add_u32(&b, IPC_T_MD, (uint32_t)param);
+    } else if (op == CRYPTO_OP_RSA_DECRYPT) {
+        ipc_add_u32(&b, IPC_T_OP, IPC_OP_DECRYPT);
+        ipc_add_u32(&b, IPC_T_PADDING, (uint32_t)param);
     }
     ipc_add(&b, type == IPC_V_ECDH ? IPC_T_PEER : IPC_T_INPUT, in, in_len);
     if (call(r->link, &b, &reply, &err) != 0) {
@@ -759,201 +677,23 @@ static int private_call(const proxy_ref *r, ipc_type type, uint32_t op, uint32_t
     return rc;
 }
 
-static int rsa_sign(int type, const unsigned char *m, unsigned int m_len, unsigned char *sig,
-                    unsigned int *sig_len, const RSA *rsa)
-{
-    const proxy_ref *r = RSA_get_ex_data(rsa, rsa_index);
-    uint8_t *out = NULL;
-    size_t n = 0;
-    if (!r || private_call(r, IPC_V_RSA, IPC_OP_SIGN, (uint32_t)type, 0, m, m_len, &out, &n) != 0)
-        return 0;
-    int ok = n <= (size_t)RSA_size(rsa);
-    if (ok) {
-        memcpy(sig, out, n);
-        *sig_len = (unsigned int)n;
-    }
-    OPENSSL_free(out);
-    return ok;
-}
-
-static int rsa_priv_dec(int flen, const unsigned char *from, unsigned char *to, RSA *rsa, int padding)
-{
-    const proxy_ref *r = RSA_get_ex_data(rsa, rsa_index);
-    uint8_t *out = NULL;
-    size_t n = 0;
-    if (!r || flen < 0 || (padding != RSA_PKCS1_PADDING && padding != RSA_NO_PADDING) ||
-        private_call(r, IPC_V_RSA, IPC_OP_DECRYPT, 0, (uint32_t)padding, from, (size_t)flen, &out, &n) != 0)
-        return -1;
-    int len = n <= (size_t)RSA_size(rsa) ? (int)n : -1;
-    if (len >= 0)
-        memcpy(to, out, n);
-    OPENSSL_clear_free(out, n);
-    return len;
-}
-
-static int rsa_priv_enc(int flen, const unsigned char *from, unsigned char *to, RSA *rsa, int padding)
-{
-    (void)flen;
-    (void)from;
-    (void)to;
-    (void)rsa;
-    (void)padding;
-    log_error("a raw RSA private operation was asked of a vault key; the vault signs digests only");
-    return -1;
-}
-
-static ECDSA_SIG *ec_sign_sig(const unsigned char *dgst, int dlen, const BIGNUM *kinv, const BIGNUM *rp,
-                              EC_KEY *eckey)
-{
-    (void)kinv;
-    (void)rp;
-    const proxy_ref *r = EC_KEY_get_ex_data(eckey, ec_index);
-    uint8_t *out = NULL;
-    size_t n = 0;
-    if (!r || dlen < 0 || private_call(r, IPC_V_ECDSA, 0, 0, 0, dgst, (size_t)dlen, &out, &n) != 0)
-        return NULL;
-    const unsigned char *p = out;
-    ECDSA_SIG *sig = d2i_ECDSA_SIG(NULL, &p, (long)n);
-    OPENSSL_free(out);
-    return sig;
-}
-
-static int ec_sign(int type, const unsigned char *dgst, int dlen, unsigned char *sig, unsigned int *siglen,
-                   const BIGNUM *kinv, const BIGNUM *rp, EC_KEY *eckey)
-{
-    (void)type;
-    ECDSA_SIG *s = ec_sign_sig(dgst, dlen, kinv, rp, eckey);
-    if (!s)
-        return 0;
-    unsigned char *p = sig;
-    int n = i2d_ECDSA_SIG(s, &p);
-    ECDSA_SIG_free(s);
-    if (n <= 0)
-        return 0;
-    *siglen = (unsigned int)n;
-    return 1;
-}
-
-static int ec_compute_key(unsigned char **psec, size_t *pseclen, const EC_POINT *pub, const EC_KEY *ecdh)
-{
-    const proxy_ref *r = EC_KEY_get_ex_data(ecdh, ec_index);
-    EC_KEY *peer = EC_KEY_new();
-    unsigned char *der = NULL;
-    int n = 0, ok = 0;
-    if (r && peer && EC_KEY_set_group(peer, EC_KEY_get0_group(ecdh)) == 1 &&
-        EC_KEY_set_public_key(peer, pub) == 1)
-        n = i2d_EC_PUBKEY(peer, &der);
-    EC_KEY_free(peer);
-    if (n > 0) {
-        uint8_t *out = NULL;
-        size_t len = 0;
-        if (private_call(r, IPC_V_ECDH, 0, 0, 0, der, (size_t)n, &out, &len) == 0) {
-            *psec = out;
-            *pseclen = len;
-            ok = 1;
-        }
-    }
-    OPENSSL_free(der);
-    return ok;
-}
-
-/* util_pkey_remote_tpm: the choices a TPM key needs (3DES, a temporary
- * RSA signer for EC) follow the proxy. */
-static bool proxy_in_tpm(const EVP_PKEY *key)
-{
-    const proxy_ref *r = NULL;
-    if (EVP_PKEY_get0_provider(key)) /* a proxy is a legacy key */
-        return false;
-    if (EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA) {
-        const RSA *rsa = EVP_PKEY_get0_RSA(key);
-        r = rsa && RSA_get_method(rsa) == rsa_method ? RSA_get_ex_data(rsa, rsa_index) : NULL;
-    } else if (EVP_PKEY_get_base_id(key) == EVP_PKEY_EC) {
-        const EC_KEY *ec = EVP_PKEY_get0_EC_KEY(key);
-        r = ec && EC_KEY_get_method(ec) == ec_method ? EC_KEY_get_ex_data(ec, ec_index) : NULL;
-    }
-    return r && r->tpm;
-}
-
-static int methods_init(void)
-{
-    if (rsa_method && ec_method)
-        return 0;
-    util_pkey_remote_tpm = proxy_in_tpm;
-    rsa_index = RSA_get_ex_new_index(0, NULL, NULL, NULL, ref_free);
-    ec_index = EC_KEY_get_ex_new_index(0, NULL, NULL, NULL, ref_free);
-    rsa_method = RSA_meth_dup(RSA_PKCS1_OpenSSL());
-    ec_method = EC_KEY_METHOD_new(EC_KEY_OpenSSL());
-    if (rsa_index < 0 || ec_index < 0 || !rsa_method || !ec_method)
-        return -1;
-    RSA_meth_set1_name(rsa_method, "scepd vault");
-    RSA_meth_set_sign(rsa_method, rsa_sign);
-    RSA_meth_set_priv_dec(rsa_method, rsa_priv_dec);
-    RSA_meth_set_priv_enc(rsa_method, rsa_priv_enc);
-    int (*sign_setup)(EC_KEY *, BN_CTX *, BIGNUM **, BIGNUM **) = NULL;
-    EC_KEY_METHOD_get_sign(ec_method, NULL, &sign_setup, NULL);
-    EC_KEY_METHOD_set_sign(ec_method, ec_sign, sign_setup, ec_sign_sig);
-    EC_KEY_METHOD_set_compute_key(ec_method, ec_compute_key);
-    return 0;
-}
-
 static int proxy_from_reply(vault_link *l, const ipc_msg *reply, const char *sealed, const char *aad,
                             EVP_PKEY **key, util_error *err)
 {
     const ipc_field *pub = ipc_get(reply, IPC_T_PUBKEY);
-    const unsigned char *p = pub ? pub->data : NULL;
-    EVP_PKEY *pk = pub ? d2i_PUBKEY(NULL, &p, (long)pub->len) : NULL, *out = NULL;
-    proxy_ref *r = calloc(1, sizeof *r);
-    int rc = -1;
-    if (!pk || !r || methods_init() != 0) {
-        util_error_ossl(err, UTIL_ERR_VAULT, "the public key from the vault");
-        goto out;
-    }
     uint32_t in_tpm = 0;
-    r->link = l;
-    r->tpm = ipc_u32(reply, IPC_T_IN_TPM, &in_tpm) && in_tpm;
-    r->sealed = strdup(sealed);
-    r->aad = strdup(aad);
-    out = EVP_PKEY_new();
-    if (!r->sealed || !r->aad || !out)
-        goto oom;
-    if (EVP_PKEY_get_base_id(pk) == EVP_PKEY_RSA) {
-        RSA *rsa = EVP_PKEY_get1_RSA(pk);
-        if (!rsa || RSA_set_method(rsa, rsa_method) != 1 || RSA_set_ex_data(rsa, rsa_index, r) != 1) {
-            RSA_free(rsa);
-            goto oom;
-        }
-        r = NULL; /* the RSA owns it now */
-        if (EVP_PKEY_assign_RSA(out, rsa) != 1) {
-            RSA_free(rsa);
-            goto oom;
-        }
-    } else if (EVP_PKEY_get_base_id(pk) == EVP_PKEY_EC) {
-        EC_KEY *ec = EVP_PKEY_get1_EC_KEY(pk);
-        if (!ec || EC_KEY_set_method(ec, ec_method) != 1 || EC_KEY_set_ex_data(ec, ec_index, r) != 1) {
-            EC_KEY_free(ec);
-            goto oom;
-        }
-        r = NULL;
-        if (EVP_PKEY_assign_EC_KEY(out, ec) != 1) {
-            EC_KEY_free(ec);
-            goto oom;
-        }
-    } else {
-        util_error_set(err, UTIL_ERR_INTERNAL, "the vault holds a key of a type scepd does not use");
-        goto out;
+    proxy_ref *r = calloc(1, sizeof *r);
+    if (r) {
+        r->link = l;
+        r->sealed = strdup(sealed);
+        r->aad = strdup(aad);
     }
-    *key = out;
-    out = NULL;
-    rc = 0;
-    goto out;
-oom:
-    util_error_ossl(err, UTIL_ERR_INTERNAL, "making a proxy for a vault key");
-out:
-    if (r)
-        ref_free(NULL, r, NULL, 0, 0, NULL);
-    EVP_PKEY_free(out);
-    EVP_PKEY_free(pk);
-    return rc;
+    if (!pub || !r || !r->sealed || !r->aad) {
+        ref_free(r);
+        return util_error_set(err, UTIL_ERR_VAULT, "the vault's answer has no public key (or out of memory)");
+    }
+    return crypto_proxy_new(pub->data, pub->len, ipc_u32(reply, IPC_T_IN_TPM, &in_tpm) && in_tpm,
+                            private_call, r, ref_free, key, err);
 }
 
 int vault_secret_open(vault_link *l, const char *sealed, uint8_t secret[VAULT_SECRET_LEN], util_error *err)

@@ -102,9 +102,6 @@ int vault_secret_open(vault_link *l, const char *sealed, uint8_t secret[VAULT_SE
 int vault_secret_seal(vault_link *l, const uint8_t secret[VAULT_SECRET_LEN], char **sealed,
                       util_error *err) MUST_CHECK;
 
-/* Whether text is a sealed key (otherwise: a clear PEM of an old store). */
-bool vault_is_sealed(const char *text);
-
 /* The network process's requests: signatures with a listener key held
  * here, nothing else. */
 uint8_t *vault_handle_listener(vault *v, const ipc_msg *req, size_t *len);

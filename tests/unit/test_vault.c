@@ -129,7 +129,7 @@ static void check_key(fixture *f, const char *spec, bool rsa)
     EVP_PKEY *key = NULL;
     util_error err = {0};
     assert_int_equal(vault_generate(f->l, spec, "key|one", &sealed, &key, &err), 0);
-    assert_true(vault_is_sealed(sealed));
+    assert_true(crypto_is_sealed(sealed));
     assert_null(strstr(sealed, "PRIVATE"));
     /* the proxy has no private half here: it cannot be written out */
     char *pem = NULL;
