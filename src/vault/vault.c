@@ -509,25 +509,6 @@ static void add_ref(ipc_builder *b, const char *sealed, const char *aad)
 static int proxy_from_reply(vault_link *l, const ipc_msg *reply, const char *sealed, const char *aad,
                             EVP_PKEY **key, util_error *err);
 
-int vault_proxy(vault_link *l, const char *sealed, const char *aad, const uint8_t *pubkey, size_t pubkey_len,
-                bool in_tpm, EVP_PKEY **key, util_error *err)
-{
-    /* the same construction as for an answer of the vault */
-    ipc_builder b;
-    ipc_msg m;
-    size_t len = 0;
-    ipc_begin(&b, IPC_OK, 0);
-    ipc_add(&b, IPC_T_PUBKEY, pubkey, pubkey_len);
-    if (in_tpm)
-        ipc_add_u32(&b, IPC_T_IN_TPM, 1);
-    uint8_t *frame = ipc_end(&b, &len);
-    if (!frame || ipc_parse(frame, len, &m, err) != 0)
-        return util_error_set(err, UTIL_ERR_INTERNAL, "a proxy key's description");
-    int rc = proxy_from_reply(l, &m, sealed, aad, key, err);
-    ipc_msg_clear(&m);
-    return rc;
-}
-
 int vault_generate(vault_link *l, const char *spec, const char *aad, char **sealed, EVP_PKEY **key,
                    util_error *err)
 {
@@ -677,23 +658,31 @@ static int private_call(void *arg, crypto_key_op op, int param, const uint8_t *i
     return rc;
 }
 
-static int proxy_from_reply(vault_link *l, const ipc_msg *reply, const char *sealed, const char *aad,
-                            EVP_PKEY **key, util_error *err)
+int vault_proxy(vault_link *l, const char *sealed, const char *aad, const uint8_t *pubkey, size_t pubkey_len,
+                bool in_tpm, EVP_PKEY **key, util_error *err)
 {
-    const ipc_field *pub = ipc_get(reply, IPC_T_PUBKEY);
-    uint32_t in_tpm = 0;
     proxy_ref *r = calloc(1, sizeof *r);
     if (r) {
         r->link = l;
         r->sealed = strdup(sealed);
         r->aad = strdup(aad);
     }
-    if (!pub || !r || !r->sealed || !r->aad) {
+    if (!r || !r->sealed || !r->aad) {
         ref_free(r);
-        return util_error_set(err, UTIL_ERR_VAULT, "the vault's answer has no public key (or out of memory)");
+        return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
     }
-    return crypto_proxy_new(pub->data, pub->len, ipc_u32(reply, IPC_T_IN_TPM, &in_tpm) && in_tpm,
-                            private_call, r, ref_free, key, err);
+    return crypto_proxy_new(pubkey, pubkey_len, in_tpm, private_call, r, ref_free, key, err);
+}
+
+static int proxy_from_reply(vault_link *l, const ipc_msg *reply, const char *sealed, const char *aad,
+                            EVP_PKEY **key, util_error *err)
+{
+    const ipc_field *pub = ipc_get(reply, IPC_T_PUBKEY);
+    uint32_t in_tpm = 0;
+    if (!pub)
+        return util_error_set(err, UTIL_ERR_VAULT, "the vault's answer has no public key");
+    return vault_proxy(l, sealed, aad, pub->data, pub->len, ipc_u32(reply, IPC_T_IN_TPM, &in_tpm) && in_tpm,
+                       key, err);
 }
 
 int vault_secret_open(vault_link *l, const char *sealed, uint8_t secret[VAULT_SECRET_LEN], util_error *err)
