@@ -138,7 +138,7 @@ int store_ca_setting_get(store_ca *s, const char *name, char **value, util_error
         rc = store_col_dup(st, 0, value) == 0 && *value ? 0 : store_oom(err);
     else if (rc == 0)
         rc = 1;
-    sqlite3_finalize(st);
+    store_finalize(s->st, st);
     return rc;
 }
 
@@ -194,7 +194,7 @@ int store_ca_material_get(store_ca *s, const char *role, char **cert_pem, char *
     } else if (rc == 0) {
         rc = 1;
     }
-    sqlite3_finalize(st);
+    store_finalize(s->st, st);
     return rc;
 }
 
@@ -242,7 +242,7 @@ int store_ca_cert_get(store_ca *s, const char *serial, store_ca_cert *out, util_
     } else if (rc == 0) {
         rc = 1;
     }
-    sqlite3_finalize(st);
+    store_finalize(s->st, st);
     return rc;
 }
 
@@ -292,7 +292,7 @@ int store_ca_cert_each(store_ca *s, bool revoked_only, size_t max, store_ca_cert
         if (cb(&c, arg) != 0)
             break;
     }
-    sqlite3_finalize(st);
+    store_finalize(s->st, st);
     return rc < 0 ? -1 : 0;
 }
 
@@ -349,7 +349,7 @@ static int insert_request(store_ca *s, store_ca_request *r, util_error *err)
         b = sqlite3_bind_text(st, 11, r->signer, -1, SQLITE_TRANSIENT);
     int rc = b != SQLITE_OK ? store_bind_fail(s->st, err, "write request")
                             : store_step_done(s->st, st, "write request", err);
-    sqlite3_finalize(st);
+    store_finalize(s->st, st);
     if (rc == 0)
         r->id = sqlite3_last_insert_rowid(s->st->db);
     return rc;
@@ -406,13 +406,13 @@ static void commit_batch(store_ca *s, group_entry *batch)
         return;
     }
     for (group_entry *e = batch; e && rc == 0; e = e->next) {
-        if ((rc = store_exec(s->st, "SAVEPOINT one", "savepoint", &err)) != 0)
+        if ((rc = store_exec_one(s->st, "SAVEPOINT one", "savepoint", &err)) != 0)
             break;
         e->rc = insert_pair(s, e->req, e->cert, &e->err);
         if (e->rc != 0)
-            rc = store_exec(s->st, "ROLLBACK TO one", "rollback to savepoint", &err);
+            rc = store_exec_one(s->st, "ROLLBACK TO one", "rollback to savepoint", &err);
         if (rc == 0)
-            rc = store_exec(s->st, "RELEASE one", "release savepoint", &err);
+            rc = store_exec_one(s->st, "RELEASE one", "release savepoint", &err);
     }
     /* a savepoint that cannot be handled fails the whole batch */
     if (store_tx_end(s->st, rc, &err) != 0)
@@ -483,7 +483,7 @@ static int request_query(store_ca *s, const char *what, sqlite3_stmt *st, store_
     } else if (rc == 0) {
         rc = 1;
     }
-    sqlite3_finalize(st);
+    store_finalize(s->st, st);
     return rc;
 }
 
@@ -592,7 +592,7 @@ int store_ca_request_each(store_ca *s, int status, size_t max, store_ca_request_
         if (cb(&r, arg) != 0)
             break;
     }
-    sqlite3_finalize(st);
+    store_finalize(s->st, st);
     return rc < 0 ? -1 : 0;
 }
 
@@ -643,7 +643,7 @@ int store_ca_otp_consume(store_ca *s, const char *hash, int64_t now, store_ca_ot
             outcome = STORE_CA_OTP_EXPIRED;
         else
             outcome = STORE_CA_OTP_OK;
-        sqlite3_finalize(st);
+        store_finalize(s->st, st);
     }
     if (rc == 0 && outcome == STORE_CA_OTP_OK &&
         store_run(s->st, err, "use password", "UPDATE otps SET used_at = ?1 WHERE hash = ?2", "it",

@@ -2,9 +2,10 @@
  * The one SQLite layer of src/store, for scepd's store (store.c) and
  * scepca's (ca_store.c): the safe open path (private directory and file,
  * O_NOFOLLOW, owner check, pragmas read back), migrations in transactions,
- * transactions under the connection's lock, prepared statements with
- * checked binds, and column readers. It is the only code that calls
- * sqlite3_prepare*.
+ * transactions under the connection's lock, prepared statements (kept in
+ * a per-connection cache) with checked binds, and column readers. It is the
+ * only code that calls sqlite3_prepare* and, but for the tests, the only
+ * one that finalizes statements.
  */
 #include "store/store_internal.h"
 
@@ -65,12 +66,171 @@ int store_exec(store *st, const char *sql, const char *what, util_error *err)
     return -1;
 }
 
+/* ---- the statement cache ----
+ *
+ * Slots are looked up and changed only under cache_lock; a statement is
+ * prepared, reset and finalized outside it (SQLite's own mutex serialises
+ * those), so a slow prepare never holds up other threads' look-ups. A slot
+ * marked busy belongs to one caller until store_finalize. */
+
+/* The slot holding sql's statement, or -1. The pointer is tried first (most
+ * SQL is a string literal) but always confirmed by the text: a buffer reused
+ * for other SQL must not get the old statement. */
+static int cache_find(store *st, const char *sql)
+{
+    for (int i = 0; i < STORE_STMT_CACHE; i++) {
+        store_cached_stmt *c = &st->cache[i];
+        if (c->stmt && c->ptr == sql && strcmp(c->sql, sql) == 0)
+            return i;
+    }
+    for (int i = 0; i < STORE_STMT_CACHE; i++) {
+        store_cached_stmt *c = &st->cache[i];
+        if (c->stmt && strcmp(c->sql, sql) == 0) {
+            c->ptr = sql;
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* A free slot, else the least recently used idle one, whose statement is
+ * moved to *evicted for the caller to finalize; -1 when every slot is busy. */
+static int cache_slot(store *st, sqlite3_stmt **evicted, char **evicted_sql)
+{
+    int lru = -1;
+    for (int i = 0; i < STORE_STMT_CACHE; i++) {
+        store_cached_stmt *c = &st->cache[i];
+        if (!c->stmt)
+            return i;
+        if (!c->busy && (lru < 0 || c->used < st->cache[lru].used))
+            lru = i;
+    }
+    if (lru >= 0) {
+        *evicted = st->cache[lru].stmt;
+        *evicted_sql = st->cache[lru].sql;
+        st->cache[lru] = (store_cached_stmt){0};
+    }
+    return lru;
+}
+
+/* Keeps s, freshly prepared for sql and handed out, in the cache if there
+ * is room; otherwise it stays uncached and store_finalize finalizes it. */
+static void cache_add(store *st, const char *sql, sqlite3_stmt *s)
+{
+    sqlite3_stmt *evicted = NULL;
+    char *evicted_sql = NULL;
+    char *copy = strdup(sql);
+    if (!copy)
+        return; /* runs uncached */
+    pthread_mutex_lock(&st->cache_lock);
+    /* another thread may have cached the same text meanwhile */
+    int i = cache_find(st, sql) < 0 ? cache_slot(st, &evicted, &evicted_sql) : -1;
+    if (i >= 0) {
+        st->cache[i] =
+            (store_cached_stmt){.stmt = s, .sql = copy, .ptr = sql, .used = ++st->cache_tick, .busy = true};
+        copy = NULL;
+    }
+    pthread_mutex_unlock(&st->cache_lock);
+    free(copy);
+    sqlite3_finalize(evicted);
+    free(evicted_sql);
+}
+
+int store_prepare(store *st, const char *sql, sqlite3_stmt **out, util_error *err)
+{
+    sqlite3_stmt *s = NULL;
+    pthread_mutex_lock(&st->cache_lock);
+    int i = cache_find(st, sql);
+    if (i >= 0 && !st->cache[i].busy) {
+        st->cache[i].busy = true;
+        st->cache[i].used = ++st->cache_tick;
+        *out = st->cache[i].stmt;
+        pthread_mutex_unlock(&st->cache_lock);
+        return 0;
+    }
+    pthread_mutex_unlock(&st->cache_lock);
+    if (i >= 0) {
+        /* in use by another caller: this one gets a statement of its own */
+        if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+            return store_fail(st, err, "prepare statement");
+        *out = s;
+        return 0;
+    }
+    if (sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL) != SQLITE_OK)
+        return store_fail(st, err, "prepare statement");
+    if (s) /* NULL: no statement in sql (only a comment); nothing to keep */
+        cache_add(st, sql, s);
+    *out = s;
+    return 0;
+}
+
+void store_finalize(store *st, sqlite3_stmt *s)
+{
+    if (!s)
+        return;
+    int i;
+    pthread_mutex_lock(&st->cache_lock);
+    for (i = 0; i < STORE_STMT_CACHE && st->cache[i].stmt != s; i++)
+        ;
+    pthread_mutex_unlock(&st->cache_lock);
+    if (i == STORE_STMT_CACHE) {
+        sqlite3_finalize(s);
+        return;
+    }
+    /* Still ours (busy): nobody else touches the slot until it is idle.
+     * The reset ends the statement's read transaction, which would
+     * otherwise block checkpoints. */
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    pthread_mutex_lock(&st->cache_lock);
+    st->cache[i].busy = false;
+    pthread_mutex_unlock(&st->cache_lock);
+}
+
+/* Finalizes every idle cached statement; busy ones stay with their callers. */
+static void cache_clear(store *st)
+{
+    pthread_mutex_lock(&st->cache_lock);
+    for (int i = 0; i < STORE_STMT_CACHE; i++) {
+        store_cached_stmt *c = &st->cache[i];
+        if (c->stmt && !c->busy) {
+            sqlite3_finalize(c->stmt);
+            free(c->sql);
+            *c = (store_cached_stmt){0};
+        }
+    }
+    pthread_mutex_unlock(&st->cache_lock);
+}
+
+/* store_exec_one, for callers that may ignore the outcome (ROLLBACK). */
+static int exec_one(store *st, const char *sql, const char *what, util_error *err)
+{
+    sqlite3_stmt *s = NULL;
+    util_error ignored = {0};
+    if (store_prepare(st, sql, &s, &ignored) != 0)
+        return store_fail(st, err, what);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        rc = store_fail(st, err, what);
+    else
+        rc = 0;
+    store_finalize(st, s);
+    return rc;
+}
+
+int store_exec_one(store *st, const char *sql, const char *what, util_error *err)
+{
+    return exec_one(st, sql, what, err);
+}
+
+/* ---- transactions ---- */
+
 int store_tx_begin(store *st, bool write, util_error *err)
 {
     if (!st || !st->db)
         return util_error_set(err, UTIL_ERR_INTERNAL, "the store is not open");
     pthread_mutex_lock(&st->lock);
-    if (store_exec(st, write ? "BEGIN IMMEDIATE" : "BEGIN", "begin transaction", err) != 0) {
+    if (store_exec_one(st, write ? "BEGIN IMMEDIATE" : "BEGIN", "begin transaction", err) != 0) {
         pthread_mutex_unlock(&st->lock);
         return -1;
     }
@@ -79,20 +239,15 @@ int store_tx_begin(store *st, bool write, util_error *err)
 
 int store_tx_end(store *st, int rc, util_error *err)
 {
-    if (rc == 0 && sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        rc = store_fail(st, err, "commit");
+    if (rc == 0 && store_exec_one(st, "COMMIT", "commit", err) != 0)
+        rc = -1;
     /* A failed COMMIT (SQLITE_BUSY, disk full) leaves the transaction open. */
-    if (rc != 0 && !sqlite3_get_autocommit(st->db))
-        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    if (rc != 0 && !sqlite3_get_autocommit(st->db)) {
+        util_error ignored = {0};
+        exec_one(st, "ROLLBACK", "rollback", &ignored);
+    }
     pthread_mutex_unlock(&st->lock);
     return rc;
-}
-
-int store_prepare(store *st, const char *sql, sqlite3_stmt **out, util_error *err)
-{
-    if (sqlite3_prepare_v2(st->db, sql, -1, out, NULL) != SQLITE_OK)
-        return store_fail(st, err, "prepare statement");
-    return 0;
 }
 
 static int prepare_bound_v(store *st, util_error *err, sqlite3_stmt **out, const char *sql, const char *types,
@@ -109,7 +264,7 @@ static int prepare_bound_v(store *st, util_error *err, sqlite3_stmt **out, const
             b |= sqlite3_bind_int64(s, i + 1, va_arg(ap, int64_t));
     }
     if (b != SQLITE_OK) {
-        sqlite3_finalize(s);
+        store_finalize(st, s);
         return store_bind_fail(st, err, "statement");
     }
     *out = s;
@@ -137,7 +292,7 @@ int store_run(store *st, util_error *err, const char *what, const char *sql, con
         rc = sqlite3_changes(st->db);
     else
         rc = -1;
-    sqlite3_finalize(s);
+    store_finalize(st, s);
     return rc;
 }
 
@@ -153,7 +308,7 @@ int store_query_int(store *st, util_error *err, const char *what, int64_t *value
         rc = store_step_row(st, s, what, err);
     if (rc == 1)
         *value = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
+    store_finalize(st, s);
     return rc;
 }
 
@@ -171,7 +326,7 @@ int store_query_text(store *st, util_error *err, const char *what, char *dst, si
         rc = 0;
     if (rc == 1)
         store_col_fixed(s, 0, dst, size);
-    sqlite3_finalize(s);
+    store_finalize(st, s);
     return rc;
 }
 
@@ -509,6 +664,13 @@ int store_open_spec(const char *dir, const store_spec *spec, store **out, util_e
         store_oom(err);
         goto out;
     }
+    if (pthread_mutex_init(&st->cache_lock, NULL) != 0) {
+        pthread_mutex_destroy(&st->lock);
+        free(st);
+        st = NULL;
+        store_oom(err);
+        goto out;
+    }
     if (asprintf(&path, "%s/%s", dir, spec->file) < 0) {
         path = NULL;
         store_oom(err);
@@ -517,6 +679,8 @@ int store_open_spec(const char *dir, const store_spec *spec, store **out, util_e
     if (prepare_dir(dir, spec->code, err) != 0 || prepare_files(path, spec->code, err) != 0 ||
         open_db(st, spec, path, err) != 0)
         goto out;
+    /* the pragmas' and migrations' statements do not run again */
+    cache_clear(st);
     *out = st;
     st = NULL;
     rc = 0;
@@ -527,13 +691,27 @@ out:
     return rc;
 }
 
-void store_close(store *st)
+int store_close_checked(store *st)
 {
     if (!st)
-        return;
-    sqlite3_close_v2(st->db);
+        return SQLITE_OK;
+    cache_clear(st);
+    /* Busy slots are statements a caller never gave back: leave them to
+     * the caller and let the connection close when they are finalized. */
+    for (int i = 0; i < STORE_STMT_CACHE; i++)
+        free(st->cache[i].sql);
+    int rc = sqlite3_close(st->db);
+    if (rc == SQLITE_BUSY)
+        sqlite3_close_v2(st->db);
+    pthread_mutex_destroy(&st->cache_lock);
     pthread_mutex_destroy(&st->lock);
     free(st);
+    return rc;
+}
+
+void store_close(store *st)
+{
+    (void)store_close_checked(st);
 }
 
 int store_schema_version(store *st)

@@ -83,7 +83,7 @@ static int clear_keys_find(store *st, struct clear_key **out, size_t *n, util_er
     }
     rc = row;
 out:
-    sqlite3_finalize(s);
+    store_finalize(st, s);
     if (rc == 0) {
         *out = a;
         *n = count;
@@ -238,7 +238,7 @@ int store_doc_get(store *st, const char *name, json_t **out, util_error *err)
     }
     rc = 0;
 out:
-    sqlite3_finalize(s);
+    store_finalize(st, s);
     rc = store_tx_end(st, rc, err);
     if (rc == 0)
         *out = doc;
@@ -268,7 +268,7 @@ int store_doc_write(store *st, const char *name, const json_t *value, util_error
     }
     rc = store_step_done(st, s, "write document", err);
 out:
-    sqlite3_finalize(s);
+    store_finalize(st, s);
     return rc;
 }
 
@@ -317,7 +317,7 @@ static int insert_ca_certs(store *st, const char *const *pems, const char *const
     }
     rc = 0;
 out:
-    sqlite3_finalize(s);
+    store_finalize(st, s);
     return rc;
 }
 
@@ -330,8 +330,8 @@ static int replace_ca_certs(store *st, const char *const *pems, const char *cons
             return util_error_set(err, UTIL_ERR_INTERNAL, "CA certificate %zu has no PEM", i);
     if (store_tx_begin(st, true, err) != 0)
         return -1;
-    if (store_exec(st, all ? "DELETE FROM ca_certs" : "DELETE FROM ca_certs WHERE role <> 'next_ca'",
-                   "clear CA certificates", err) != 0 ||
+    if (store_exec_one(st, all ? "DELETE FROM ca_certs" : "DELETE FROM ca_certs WHERE role <> 'next_ca'",
+                       "clear CA certificates", err) != 0 ||
         insert_ca_certs(st, pems, roles, n, err) != 0)
         goto out;
     rc = 0;
@@ -401,7 +401,7 @@ static int query_json(store *st, const char *sql, int64_t limit, json_t *(*row)(
         goto out;
     rc = 0;
 out:
-    sqlite3_finalize(s);
+    store_finalize(st, s);
     rc = store_tx_end(st, rc, err);
     if (rc == 0)
         *out = array;

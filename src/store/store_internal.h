@@ -1,15 +1,31 @@
 /*
  * Shared by the store's source files (db.c, the SQLite layer; store.c,
  * store_keys.c, store_users.c, store_schema.c; ca_store.c). Nothing outside
- * src/store includes it.
+ * src/store includes it, except the store's unit tests.
  */
 #ifndef SCEPD_STORE_INTERNAL_H
 #define SCEPD_STORE_INTERNAL_H
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdint.h>
 
 #include "store/store.h"
+
+/* Prepared statements kept for reuse (db.c). scepd's store runs about 50
+ * distinct statements and scepca's about 25, plus the transaction and
+ * savepoint statements; 64 holds a whole process's working set, so that
+ * steady-state calls never compile SQL, while bounding what an unexpected
+ * caller with many distinct texts can pin (each statement is a few KiB). */
+#define STORE_STMT_CACHE 64
+
+typedef struct store_cached_stmt {
+    sqlite3_stmt *stmt; /* NULL: free slot */
+    char *sql;          /* our copy of the text: the key */
+    const char *ptr;    /* the caller's pointer last seen for it: a fast first test, never trusted alone */
+    uint64_t used;      /* cache tick of the last hand-out: least recently used is evicted */
+    bool busy;          /* handed out, not given back with store_finalize yet */
+} store_cached_stmt;
 
 struct store {
     sqlite3 *db;
@@ -21,6 +37,11 @@ struct store {
     int schema_version;
     util_err code;     /* the catalogue code of every error: STORE or CA_STORE */
     const char *label; /* put before each error's detail ("" for scepd's store) */
+    /* Its own mutex, never held while SQL runs: st->lock is held across
+     * whole transactions, and reads outside them come from several threads. */
+    pthread_mutex_t cache_lock;
+    store_cached_stmt cache[STORE_STMT_CACHE];
+    uint64_t cache_tick;
 };
 
 /* What differs between the databases that share this layer (db.c). */
@@ -51,6 +72,11 @@ int store_open_spec(const char *dir, const store_spec *spec, store **out, util_e
  * as it was before sealing) survives there. Outside any transaction. */
 int store_checkpoint(store *st, util_error *err) MUST_CHECK;
 
+/* store_close, returning sqlite3_close's result: SQLITE_OK, or SQLITE_BUSY
+ * when a statement was not given back (the connection is then closed once
+ * it is finalized). For tests. */
+int store_close_checked(store *st);
+
 /* Migration i takes the schema from version i to version i + 1. */
 extern const char *const store_migrations[STORE_SCHEMA_VERSION];
 
@@ -73,8 +99,21 @@ int store_tx_end(store *st, int rc, util_error *err);
 
 /* Writes a document inside the caller's transaction. */
 int store_doc_write(store *st, const char *name, const json_t *value, util_error *err) MUST_CHECK;
+/* Runs sql, which may hold several statements (migrations, pragmas),
+ * compiling it each time. */
 int store_exec(store *st, const char *sql, const char *what, util_error *err) MUST_CHECK;
+/* Runs one statement without parameters through the statement cache
+ * (BEGIN, COMMIT, SAVEPOINT...); errors read like store_exec's. */
+int store_exec_one(store *st, const char *sql, const char *what, util_error *err) MUST_CHECK;
+/* Hands out a prepared statement for sql, from the cache when one for the
+ * same text is idle (keyed by the text; the pointer is only a shortcut).
+ * The caller owns it until store_finalize, which every statement from
+ * store_prepare, store_prepare_bound and their users must go through. */
 int store_prepare(store *st, const char *sql, sqlite3_stmt **out, util_error *err) MUST_CHECK;
+/* Gives a statement back: a cached one is reset (ending its read
+ * transaction, so checkpoints are not blocked) and its bindings cleared;
+ * any other is finalized. NULL is fine. */
+void store_finalize(store *st, sqlite3_stmt *s);
 /* Prepares sql and binds its parameters ?1, ?2... from the arguments, one
  * per letter of types: 't' const char * (NULL binds NULL), 'i' int64_t. */
 int store_prepare_bound(store *st, util_error *err, sqlite3_stmt **out, const char *sql, const char *types,

@@ -160,7 +160,7 @@ static int request_write(store *st, const store_request *r, store_state state, u
     }
     rc = 0;
 out:
-    sqlite3_finalize(s);
+    store_finalize(st, s);
     return rc;
 }
 
@@ -187,7 +187,7 @@ static int request_add(store *st, const store_request *r, int64_t now, const cha
     snprintf(detail, sizeof detail, "request %" PRId64 " (%.16s) for key %.32s", *id, r->kind, r->key_name);
     rc = store_audit_insert(st, user, "request.create", detail, err);
 out:
-    sqlite3_finalize(s);
+    store_finalize(st, s);
     return rc;
 }
 
@@ -251,7 +251,7 @@ int store_request_get(store *st, int64_t id, store_request *out, util_error *err
     }
     rc = request_from_row(s, &r, err);
 out:
-    sqlite3_finalize(s);
+    store_finalize(st, s);
     rc = store_tx_end(st, rc, err);
     if (rc == 0)
         *out = r;
@@ -294,7 +294,7 @@ int store_request_list(store *st, int limit, bool only_active, store_request **o
     }
     rc = row;
 out:
-    sqlite3_finalize(s);
+    store_finalize(st, s);
     rc = store_tx_end(st, rc, err);
     if (rc == 0) {
         *out = a;
@@ -378,7 +378,7 @@ static int key_add(store *st, const store_key *k, store_state state, int64_t req
     }
     rc = store_step_done(st, s, "insert key", err);
 out:
-    sqlite3_finalize(s);
+    store_finalize(st, s);
     return rc;
 }
 
@@ -448,7 +448,7 @@ int store_key_get(store *st, const char *name, store_key *out, util_error *err)
     }
     rc = key_from_row(s, &k, err);
 out:
-    sqlite3_finalize(s);
+    store_finalize(st, s);
     rc = store_tx_end(st, rc, err);
     if (rc == 0)
         *out = k;
@@ -485,7 +485,7 @@ int store_key_list(store *st, store_key **out, size_t *n, util_error *err)
     }
     rc = row;
 out:
-    sqlite3_finalize(s);
+    store_finalize(st, s);
     rc = store_tx_end(st, rc, err);
     if (rc == 0) {
         *out = a;
@@ -594,7 +594,7 @@ static int key_rename(store *st, const char *from, const char *to, const char *k
         return -1;
     while ((row = store_step_row(st, s, "list bindings", err)) == 1 && n < 16)
         STORE_COL_FIXED(s, 0, functions[n++]);
-    sqlite3_finalize(s);
+    store_finalize(st, s);
     if (row < 0)
         return -1;
     char detail[128];
@@ -661,7 +661,7 @@ static int pending_keys(store *st, struct pending_key **out, size_t *n, util_err
     a = NULL;
     rc = 0;
 out:
-    sqlite3_finalize(s);
+    store_finalize(st, s);
     free(a);
     return rc;
 }
@@ -809,7 +809,7 @@ int store_binding_list(store *st, store_binding **out, size_t *n, util_error *er
     }
     rc = row;
 out:
-    sqlite3_finalize(s);
+    store_finalize(st, s);
     rc = store_tx_end(st, rc, err);
     if (rc == 0) {
         *out = a;

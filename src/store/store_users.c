@@ -74,7 +74,7 @@ int store_user_get(store *st, const char *name, store_user *out, util_error *err
     }
     rc = 0;
 out:
-    sqlite3_finalize(s);
+    store_finalize(st, s);
     rc = store_tx_end(st, rc, err);
     if (rc == 0)
         *out = u;
@@ -164,7 +164,7 @@ int store_session_get(store *st, const char *token_hash, store_session *out, uti
     se.last_seen = sqlite3_column_int64(s, 4);
     rc = 0;
 out:
-    sqlite3_finalize(s);
+    store_finalize(st, s);
     rc = store_tx_end(st, rc, err);
     if (rc == 0)
         *out = se;

@@ -22,6 +22,7 @@
 #include "tempdir.h"
 #include "store/ca_store.h"
 #include "store/store.h"
+#include "store/store_internal.h" /* the statement cache's tests use db.c's own calls */
 
 #define SECRET_KEY_PEM "-----BEGIN PRIVATE KEY-----\nSECRET-KEY-MARKER-4711\n-----END PRIVATE KEY-----\n"
 #define SECRET_SIGNER_PEM                                                                                    \
@@ -1480,6 +1481,285 @@ static void ca_store_group_commit(void **state)
     store_ca_close(first);
 }
 
+/* ---- the statement cache (db.c) ---- */
+
+/* Statements open on the connection, and how many of them are mid-step. */
+static int open_statements(store *st, int *stepping)
+{
+    int n = 0;
+    if (stepping)
+        *stepping = 0;
+    for (sqlite3_stmt *s = sqlite3_next_stmt(st->db, NULL); s; s = sqlite3_next_stmt(st->db, s)) {
+        n++;
+        if (stepping && sqlite3_stmt_busy(s))
+            (*stepping)++;
+    }
+    return n;
+}
+
+/* The same SQL twice is the same statement; the second use starts from the
+ * first row and none of the first use's bindings. */
+static void stmt_cache_hit_clears_bindings(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    static const char sql[] = "SELECT ?1, ?2";
+    char copy[sizeof sql];
+    sqlite3_stmt *a = NULL, *b = NULL, *c = NULL;
+    assert_int_equal(store_prepare(f->st, sql, &a, &err), 0);
+    assert_int_equal(sqlite3_bind_int64(a, 1, 11) | sqlite3_bind_int64(a, 2, 22), SQLITE_OK);
+    assert_int_equal(sqlite3_step(a), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int64(a, 0), 11);
+    assert_int_equal(sqlite3_column_int64(a, 1), 22);
+    store_finalize(f->st, a); /* given back mid-step: the row is still pending */
+    assert_int_equal(store_prepare(f->st, sql, &b, &err), 0);
+    assert_ptr_equal(a, b);
+    assert_int_equal(sqlite3_bind_int64(b, 1, 33), SQLITE_OK);
+    assert_int_equal(sqlite3_step(b), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int64(b, 0), 33);
+    assert_int_equal(sqlite3_column_type(b, 1), SQLITE_NULL);
+    assert_int_equal(sqlite3_step(b), SQLITE_DONE);
+    store_finalize(f->st, b);
+    /* the same text at another address finds it too */
+    memcpy(copy, sql, sizeof sql);
+    assert_int_equal(store_prepare(f->st, copy, &c, &err), 0);
+    assert_ptr_equal(a, c);
+    store_finalize(f->st, c);
+    /* and through the helpers, with other bindings each time */
+    int64_t v = 0;
+    for (int64_t i = 0; i < 3; i++) {
+        assert_int_equal(store_query_int(f->st, &err, "add", &v, "SELECT ?1 + 1", "i", i), 1);
+        assert_int_equal(v, i + 1);
+    }
+    store_finalize(f->st, NULL);
+}
+
+/* A buffer reused for other SQL runs the other SQL, not the statement
+ * cached for the buffer's address. */
+static void stmt_cache_reused_buffer(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    char sql[64];
+    sqlite3_stmt *first = NULL, *second = NULL, *again = NULL;
+    snprintf(sql, sizeof sql, "SELECT 'first'");
+    assert_int_equal(store_prepare(f->st, sql, &first, &err), 0);
+    assert_int_equal(sqlite3_step(first), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(first, 0), "first");
+    store_finalize(f->st, first);
+    snprintf(sql, sizeof sql, "SELECT 'second'");
+    assert_int_equal(store_prepare(f->st, sql, &second, &err), 0);
+    assert_ptr_not_equal(first, second);
+    assert_int_equal(sqlite3_step(second), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(second, 0), "second");
+    store_finalize(f->st, second);
+    snprintf(sql, sizeof sql, "SELECT 'first'");
+    assert_int_equal(store_prepare(f->st, sql, &again, &err), 0);
+    assert_ptr_equal(first, again);
+    assert_int_equal(sqlite3_step(again), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(again, 0), "first");
+    store_finalize(f->st, again);
+}
+
+/* A statement handed out is not handed out again until it is given back:
+ * the second caller gets one of its own, finalized when given back. */
+static void stmt_cache_in_use(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    static const char sql[] = "SELECT ?1 * 2";
+    sqlite3_stmt *a = NULL, *b = NULL, *c = NULL;
+    int before = open_statements(f->st, NULL);
+    assert_int_equal(store_prepare(f->st, sql, &a, &err), 0);
+    assert_int_equal(sqlite3_bind_int64(a, 1, 4), SQLITE_OK);
+    assert_int_equal(sqlite3_step(a), SQLITE_ROW);
+    assert_int_equal(store_prepare(f->st, sql, &b, &err), 0);
+    assert_ptr_not_equal(a, b);
+    assert_int_equal(open_statements(f->st, NULL), before + 2);
+    assert_int_equal(sqlite3_bind_int64(b, 1, 5), SQLITE_OK);
+    assert_int_equal(sqlite3_step(b), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int64(b, 0), 10);
+    assert_int_equal(sqlite3_column_int64(a, 0), 8);
+    store_finalize(f->st, b);
+    assert_int_equal(open_statements(f->st, NULL), before + 1);
+    store_finalize(f->st, a);
+    assert_int_equal(open_statements(f->st, NULL), before + 1);
+    assert_int_equal(store_prepare(f->st, sql, &c, &err), 0);
+    assert_ptr_equal(a, c);
+    store_finalize(f->st, c);
+}
+
+/* Twice as many texts as the cache holds, twice over: every one answers
+ * with its own result, and the connection never keeps more statements
+ * than the cache's size, none of them mid-step. */
+static void stmt_cache_eviction(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    char sql[64];
+    for (int64_t round = 0; round < 2; round++)
+        for (int i = 0; i < 2 * STORE_STMT_CACHE; i++) {
+            int64_t v = -1;
+            snprintf(sql, sizeof sql, "SELECT %d + ?1", i);
+            assert_int_equal(store_query_int(f->st, &err, "evict", &v, sql, "i", round), 1);
+            assert_int_equal(v, i + round);
+        }
+    int stepping = -1;
+    assert_true(open_statements(f->st, &stepping) <= STORE_STMT_CACHE);
+    assert_int_equal(stepping, 0);
+}
+
+/* Cached statements are reset when given back: a read left at its first
+ * row does not hold a read transaction, so a checkpoint still empties the
+ * WAL (SQLite refuses to checkpoint on a connection inside a transaction). */
+static void stmt_cache_checkpoint_truncates(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    char wal[160];
+    struct stat sb;
+    snprintf(wal, sizeof wal, "%s-wal", f->db_path);
+    json_t *doc = json_pack("{s:s}", "k", "v");
+    assert_non_null(doc);
+    for (int i = 0; i < 3; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "doc%d", i);
+        assert_int_equal(store_doc_put(f->st, name, doc, "admin", NULL, NULL, &err), 0);
+    }
+    json_decref(doc);
+    assert_int_equal(stat(wal, &sb), 0);
+    assert_true(sb.st_size > 0);
+    sqlite3_stmt *s = NULL;
+    assert_int_equal(store_prepare(f->st, "SELECT name FROM docs ORDER BY name", &s, &err), 0);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    store_finalize(f->st, s);
+    json_t *got = NULL;
+    assert_int_equal(store_doc_get(f->st, "doc1", &got, &err), 0);
+    assert_non_null(got);
+    json_decref(got);
+    assert_int_equal(store_checkpoint(f->st, &err), 0);
+    assert_int_equal(stat(wal, &sb), 0);
+    assert_int_equal(sb.st_size, 0);
+}
+
+/* Closing finalizes the cached statements: sqlite3_close itself succeeds.
+ * A statement never given back is reported, and the connection closes
+ * once it is finalized. */
+static void stmt_cache_close(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    json_t *doc = json_pack("{s:i}", "n", 1), *got = NULL;
+    assert_int_equal(store_doc_put(f->st, "d", doc, "admin", NULL, NULL, &err), 0);
+    assert_int_equal(store_doc_get(f->st, "d", &got, &err), 0);
+    json_decref(doc);
+    json_decref(got);
+    assert_true(open_statements(f->st, NULL) > 0);
+    store *st = f->st;
+    f->st = NULL; /* closed here, whatever the outcome: not again by teardown */
+    assert_int_equal(store_close_checked(st), SQLITE_OK);
+
+    st = NULL;
+    sqlite3_stmt *kept = NULL;
+    assert_int_equal(store_open(f->dir, &st, &err), 0);
+    assert_int_equal(store_prepare(st, "SELECT count(*) FROM docs", &kept, &err), 0);
+    assert_int_equal(store_close_checked(st), SQLITE_BUSY);
+    assert_int_equal(sqlite3_step(kept), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int64(kept, 0), 1);
+    assert_int_equal(sqlite3_finalize(kept), SQLITE_OK);
+}
+
+#define CACHE_THREADS 4
+#define CACHE_ITERATIONS 500
+#define CACHE_WRITE_EVERY 5
+
+typedef struct cache_worker {
+    store *st;
+    store_ca *ca;
+    int index;
+    int fails;
+} cache_worker;
+
+/* Reads and writes through both stores' public calls; every fifth
+ * iteration writes a request and an audit line and reads the request back. */
+static void *cache_work(void *arg)
+{
+    cache_worker *w = arg;
+    for (int i = 0; i < CACHE_ITERATIONS; i++) {
+        util_error err = {0};
+        char *value = NULL;
+        json_t *doc = NULL;
+        if (store_ca_setting_get(w->ca, "shared", &value, &err) != 0 || strcmp(value, "v") != 0)
+            w->fails++;
+        free(value);
+        if (store_doc_get(w->st, "shared", &doc, &err) != 0 ||
+            json_integer_value(json_object_get(doc, "n")) != 7)
+            w->fails++;
+        json_decref(doc);
+        if (i % CACHE_WRITE_EVERY != 0)
+            continue;
+        store_ca_request req = {.status = STORE_CA_PENDING, .created_at = 5, .updated_at = 5}, got;
+        snprintf(req.transaction_id, sizeof req.transaction_id, "C-%d-%d", w->index, i);
+        snprintf(req.subject, sizeof req.subject, "CN=cache%d.%d", w->index, i);
+        if (store_ca_request_add(w->ca, &req, NULL, &err) != 0 ||
+            store_ca_request_find(w->ca, req.transaction_id, &got, &err) != 0) {
+            w->fails++;
+            continue;
+        }
+        if (got.id != req.id || strcmp(got.subject, req.subject) != 0)
+            w->fails++;
+        store_ca_request_clear(&got);
+        if (store_audit_add(w->st, "admin", "cache.test", req.transaction_id, &err) != 0)
+            w->fails++;
+    }
+    return NULL;
+}
+
+static int count_request(const store_ca_request *r, void *arg)
+{
+    (void)r;
+    (*(int *)arg)++;
+    return 0;
+}
+
+/* Threads share each store's connection and cache: no call fails, every
+ * write is there, and no statement is left handed out or mid-step. */
+static void stmt_cache_threads(void **state)
+{
+    fixture *f = *state;
+    util_error err = {0};
+    char dir[128];
+    store_ca *ca = NULL;
+    snprintf(dir, sizeof dir, "%s/cache", f->base);
+    assert_int_equal(store_ca_open(dir, true, &ca, &err), 0);
+    assert_int_equal(store_ca_setting_set(ca, "shared", "v", &err), 0);
+    json_t *doc = json_pack("{s:i}", "n", 7);
+    assert_int_equal(store_doc_put(f->st, "shared", doc, "admin", NULL, NULL, &err), 0);
+    json_decref(doc);
+    cache_worker w[CACHE_THREADS];
+    pthread_t t[CACHE_THREADS];
+    for (int i = 0; i < CACHE_THREADS; i++) {
+        w[i] = (cache_worker){.st = f->st, .ca = ca, .index = i};
+        assert_int_equal(pthread_create(&t[i], NULL, cache_work, &w[i]), 0);
+    }
+    for (int i = 0; i < CACHE_THREADS; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    for (int i = 0; i < CACHE_THREADS; i++)
+        assert_int_equal(w[i].fails, 0);
+    const int writes = CACHE_THREADS * (CACHE_ITERATIONS / CACHE_WRITE_EVERY);
+    int n = 0;
+    assert_int_equal(store_ca_request_each(ca, STORE_CA_PENDING, 100000, count_request, &n, &err), 0);
+    assert_int_equal(n, writes);
+    json_t *audit = NULL;
+    assert_int_equal(store_audit_list(f->st, 0, &audit, &err), 0);
+    assert_int_equal(json_array_size(audit), writes);
+    json_decref(audit);
+    int stepping = -1;
+    assert_true(open_statements(f->st, &stepping) <= STORE_STMT_CACHE);
+    assert_int_equal(stepping, 0);
+    store_ca_close(ca);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1518,6 +1798,13 @@ int main(void)
         T(test_ca_certs),
         T(test_clear_accepts_null_and_zeroed),
         T(test_two_threads),
+        T(stmt_cache_hit_clears_bindings),
+        T(stmt_cache_reused_buffer),
+        T(stmt_cache_in_use),
+        T(stmt_cache_eviction),
+        T(stmt_cache_checkpoint_truncates),
+        T(stmt_cache_close),
+        T(stmt_cache_threads),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
