@@ -500,6 +500,7 @@ int http_global_init(void)
 
 void http_global_cleanup(void)
 {
+    http_plain_close_all();
     curl_global_cleanup();
 }
 

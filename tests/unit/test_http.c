@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "http/http.h"
+#include "http/plain.h"
 
 /* ---- evhttp test server -------------------------------------------------- */
 
@@ -50,6 +51,7 @@ typedef struct tserver {
     pthread_mutex_t mu;
     /* what /echo last received */
     char *method, *ctype, *expect, *ua;
+    int conns; /* connections accepted */
 } tserver;
 
 static void reply(struct evhttp_request *req, int code, const char *ctype, const void *body, size_t len)
@@ -141,12 +143,27 @@ static void handle(struct evhttp_request *req, void *arg)
     }
 }
 
-static struct bufferevent *tls_bev(struct event_base *base, void *arg)
+/* Counts the connections; TLS when the server has a context. */
+static struct bufferevent *server_bev(struct event_base *base, void *arg)
 {
-    SSL *ssl = SSL_new(arg);
+    tserver *s = arg;
+    pthread_mutex_lock(&s->mu);
+    s->conns++;
+    pthread_mutex_unlock(&s->mu);
+    if (!s->ssl)
+        return bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    SSL *ssl = SSL_new(s->ssl);
     if (!ssl)
         return NULL;
     return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+}
+
+static int server_conns(tserver *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int n = s->conns;
+    pthread_mutex_unlock(&s->mu);
+    return n;
 }
 
 static int port_of(int fd)
@@ -179,8 +196,7 @@ static int server_start(tserver *s, SSL_CTX *ssl)
     pthread_mutex_init(&s->mu, NULL);
     if (pipe(s->stop) < 0 || !(s->base = event_base_new()) || !(s->http = evhttp_new(s->base)))
         return -1;
-    if (ssl)
-        evhttp_set_bevcb(s->http, tls_bev, ssl);
+    evhttp_set_bevcb(s->http, server_bev, s);
     evhttp_set_gencb(s->http, handle, s);
     struct evhttp_bound_socket *h = evhttp_bind_socket_with_handle(s->http, "127.0.0.1", 0);
     if (!h || (s->port = port_of(evhttp_bound_socket_get_fd(h))) <= 0)
@@ -314,6 +330,125 @@ static void raw_stop(rawserver *s)
     close(s->lfd);
     close(s->stop[0]);
     close(s->stop[1]);
+}
+
+/* ---- keep-alive server: scripted replies, counted connections ---------- */
+
+/* One connection at a time; the n-th request on each connection gets
+ * replies[n]. A reply that starts with '!' is written without the '!' and
+ * the connection then closes ("!" alone: closed without a reply). After the
+ * last reply (NULL), requests are read and never answered. */
+typedef struct kaserver {
+    int lfd;
+    int port;
+    int stop[2];
+    const char *replies[4];
+    pthread_t thread;
+    pthread_mutex_t mu;
+    int conns, requests;
+} kaserver;
+
+#define KA_OK "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+
+static void ka_count(kaserver *s, int *n)
+{
+    pthread_mutex_lock(&s->mu);
+    (*n)++;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* 1: a request head came (and was counted), 0: the client closed, -1: stop. */
+static int ka_read_head(kaserver *s, int fd)
+{
+    char buf[2048];
+    size_t have = 0;
+    while (have < sizeof buf - 1) {
+        struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = s->stop[0], .events = POLLIN}};
+        if (poll(p, 2, 10000) <= 0 || p[1].revents)
+            return -1;
+        ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
+        if (n <= 0)
+            return 0;
+        have += (size_t)n;
+        buf[have] = '\0';
+        if (strstr(buf, "\r\n\r\n")) {
+            ka_count(s, &s->requests);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Serves one connection; false when told to stop. */
+static bool ka_serve(kaserver *s, int fd)
+{
+    for (size_t i = 0;; i++) {
+        int head = ka_read_head(s, fd);
+        if (head <= 0)
+            return head == 0;
+        const char *r = i < sizeof s->replies / sizeof s->replies[0] ? s->replies[i] : NULL;
+        if (!r)
+            continue;
+        bool last = r[0] == '!';
+        r += last;
+        if (*r && write(fd, r, strlen(r)) < 0)
+            perror("write");
+        if (last)
+            return true;
+    }
+}
+
+static void *ka_main(void *arg)
+{
+    kaserver *s = arg;
+    for (;;) {
+        struct pollfd p[2] = {{.fd = s->lfd, .events = POLLIN}, {.fd = s->stop[0], .events = POLLIN}};
+        int n = poll(p, 2, 1000);
+        if (n < 0 && errno != EINTR)
+            break;
+        if (n <= 0)
+            continue;
+        if (p[1].revents)
+            break;
+        int fd = accept(s->lfd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        ka_count(s, &s->conns);
+        bool more = ka_serve(s, fd);
+        close(fd);
+        if (!more)
+            break;
+    }
+    return NULL;
+}
+
+static void ka_start(kaserver *s, const char *r0, const char *r1, const char *r2)
+{
+    memset(s, 0, sizeof *s);
+    s->replies[0] = r0;
+    s->replies[1] = r1;
+    s->replies[2] = r2;
+    pthread_mutex_init(&s->mu, NULL);
+    assert_true((s->lfd = listen_any()) >= 0);
+    assert_int_equal(pipe(s->stop), 0);
+    s->port = port_of(s->lfd);
+    assert_int_equal(pthread_create(&s->thread, NULL, ka_main, s), 0);
+}
+
+/* Stops the server and checks what it saw. */
+static void ka_stop(kaserver *s, int conns, int requests)
+{
+    if (write(s->stop[1], "x", 1) != 1)
+        abort();
+    pthread_join(s->thread, NULL);
+    close(s->lfd);
+    close(s->stop[0]);
+    close(s->stop[1]);
+    pthread_mutex_destroy(&s->mu);
+    if (s->conns != conns || s->requests != requests)
+        print_message("# port %d: %d connections, %d requests\n", s->port, s->conns, s->requests);
+    assert_int_equal(s->conns, conns);
+    assert_int_equal(s->requests, requests);
 }
 
 /* A port where nothing listens: bound and kept open without listen(), so
@@ -796,6 +931,174 @@ static void test_scep_url_roundtrip(void **state)
     free(u);
 }
 
+/* ---- connection reuse (plain HTTP) -------------------------------------- */
+
+static void get_ok(const http_options *o, int port, const char *path, const char *body)
+{
+    http_response r = {0};
+    util_error err = {0};
+    int rc = http_get(o, URL("http", port, path), &r, &err);
+    if (rc != 0)
+        print_message("# %s: %s\n", util_err_code(err.code), err.detail);
+    assert_int_equal(rc, 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal((char *)r.body, body);
+    http_response_free(&r);
+}
+
+static void test_reuse_one_connection(void **state)
+{
+    (void)state;
+    http_options o = opts();
+    http_response r = {0};
+    util_error err = {0};
+    http_plain_close_all();
+    int before = server_conns(&F->plain);
+    get_ok(&o, F->plain.port, "/a", "body-a");
+    assert_int_equal(
+        http_post(&o, URL("http", F->plain.port, "/echo"), (const uint8_t *)"xyz", 3, NULL, &r, &err), 0);
+    assert_string_equal((char *)r.body, "xyz");
+    http_response_free(&r);
+    get_ok(&o, F->plain.port, "/b", "body-b");
+    assert_int_equal(server_conns(&F->plain) - before, 1);
+    /* a 404 is a complete reply too */
+    assert_int_equal(http_get(&o, URL("http", F->plain.port, "/nope"), &r, &err), 0);
+    assert_int_equal(r.status, 404);
+    http_response_free(&r);
+    get_ok(&o, F->plain.port, "/a", "body-a");
+    assert_int_equal(server_conns(&F->plain) - before, 1);
+    http_plain_close_all();
+    http_plain_close_all();
+}
+
+static void test_reuse_other_server(void **state)
+{
+    (void)state;
+    http_options o = opts();
+    kaserver a, b;
+    ka_start(&a, KA_OK, KA_OK, KA_OK);
+    ka_start(&b, KA_OK, KA_OK, NULL);
+    get_ok(&o, a.port, "/", "ok");
+    get_ok(&o, a.port, "/", "ok");
+    get_ok(&o, b.port, "/", "ok"); /* closes the one to a */
+    get_ok(&o, a.port, "/", "ok");
+    get_ok(&o, a.port, "/", "ok");
+    http_plain_close_all();
+    ka_stop(&a, 2, 4);
+    ka_stop(&b, 1, 1);
+}
+
+static void test_reuse_server_closes(void **state)
+{
+    (void)state;
+    http_options o = opts();
+    kaserver s;
+    /* Connection: close: evhttp closes, the next request connects again */
+    ka_start(&s, "!HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", NULL, NULL);
+    get_ok(&o, s.port, "/", "ok");
+    get_ok(&o, s.port, "/", "ok");
+    ka_stop(&s, 2, 2);
+    /* HTTP/1.0 without keep-alive */
+    ka_start(&s, "!HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", NULL, NULL);
+    get_ok(&o, s.port, "/", "ok");
+    get_ok(&o, s.port, "/", "ok");
+    ka_stop(&s, 2, 2);
+    /* closed after the reply without a word: seen before the next request
+     * (or, if the close is late, the request goes again) */
+    ka_start(&s, "!" KA_OK, NULL, NULL);
+    get_ok(&o, s.port, "/", "ok");
+    usleep(50 * 1000);
+    get_ok(&o, s.port, "/", "ok");
+    get_ok(&o, s.port, "/", "ok");
+    ka_stop(&s, 3, 3);
+    /* a reply that ends with the connection (no length) is not reused */
+    ka_start(&s, "!HTTP/1.1 200 OK\r\n\r\nok", NULL, NULL);
+    get_ok(&o, s.port, "/", "ok");
+    get_ok(&o, s.port, "/", "ok");
+    http_plain_close_all();
+    ka_stop(&s, 2, 2);
+}
+
+static void test_reuse_retry_once(void **state)
+{
+    (void)state;
+    http_options o = opts();
+    kaserver s;
+    /* the server closes the kept connection as the second request comes:
+     * sent again, once, over a new connection */
+    ka_start(&s, KA_OK, "!", NULL);
+    get_ok(&o, s.port, "/", "ok");
+    get_ok(&o, s.port, "/", "ok");
+    /* the new connection was kept: the third request is its second, and the
+     * server closes it the same way */
+    get_ok(&o, s.port, "/", "ok");
+    ka_stop(&s, 3, 5);
+    /* a POST is sent again the same way */
+    ka_start(&s, KA_OK, "!", NULL);
+    http_response r = {0};
+    util_error err = {0};
+    get_ok(&o, s.port, "/", "ok");
+    assert_int_equal(http_post(&o, URL("http", s.port, "/"), (const uint8_t *)"x", 1, NULL, &r, &err), 0);
+    assert_string_equal((char *)r.body, "ok");
+    http_response_free(&r);
+    http_plain_close_all();
+    ka_stop(&s, 2, 3);
+}
+
+static void test_fresh_no_retry(void **state)
+{
+    (void)state;
+    http_options o = opts();
+    kaserver s;
+    /* a new connection closed without a reply: the error of old, no retry */
+    ka_start(&s, "!", NULL, NULL);
+    expect_get_error(&o, URL("http", s.port, "/"), UTIL_ERR_NET_RESET);
+    ka_stop(&s, 1, 1);
+    /* a new connection after Connection: close is not retried either */
+    ka_start(&s, "!HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", NULL, NULL);
+    get_ok(&o, s.port, "/", "ok");
+    s.replies[0] = "!";
+    expect_get_error(&o, URL("http", s.port, "/"), UTIL_ERR_NET_RESET);
+    ka_stop(&s, 2, 2);
+}
+
+static void test_reuse_no_retry_after_bytes(void **state)
+{
+    (void)state;
+    http_options o = opts();
+    kaserver s;
+    /* part of the body, then the connection closes */
+    ka_start(&s, KA_OK, "!HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial", NULL);
+    get_ok(&o, s.port, "/", "ok");
+    expect_get_error(&o, URL("http", s.port, "/"), UTIL_ERR_NET_RESET);
+    ka_stop(&s, 1, 2);
+    /* part of the status line */
+    ka_start(&s, KA_OK, "!HTTP/1.1 20", NULL);
+    get_ok(&o, s.port, "/", "ok");
+    expect_get_error(&o, URL("http", s.port, "/"), UTIL_ERR_NET_RESET);
+    ka_stop(&s, 1, 2);
+    /* no reply at all is a timeout, not a closed connection */
+    ka_start(&s, KA_OK, NULL, NULL);
+    get_ok(&o, s.port, "/", "ok");
+    o.total_timeout_ms = 300;
+    expect_get_error(&o, URL("http", s.port, "/"), UTIL_ERR_NET_TIMEOUT);
+    ka_stop(&s, 1, 2);
+}
+
+static void test_reuse_after_too_large(void **state)
+{
+    (void)state;
+    http_options o = opts();
+    kaserver s;
+    o.max_response = 1000;
+    ka_start(&s, KA_OK, "HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\nxxxx", KA_OK);
+    get_ok(&o, s.port, "/", "ok");
+    expect_get_error(&o, URL("http", s.port, "/"), UTIL_ERR_RESPONSE_TOO_LARGE);
+    get_ok(&o, s.port, "/", "ok"); /* over a new connection */
+    http_plain_close_all();
+    ka_stop(&s, 2, 3);
+}
+
 /* ---- HTTPS -------------------------------------------------------------- */
 
 static void test_https_ca_file(void **state)
@@ -1136,6 +1439,13 @@ int main(void)
         cmocka_unit_test(test_escape),
         cmocka_unit_test(test_scep_url),
         cmocka_unit_test(test_scep_url_roundtrip),
+        cmocka_unit_test(test_reuse_one_connection),
+        cmocka_unit_test(test_reuse_other_server),
+        cmocka_unit_test(test_reuse_server_closes),
+        cmocka_unit_test(test_reuse_retry_once),
+        cmocka_unit_test(test_fresh_no_retry),
+        cmocka_unit_test(test_reuse_no_retry_after_bytes),
+        cmocka_unit_test(test_reuse_after_too_large),
         cmocka_unit_test(test_https_ca_file),
         cmocka_unit_test(test_https_system_store),
         cmocka_unit_test(test_https_bad_ca_file),
