@@ -198,7 +198,8 @@ int main(int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &t1);
     long wall_us = (t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000;
     int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-    fprintf(out, "%d %ld %ld %ld %ld %ld %ld\n", rc, wall_us, ru.ru_maxrss, anon, hwm, priv, samples);
+    long cpu_us = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000L + ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
+    fprintf(out, "%d %ld %ld %ld %ld %ld %ld %ld\n", rc, wall_us, ru.ru_maxrss, anon, hwm, priv, samples, cpu_us);
     fclose(out);
     return 0;
 }
@@ -290,6 +291,7 @@ for c in ctl sc; do
     R[$c.wmed]=$(stat "$T/$c.t" 2 med 1000)
     R[$c.wp90]=$(stat "$T/$c.t" 2 p90 1000)
     R[$c.rss]=$(stat "$T/$c.t" 3 med)
+    R[$c.cpu]=$(stat "$T/$c.t" 8 med 1000)
     R[$c.anon]=$(stat "$T/$c.m" 4 med)
     R[$c.hwm]=$(stat "$T/$c.m" 5 med)
     R[$c.priv]=$(stat "$T/$c.m" 6 med)
@@ -308,6 +310,7 @@ echo "| metric | scepctl | scepclient | scepctl/scepclient |"
 echo "|---|---:|---:|---:|"
 echo "| wall time, median (ms) | ${R[ctl.wmed]} | ${R[sc.wmed]} | $(ratio "${R[ctl.wmed]}" "${R[sc.wmed]}") |"
 echo "| wall time, p90 (ms) | ${R[ctl.wp90]} | ${R[sc.wp90]} | $(ratio "${R[ctl.wp90]}" "${R[sc.wp90]}") |"
+echo "| client CPU (user+sys), median (ms) | ${R[ctl.cpu]} | ${R[sc.cpu]} | $(ratio "${R[ctl.cpu]}" "${R[sc.cpu]}") |"
 echo "| peak RSS, median (KiB, ru_maxrss) | ${R[ctl.rss]} | ${R[sc.rss]} | $(ratio "${R[ctl.rss]}" "${R[sc.rss]}") |"
 echo "| peak private (RssAnon), median (KiB) | ${R[ctl.anon]} | ${R[sc.anon]} | $(ratio "${R[ctl.anon]}" "${R[sc.anon]}") |"
 echo
@@ -318,12 +321,13 @@ echo
 verdict() { # verdict A OP B: "met" when A OP B holds, for numbers
     awk -v a="$1" -v op="$2" -v b="$3" 'BEGIN {
         if (a !~ /^[0-9.]+$/ || b !~ /^[0-9.]+$/) { print "not measured"; exit }
-        ok = (op == "<=half") ? (a + 0 <= 0.5 * b) : (a + 0 < b + 0)
+        ok = (op == "<=half") ? (a + 0 <= 0.5 * b) : (op == "<=") ? (a + 0 <= b + 0) : (a + 0 < b + 0)
         print ok ? "met" : "NOT met" }'
 }
 wall_ok=$(verdict "${R[ctl.wmed]}" "<=half" "${R[sc.wmed]}")
 mem_ok=$(verdict "${R[ctl.anon]}" "<" "${R[sc.anon]}")
-echo "target median wall <= 0.5x scepclient: $wall_ok"
+echo "target median wall <= 1.0x scepclient (issue 14): $(verdict "${R[ctl.wmed]}" "<=" "${R[sc.wmed]}")"
+echo "target median wall <= 0.5x scepclient (the first benchmark's): $wall_ok"
 echo "target private memory below scepclient's: $mem_ok"
 
 [ "$fail_ctl" -eq 0 ] && [ "$fail_sc" -eq 0 ] || exit 1

@@ -2,6 +2,8 @@
 #include <openssl/cms.h>
 #include <openssl/err.h>
 #include <openssl/provider.h>
+#include <openssl/rsa.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "scep/scep.h"
@@ -146,6 +148,200 @@ static int decrypt_legacy(const uint8_t *env, size_t env_len, X509 *cert, EVP_PK
     return ok;
 }
 
+/* One TLV header in DER: definite lengths only, the whole value inside
+ * what is left. Returns the class, or -1. */
+static int der_header(const unsigned char **p, long *left, int want_tag, long *len)
+{
+    int tag, xclass;
+    const unsigned char *start = *p;
+    int r = ASN1_get_object(p, len, &tag, &xclass, *left);
+    if ((r & 0x80) || r == 0x21 || (want_tag >= 0 && tag != want_tag))
+        return -1;
+    *left -= (long)(*p - start);
+    return *len <= *left ? xclass : -1;
+}
+
+/* Where single DES's two steps find their input in a DER EnvelopedData:
+ * the encryptedKey of RecipientInfo number `want`, and from the
+ * EncryptedContentInfo the IV and the encrypted content. */
+typedef struct des_parts {
+    const unsigned char *ek, *iv, *ct;
+    long ek_len, ct_len;
+    unsigned char *joined; /* ct when it came in segments; the caller frees it */
+} des_parts;
+
+static int des_locate(const uint8_t *env, size_t env_len, int want, des_parts *d)
+{
+    const unsigned char *p = env;
+    long left = (long)env_len, len, set_len;
+    if (der_header(&p, &left, V_ASN1_SEQUENCE, &len) < 0 || /* ContentInfo */
+        der_header(&p, &left, V_ASN1_OBJECT, &len) < 0 || skip(&p, &left, len) ||
+        der_header(&p, &left, 0, &len) != V_ASN1_CONTEXT_SPECIFIC ||
+        der_header(&p, &left, V_ASN1_SEQUENCE, &len) < 0 || /* EnvelopedData */
+        der_header(&p, &left, V_ASN1_INTEGER, &len) < 0 || skip(&p, &left, len))
+        return -1;
+    int cls = der_header(&p, &left, -1, &set_len);
+    if (cls == V_ASN1_CONTEXT_SPECIFIC) { /* originatorInfo */
+        if (skip(&p, &left, set_len))
+            return -1;
+        cls = der_header(&p, &left, V_ASN1_SET, &set_len);
+    }
+    if (cls < 0)
+        return -1;
+    const unsigned char *ri = p;
+    long ri_left = set_len;
+    if (skip(&p, &left, set_len))
+        return -1;
+    for (int i = 0; i < want; i++)
+        if (der_header(&ri, &ri_left, -1, &len) < 0 || skip(&ri, &ri_left, len))
+            return -1;
+    /* KeyTransRecipientInfo: version, rid, keyEncryptionAlgorithm, encryptedKey */
+    if (der_header(&ri, &ri_left, V_ASN1_SEQUENCE, &len) != V_ASN1_UNIVERSAL)
+        return -1;
+    ri_left = len;
+    for (int field = 0; field < 3; field++)
+        if (der_header(&ri, &ri_left, -1, &len) < 0 || skip(&ri, &ri_left, len))
+            return -1;
+    if (der_header(&ri, &ri_left, V_ASN1_OCTET_STRING, &d->ek_len) != V_ASN1_UNIVERSAL)
+        return -1;
+    d->ek = ri;
+    /* EncryptedContentInfo: contentType, contentEncryptionAlgorithm
+     * { des-CBC, IV }, [0] IMPLICIT encryptedContent (primitive in DER) */
+    long alg_len;
+    if (der_header(&p, &left, V_ASN1_SEQUENCE, &len) != V_ASN1_UNIVERSAL)
+        return -1;
+    left = len;
+    if (der_header(&p, &left, V_ASN1_OBJECT, &len) < 0 || skip(&p, &left, len) ||
+        der_header(&p, &left, V_ASN1_SEQUENCE, &alg_len) != V_ASN1_UNIVERSAL)
+        return -1;
+    const unsigned char *alg = p, *o = p;
+    ASN1_OBJECT *oid = d2i_ASN1_OBJECT(NULL, &o, alg_len);
+    int nid = oid ? OBJ_obj2nid(oid) : NID_undef;
+    ASN1_OBJECT_free(oid);
+    long rest = alg_len - (long)(o - alg);
+    if (nid != NID_des_cbc || der_header(&o, &rest, V_ASN1_OCTET_STRING, &len) != V_ASN1_UNIVERSAL ||
+        len != 8 || rest != 8 || skip(&p, &left, alg_len))
+        return -1;
+    d->iv = o;
+    /* primitive (DER), or constructed from OCTET STRING segments, which
+     * BER allows and Go's pkcs7 (micromdm, step-ca) sends, as one segment */
+    bool constructed = left >= 2 && *p == 0xa0;
+    if (left < 2 || (*p != 0x80 && !constructed) ||
+        der_header(&p, &left, 0, &len) != V_ASN1_CONTEXT_SPECIFIC || len != left)
+        return -1;
+    if (!constructed) {
+        d->ct = p;
+        d->ct_len = len;
+    } else {
+        d->ct = d->joined = OPENSSL_malloc((size_t)len);
+        d->ct_len = 0;
+        long seg;
+        while (d->joined && left > 0) {
+            if (*p != V_ASN1_OCTET_STRING ||
+                der_header(&p, &left, V_ASN1_OCTET_STRING, &seg) != V_ASN1_UNIVERSAL)
+                return -1;
+            memcpy(d->joined + d->ct_len, p, (size_t)seg);
+            d->ct_len += seg;
+            skip(&p, &left, seg);
+        }
+        if (!d->joined)
+            return -1;
+    }
+    return d->ct_len > 0 && d->ct_len % 8 == 0 ? 0 : -1;
+}
+
+/* The legacy provider alone, loaded once per process and kept, with its
+ * DES-CBC: it lends single DES to des_open and is never used to send. */
+static OSSL_LIB_CTX *des_libctx;
+static EVP_CIPHER *des_cbc;
+static pthread_once_t des_once = PTHREAD_ONCE_INIT;
+
+static void des_cipher_load(void)
+{
+    OSSL_LIB_CTX *ctx = OSSL_LIB_CTX_new();
+    EVP_CIPHER *des =
+        ctx && OSSL_PROVIDER_load(ctx, "legacy") ? EVP_CIPHER_fetch(ctx, "DES-CBC", NULL) : NULL;
+    if (des) {
+        des_libctx = ctx;
+        des_cbc = des;
+    } else {
+        OSSL_LIB_CTX_free(ctx);
+    }
+    ERR_clear_error();
+}
+
+/* The RecipientInfo for cert, when it is RSA key transport. */
+static int des_recipient(CMS_ContentInfo *cms, X509 *cert)
+{
+    STACK_OF(CMS_RecipientInfo) *ris = CMS_get0_RecipientInfos(cms);
+    for (int i = 0; i < sk_CMS_RecipientInfo_num(ris); i++) {
+        CMS_RecipientInfo *ri = sk_CMS_RecipientInfo_value(ris, i);
+        X509_ALGOR *alg = NULL;
+        if (CMS_RecipientInfo_type(ri) != CMS_RECIPINFO_TRANS ||
+            CMS_RecipientInfo_ktri_cert_cmp(ri, cert) != 0)
+            continue;
+        CMS_RecipientInfo_ktri_get0_algs(ri, NULL, NULL, &alg);
+        return alg && OBJ_obj2nid(alg->algorithm) == NID_rsaEncryption ? i : -1;
+    }
+    return -1;
+}
+
+/* Decrypts DES-CBC content with its PKCS#7 padding into out. */
+static int des_decrypt(const unsigned char *key, const des_parts *d, BIO *out)
+{
+    EVP_CIPHER_CTX *cctx = EVP_CIPHER_CTX_new();
+    unsigned char *plain = OPENSSL_malloc((size_t)d->ct_len + 8);
+    int n = 0, fin = 0;
+    int ok = cctx && plain && EVP_DecryptInit_ex2(cctx, des_cbc, key, d->iv, NULL) == 1 &&
+             EVP_DecryptUpdate(cctx, plain, &n, d->ct, (int)d->ct_len) == 1 &&
+             EVP_DecryptFinal_ex(cctx, plain + n, &fin) == 1 && BIO_write(out, plain, n + fin) == n + fin;
+    if (plain)
+        OPENSSL_clear_free(plain, (size_t)d->ct_len + 8);
+    EVP_CIPHER_CTX_free(cctx);
+    return ok;
+}
+
+/* A single-DES reply to a client, in two steps instead of a second copy of
+ * the default provider (decrypt_legacy: its random generator, its method
+ * stores and the key's blinding made again cost more than the rest of the
+ * reply): our key opens the content-encryption key where the key lives (the
+ * default provider, the TPM, the vault), and the content is decrypted with
+ * the legacy provider's DES-CBC. For clients only: a wrong key is an error
+ * here, as with CMS_DEBUG_DECRYPT. 1: opened; 0: our key could not open it;
+ * -1: not a form handled here (another recipient type, BER), for
+ * decrypt_legacy. */
+static int des_open(const uint8_t *env, size_t env_len, X509 *cert, EVP_PKEY *key, BIO *out)
+{
+    CMS_ContentInfo *cms = CMS_ContentInfo_new_ex(NULL, util_pkey_propq(key));
+    const unsigned char *p = env;
+    des_parts d = {0};
+    int want = -1, rc = -1;
+    if (cms && d2i_CMS_ContentInfo(&cms, &p, (long)env_len) &&
+        OBJ_obj2nid(CMS_get0_type(cms)) == NID_pkcs7_enveloped)
+        want = des_recipient(cms, cert);
+    CMS_ContentInfo_free(cms);
+    pthread_once(&des_once, des_cipher_load);
+    if (want < 0 || des_locate(env, env_len, want, &d) != 0 || !des_cbc) {
+        OPENSSL_free(d.joined);
+        return -1;
+    }
+    EVP_PKEY_CTX *pctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, util_pkey_propq(key));
+    size_t size = (size_t)EVP_PKEY_get_size(key), cek_len = size;
+    unsigned char *cek = OPENSSL_malloc(size ? size : 1);
+    if (pctx && cek) {
+        rc = EVP_PKEY_decrypt_init(pctx) > 0 && EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) > 0 &&
+             EVP_PKEY_decrypt(pctx, cek, &cek_len, d.ek, (size_t)d.ek_len) > 0 && cek_len == 8 &&
+             des_decrypt(cek, &d, out);
+    }
+    if (cek)
+        OPENSSL_clear_free(cek, size ? size : 1);
+    EVP_PKEY_CTX_free(pctx);
+    OPENSSL_free(d.joined);
+    if (rc == 1)
+        ERR_clear_error();
+    return rc;
+}
+
 static int open_envelope(const uint8_t *env, size_t env_len, X509 *cert, EVP_PKEY *key, unsigned int flags,
                          uint8_t **out, size_t *out_len, char *cipher_name, size_t cipher_name_len,
                          util_error *err)
@@ -165,10 +361,17 @@ static int open_envelope(const uint8_t *env, size_t env_len, X509 *cert, EVP_PKE
     BIO *mem = BIO_new(BIO_s_mem());
     if (!mem)
         return util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
-    /* single DES (micromdm, old NDES) goes straight to the legacy context:
-     * trying the default one first would do the RSA decryption twice */
-    int ok = strcmp(cipher, "des-cbc") == 0 ? decrypt_legacy(env, env_len, cert, key, mem, flags)
-                                            : decrypt_in(NULL, env, env_len, cert, key, mem, flags);
+    /* single DES (micromdm, old NDES) never goes to the default context
+     * first, which would do the RSA decryption twice: a client opens it in
+     * two steps (des_open), a server, which must not tell a wrong key apart,
+     * in the legacy context */
+    int ok;
+    if (strcmp(cipher, "des-cbc") == 0) {
+        int fast = flags & CMS_DEBUG_DECRYPT ? des_open(env, env_len, cert, key, mem) : -1;
+        ok = fast >= 0 ? fast : decrypt_legacy(env, env_len, cert, key, mem, flags);
+    } else {
+        ok = decrypt_in(NULL, env, env_len, cert, key, mem, flags);
+    }
     if (!ok && util_pkey_in_tpm(key)) {
         BIO_free(mem);
         return util_error_ossl(err, UTIL_ERR_TPM_OPERATION, "opening the reply (%s, %s) with the TPM key",

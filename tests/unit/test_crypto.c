@@ -188,6 +188,90 @@ static void key_pem_round_trip_and_file(void **state)
     assert_true(err.code == UTIL_ERR_INPUT_FILE || err.code == UTIL_ERR_INPUT_KEY);
 }
 
+static char *pem_of(EVP_PKEY *key, int form)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    assert_non_null(b);
+    if (form == 0)
+        assert_int_equal(PEM_write_bio_PrivateKey_traditional(b, key, NULL, NULL, 0, NULL, NULL), 1);
+    else if (form == 1)
+        assert_int_equal(PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL), 1);
+    else if (form == 2)
+        assert_int_equal(PEM_write_bio_PKCS8PrivateKey(b, key, EVP_aes_128_cbc(), NULL, 0, NULL, "secret"),
+                         1);
+    else if (form == 3)
+        assert_int_equal(PEM_write_bio_PrivateKey_traditional(b, key, EVP_aes_128_cbc(),
+                                                              (unsigned char *)"secret", 6, NULL, NULL),
+                         1);
+    else
+        assert_int_equal(PEM_write_bio_PUBKEY(b, key), 1);
+    char *data = NULL;
+    long n = BIO_get_mem_data(b, &data);
+    char *copy = strndup(data, (size_t)n);
+    assert_non_null(copy);
+    BIO_free(b);
+    return copy;
+}
+
+/* Each PEM form loads to the same key, whether its label sends it to one
+ * decoder chain (PKCS#1, SEC 1, PKCS#8 RSA and EC) or to the search over
+ * every decoder (Ed25519, encrypted or mislabelled keys). */
+static void key_load_pem_forms(void **state)
+{
+    fixture *f = *state;
+    EVP_PKEY *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    assert_non_null(ed);
+    EVP_PKEY *keys[] = {f->rsa, f->ec256, ed};
+    for (size_t i = 0; i < 3; i++) {
+        for (int form = 0; form < 5; form++) {
+            if (i == 2 && (form == 0 || form == 3))
+                continue; /* Ed25519 has no traditional form */
+            char *pem = pem_of(keys[i], form);
+            EVP_PKEY *back = NULL;
+            util_error err = {0};
+            int rc = crypto_key_load((uint8_t *)pem, strlen(pem), &back, &err);
+            if (form <= 1) {
+                assert_int_equal(rc, 0);
+                assert_int_equal(EVP_PKEY_eq(back, keys[i]), 1);
+                assert_int_equal(EVP_PKEY_get_bits(back), EVP_PKEY_get_bits(keys[i]));
+                /* it signs: the private half is there */
+                assert_true(EVP_PKEY_get_size(back) > 0);
+            } else {
+                assert_int_equal(rc, -1); /* encrypted: no passphrase here; public: no private key */
+                assert_int_equal(err.code, UTIL_ERR_INPUT_KEY);
+                assert_null(back);
+            }
+            EVP_PKEY_free(back);
+            free(pem);
+        }
+    }
+    /* an RSA key under the EC label, an EC key under the RSA label */
+    const char *swap[][2] = {{"RSA PRIVATE KEY", "EC PRIVATE KEY"}, {"EC PRIVATE KEY", "RSA PRIVATE KEY"}};
+    for (size_t i = 0; i < 2; i++) {
+        char *pem = pem_of(keys[i], 0);
+        /* the label appears twice (BEGIN, END) and is as long as the other one
+         * give or take a few characters: rebuild the text around it */
+        char *first = strstr(pem, swap[i][0]), *second = first ? strstr(first + 1, swap[i][0]) : NULL;
+        assert_non_null(second);
+        size_t n = strlen(pem) + 16;
+        char *moved = malloc(n);
+        assert_non_null(moved);
+        size_t lab = strlen(swap[i][0]);
+        snprintf(moved, n, "%.*s%s%.*s%s%s", (int)(first - pem), pem, swap[i][1], (int)(second - first - lab),
+                 first + lab, swap[i][1], second + lab);
+        EVP_PKEY *back = NULL;
+        util_error err = {0};
+        if (crypto_key_load((uint8_t *)moved, strlen(moved), &back, &err) == 0)
+            assert_int_equal(EVP_PKEY_eq(back, keys[i]), 1); /* the general search may still find it */
+        else
+            assert_int_equal(err.code, UTIL_ERR_INPUT_KEY);
+        EVP_PKEY_free(back);
+        free(moved);
+        free(pem);
+    }
+    EVP_PKEY_free(ed);
+}
+
 /* ---- CSR ---- */
 
 static X509_REQ *build_csr(const crypto_csr_params *p, EVP_PKEY *key)
@@ -1112,6 +1196,7 @@ int main(void)
         cmocka_unit_test(key_spec_invalid),
         cmocka_unit_test(key_generate_each),
         cmocka_unit_test(key_pem_round_trip_and_file),
+        cmocka_unit_test(key_load_pem_forms),
         cmocka_unit_test(csr_subject_and_signature),
         cmocka_unit_test(csr_renew_from),
         cmocka_unit_test(csr_bad_subject),

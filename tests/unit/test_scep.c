@@ -720,53 +720,181 @@ static void certrep_ec_key_agreement(void **state)
     h_stack_free(rcpt);
 }
 
+/* A single-DES envelope for rcpt, made with the legacy provider (our
+ * encoder never makes one); NULL when that provider is not installed.
+ * ber: streamed, with indefinite lengths, as some servers send. */
+static uint8_t *des_envelope(STACK_OF(X509) * rcpt, bool ber, size_t *len)
+{
+    OSSL_LIB_CTX *ctx = OSSL_LIB_CTX_new();
+    assert_non_null(ctx);
+    OSSL_PROVIDER *legacy = OSSL_PROVIDER_load(ctx, "legacy");
+    OSSL_PROVIDER *deflt = OSSL_PROVIDER_load(ctx, "default");
+    uint8_t *env = NULL;
+    if (legacy) {
+        EVP_CIPHER *des = EVP_CIPHER_fetch(ctx, "DES-CBC", NULL);
+        assert_non_null(des);
+        BIO *in = BIO_new_mem_buf(CSR_STANDIN, sizeof CSR_STANDIN);
+        CMS_ContentInfo *cms = CMS_encrypt_ex(rcpt, in, des, CMS_BINARY | (ber ? CMS_STREAM : 0), ctx, NULL);
+        assert_non_null(cms);
+        if (ber) {
+            BIO *mem = BIO_new(BIO_s_mem());
+            BIO *data = BIO_new_mem_buf(CSR_STANDIN, sizeof CSR_STANDIN);
+            assert_int_equal(i2d_CMS_bio_stream(mem, cms, data, CMS_BINARY | CMS_STREAM), 1);
+            char *p = NULL;
+            long n = BIO_get_mem_data(mem, &p);
+            assert_true(n > 0);
+            env = OPENSSL_memdup(p, (size_t)n);
+            *len = (size_t)n;
+            BIO_free(data);
+            BIO_free(mem);
+        } else {
+            int n = i2d_CMS_ContentInfo(cms, &env);
+            assert_true(n > 0);
+            *len = (size_t)n;
+        }
+        CMS_ContentInfo_free(cms);
+        BIO_free(in);
+        EVP_CIPHER_free(des);
+    }
+    OSSL_PROVIDER_unload(legacy);
+    OSSL_PROVIDER_unload(deflt);
+    OSSL_LIB_CTX_free(ctx);
+    return env;
+}
+
+/* Re-encodes BER's indefinite lengths as definite ones and keeps every
+ * constructed form, such as the OCTET STRING segments of the encrypted
+ * content, which Go's pkcs7 (micromdm, step-ca) sends with definite
+ * lengths. One-byte tags only, as in CMS. Returns the bytes written. */
+static size_t ber_definite(const uint8_t **p, const uint8_t *end, uint8_t *out)
+{
+    assert_true(end - *p >= 2);
+    uint8_t tag = *(*p)++;
+    assert_int_not_equal(tag & 0x1f, 0x1f);
+    size_t n = 0;
+    uint8_t *body = NULL;
+    if (**p == 0x80) { /* indefinite: children up to the end-of-contents */
+        (*p)++;
+        body = malloc((size_t)(end - *p));
+        assert_non_null(body);
+        while (!((*p)[0] == 0 && (*p)[1] == 0))
+            n += ber_definite(p, end, body + n);
+        *p += 2;
+    } else {
+        size_t len = **p & 0x7f, l = 0;
+        if (*(*p)++ & 0x80)
+            for (size_t i = 0; i < len; i++)
+                l = l << 8 | *(*p)++;
+        else
+            l = len;
+        assert_true((size_t)(end - *p) >= l);
+        body = malloc(l ? l : 1);
+        assert_non_null(body);
+        memcpy(body, *p, l);
+        *p += l;
+        n = l;
+    }
+    size_t h = 0;
+    out[h++] = tag;
+    if (n < 128) {
+        out[h++] = (uint8_t)n;
+    } else {
+        assert_true(n < 65536);
+        out[h++] = n < 256 ? 0x81 : 0x82;
+        if (n >= 256)
+            out[h++] = (uint8_t)(n >> 8);
+        out[h++] = (uint8_t)n;
+    }
+    memcpy(out + h, body, n);
+    free(body);
+    return h + n;
+}
+
+/* Opens env with cert and key (as a client, or as a server with mma);
+ * returns the error code, 0 when it opened to CSR_STANDIN. */
+static int des_open_as(const uint8_t *env, size_t len, X509 *cert, EVP_PKEY *key, bool mma)
+{
+    uint8_t *plain = NULL;
+    size_t plain_len = 0;
+    char used[64] = "";
+    util_error err = {0};
+    int rc = mma ? scep_envelope_open_mma(env, len, cert, key, &plain, &plain_len, used, sizeof used, &err)
+                 : scep_envelope_open(env, len, cert, key, &plain, &plain_len, used, sizeof used, &err);
+    if (rc != 0) {
+        assert_null(plain);
+        return err.code;
+    }
+    assert_int_equal(plain_len, sizeof CSR_STANDIN);
+    assert_memory_equal(plain, CSR_STANDIN, plain_len);
+    assert_string_equal(used, "des-cbc");
+    OPENSSL_free(plain);
+    return 0;
+}
+
 /* Single-DES envelope, as micromdm and step-ca reply: opened through the
  * legacy provider, never produced by our encoder. */
 static void envelope_des_legacy(void **state)
 {
     fixture *f = *state;
-    OSSL_LIB_CTX *ctx = OSSL_LIB_CTX_new();
-    assert_non_null(ctx);
-    OSSL_PROVIDER *legacy = OSSL_PROVIDER_load(ctx, "legacy");
-    OSSL_PROVIDER *deflt = OSSL_PROVIDER_load(ctx, "default");
-    if (!legacy) {
-        OSSL_PROVIDER_unload(deflt);
-        OSSL_LIB_CTX_free(ctx);
-        skip(); /* the legacy provider is not installed */
-    }
-    EVP_CIPHER *des = EVP_CIPHER_fetch(ctx, "DES-CBC", NULL);
-    assert_non_null(des);
     STACK_OF(X509) *rcpt = h_stack(f->client, NULL);
-    BIO *in = BIO_new_mem_buf(CSR_STANDIN, sizeof CSR_STANDIN);
-    CMS_ContentInfo *cms = CMS_encrypt_ex(rcpt, in, des, CMS_BINARY, ctx, NULL);
-    assert_non_null(cms);
-    unsigned char *env = NULL;
-    int n = i2d_CMS_ContentInfo(cms, &env);
-    assert_true(n > 0);
-    CMS_ContentInfo_free(cms);
-    BIO_free(in);
-    EVP_CIPHER_free(des);
-    OSSL_PROVIDER_unload(legacy);
-    OSSL_PROVIDER_unload(deflt);
-    OSSL_LIB_CTX_free(ctx);
+    size_t n = 0;
+    uint8_t *env = des_envelope(rcpt, false, &n);
+    h_stack_free(rcpt);
+    if (!env)
+        skip(); /* the legacy provider is not installed */
     char cipher[64], kt[64];
     util_error err = {0};
-    assert_int_equal(scep_envelope_describe(env, (size_t)n, cipher, sizeof cipher, kt, sizeof kt, &err), 0);
+    assert_int_equal(scep_envelope_describe(env, n, cipher, sizeof cipher, kt, sizeof kt, &err), 0);
     assert_string_equal(cipher, "des-cbc");
-    uint8_t *plain = NULL;
-    size_t plain_len = 0;
-    char used[64] = "";
-    assert_int_equal(scep_envelope_open(env, (size_t)n, f->client, f->client_key, &plain, &plain_len, used,
-                                        sizeof used, &err),
-                     0);
-    assert_int_equal(plain_len, sizeof CSR_STANDIN);
-    assert_memory_equal(plain, CSR_STANDIN, plain_len);
-    assert_string_equal(used, "des-cbc");
-    OPENSSL_free(plain);
+    assert_int_equal(des_open_as(env, n, f->client, f->client_key, false), 0); /* a client: two steps */
+    assert_int_equal(des_open_as(env, n, f->client, f->client_key, true), 0);  /* a server */
+    /* the right certificate with another key, another certificate */
+    assert_int_equal(des_open_as(env, n, f->client, f->other_key, false), UTIL_ERR_RESPONSE_DECRYPT);
+    assert_int_equal(des_open_as(env, n, f->other, f->other_key, false), UTIL_ERR_RESPONSE_DECRYPT);
+    /* cut anywhere: an error, never a crash or a read past the end */
+    for (size_t cut = 1; cut < n; cut += 37)
+        assert_int_not_equal(des_open_as(env, cut, f->client, f->client_key, false), 0);
+    OPENSSL_free(env);
     /* the default library context still refuses single DES for sending */
     assert_null(scep_cipher_by_name("des"));
-    OPENSSL_free(env);
+}
+
+/* Several recipients (ours not the first), BER with indefinite lengths
+ * (the whole-CMS path), and definite lengths with the content in segments
+ * (the two-step path): each recipient opens its own. */
+static void envelope_des_recipients_ber(void **state)
+{
+    fixture *f = *state;
+    STACK_OF(X509) *rcpt = h_stack(f->other, f->ra_enc, f->client, NULL);
+    size_t n = 0, bn = 0;
+    uint8_t *env = des_envelope(rcpt, false, &n);
+    uint8_t *ber = env ? des_envelope(rcpt, true, &bn) : NULL;
     h_stack_free(rcpt);
+    if (!env)
+        skip(); /* the legacy provider is not installed */
+    assert_non_null(ber);
+    assert_int_equal(ber[1], 0x80); /* indefinite length indeed */
+    assert_int_equal(des_open_as(env, n, f->client, f->client_key, false), 0);
+    assert_int_equal(des_open_as(env, n, f->other, f->other_key, false), 0);
+    assert_int_equal(des_open_as(env, n, f->ra_enc, f->ra_enc_key, false), 0);
+    assert_int_equal(des_open_as(env, n, f->ca, f->ca_key, false), UTIL_ERR_RESPONSE_DECRYPT);
+    assert_int_equal(des_open_as(env, n, f->client, f->other_key, false), UTIL_ERR_RESPONSE_DECRYPT);
+    assert_int_equal(des_open_as(ber, bn, f->client, f->client_key, false), 0);
+    assert_int_equal(des_open_as(ber, bn, f->ra_enc, f->ra_enc_key, true), 0);
+    /* definite lengths with the content in segments: [0] constructed */
+    uint8_t *seg = malloc(bn + 64);
+    assert_non_null(seg);
+    const uint8_t *q = ber;
+    size_t sn = ber_definite(&q, ber + bn, seg);
+    assert_ptr_equal(q, ber + bn);
+    assert_int_not_equal(seg[1], 0x80);
+    assert_int_equal(des_open_as(seg, sn, f->client, f->client_key, false), 0);
+    assert_int_equal(des_open_as(seg, sn, f->client, f->other_key, false), UTIL_ERR_RESPONSE_DECRYPT);
+    for (size_t cut = 1; cut < sn; cut += 29)
+        assert_int_not_equal(des_open_as(seg, cut, f->client, f->client_key, false), 0);
+    free(seg);
+    OPENSSL_free(env);
+    OPENSSL_free(ber);
 }
 
 static void pending_and_failure_content(void **state)
@@ -1445,6 +1573,7 @@ int main(void)
         cmocka_unit_test(certrep_success),
         cmocka_unit_test(certrep_ec_key_agreement),
         cmocka_unit_test(envelope_des_legacy),
+        cmocka_unit_test(envelope_des_recipients_ber),
         cmocka_unit_test(pending_and_failure_content),
         cmocka_unit_test(signing_time_optional),
         cmocka_unit_test(ms_attributes_and_fail_info_text),
