@@ -447,22 +447,42 @@ static int write_outputs(const char *key_out, const char *cert_out, const char *
 {
     STACK_OF(X509) *one = sk_X509_new_null();
     STACK_OF(X509) *chain = chain_out ? client_result_chain(r, srv) : NULL;
+    char *key_pem = NULL, *cert_pem = NULL, *chain_pem = NULL;
+    size_t key_len = 0, cert_len = 0, chain_len = 0;
     int rc = -1;
     if (!one || sk_X509_push(one, r->cert) <= 0) {
         util_error_set(err, UTIL_ERR_INTERNAL, "out of memory");
         goto out;
     }
-    if (key_out && crypto_key_write_file(key_out, key, err) != 0)
-        goto out;
-    if (cert_out && crypto_certs_write_file(cert_out, one, err) != 0)
-        goto out;
-    if (chain_out && chain && crypto_certs_write_file(chain_out, chain, err) != 0)
+    /* the key and its certificates replace the old ones together, or none
+     * of them does */
+    util_file_out files[3];
+    size_t n = 0;
+    if (key_out) {
+        if (crypto_key_to_pem(key, &key_pem, &key_len, err) != 0)
+            goto out;
+        files[n++] = (util_file_out){key_out, key_pem, key_len, 0600};
+    }
+    if (cert_out) {
+        if (crypto_certs_to_pem(one, &cert_pem, &cert_len, err) != 0)
+            goto out;
+        files[n++] = (util_file_out){cert_out, cert_pem, cert_len, 0644};
+    }
+    if (chain_out && chain) {
+        if (crypto_certs_to_pem(chain, &chain_pem, &chain_len, err) != 0)
+            goto out;
+        files[n++] = (util_file_out){chain_out, chain_pem, chain_len, 0644};
+    }
+    if (util_files_write_atomic(files, n, err) != 0)
         goto out;
     crypto_cert_info info;
     crypto_cert_info_get(r->cert, &info);
     printf("issued: %s\n  serial:  %s\n  sha256:  %s\n", info.subject, info.serial, info.sha256);
     rc = 0;
 out:
+    crypto_secret_free(key_pem, key_len);
+    free(cert_pem);
+    free(chain_pem);
     sk_X509_free(one);
     util_x509_stack_free(chain);
     return rc;

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,61 +44,123 @@ out:
     return rc;
 }
 
-int util_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode, util_error *err)
+/* Writes data to a new temporary file next to f->path and starts its
+ * writeback to disk; *tmp names it and *fd stays open for the fsync (the
+ * caller frees and closes them; on failure nothing is left). */
+static int write_temp(const util_file_out *f, char **tmp, int *fd, util_error *err)
 {
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
-    char *dircopy = strdup(path);
-    int fd = -1, rc = -1;
-    if (!tmp || !dircopy) {
-        util_error_set(err, UTIL_ERR_OUTPUT_FILE, "%s: out of memory", path);
-        goto out;
+    size_t plen = strlen(f->path);
+    char *name = malloc(plen + 16);
+    if (!name)
+        return util_error_set(err, UTIL_ERR_OUTPUT_FILE, "%s: out of memory", f->path);
+    snprintf(name, plen + 16, "%s.tmpXXXXXX", f->path);
+    int d = mkstemp(name);
+    if (d < 0) {
+        util_error_set(err, UTIL_ERR_OUTPUT_FILE, "%s: %s", f->path, strerror(errno));
+        free(name);
+        return -1;
     }
-    snprintf(tmp, plen + 16, "%s.tmpXXXXXX", path);
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        util_error_set(err, UTIL_ERR_OUTPUT_FILE, "%s: %s", path, strerror(errno));
-        goto out;
-    }
-    if (fchmod(fd, mode) != 0)
-        goto fail_errno;
-    const uint8_t *p = data;
-    size_t left = len;
-    while (left) {
-        ssize_t n = write(fd, p, left);
+    const uint8_t *p = f->data;
+    size_t left = f->len;
+    int ok = fchmod(d, f->mode) == 0;
+    while (ok && left) {
+        ssize_t n = write(d, p, left);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0)
-            goto fail_errno;
-        p += n;
-        left -= (size_t)n;
+        ok = n >= 0;
+        if (ok) {
+            p += n;
+            left -= (size_t)n;
+        }
     }
-    if (fsync(fd) != 0)
-        goto fail_errno;
-    if (close(fd) != 0) {
-        fd = -1;
-        goto fail_errno;
+    if (!ok) {
+        util_error_set(err, UTIL_ERR_OUTPUT_FILE, "%s: %s", f->path, strerror(errno));
+        close(d);
+        unlink(name);
+        free(name);
+        return -1;
     }
-    fd = -1;
-    if (rename(tmp, path) != 0)
-        goto fail_errno;
-    int dfd = open(dirname(dircopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    /* the set's files go to disk at the same time; fsync waits for each */
+    (void)sync_file_range(d, 0, 0, SYNC_FILE_RANGE_WRITE);
+    *tmp = name;
+    *fd = d;
+    return 0;
+}
+
+/* Flushes the directory that holds path (its new entry), unless an earlier
+ * file of the set was in the same one. */
+static void sync_dir(const util_file_out *files, size_t i)
+{
+    char *dir = strdup(files[i].path);
+    if (!dir)
+        return;
+    char *d = dirname(dir);
+    for (size_t j = 0; j < i; j++) {
+        char *other = strdup(files[j].path);
+        bool same = other && strcmp(dirname(other), d) == 0;
+        free(other);
+        if (same) {
+            free(dir);
+            return;
+        }
+    }
+    int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         (void)fsync(dfd);
         close(dfd);
     }
+    free(dir);
+}
+
+int util_files_write_atomic(const util_file_out *files, size_t n, util_error *err)
+{
+    char *tmp[UTIL_FILES_MAX] = {0};
+    int fd[UTIL_FILES_MAX];
+    int rc = -1;
+    if (n > UTIL_FILES_MAX)
+        return util_error_set(err, UTIL_ERR_INTERNAL, "more than %d files in one write", UTIL_FILES_MAX);
+    for (size_t i = 0; i < n; i++)
+        fd[i] = -1;
+    size_t written = 0;
+    while (written < n && write_temp(&files[written], &tmp[written], &fd[written], err) == 0)
+        written++;
+    if (written < n)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        int ok = fsync(fd[i]) == 0, saved = errno;
+        if (close(fd[i]) != 0 && ok)
+            ok = 0, saved = errno;
+        fd[i] = -1;
+        if (!ok) {
+            util_error_set(err, UTIL_ERR_OUTPUT_FILE, "%s: %s", files[i].path, strerror(saved));
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (rename(tmp[i], files[i].path) != 0) {
+            util_error_set(err, UTIL_ERR_OUTPUT_FILE, "%s: %s", files[i].path, strerror(errno));
+            goto out;
+        }
+        free(tmp[i]);
+        tmp[i] = NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        sync_dir(files, i);
     rc = 0;
-    goto out;
-fail_errno:
-    util_error_set(err, UTIL_ERR_OUTPUT_FILE, "%s: %s", path, strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    fd = -1;
-    unlink(tmp);
 out:
-    if (fd >= 0)
-        close(fd);
-    free(tmp);
-    free(dircopy);
+    for (size_t i = 0; i < n; i++) {
+        if (fd[i] >= 0)
+            close(fd[i]);
+        if (tmp[i]) {
+            unlink(tmp[i]);
+            free(tmp[i]);
+        }
+    }
     return rc;
+}
+
+int util_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode, util_error *err)
+{
+    util_file_out f = {.path = path, .data = data, .len = len, .mode = mode};
+    return util_files_write_atomic(&f, 1, err);
 }

@@ -242,6 +242,66 @@ static void file_write_atomic_empty(void **state)
     free(dir);
 }
 
+static char *slurp(const char *path)
+{
+    uint8_t *data = NULL;
+    size_t len = 0;
+    util_error err = {0};
+    assert_int_equal(util_file_read(path, 100, &data, &len, &err), 0);
+    return (char *)data;
+}
+
+/* A key and its certificate replace the old pair together: when one of the
+ * set cannot be written, none of the old files changes and no temporary
+ * file stays; files in two directories both land. */
+static void files_write_atomic_set(void **state)
+{
+    (void)state;
+    char *dir = h_tempdir();
+    char *sub = join(dir, "sub");
+    assert_int_equal(mkdir(sub, 0700), 0);
+    char *key = join(dir, "key.pem"), *cert = join(dir, "cert.pem"), *chain = join(sub, "chain.pem");
+    char *bad = join(dir, "nodir/cert.pem");
+    util_error err = {0};
+    util_file_out set[] = {{key, "key1", 4, 0600}, {cert, "cert1", 5, 0644}, {chain, "chain1", 6, 0644}};
+    assert_int_equal(util_files_write_atomic(set, 3, &err), 0);
+    char *k = slurp(key), *c = slurp(cert), *ch = slurp(chain);
+    assert_string_equal(k, "key1");
+    assert_string_equal(c, "cert1");
+    assert_string_equal(ch, "chain1");
+    free(k), free(c), free(ch);
+    struct stat st;
+    assert_int_equal(stat(key, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(stat(cert, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0644);
+    /* the second file cannot be written: the first keeps its old content */
+    util_file_out broken[] = {{key, "key2", 4, 0600}, {bad, "cert2", 5, 0644}};
+    assert_int_equal(util_files_write_atomic(broken, 2, &err), -1);
+    assert_int_equal(err.code, UTIL_ERR_OUTPUT_FILE);
+    assert_non_null(strstr(err.detail, "nodir/cert.pem"));
+    k = slurp(key);
+    assert_string_equal(k, "key1");
+    free(k);
+    assert_int_equal(count_entries(dir), 3); /* key.pem, cert.pem, sub */
+    assert_int_equal(count_entries(sub), 1);
+    /* too many files at once is refused before anything is written */
+    util_file_out many[UTIL_FILES_MAX + 1];
+    for (size_t i = 0; i < UTIL_FILES_MAX + 1; i++)
+        many[i] = (util_file_out){key, "x", 1, 0600};
+    assert_int_equal(util_files_write_atomic(many, UTIL_FILES_MAX + 1, &err), -1);
+    k = slurp(key);
+    assert_string_equal(k, "key1");
+    free(k);
+    h_rmtree(dir);
+    free(bad);
+    free(chain);
+    free(cert);
+    free(key);
+    free(sub);
+    free(dir);
+}
+
 /* ---- hex ---- */
 
 static void hex_round_trip(void **state)
@@ -618,6 +678,7 @@ int main(void)
         cmocka_unit_test(file_read_and_cap),
         cmocka_unit_test(file_write_atomic_mode_and_replace),
         cmocka_unit_test(file_write_atomic_empty),
+        cmocka_unit_test(files_write_atomic_set),
         cmocka_unit_test(hex_round_trip),
         cmocka_unit_test(hex_rejects_bad_input),
         cmocka_unit_test(base64_vectors),
