@@ -3,6 +3,7 @@
 
 #include <openssl/err.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -430,6 +431,13 @@ out:
     return rc;
 }
 
+static void *preload(void *arg)
+{
+    (void)arg;
+    scep_envelope_preload();
+    return NULL;
+}
+
 int client_pki_operation(const client_config *cfg, const client_server *srv, const client_transaction *t,
                          int type, const uint8_t *message_data, size_t message_data_len, client_result *r,
                          util_error *err)
@@ -443,7 +451,14 @@ int client_pki_operation(const client_config *cfg, const client_server *srv, con
     if (client_pki_prepare(srv, t, type, message_data, message_data_len, time(NULL), nonce, &msg, &msg_len,
                            err) != 0)
         goto out;
-    if (transmit(cfg, t->choice.post, msg, msg_len, &resp, err) != 0)
+    /* micromdm, step-ca and old NDES reply in single DES, whatever their
+     * caps say: what opens it loads while the request is on the network */
+    pthread_t loader;
+    bool loading = pthread_create(&loader, NULL, preload, NULL) == 0;
+    int sent = transmit(cfg, t->choice.post, msg, msg_len, &resp, err);
+    if (loading)
+        pthread_join(loader, NULL);
+    if (sent != 0)
         goto out;
     rc = client_pki_finish(srv, t, nonce, &resp, r, err);
 out:

@@ -270,6 +270,11 @@ static void des_cipher_load(void)
     ERR_clear_error();
 }
 
+void scep_envelope_preload(void)
+{
+    pthread_once(&des_once, des_cipher_load);
+}
+
 /* The RecipientInfo for cert, when it is RSA key transport. */
 static int des_recipient(CMS_ContentInfo *cms, X509 *cert)
 {

@@ -240,6 +240,11 @@ int scep_envelope_open(const uint8_t *env, size_t env_len, X509 *cert, EVP_PKEY 
 int scep_envelope_open_mma(const uint8_t *env, size_t env_len, X509 *cert, EVP_PKEY *key, uint8_t **out,
                            size_t *out_len, char *cipher_name, size_t cipher_name_len,
                            util_error *err) MUST_CHECK;
+/* Loads, once per process, what opening a single-DES envelope as a client
+ * needs (the legacy provider's DES-CBC, about 1 ms); scep_envelope_open
+ * does it when it first meets one. A client may call it on a thread of its
+ * own while it waits for a reply. */
+void scep_envelope_preload(void);
 /* Describes an envelope without opening it: cipher and key transport names. */
 int scep_envelope_describe(const uint8_t *env, size_t env_len, char *cipher_name, size_t cipher_len,
                            char *kt_name, size_t kt_len, util_error *err) MUST_CHECK;
