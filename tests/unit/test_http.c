@@ -267,22 +267,36 @@ static void read_head(int fd)
     }
 }
 
+/* The next connection, or -1 once the stop pipe has been written. */
+static int accept_or_stop(int lfd, int stop)
+{
+    for (;;) {
+        struct pollfd p[2] = {{.fd = lfd, .events = POLLIN}, {.fd = stop, .events = POLLIN}};
+        int n = poll(p, 2, 1000);
+        if ((n < 0 && errno != EINTR) || (n > 0 && p[1].revents))
+            return -1;
+        int fd = n > 0 ? accept(lfd, NULL, NULL) : -1;
+        if (fd >= 0)
+            return fd;
+    }
+}
+
+/* Tells a server thread to stop, waits for it and closes its descriptors. */
+static void thread_stop(int lfd, int stop[2], pthread_t thread)
+{
+    if (write(stop[1], "x", 1) != 1)
+        abort();
+    pthread_join(thread, NULL);
+    close(lfd);
+    close(stop[0]);
+    close(stop[1]);
+}
+
 static void *raw_main(void *arg)
 {
     rawserver *s = arg;
     int held[32], nheld = 0;
-    for (;;) {
-        struct pollfd p[2] = {{.fd = s->lfd, .events = POLLIN}, {.fd = s->stop[0], .events = POLLIN}};
-        int n = poll(p, 2, 1000);
-        if (n < 0 && errno != EINTR)
-            break;
-        if (n <= 0)
-            continue;
-        if (p[1].revents)
-            break;
-        int fd = accept(s->lfd, NULL, NULL);
-        if (fd < 0)
-            continue;
+    for (int fd; (fd = accept_or_stop(s->lfd, s->stop[0])) >= 0;) {
         if (s->reply) {
             read_head(fd);
             if (write(fd, s->reply, strlen(s->reply)) < 0)
@@ -324,12 +338,7 @@ static int raw_start(rawserver *s, const char *reply)
 
 static void raw_stop(rawserver *s)
 {
-    if (write(s->stop[1], "x", 1) != 1)
-        abort();
-    pthread_join(s->thread, NULL);
-    close(s->lfd);
-    close(s->stop[0]);
-    close(s->stop[1]);
+    thread_stop(s->lfd, s->stop, s->thread);
 }
 
 /* ---- keep-alive server: scripted replies, counted connections ---------- */
@@ -401,18 +410,7 @@ static bool ka_serve(kaserver *s, int fd)
 static void *ka_main(void *arg)
 {
     kaserver *s = arg;
-    for (;;) {
-        struct pollfd p[2] = {{.fd = s->lfd, .events = POLLIN}, {.fd = s->stop[0], .events = POLLIN}};
-        int n = poll(p, 2, 1000);
-        if (n < 0 && errno != EINTR)
-            break;
-        if (n <= 0)
-            continue;
-        if (p[1].revents)
-            break;
-        int fd = accept(s->lfd, NULL, NULL);
-        if (fd < 0)
-            continue;
+    for (int fd; (fd = accept_or_stop(s->lfd, s->stop[0])) >= 0;) {
         ka_count(s, &s->conns);
         bool more = ka_serve(s, fd);
         close(fd);
@@ -438,12 +436,7 @@ static void ka_start(kaserver *s, const char *r0, const char *r1, const char *r2
 /* Stops the server and checks what it saw. */
 static void ka_stop(kaserver *s, int conns, int requests)
 {
-    if (write(s->stop[1], "x", 1) != 1)
-        abort();
-    pthread_join(s->thread, NULL);
-    close(s->lfd);
-    close(s->stop[0]);
-    close(s->stop[1]);
+    thread_stop(s->lfd, s->stop, s->thread);
     pthread_mutex_destroy(&s->mu);
     if (s->conns != conns || s->requests != requests)
         print_message("# port %d: %d connections, %d requests\n", s->port, s->conns, s->requests);
