@@ -4,6 +4,7 @@
 #include <openssl/provider.h>
 #include <openssl/rsa.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "scep/scep.h"
@@ -12,17 +13,23 @@
 /* Walks ContentInfo -> EnvelopedData to the contentEncryptionAlgorithm OID
  * and the first recipient's algorithm, with OpenSSL's DER reader. CMS has
  * no public getter for either. */
-static int read_header(const unsigned char **p, long *left, int want_tag, long *len)
+static int header(const unsigned char **p, long *left, int want_tag, long *len, bool der)
 {
     int tag, xclass;
     const unsigned char *start = *p;
     int r = ASN1_get_object(p, len, &tag, &xclass, *left);
-    if (r & 0x80)
-        return -1;
-    if (want_tag >= 0 && tag != want_tag)
+    if ((r & 0x80) || (want_tag >= 0 && tag != want_tag))
         return -1;
     *left -= (long)(*p - start);
+    /* DER: a definite length, the whole value inside what is left */
+    if (der && (r == 0x21 || *len > *left))
+        return -1;
     return xclass;
+}
+
+static int read_header(const unsigned char **p, long *left, int want_tag, long *len)
+{
+    return header(p, left, want_tag, len, false);
 }
 
 static int skip(const unsigned char **p, long *left, long len)
@@ -148,17 +155,10 @@ static int decrypt_legacy(const uint8_t *env, size_t env_len, X509 *cert, EVP_PK
     return ok;
 }
 
-/* One TLV header in DER: definite lengths only, the whole value inside
- * what is left. Returns the class, or -1. */
+/* read_header for DER only (see header). Returns the class, or -1. */
 static int der_header(const unsigned char **p, long *left, int want_tag, long *len)
 {
-    int tag, xclass;
-    const unsigned char *start = *p;
-    int r = ASN1_get_object(p, len, &tag, &xclass, *left);
-    if ((r & 0x80) || r == 0x21 || (want_tag >= 0 && tag != want_tag))
-        return -1;
-    *left -= (long)(*p - start);
-    return *len <= *left ? xclass : -1;
+    return header(p, left, want_tag, len, true);
 }
 
 /* Where single DES's two steps find their input in a DER EnvelopedData:
@@ -325,7 +325,7 @@ static int des_open(const uint8_t *env, size_t env_len, X509 *cert, EVP_PKEY *ke
         OBJ_obj2nid(CMS_get0_type(cms)) == NID_pkcs7_enveloped)
         want = des_recipient(cms, cert);
     CMS_ContentInfo_free(cms);
-    pthread_once(&des_once, des_cipher_load);
+    scep_envelope_preload();
     if (want < 0 || des_locate(env, env_len, want, &d) != 0 || !des_cbc) {
         OPENSSL_free(d.joined);
         return -1;

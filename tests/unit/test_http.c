@@ -395,7 +395,9 @@ static bool ka_serve(kaserver *s, int fd)
         int head = ka_read_head(s, fd);
         if (head <= 0)
             return head == 0;
+        pthread_mutex_lock(&s->mu); /* a test may change the script between requests */
         const char *r = i < sizeof s->replies / sizeof s->replies[0] ? s->replies[i] : NULL;
+        pthread_mutex_unlock(&s->mu);
         if (!r)
             continue;
         bool last = r[0] == '!';
@@ -1050,7 +1052,9 @@ static void test_fresh_no_retry(void **state)
     /* a new connection after Connection: close is not retried either */
     ka_start(&s, "!HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", NULL, NULL);
     get_ok(&o, s.port, "/", "ok");
+    pthread_mutex_lock(&s.mu);
     s.replies[0] = "!";
+    pthread_mutex_unlock(&s.mu);
     expect_get_error(&o, URL("http", s.port, "/"), UTIL_ERR_NET_RESET);
     ka_stop(&s, 2, 2);
 }
