@@ -346,8 +346,7 @@ static bool signer_allowed(op_ctx *c, X509_REQ *req, bool *renewal, reply *r)
 
 static void handle_enroll(op_ctx *c, reply *r)
 {
-    const unsigned char *p = c->data;
-    X509_REQ *req = d2i_X509_REQ(NULL, &p, (long)c->data_len);
+    X509_REQ *req = NULL;
     util_error err = {0};
     store_ca_request prev = {0};
     X509 *cert = NULL;
@@ -357,11 +356,12 @@ static void handle_enroll(op_ctx *c, reply *r)
              CA_CSR_MAX_TEXT);
         goto out;
     }
-    if (!req || p != c->data + c->data_len) {
+    int read = crypto_issue_csr_read(c->data, c->data_len, &req, &err);
+    if (read == CRYPTO_CSR_UNREADABLE) {
         fail(r, SCEP_FAIL_BAD_REQUEST, HR_INVALID_ARG, "messageData is not a PKCS#10 request%s", NULL);
         goto out;
     }
-    if (crypto_issue_csr_verify(req, &err) != 0) {
+    if (read != 0) {
         fail(r, SCEP_FAIL_BAD_MESSAGE_CHECK, NULL, "%s", err.detail);
         goto out;
     }

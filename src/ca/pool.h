@@ -18,6 +18,7 @@ struct ca_job {
     ca_http_request req;   /* the strings and body it points to are the job owner's */
     ca_http_response resp; /* filled by a worker */
     time_t now;
+    unsigned worker;           /* set by the pool: which worker ran it */
     void (*done)(ca_job *job); /* called on the event loop thread */
 };
 
@@ -28,6 +29,9 @@ int ca_pool_start(const ca_config *cfg, struct event_base *base, unsigned thread
                   util_error *err) MUST_CHECK;
 /* false: the queue is full or the pool is stopping; the job stays the caller's. */
 bool ca_pool_submit(ca_pool *p, ca_job *job);
+/* How many workers wait for a job. A job goes to the one that went idle
+ * last, so that under light load one worker takes them all. */
+unsigned ca_pool_idle(ca_pool *p);
 /* Joins the threads. Jobs still queued are not run and stay their owner's;
  * done callbacks scheduled but not yet run are dropped with the event base. */
 void ca_pool_stop(ca_pool *p);

@@ -41,6 +41,16 @@ typedef struct crypto_issue_params {
     const EVP_MD *digest; /* NULL: SHA-256 */
 } crypto_issue_params;
 
+/* What crypto_issue_csr_read returns for bytes that are not one PKCS#10
+ * request and nothing more. */
+#define CRYPTO_CSR_UNREADABLE 1
+/* Reads a DER PKCS#10 request and verifies its self-signature. RSA keys are
+ * read without OpenSSL 3.0's decoders (see issue.c); any other key, version
+ * or encoding goes through d2i_X509_REQ and crypto_issue_csr_verify. The
+ * request's public key is then a legacy RSA key: use it through EVP. 0,
+ * CRYPTO_CSR_UNREADABLE, or -1 with err when the signature does not verify
+ * or the key cannot be used. */
+int crypto_issue_csr_read(const unsigned char *der, size_t len, X509_REQ **out, util_error *err) MUST_CHECK;
 /* Verifies the request's self-signature. */
 int crypto_issue_csr_verify(X509_REQ *req, util_error *err) MUST_CHECK;
 /* The number of subjectAltName entries (0 without the extension), -1 when

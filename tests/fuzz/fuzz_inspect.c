@@ -1,7 +1,8 @@
 /*
  * What `scepctl inspect` reads from a file of unknown kind: a pkiMessage,
  * an EnvelopedData, a certs-only, a PKCS#10, IssuerAndSubject,
- * IssuerAndSerialNumber and certificates.
+ * IssuerAndSerialNumber and certificates; and scepca's reading of a
+ * PKCS#10 request (crypto_issue_csr_read).
  */
 #include <openssl/err.h>
 #include <openssl/x509.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 
 #include "crypto/crypto.h"
+#include "crypto/issue.h"
 #include "scep/scep.h"
 #include "util/ossl.h"
 
@@ -36,6 +38,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (pub)
             (void)X509_REQ_verify(req, pub);
         X509_REQ_free(req);
+    }
+    X509_REQ *read = NULL;
+    if (crypto_issue_csr_read(data, size, &read, &err) == 0) {
+        char line[256];
+        crypto_issue_csr_subject(read, line, sizeof line);
+        X509_REQ_free(read);
     }
     X509_NAME *issuer = NULL, *subject = NULL;
     if (scep_issuer_and_subject_decode(data, size, &issuer, &subject, &err) == 0) {

@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <openssl/pem.h>
+#include <openssl/rsa.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
@@ -1028,8 +1029,23 @@ static X509_REQ *request_with(EVP_PKEY *key, const char *key_usage, const char *
         sk_X509_EXTENSION_push(exts, X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name, sans));
     assert_int_equal(X509_REQ_add_extensions(req, exts), 1);
     sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
-    assert_true(X509_REQ_sign(req, key, EVP_sha256()) > 0);
+    assert_true(X509_REQ_sign(req, key, EVP_PKEY_is_a(key, "ED25519") ? NULL : EVP_sha256()) > 0);
     return req;
+}
+
+/* A self-signed test CA "CN=test CA" for ca_key, valid one day. */
+static X509 *test_ca(EVP_PKEY *ca_key)
+{
+    X509_NAME *subject = X509_NAME_new();
+    X509 *ca = NULL;
+    util_error err = {0};
+    uint8_t serial[] = {0x09};
+    assert_non_null(subject);
+    X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC, (const unsigned char *)"test CA", -1, -1, 0);
+    if (crypto_ca_create(ca_key, subject, serial, 1, time(NULL), 1, &ca, &err) != 0)
+        fail_msg("crypto_ca_create: %s", err.detail);
+    X509_NAME_free(subject);
+    return ca;
 }
 
 static X509 *issue_for(X509_REQ *req, X509 *ca, EVP_PKEY *ca_key)
@@ -1053,12 +1069,7 @@ static void issue_copies_request_key(void **state)
     EVP_PKEY *ca_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
     EVP_PKEY *keys[] = {EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048),
                         EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384")};
-    X509_NAME *subject = X509_NAME_new();
-    X509 *ca = NULL;
-    util_error err = {0};
-    uint8_t serial[] = {0x09};
-    X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC, (const unsigned char *)"test CA", -1, -1, 0);
-    assert_int_equal(crypto_ca_create(ca_key, subject, serial, 1, time(NULL), 1, &ca, &err), 0);
+    X509 *ca = test_ca(ca_key);
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         assert_non_null(keys[i]);
         X509_REQ *req = request_with(keys[i], NULL, "DNS:k.example");
@@ -1082,8 +1093,156 @@ static void issue_copies_request_key(void **state)
         EVP_PKEY_free(keys[i]);
     }
     X509_free(ca);
-    X509_NAME_free(subject);
     EVP_PKEY_free(ca_key);
+}
+
+/* A request as a device sends it: subject, keyUsage and subjectAltName in
+ * extensionRequest, a challengePassword, signed by key (or by signer). */
+static unsigned char *request_der(EVP_PKEY *key, EVP_PKEY *signer, int *len)
+{
+    X509_REQ *req = request_with(key, "critical,digitalSignature", "DNS:k.example");
+    assert_int_equal(X509_REQ_add1_attr_by_NID(req, NID_pkcs9_challengePassword, MBSTRING_ASC,
+                                               (const unsigned char *)"pw-1234", -1),
+                     1);
+    const EVP_MD *md = EVP_PKEY_is_a(key, "ED25519") ? NULL : EVP_sha256();
+    assert_true(X509_REQ_sign(req, signer ? signer : key, md) > 0);
+    unsigned char *der = NULL;
+    *len = i2d_X509_REQ(req, &der);
+    assert_true(*len > 0);
+    X509_REQ_free(req);
+    return der;
+}
+
+/* crypto_issue_csr_read gives what d2i_X509_REQ and X509_REQ_verify give:
+ * for RSA keys (read without a decoder) the same DER once re-encoded, the
+ * same key, subject, password and extensions; EC, RSA-PSS and Ed25519
+ * keys take OpenSSL's own path. Either way the certificate issued from it
+ * carries the request's key. */
+static void csr_read_matches_openssl(void **state)
+{
+    (void)state;
+    EVP_PKEY *ca_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    EVP_PKEY *keys[] = {EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048),
+                        EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)1024),
+                        EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"), NULL,
+                        EVP_PKEY_Q_keygen(NULL, NULL, "ED25519")};
+    EVP_PKEY_CTX *pss = EVP_PKEY_CTX_new_from_name(NULL, "RSA-PSS", NULL);
+    assert_non_null(pss);
+    assert_int_equal(EVP_PKEY_keygen_init(pss), 1);
+    assert_int_equal(EVP_PKEY_CTX_set_rsa_keygen_bits(pss, 2048), 1);
+    assert_int_equal(EVP_PKEY_keygen(pss, &keys[3]), 1);
+    EVP_PKEY_CTX_free(pss);
+    X509 *ca = test_ca(ca_key);
+    util_error err = {0};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        assert_non_null(keys[i]);
+        int len = 0;
+        unsigned char *der = request_der(keys[i], NULL, &len);
+        X509_REQ *got = NULL;
+        if (crypto_issue_csr_read(der, (size_t)len, &got, &err) != 0)
+            fail_msg("key %zu: %s", i, err.detail);
+        unsigned char *again = NULL;
+        int again_len = i2d_X509_REQ(got, &again);
+        assert_int_equal(again_len, len);
+        assert_memory_equal(again, der, (size_t)len);
+        assert_int_equal(EVP_PKEY_eq(X509_REQ_get0_pubkey(got), keys[i]), 1);
+        assert_int_equal(X509_REQ_verify(got, X509_REQ_get0_pubkey(got)), 1);
+        char subject_text[64];
+        crypto_issue_csr_subject(got, subject_text, sizeof subject_text);
+        assert_string_equal(subject_text, "CN=device");
+        char *pw = NULL;
+        size_t pw_len = 0;
+        assert_int_equal(crypto_issue_csr_challenge(got, &pw, &pw_len, &err), 0);
+        assert_string_equal(pw, "pw-1234");
+        crypto_secret_free(pw, pw_len);
+        assert_int_equal(crypto_issue_csr_san_count(got), 1);
+        X509 *cert = issue_for(got, ca, ca_key);
+        unsigned char *cder = NULL;
+        int clen = i2d_X509(cert, &cder);
+        const unsigned char *q = cder;
+        X509 *parsed = d2i_X509(NULL, &q, clen);
+        assert_non_null(parsed);
+        assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(parsed), keys[i]), 1);
+        assert_true(X509_get_key_usage(parsed) & KU_DIGITAL_SIGNATURE);
+        X509_free(parsed);
+        OPENSSL_free(cder);
+        X509_free(cert);
+        OPENSSL_free(again);
+        X509_REQ_free(got);
+        OPENSSL_free(der);
+        EVP_PKEY_free(keys[i]);
+    }
+    X509_free(ca);
+    EVP_PKEY_free(ca_key);
+}
+
+/* What crypto_issue_csr_read refuses: a signature by another key or with a
+ * byte changed (-1, "does not verify"), an rsaEncryption key that is not an
+ * RSAPublicKey (-1, as OpenSSL's path refuses it), and as unreadable every
+ * cut of a request, a byte after it, nothing at all. */
+static void csr_read_refuses(void **state)
+{
+    (void)state;
+    EVP_PKEY *rsa = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+    EVP_PKEY *other = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+    EVP_PKEY *ec = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    util_error err = {0};
+    X509_REQ *got = NULL;
+    int len = 0;
+
+    unsigned char *der = request_der(rsa, other, &len);
+    assert_int_equal(crypto_issue_csr_read(der, (size_t)len, &got, &err), -1);
+    assert_null(got);
+    assert_non_null(strstr(err.detail, "does not verify"));
+    OPENSSL_free(der);
+
+    EVP_PKEY *signers[] = {rsa, ec};
+    for (size_t k = 0; k < 2; k++) {
+        der = request_der(signers[k], NULL, &len);
+        der[len - 1] ^= 0x01; /* the signature's last byte */
+        memset(&err, 0, sizeof err);
+        assert_int_equal(crypto_issue_csr_read(der, (size_t)len, &got, &err), -1);
+        assert_null(got);
+        assert_non_null(strstr(err.detail, "does not verify"));
+        der[len - 1] ^= 0x01;
+        for (int cut = 0; cut < len; cut++) {
+            assert_int_equal(crypto_issue_csr_read(der, (size_t)cut, &got, &err), CRYPTO_CSR_UNREADABLE);
+            assert_null(got);
+        }
+        unsigned char *longer = malloc((size_t)len + 1);
+        assert_non_null(longer);
+        memcpy(longer, der, (size_t)len);
+        longer[len] = 0;
+        assert_int_equal(crypto_issue_csr_read(longer, (size_t)len + 1, &got, &err), CRYPTO_CSR_UNREADABLE);
+        assert_int_equal(crypto_issue_csr_read(der, (size_t)len, &got, &err), 0);
+        X509_REQ_free(got);
+        got = NULL;
+        free(longer);
+        OPENSSL_free(der);
+    }
+
+    /* rsaEncryption over an EC point: neither path can use the key */
+    X509_REQ *req = request_with(ec, NULL, NULL);
+    unsigned char *point = NULL;
+    size_t point_len = EVP_PKEY_get1_encoded_public_key(ec, &point);
+    assert_true(point_len > 0);
+    assert_int_equal(X509_PUBKEY_set0_param(X509_REQ_get_X509_PUBKEY(req), OBJ_nid2obj(NID_rsaEncryption),
+                                            V_ASN1_NULL, NULL, point, (int)point_len),
+                     1);
+    assert_true(X509_REQ_sign(req, ec, EVP_sha256()) > 0);
+    der = NULL;
+    len = i2d_X509_REQ(req, &der);
+    assert_true(len > 0);
+    memset(&err, 0, sizeof err);
+    assert_int_equal(crypto_issue_csr_read(der, (size_t)len, &got, &err), -1);
+    assert_null(got);
+    assert_non_null(strstr(err.detail, "no usable public key"));
+    OPENSSL_free(der);
+    X509_REQ_free(req);
+
+    EVP_PKEY_free(rsa);
+    EVP_PKEY_free(other);
+    EVP_PKEY_free(ec);
 }
 
 /* keyCertSign and cRLSign belong to CAs: never copied from a request. */
@@ -1092,12 +1251,7 @@ static void issue_drops_ca_key_usages(void **state)
     (void)state;
     EVP_PKEY *ca_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
     EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-    X509_NAME *subject = X509_NAME_new();
-    X509 *ca = NULL;
-    util_error err = {0};
-    uint8_t serial[] = {0x07};
-    X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC, (const unsigned char *)"test CA", -1, -1, 0);
-    assert_int_equal(crypto_ca_create(ca_key, subject, serial, 1, time(NULL), 1, &ca, &err), 0);
+    X509 *ca = test_ca(ca_key);
     X509_REQ *req =
         request_with(key, "critical,digitalSignature,keyCertSign,cRLSign", "DNS:a.example,DNS:b.example");
     assert_int_equal(crypto_issue_csr_san_count(req), 2);
@@ -1121,7 +1275,6 @@ static void issue_drops_ca_key_usages(void **state)
     X509_free(cert);
     X509_REQ_free(req);
     X509_free(ca);
-    X509_NAME_free(subject);
     EVP_PKEY_free(key);
     EVP_PKEY_free(ca_key);
 }
@@ -1216,6 +1369,8 @@ int main(void)
         cmocka_unit_test(verify_cases),
         cmocka_unit_test(issue_drops_ca_key_usages),
         cmocka_unit_test(issue_copies_request_key),
+        cmocka_unit_test(csr_read_matches_openssl),
+        cmocka_unit_test(csr_read_refuses),
         cmocka_unit_test(tls_policy_for_ec_and_rsa),
     };
     return cmocka_run_group_tests_name("crypto", tests, setup, teardown);
