@@ -86,10 +86,11 @@ struct util_throttle *ca_challenge_throttle_new(void);
 /* Opens the store under cfg->dir and loads the CA and RA material. cfg is
  * borrowed and must outlive the server. */
 int ca_server_open(const ca_config *cfg, ca_server **out, util_error *err) MUST_CHECK;
-/* Does, on the calling thread, what OpenSSL and SQLite otherwise do on a
- * thread's first request: its random generators, the RSA blinding of each
- * private key, the store's schema. Each worker thread calls it once at
- * start, so that no device's request pays for it. */
+/* Does, on the calling thread, what OpenSSL otherwise does on a thread's
+ * first request: its random generators, the RSA blinding of each private
+ * key (crypto_key_prepare). Each worker thread calls it once at start, so
+ * that no device's request pays for it; the store's schema was read when
+ * ca_server_open loaded the keys through the same connection. */
 void ca_server_prepare(ca_server *srv);
 void ca_server_free(ca_server *srv);
 

@@ -1,7 +1,5 @@
 /* The request handler: HTTP request in, HTTP response out (RFC 8894 §4). */
-#include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -141,36 +139,13 @@ fail:
     return -1;
 }
 
-/* A private-key operation with key on this thread: RSA builds its blinding
- * on first use (a modular inverse, about a millisecond). */
-static void prepare_key(EVP_PKEY *key)
-{
-    if (!key)
-        return;
-    unsigned char digest[32] = {0}, sig[1024];
-    size_t sig_len = sizeof sig;
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
-    if (ctx && EVP_PKEY_sign_init(ctx) == 1 && EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) == 1 &&
-        EVP_PKEY_get_size(key) <= (int)sizeof sig)
-        (void)EVP_PKEY_sign(ctx, sig, &sig_len, digest, sizeof digest);
-    EVP_PKEY_CTX_free(ctx);
-}
-
 void ca_server_prepare(ca_server *srv)
 {
-    unsigned char b[1];
-    (void)RAND_bytes(b, sizeof b); /* this thread's random generators */
-    prepare_key(srv->ca_key);
+    crypto_key_prepare(srv->ca_key);
     if (srv->ra_enc_key != srv->ca_key)
-        prepare_key(srv->ra_enc_key);
+        crypto_key_prepare(srv->ra_enc_key);
     if (srv->ra_sign_key != srv->ca_key && srv->ra_sign_key != srv->ra_enc_key)
-        prepare_key(srv->ra_sign_key);
-    store_ca_cert rec = {0};
-    util_error err = {0};
-    /* the schema, read once per connection; an error shows on the first request */
-    if (store_ca_cert_get(srv->store, "00", &rec, &err) >= 0)
-        store_ca_cert_clear(&rec);
-    ERR_clear_error();
+        crypto_key_prepare(srv->ra_sign_key);
 }
 
 void ca_server_free(ca_server *srv)

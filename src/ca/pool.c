@@ -29,7 +29,6 @@ struct ca_pool {
     pthread_cond_t wake[CA_POOL_MAX_THREADS];
     unsigned idle[CA_POOL_MAX_THREADS];
     unsigned idle_count;
-    bool is_idle[CA_POOL_MAX_THREADS];
     store_ca_group *group; /* the workers' commits share fsyncs */
 };
 
@@ -46,18 +45,13 @@ static void deliver(evutil_socket_t fd, short what, void *arg)
     job->done(job);
 }
 
-/* Called with the lock held. */
-static void leave_idle(ca_pool *p, unsigned w)
+/* Where worker w stands in the idle stack, or -1. Called with the lock held. */
+static int idle_slot(const ca_pool *p, unsigned w)
 {
-    if (!p->is_idle[w])
-        return;
-    p->is_idle[w] = false;
     for (unsigned i = 0; i < p->idle_count; i++)
-        if (p->idle[i] == w) {
-            memmove(&p->idle[i], &p->idle[i + 1], (p->idle_count - i - 1) * sizeof p->idle[0]);
-            p->idle_count--;
-            break;
-        }
+        if (p->idle[i] == w)
+            return (int)i;
+    return -1;
 }
 
 static ca_job *next_job(ca_pool *p, unsigned w)
@@ -65,13 +59,15 @@ static ca_job *next_job(ca_pool *p, unsigned w)
     ca_job *job = NULL;
     pthread_mutex_lock(&p->lock);
     while (!p->stop && !p->head) {
-        if (!p->is_idle[w]) {
-            p->is_idle[w] = true;
+        if (idle_slot(p, w) < 0)
             p->idle[p->idle_count++] = w;
-        }
         pthread_cond_wait(&p->wake[w], &p->lock);
     }
-    leave_idle(p, w);
+    int i = idle_slot(p, w); /* woken by stop, or another's wake-up found a job */
+    if (i >= 0) {
+        memmove(&p->idle[i], &p->idle[i + 1], (p->idle_count - (unsigned)i - 1) * sizeof p->idle[0]);
+        p->idle_count--;
+    }
     if (!p->stop && p->head) {
         job = p->head;
         p->head = job->next;
@@ -156,9 +152,7 @@ bool ca_pool_submit(ca_pool *p, ca_job *job)
         p->queued++;
         ok = true;
         if (p->idle_count > 0) {
-            unsigned w = p->idle[--p->idle_count];
-            p->is_idle[w] = false;
-            pthread_cond_signal(&p->wake[w]);
+            pthread_cond_signal(&p->wake[p->idle[--p->idle_count]]);
         }
     }
     pthread_mutex_unlock(&p->lock);

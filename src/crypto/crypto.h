@@ -49,6 +49,11 @@ bool crypto_key_is_rsa(EVP_PKEY *key);
 /* PEM or DER, PKCS#8, PKCS#1 or SEC1, unencrypted; or a TSS2 PRIVATE KEY PEM,
  * which loads the tpm2 provider first (crypto_tpm_load). */
 int crypto_key_load(const uint8_t *data, size_t len, EVP_PKEY **out, util_error *err) MUST_CHECK;
+/* One signature with key, thrown away, and one random byte, on the calling
+ * thread: what OpenSSL makes on a thread's first use (an RSA key's blinding,
+ * a modular inverse of about a millisecond; the thread's random generators)
+ * is then made. For server threads before their first request. */
+void crypto_key_prepare(EVP_PKEY *key);
 int crypto_key_load_file(const char *path, EVP_PKEY **out, util_error *err) MUST_CHECK;
 /* PKCS#8 PEM in a secret buffer (wiped when freed with crypto_secret_free);
  * for a TPM key the TSS2 PRIVATE KEY PEM (the key sealed to its TPM). */

@@ -161,32 +161,33 @@ typedef struct csr {
     ASN1_BIT_STRING *signature;
 } CSR;
 
-ASN1_SEQUENCE(CSR_SPKI) =
-    {
-        ASN1_SIMPLE(CSR_SPKI, algor, X509_ALGOR),
-        ASN1_SIMPLE(CSR_SPKI, public_key, ASN1_BIT_STRING),
+/* clang-format off */
+ASN1_SEQUENCE(CSR_SPKI) = {
+    ASN1_SIMPLE(CSR_SPKI, algor, X509_ALGOR),
+    ASN1_SIMPLE(CSR_SPKI, public_key, ASN1_BIT_STRING),
 } static_ASN1_SEQUENCE_END(CSR_SPKI)
 
-        ASN1_SEQUENCE_enc(CSR_INFO, enc, NULL) =
-            {
-                ASN1_SIMPLE(CSR_INFO, version, ASN1_INTEGER),
-                ASN1_SIMPLE(CSR_INFO, subject, X509_NAME),
-                ASN1_SIMPLE(CSR_INFO, spki, CSR_SPKI),
-                ASN1_IMP_SET_OF_OPT(CSR_INFO, attributes, X509_ATTRIBUTE, 0),
+ASN1_SEQUENCE_enc(CSR_INFO, enc, NULL) = {
+    ASN1_SIMPLE(CSR_INFO, version, ASN1_INTEGER),
+    ASN1_SIMPLE(CSR_INFO, subject, X509_NAME),
+    ASN1_SIMPLE(CSR_INFO, spki, CSR_SPKI),
+    ASN1_IMP_SET_OF_OPT(CSR_INFO, attributes, X509_ATTRIBUTE, 0),
 } static_ASN1_SEQUENCE_END_ref(CSR_INFO, CSR_INFO)
 
-                ASN1_SEQUENCE(CSR) =
-                    {
-                        ASN1_SIMPLE(CSR, info, CSR_INFO),
-                        ASN1_SIMPLE(CSR, sig_alg, X509_ALGOR),
-                        ASN1_SIMPLE(CSR, signature, ASN1_BIT_STRING),
+ASN1_SEQUENCE(CSR) = {
+    ASN1_SIMPLE(CSR, info, CSR_INFO),
+    ASN1_SIMPLE(CSR, sig_alg, X509_ALGOR),
+    ASN1_SIMPLE(CSR, signature, ASN1_BIT_STRING),
 } static_ASN1_SEQUENCE_END(CSR)
+/* (a declaration ends the unformatted part: the templates end without a
+ * semicolon, and clang-format would indent what follows them) */
+static EVP_PKEY *csr_rsa_key(const CSR_SPKI *spki);
+/* clang-format on */
 
-                    /* An rsaEncryption key (parameters absent or NULL, no unused bits) as a
-                     * PKCS#1 RSAPublicKey, through d2i_PublicKey's template: no decoder. NULL
-                     * for any other key or encoding, which then takes d2i_X509_REQ's path. */
-                    static EVP_PKEY
-                    * csr_rsa_key(const CSR_SPKI *spki)
+/* An rsaEncryption key (parameters absent or NULL, no unused bits) as a
+ * PKCS#1 RSAPublicKey, through d2i_PublicKey's template: no decoder. NULL
+ * for any other key or encoding, which then takes d2i_X509_REQ's path. */
+static EVP_PKEY *csr_rsa_key(const CSR_SPKI *spki)
 {
     const ASN1_OBJECT *oid = NULL;
     int ptype = V_ASN1_UNDEF;
@@ -207,16 +208,16 @@ ASN1_SEQUENCE(CSR_SPKI) =
 }
 
 /* The X509_REQ that the rest of scepca reads, from a request already read
- * and verified: version, subject, attributes and signature copied, the key
- * set as a legacy RSA key (X509_REQ_set_pubkey then encodes it with the key
- * type's own method, not an OpenSSL 3.0 encoder). */
+ * and verified (version 1, as X509_REQ_new makes it): subject, attributes
+ * and signature copied, the key set as a legacy RSA key (X509_REQ_set_pubkey
+ * then encodes it with the key type's own method, not an OpenSSL 3.0
+ * encoder). */
 static X509_REQ *csr_to_req(const CSR *c, EVP_PKEY *key)
 {
     X509_REQ *req = X509_REQ_new();
     ASN1_BIT_STRING *sig = ASN1_STRING_dup(c->signature);
-    if (!req || !sig || X509_REQ_set_version(req, X509_REQ_VERSION_1) != 1 ||
-        X509_REQ_set_subject_name(req, c->info->subject) != 1 || X509_REQ_set_pubkey(req, key) != 1 ||
-        X509_REQ_set1_signature_algo(req, c->sig_alg) != 1)
+    if (!req || !sig || X509_REQ_set_subject_name(req, c->info->subject) != 1 ||
+        X509_REQ_set_pubkey(req, key) != 1 || X509_REQ_set1_signature_algo(req, c->sig_alg) != 1)
         goto fail;
     for (int i = 0; i < sk_X509_ATTRIBUTE_num(c->info->attributes); i++)
         if (X509_REQ_add1_attr(req, sk_X509_ATTRIBUTE_value(c->info->attributes, i)) != 1)

@@ -4,6 +4,7 @@
 #include <openssl/encoder.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 
 #include "crypto/crypto.h"
 #include "util/file.h"
+#include "util/ossl.h"
 
 #define KEY_FILE_MAX (64u << 10)
 
@@ -176,6 +178,22 @@ out:
     BIO_free(bio);
     ERR_clear_error();
     return key;
+}
+
+void crypto_key_prepare(EVP_PKEY *key)
+{
+    if (!key)
+        return;
+    unsigned char digest[32] = {0}, sig[1024];
+    size_t sig_len = sizeof sig;
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, util_pkey_propq(key));
+    if (ctx && EVP_PKEY_sign_init(ctx) == 1 && EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) == 1 &&
+        EVP_PKEY_get_size(key) <= (int)sizeof sig)
+        (void)EVP_PKEY_sign(ctx, sig, &sig_len, digest, sizeof digest);
+    EVP_PKEY_CTX_free(ctx);
+    unsigned char b[1];
+    (void)RAND_bytes(b, sizeof b);
+    ERR_clear_error();
 }
 
 int crypto_key_load(const uint8_t *data, size_t len, EVP_PKEY **out, util_error *err)
