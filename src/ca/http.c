@@ -335,6 +335,7 @@ static void job_done(ca_job *job)
 {
     http_job *j = (http_job *)job;
     if (!j->dead) {
+        log_debug("%s: answered by worker %u", j->peer, job->worker);
         edge_set_closecb(j->ctx->edge, j->evcon, NULL, NULL);
         respond(j->ctx, j->req, &j->job.resp);
     }
@@ -377,6 +378,18 @@ static http_job *job_new(http_ctx *ctx, struct evhttp_request *req, const ca_htt
     return j;
 }
 
+/* A request that signs and stores goes to a worker, so that the loop stays
+ * free for the other connections. With no other connection open and no job
+ * in flight nobody would be kept waiting, and the loop thread answers it
+ * itself: handing it over costs two thread switches, a futex and the
+ * eventfd write that brings the reply back. */
+static bool run_on_loop(http_ctx *ctx)
+{
+    edge_stats st;
+    edge_get_stats(ctx->edge, &st);
+    return st.open <= 1 && ca_pool_quiet(ctx->pool);
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
     http_ctx *ctx = arg;
@@ -402,7 +415,8 @@ static void on_request(struct evhttp_request *req, void *arg)
         .peer = peer,
     };
     ca_http_response resp;
-    if (ctx->pool && evcon && !ca_request_is_light(&r)) {
+    bool heavy = ctx->pool && evcon && !ca_request_is_light(&r);
+    if (heavy && !run_on_loop(ctx)) {
         http_job *j = job_new(ctx, req, &r);
         if (j && ca_pool_submit(ctx->pool, &j->job)) {
             edge_set_closecb(ctx->edge, evcon, job_conn_closed, j);
@@ -414,6 +428,8 @@ static void on_request(struct evhttp_request *req, void *arg)
         ca_response_text(&resp, 503, "scepca is busy; retry later.\n");
     } else {
         ca_handle(ctx->srv, &r, time(NULL), &resp);
+        if (heavy)
+            log_debug("%s: answered on the event loop (no other connection, no job in flight)", peer);
     }
     respond(ctx, req, &resp);
     ca_http_response_clear(&resp);
@@ -527,6 +543,7 @@ int ca_serve(ca_server *srv, const char *listen, util_error *err)
     unsigned threads = srv->cfg->threads ? srv->cfg->threads : DEFAULT_THREADS;
     if (threads > 1 && ca_pool_start(srv->cfg, ctx.base, threads, &ctx.pool, err) != 0)
         goto out;
+    ca_server_prepare(srv);
     print_bound(sock, host);
     if (event_base_dispatch(ctx.base) < 0) {
         util_error_set(err, UTIL_ERR_INTERNAL, "the event loop failed");
