@@ -380,14 +380,16 @@ static http_job *job_new(http_ctx *ctx, struct evhttp_request *req, const ca_htt
 
 /* A request that signs and stores goes to a worker, so that the loop stays
  * free for the other connections. With no other connection open and no job
- * in flight nobody would be kept waiting, and the loop thread answers it
- * itself: handing it over costs two thread switches, a futex and the
- * eventfd write that brings the reply back. */
-static bool run_on_loop(http_ctx *ctx)
+ * in flight (ctx->jobs holds every job from its submit until its reply is
+ * back on the loop, so no worker touches the store) nobody would be kept
+ * waiting, and the loop thread answers it itself: handing it over costs two
+ * thread switches, a futex and the eventfd write that brings the reply
+ * back. */
+static bool run_on_loop(const http_ctx *ctx)
 {
     edge_stats st;
     edge_get_stats(ctx->edge, &st);
-    return st.open <= 1 && ca_pool_quiet(ctx->pool);
+    return st.open <= 1 && !ctx->jobs;
 }
 
 static void on_request(struct evhttp_request *req, void *arg)

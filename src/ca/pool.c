@@ -29,7 +29,6 @@ struct ca_pool {
     pthread_cond_t wake[CA_POOL_MAX_THREADS];
     unsigned idle[CA_POOL_MAX_THREADS];
     unsigned idle_count;
-    unsigned in_flight;    /* submitted, not yet delivered to the loop */
     store_ca_group *group; /* the workers' commits share fsyncs */
 };
 
@@ -43,10 +42,6 @@ static void deliver(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     ca_job *job = arg;
-    ca_pool *p = job->pool;
-    pthread_mutex_lock(&p->lock);
-    p->in_flight--;
-    pthread_mutex_unlock(&p->lock);
     job->done(job);
 }
 
@@ -155,8 +150,6 @@ bool ca_pool_submit(ca_pool *p, ca_job *job)
             p->head = job;
         p->tail = job;
         p->queued++;
-        p->in_flight++;
-        job->pool = p;
         ok = true;
         if (p->idle_count > 0) {
             pthread_cond_signal(&p->wake[p->idle[--p->idle_count]]);
@@ -172,14 +165,6 @@ unsigned ca_pool_idle(ca_pool *p)
     unsigned n = p->idle_count;
     pthread_mutex_unlock(&p->lock);
     return n;
-}
-
-bool ca_pool_quiet(ca_pool *p)
-{
-    pthread_mutex_lock(&p->lock);
-    bool quiet = p->in_flight == 0;
-    pthread_mutex_unlock(&p->lock);
-    return quiet;
 }
 
 void ca_pool_stop(ca_pool *p)

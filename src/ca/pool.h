@@ -20,7 +20,6 @@ struct ca_job {
     ca_http_response resp; /* filled by a worker */
     time_t now;
     unsigned worker;           /* set by the pool: which worker ran it */
-    ca_pool *pool;             /* set by the pool */
     void (*done)(ca_job *job); /* called on the event loop thread */
 };
 
@@ -32,10 +31,6 @@ bool ca_pool_submit(ca_pool *p, ca_job *job);
 /* How many workers wait for a job. A job goes to the one that went idle
  * last, so that under light load one worker takes them all. */
 unsigned ca_pool_idle(ca_pool *p);
-/* True when every job submitted has been delivered back (its done
- * callback has run): no worker is using the store and none will until the
- * next submit. The loop thread may then answer a request itself. */
-bool ca_pool_quiet(ca_pool *p);
 /* Joins the threads. Jobs still queued are not run and stay their owner's;
  * done callbacks scheduled but not yet run are dropped with the event base. */
 void ca_pool_stop(ca_pool *p);

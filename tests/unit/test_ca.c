@@ -146,34 +146,11 @@ static void burst_is_answered(void **state)
     free(jobs);
 }
 
-/* The loop thread answers a request itself only when the pool is quiet:
- * from a job's submit until its done callback has run on the loop, it is
- * not, even once the worker has finished with it. */
-static void quiet_until_delivered(void **state)
-{
-    fixture *f = *state;
-    int done = 0;
-    test_job t;
-    wait_all_idle(f);
-    assert_true(ca_pool_quiet(f->pool));
-    job_init(&t, &done);
-    assert_true(ca_pool_submit(f->pool, &t.job));
-    assert_false(ca_pool_quiet(f->pool));
-    wait_all_idle(f); /* the worker is done; the reply waits for the loop */
-    assert_int_equal(done, 0);
-    assert_false(ca_pool_quiet(f->pool));
-    wait_done(f, &done, 1);
-    assert_true(ca_pool_quiet(f->pool));
-    assert_int_equal(t.job.resp.status, 200);
-    ca_http_response_clear(&t.job.resp);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(sequential_jobs_stay_on_one_worker, setup, teardown),
         cmocka_unit_test_setup_teardown(burst_is_answered, setup, teardown),
-        cmocka_unit_test_setup_teardown(quiet_until_delivered, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
